@@ -1,0 +1,249 @@
+package podman
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deviceless/deviceless/edgeagent/container"
+	"github.com/deviceless/deviceless/edgeagent/internal/testenv"
+)
+
+const shImage = "localhost/deviceless/sh"
+
+func newRuntime(t *testing.T) *Runtime {
+	t.Helper()
+	rt, err := New(Config{
+		Socket:     testenv.PodmanSocket(t),
+		OCIRuntime: "runc",
+		Agent:      "test-" + randomHex(3),
+		User:       "65534:65534",
+		CodeDir:    t.TempDir(),
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := rt.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return rt
+}
+
+func shJob(code string) container.Job {
+	return container.Job{
+		ID: "inv-" + randomHex(4), Function: "t", Image: shImage,
+		Command: []string{"/bin/sh", container.CodePath}, Code: code,
+		Stdin: []byte(`{"id":"x","args":{"n":1}}` + "\n"), Timeout: 20 * time.Second,
+	}
+}
+
+func run(t *testing.T, rt *Runtime, job container.Job) container.Outcome {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := rt.Run(ctx, job)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return out
+}
+
+func TestRunEchoesStdinAndEnv(t *testing.T) {
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(`read -r ev; printf '{"ev":%s,"fn":"%s","id":"%s"}' "$ev" "$DEVICELESS_FUNCTION" "$DEVICELESS_INVOCATION_ID"; echo oops >&2`))
+	if out.ExitCode != 0 || out.TimedOut || out.OOMKilled || !out.Cold {
+		t.Fatalf("outcome %+v", out)
+	}
+	if !strings.Contains(string(out.Stdout), `"ev":{"id":"x","args":{"n":1}}`) || !strings.Contains(string(out.Stdout), `"fn":"t"`) || !strings.Contains(string(out.Stdout), `"id":"inv-`) {
+		t.Fatalf("stdout %q", out.Stdout)
+	}
+	if strings.TrimSpace(out.Stderr) != "oops" {
+		t.Fatalf("stderr %q", out.Stderr)
+	}
+}
+
+func TestStdinIsClosed(t *testing.T) {
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(`wc -c`))
+	if strings.TrimSpace(string(out.Stdout)) != "26" {
+		t.Fatalf("stdout %q", out.Stdout)
+	}
+}
+
+func TestExitCodeAndStderrTail(t *testing.T) {
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(`i=0; while [ $i -lt 2000 ]; do echo "line $i" >&2; i=$((i+1)); done; exit 3`))
+	if out.ExitCode != 3 {
+		t.Fatalf("exit %d", out.ExitCode)
+	}
+	if len(out.Stderr) > 4096 || !strings.HasSuffix(out.Stderr, "line 1999\n") {
+		t.Fatalf("stderr tail %d bytes, ends %q", len(out.Stderr), out.Stderr[len(out.Stderr)-20:])
+	}
+}
+
+func TestDeadlineKills(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob(`sleep 600`)
+	job.Timeout = 500 * time.Millisecond
+	out := run(t, rt, job)
+	if !out.TimedOut || out.OOMKilled {
+		t.Fatalf("outcome %+v", out)
+	}
+}
+
+func TestMemoryLimitOOM(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob(`x=a; while true; do x="$x$x"; done`)
+	job.Memory = 16 << 20
+	out := run(t, rt, job)
+	if !out.OOMKilled || out.TimedOut {
+		t.Fatalf("outcome %+v", out)
+	}
+}
+
+func TestOutputCap(t *testing.T) {
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(`head -c 8000000 /dev/zero | tr '\0' a`))
+	if !out.Truncated || len(out.Stdout) != 1<<20 || out.ExitCode != 0 {
+		t.Fatalf("truncated=%v len=%d exit=%d", out.Truncated, len(out.Stdout), out.ExitCode)
+	}
+}
+
+func TestLockedDown(t *testing.T) {
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(`
+if touch /etc/x 2>/dev/null || touch /x 2>/dev/null; then echo rootfs-writable; fi
+if touch /code/x 2>/dev/null; then echo code-writable; fi
+if nc -w 1 127.0.0.1 1883 </dev/null 2>/dev/null; then echo net; fi
+ip -o link 2>/dev/null | grep -v ' lo:' | grep -q . && echo links
+grep -q '^CapEff:\s*0000000000000000' /proc/self/status || echo caps
+grep -q '^NoNewPrivs:\s*1' /proc/self/status || echo nnp
+[ "$(id -u)" = 65534 ] || echo root
+echo ok > /tmp/scratch && cat /tmp/scratch`))
+	if got := strings.TrimSpace(string(out.Stdout)); got != "ok" {
+		t.Fatalf("container not locked down: %q (stderr %q)", got, out.Stderr)
+	}
+}
+
+func TestMissingImage(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob(`true`)
+	job.Image = "localhost/deviceless/does-not-exist"
+	_, err := rt.Run(context.Background(), job)
+	if !errors.Is(err, container.ErrImageNotFound) {
+		t.Fatalf("err = %v, want ErrImageNotFound", err)
+	}
+}
+
+func TestCrashLeavesNothingBehind(t *testing.T) {
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(`sh -c 'kill -SEGV $$'`))
+	if out.ExitCode != 139 {
+		t.Fatalf("exit %d", out.ExitCode)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := rt2.Sweep(ctx)
+	if err != nil || n != 0 {
+		t.Fatalf("sweep after close: %d, %v", n, err)
+	}
+}
+
+func TestSweepRemovesOrphans(t *testing.T) {
+	rt := newRuntime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// An orphan: a container created by a previous agent process that crashed.
+	c, err := rt.client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rt.spec(shJob("true"), "")
+	if _, err := rt.create(c, s); err != nil {
+		t.Fatal(err)
+	}
+	rt.mu.Lock()
+	clear(rt.active)
+	rt.mu.Unlock()
+	n, err := rt.Sweep(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sweep: %d, %v", n, err)
+	}
+}
+
+func TestPython(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob("import json, sys\nev = json.load(sys.stdin)\nprint(json.dumps({'n': ev['args']['n'] + 1}))\n")
+	job.Image = "localhost/deviceless/python3"
+	job.Command = []string{"python3", container.CodePath}
+	out := run(t, rt, job)
+	if strings.TrimSpace(string(out.Stdout)) != `{"n": 2}` {
+		t.Fatalf("stdout %q stderr %q", out.Stdout, out.Stderr)
+	}
+}
+
+func TestWarmReusesRunner(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob(`read -r ev; echo "{\"pid\":$$,\"id\":\"$DEVICELESS_INVOCATION_ID\"}"`)
+	job.Warm = &container.Warm{Idle: time.Minute, MaxUses: 3}
+	var outs []container.Outcome
+	for i := range 4 {
+		job.ID = "warm-" + string(rune('a'+i))
+		outs = append(outs, run(t, rt, job))
+	}
+	if !outs[0].Cold || outs[1].Cold || outs[2].Cold || !outs[3].Cold {
+		t.Fatalf("cold flags: %v %v %v %v", outs[0].Cold, outs[1].Cold, outs[2].Cold, outs[3].Cold)
+	}
+	if !strings.Contains(string(outs[1].Stdout), `"id":"warm-b"`) {
+		t.Fatalf("stdout %q", outs[1].Stdout)
+	}
+}
+
+func TestWarmFaults(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob(`read -r ev; case "$ev" in *hang*) sleep 600;; *fail*) echo bad >&2; exit 4;; *big*) head -c 3000000 /dev/zero | tr '\0' b;; *) echo '{"ok":true}';; esac`)
+	job.Warm = &container.Warm{Idle: time.Minute}
+	job.Stdin = []byte(`{"x":"fail"}`)
+	out := run(t, rt, job)
+	if out.ExitCode != 4 || strings.TrimSpace(out.Stderr) != "bad" {
+		t.Fatalf("fail: %+v", out)
+	}
+	job.Stdin = []byte(`{"x":"big"}`)
+	out = run(t, rt, job)
+	if out.Cold || !out.Truncated || len(out.Stdout) != 1<<20 {
+		t.Fatalf("big: cold=%v truncated=%v len=%d", out.Cold, out.Truncated, len(out.Stdout))
+	}
+	job.Stdin = []byte(`{"x":"ok"}`)
+	out = run(t, rt, job)
+	if out.Cold || strings.TrimSpace(string(out.Stdout)) != `{"ok":true}` {
+		t.Fatalf("after big: cold=%v %q", out.Cold, out.Stdout)
+	}
+	job.Stdin = []byte(`{"x":"hang"}`)
+	job.Timeout = 300 * time.Millisecond
+	out = run(t, rt, job)
+	if !out.TimedOut {
+		t.Fatalf("hang: %+v", out)
+	}
+	job.Stdin = []byte(`{"x":"ok"}`)
+	job.Timeout = 20 * time.Second
+	out = run(t, rt, job)
+	if !out.Cold || strings.TrimSpace(string(out.Stdout)) != `{"ok":true}` {
+		t.Fatalf("after hang: cold=%v %q", out.Cold, out.Stdout)
+	}
+}
