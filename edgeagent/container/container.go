@@ -41,9 +41,9 @@ type Outcome struct {
 	Truncated bool   // stdout exceeded the limit; the rest was discarded
 	Stderr    string // the tail of stderr
 	ExitCode  int
-	TimedOut  bool // killed at the deadline
-	OOMKilled bool // killed for exceeding its memory limit
-	Cold      bool // a new container was started for this job
+	TimedOut  bool          // killed at the deadline
+	OOMKilled bool          // killed for exceeding its memory limit
+	Cold      bool          // a new container was started for this job
 	Start     time.Duration // creating and starting the container (zero when warm)
 	Run       time.Duration // from start to exit (or to the reply when warm)
 }

@@ -310,4 +310,3 @@ func (w *runner) retire() {
 		w.rt.removeLater(w.id, w.codeDir)
 	})
 }
-
