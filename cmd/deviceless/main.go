@@ -1,0 +1,52 @@
+// Command deviceless is the one Deviceless binary: engine, edge agent, demo and tools.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `deviceless — serverless functions and closed control loops at the edge
+
+Usage:
+  deviceless rules check PATH...   validate rule files and folders
+  deviceless rules test PATH...    run rule test files (*_test.yaml)
+  deviceless version               print the version
+
+Run 'deviceless COMMAND -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "rules":
+		return rulesCmd(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "deviceless", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "deviceless: unknown command %q\n\n%s", args[0], usage)
+	_ = ctx
+	return 2
+}

@@ -1,0 +1,225 @@
+// Package protocol holds what crosses the wire between the engine, the edge agents and
+// MQTT clients: topic names and message shapes (see docs/design.md). It is the only
+// package the engine and the edge agent share.
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// DefaultPrefix is the topic prefix of every Deviceless topic unless configured otherwise.
+const DefaultPrefix = "deviceless"
+
+// Topics builds topic names under a prefix. The zero value uses DefaultPrefix.
+type Topics struct {
+	Prefix string
+}
+
+func (t Topics) p() string {
+	if t.Prefix == "" {
+		return DefaultPrefix
+	}
+	return t.Prefix
+}
+
+// AgentStatus is the retained status topic of an agent; its last will marks it offline.
+func (t Topics) AgentStatus(agent string) string { return t.p() + "/agents/" + agent + "/status" }
+
+// AgentInvoke carries invocation requests from the engine to one agent.
+func (t Topics) AgentInvoke(agent string) string { return t.p() + "/agents/" + agent + "/invoke" }
+
+// AgentResult carries invocation results from an agent to the engine.
+func (t Topics) AgentResult(agent string) string { return t.p() + "/agents/" + agent + "/result" }
+
+// AgentActuate carries direct actuations from the engine to one agent.
+func (t Topics) AgentActuate(agent string) string { return t.p() + "/agents/" + agent + "/actuate" }
+
+// AgentAll is the filter matching every topic of one agent.
+func (t Topics) AgentAll(agent string) string { return t.p() + "/agents/" + agent + "/#" }
+
+// AllStatus is the filter matching every agent's status.
+func (t Topics) AllStatus() string { return t.p() + "/agents/+/status" }
+
+// AllResults is the filter matching every agent's result topic.
+func (t Topics) AllResults() string { return t.p() + "/agents/+/result" }
+
+// Invoke is the request topic external clients use to invoke a function through the engine.
+func (t Topics) Invoke(function string) string { return t.p() + "/invoke/" + function }
+
+// AllInvoke is the filter matching every external invoke request.
+func (t Topics) AllInvoke() string { return t.p() + "/invoke/+" }
+
+// Results is where the engine republishes every finished invocation of a function.
+func (t Topics) Results(function string) string { return t.p() + "/results/" + function }
+
+// DeadLetter receives invocations that could not be delivered or exhausted their retries.
+func (t Topics) DeadLetter() string { return t.p() + "/deadletter" }
+
+// Internal reports whether topic lies inside the prefix.
+func (t Topics) Internal(topic string) bool {
+	p := t.p()
+	return topic == p || strings.HasPrefix(topic, p+"/")
+}
+
+// Line directions.
+const (
+	DirectionOutput = "output"
+	DirectionInput  = "input"
+)
+
+// LineInfo describes one GPIO line an agent exposes.
+type LineInfo struct {
+	Direction string `json:"direction"`
+}
+
+// Status is an agent's retained status message.
+type Status struct {
+	Agent     string              `json:"agent"`
+	Online    bool                `json:"online"`
+	Labels    map[string]string   `json:"labels,omitempty"`
+	Runtimes  []string            `json:"runtimes,omitempty"`
+	Functions []string            `json:"functions,omitempty"`
+	Lines     map[string]LineInfo `json:"lines,omitempty"`
+	Version   string              `json:"version,omitempty"`
+	StartedAt time.Time           `json:"started_at,omitzero"`
+}
+
+// Event is the sensor event that triggered an invocation.
+type Event struct {
+	Topic      string          `json:"topic"`
+	Payload    json.RawMessage `json:"payload,omitempty"`
+	ReceivedAt time.Time       `json:"received_at,omitzero"`
+}
+
+// Warm configures a long-lived runner for a function.
+type Warm struct {
+	Idle    Duration `json:"idle,omitzero"`
+	MaxUses int      `json:"max_uses,omitempty"`
+}
+
+// FunctionSpec tells an agent how to run a function: an image plus a command, or a
+// runtime (a named image the agent maps) plus inline code.
+type FunctionSpec struct {
+	Image   string            `json:"image,omitempty"`
+	Runtime string            `json:"runtime,omitempty"`
+	Command []string          `json:"command,omitempty"`
+	Code    string            `json:"code,omitempty"`
+	Timeout Duration          `json:"timeout,omitzero"`
+	Memory  int64             `json:"memory,omitempty"` // bytes
+	Env     map[string]string `json:"env,omitempty"`
+	Warm    *Warm             `json:"warm,omitempty"`
+}
+
+// Invocation is an invocation request sent to an agent.
+type Invocation struct {
+	ID       string         `json:"id"`
+	Function string         `json:"function"`
+	Rule     string         `json:"rule,omitempty"`
+	Attempt  int            `json:"attempt"`
+	Deadline time.Time      `json:"deadline,omitzero"`
+	Event    *Event         `json:"event,omitempty"`
+	Args     map[string]any `json:"args,omitempty"`
+	Spec     FunctionSpec   `json:"spec"`
+}
+
+// Result statuses.
+const (
+	StatusOK       = "ok"
+	StatusError    = "error"
+	StatusTimeout  = "timeout"
+	StatusOOM      = "oom"
+	StatusRejected = "rejected"
+	StatusExpired  = "expired"
+)
+
+// Timings are the stages of one invocation in milliseconds.
+type Timings struct {
+	Queue float64 `json:"queue"`
+	Start float64 `json:"start"`
+	Run   float64 `json:"run"`
+	Total float64 `json:"total"`
+}
+
+// Result is what an agent answers for an invocation.
+type Result struct {
+	ID       string          `json:"id"`
+	Agent    string          `json:"agent"`
+	Function string          `json:"function"`
+	Rule     string          `json:"rule,omitempty"`
+	Status   string          `json:"status"`
+	Output   json.RawMessage `json:"output,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	ExitCode int             `json:"exit_code"`
+	Cold     bool            `json:"cold"`
+	Timings  Timings         `json:"timings_ms"`
+}
+
+// Actuation drives one output line of an agent; For, when set, reverts it afterwards.
+type Actuation struct {
+	ID    string   `json:"id,omitempty"`
+	Line  string   `json:"line"`
+	Value int      `json:"value"`
+	For   Duration `json:"for,omitzero"`
+}
+
+// Publish is a message a function (or a rule) asks to publish.
+type Publish struct {
+	Topic   string          `json:"topic"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+	QoS     byte            `json:"qos,omitempty"`
+	Retain  bool            `json:"retain,omitempty"`
+}
+
+// Output is the shape of a function's stdout when it asks the agent to act.
+type Output struct {
+	Actuate []Actuation     `json:"actuate,omitempty"`
+	Publish []Publish       `json:"publish,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
+}
+
+// InvokeRequest is the body of an external invoke (MQTT deviceless/invoke/{fn} or HTTP).
+type InvokeRequest struct {
+	Args   map[string]any `json:"args,omitempty"`
+	Target *Target        `json:"target,omitempty"`
+}
+
+// Target selects agents: by id, or by labels; Pick is "one" (default) or "all".
+type Target struct {
+	Agent  string            `json:"agent,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Pick   string            `json:"pick,omitempty"`
+}
+
+// Duration is a time.Duration that travels as a Go duration string ("30s") and also
+// accepts a number of milliseconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads "30s" or a number of milliseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var ms float64
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return fmt.Errorf("duration must be a string like \"30s\" or milliseconds, got %s", b)
+	}
+	*d = Duration(ms * float64(time.Millisecond))
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

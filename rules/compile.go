@@ -1,0 +1,540 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Options bound what a rule set may cost. The zero value takes the defaults.
+type Options struct {
+	// MaxKeys is the number of state keys kept per rule; the least recently used key is
+	// evicted beyond it, so a flood of distinct topics cannot exhaust memory.
+	MaxKeys int
+	// MaxSamples bounds a time window's samples per key; the oldest go first.
+	MaxSamples int
+	// MaxNodes bounds an expression's size at compile time.
+	MaxNodes uint
+	// MemoryBudget bounds the memory one expression run may allocate (expr's units).
+	MemoryBudget uint
+	// ErrorLogInterval is how often a rule's runtime errors are logged at most.
+	ErrorLogInterval time.Duration
+	// Logger receives rate-limited runtime errors; nil discards them.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxKeys <= 0 {
+		o.MaxKeys = 10000
+	}
+	if o.MaxSamples <= 0 {
+		o.MaxSamples = 1024
+	}
+	if o.MaxNodes == 0 {
+		o.MaxNodes = 2000
+	}
+	if o.MemoryBudget == 0 {
+		o.MemoryBudget = 100000
+	}
+	if o.ErrorLogInterval <= 0 {
+		o.ErrorLogInterval = time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Defaults applied to functions that do not say.
+const (
+	DefaultTimeout = 10 * time.Second
+	DefaultMemory  = 64 << 20
+)
+
+// Function is a compiled function definition.
+type Function struct {
+	Name    string
+	Pos     Pos
+	Runtime string
+	Image   string
+	Command []string
+	Code    string
+	Timeout time.Duration
+	Memory  int64
+	Env     map[string]string
+	Warm    *Warm
+}
+
+// Warm configures a function's long-lived runner.
+type Warm struct {
+	Idle    time.Duration
+	MaxUses int
+}
+
+// Target selects the agents an action goes to.
+type Target struct {
+	Agent  string            `json:"agent,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Pick   string            `json:"pick,omitempty"`
+}
+
+// Pick values.
+const (
+	PickOne = "one"
+	PickAll = "all"
+)
+
+// Rule is a compiled rule.
+type Rule struct {
+	Name        string
+	Description string
+	Pos         Pos
+	Filters     []string
+	For         time.Duration
+	Throttle    time.Duration
+
+	cond     *vm.Program
+	key      *vm.Program
+	window   *windowSpec
+	actions  []*actionSpec
+	uses     uses
+	stateful bool
+	maxKeys  int
+	sig      string // what the rule's state depends on; equal sig keeps state on reload
+
+	state    *ruleState
+	counters *Counters
+}
+
+// Counters are a rule's running totals. They are shared with the rule's successor
+// across reloads when its state is kept.
+type Counters struct {
+	Matched   atomic.Uint64 // events whose topic matched
+	Fired     atomic.Uint64 // firings
+	Throttled atomic.Uint64 // firings suppressed by throttle
+	Errors    atomic.Uint64 // runtime errors (missing field, wrong type, budget)
+	Evicted   atomic.Uint64 // keys evicted from state
+	lastLog   atomic.Int64
+}
+
+// Counters returns the rule's running totals.
+func (r *Rule) Counters() *Counters { return r.counters }
+
+// Keys is the number of state keys the rule holds now.
+func (r *Rule) Keys() int {
+	if r.state == nil {
+		return 0
+	}
+	r.state.mu.Lock()
+	defer r.state.mu.Unlock()
+	return len(r.state.keys)
+}
+
+type windowSpec struct {
+	over       time.Duration
+	count      int
+	of         *vm.Program
+	maxSamples int
+}
+
+// ActionKind says what an action does.
+type ActionKind int
+
+// Action kinds.
+const (
+	Invoke ActionKind = iota + 1
+	Actuate
+	Publish
+)
+
+func (k ActionKind) String() string {
+	switch k {
+	case Invoke:
+		return "invoke"
+	case Actuate:
+		return "actuate"
+	case Publish:
+		return "publish"
+	}
+	return "unknown"
+}
+
+type actionSpec struct {
+	kind     ActionKind
+	function *Function
+	target   Target
+	argNames []string
+	args     []*vm.Program
+	line     string
+	value    *vm.Program
+	dur      time.Duration
+	topic    *vm.Program
+	payload  *vm.Program
+	qos      byte
+	retain   bool
+}
+
+// Set is a compiled, immutable rule set with the state of its rules. Evaluate events
+// with an Evaluator (one per goroutine).
+type Set struct {
+	Rules     []*Rule
+	Functions map[string]*Function
+
+	matcher Matcher[int32]
+	opts    Options
+	files   []string
+	agents  atomic.Pointer[[]Agent]
+}
+
+// Files lists the rule files the set was loaded from.
+func (s *Set) Files() []string { return s.files }
+
+// Rule returns the rule with this name, or nil.
+func (s *Set) Rule(name string) *Rule {
+	for _, r := range s.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// SetAgents publishes the agent registry that expressions see as `agents`.
+func (s *Set) SetAgents(a []Agent) { s.agents.Store(&a) }
+
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	topicLike = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_+#-]*)+$`)
+)
+
+// Compile checks and compiles parsed rule files into a Set. Every problem is reported,
+// as Errors, with its position.
+func Compile(files []*FileDef, opts Options) (*Set, error) {
+	opts = opts.withDefaults()
+	c := &compiler{opts: opts, set: &Set{Functions: map[string]*Function{}, opts: opts}}
+	for _, f := range files {
+		for _, fd := range f.Functions {
+			c.function(fd)
+		}
+	}
+	seen := map[string]Pos{}
+	for _, f := range files {
+		for _, rd := range f.Rules {
+			if prev, dup := seen[rd.Name.Value]; dup && rd.Name.Value != "" {
+				c.errf(rd.Name.Pos, "duplicate rule name %q (first defined at %s)", rd.Name.Value, prev)
+				continue
+			}
+			seen[rd.Name.Value] = rd.Name.Pos
+			c.rule(rd)
+		}
+	}
+	if len(c.errs) > 0 {
+		return nil, c.errs
+	}
+	return c.set, nil
+}
+
+type compiler struct {
+	opts Options
+	set  *Set
+	errs Errors
+}
+
+func (c *compiler) errf(p Pos, format string, args ...any) {
+	c.errs = append(c.errs, errorf(p, format, args...))
+}
+
+func (c *compiler) function(fd *FunctionDef) {
+	name := fd.Name
+	if prev, dup := c.set.Functions[name.Value]; dup {
+		c.errf(name.Pos, "duplicate function name %q (first defined at %s)", name.Value, prev.Pos)
+		return
+	}
+	if !nameRE.MatchString(name.Value) {
+		c.errf(name.Pos, "function name %q: use letters, digits, '_', '-' and '.'", name.Value)
+	}
+	switch {
+	case fd.Runtime == "" && fd.Image == "":
+		c.errf(name.Pos, "function %q needs `runtime` (with `code`) or `image`", name.Value)
+	case fd.Runtime != "" && fd.Image != "":
+		c.errf(name.Pos, "function %q has both `runtime` and `image`; choose one", name.Value)
+	case fd.Runtime != "" && fd.Code == "" && len(fd.Command) == 0:
+		c.errf(name.Pos, "function %q: a runtime function needs `code` (or a `command`)", name.Value)
+	case fd.Image != "" && fd.Code != "":
+		c.errf(name.Pos, "function %q: inline `code` needs a `runtime`, not an `image`", name.Value)
+	}
+	fn := &Function{
+		Name: name.Value, Pos: name.Pos, Runtime: fd.Runtime, Image: fd.Image,
+		Command: fd.Command, Code: fd.Code, Timeout: fd.Timeout.D(), Memory: int64(fd.Memory), Env: fd.Env,
+	}
+	if fn.Timeout == 0 {
+		fn.Timeout = DefaultTimeout
+	}
+	if fn.Memory == 0 {
+		fn.Memory = DefaultMemory
+	} else if fn.Memory < 4<<20 {
+		c.errf(name.Pos, "function %q: memory %d bytes is below the 4Mi a container needs", name.Value, fn.Memory)
+	}
+	if fd.Warm != nil {
+		fn.Warm = &Warm{Idle: fd.Warm.Idle.D(), MaxUses: fd.Warm.MaxUses}
+		if fn.Warm.Idle == 0 {
+			fn.Warm.Idle = time.Minute
+		}
+		if fn.Warm.MaxUses < 0 {
+			c.errf(name.Pos, "function %q: warm.max_uses must not be negative", name.Value)
+		}
+	}
+	c.set.Functions[name.Value] = fn
+}
+
+func (c *compiler) rule(rd *RuleDef) {
+	name := rd.Name
+	if name.Value == "" {
+		c.errf(rd.Pos, "a rule needs a `name`")
+		return
+	}
+	if !nameRE.MatchString(name.Value) {
+		c.errf(name.Pos, "rule name %q: use letters, digits, '_', '-' and '.'", name.Value)
+	}
+	if rd.Disabled {
+		return
+	}
+	r := &Rule{
+		Name: name.Value, Description: rd.Description, Pos: name.Pos,
+		For: rd.For.D(), Throttle: rd.Throttle.D(), maxKeys: c.opts.MaxKeys, counters: &Counters{},
+	}
+	if rd.MaxKeys < 0 {
+		c.errf(name.Pos, "rule %q: max_keys must not be negative", name.Value)
+	} else if rd.MaxKeys > 0 {
+		r.maxKeys = rd.MaxKeys
+	}
+	if len(rd.On) == 0 {
+		c.errf(name.Pos, "rule %q needs `on`: an MQTT topic filter or a list of them", name.Value)
+	}
+	for _, f := range rd.On {
+		if err := ValidateFilter(f.Value); err != nil {
+			c.errf(f.Pos, "invalid topic filter %q: %v", f.Value, err)
+			continue
+		}
+		r.Filters = append(r.Filters, f.Value)
+	}
+	if rd.If.IsSet() {
+		r.cond = c.expr(rd.If, &r.uses, expr.AsBool())
+		if r.cond != nil {
+			if t := r.cond.Node().Type(); t == nil || t.Kind() != reflect.Bool {
+				// Payload fields are untyped: catch `if: payload.level` or `payload.v + 1`
+				// at load time rather than on every event.
+				c.errf(rd.If.Pos, "`if` must be a boolean expression, but its type is not known to be boolean; compare it, e.g. payload.on == true")
+				r.cond = nil
+			}
+		}
+	}
+	if rd.Key.IsSet() {
+		r.key = c.expr(rd.Key, &r.uses)
+	}
+	if w := rd.Window; w != nil {
+		ws := &windowSpec{over: w.Over.D(), count: w.Count, maxSamples: c.opts.MaxSamples}
+		switch {
+		case ws.over == 0 && ws.count == 0:
+			c.errf(name.Pos, "rule %q: window needs `over` (a duration) or `count`", name.Value)
+		case ws.over != 0 && ws.count != 0:
+			c.errf(name.Pos, "rule %q: window takes `over` or `count`, not both", name.Value)
+		case ws.count < 0:
+			c.errf(name.Pos, "rule %q: window count must be positive", name.Value)
+		case ws.count > 100000:
+			c.errf(name.Pos, "rule %q: window count %d is above the limit of 100000", name.Value, ws.count)
+		}
+		if w.MaxSamples > 0 {
+			ws.maxSamples = w.MaxSamples
+		}
+		if ws.count > 0 {
+			ws.maxSamples = ws.count
+		}
+		if !w.Of.IsSet() {
+			c.errf(name.Pos, "rule %q: window needs `of`: the number to aggregate, e.g. payload.celsius", name.Value)
+		} else {
+			ws.of = c.expr(w.Of, &r.uses)
+		}
+		r.window = ws
+	}
+	if len(rd.Do) == 0 {
+		c.errf(name.Pos, "rule %q needs `do`: a list of invoke, actuate or publish actions", name.Value)
+	}
+	for _, ad := range rd.Do {
+		if a := c.action(r, ad); a != nil {
+			r.actions = append(r.actions, a)
+		}
+	}
+	if r.window == nil && r.uses&useWindow != 0 {
+		c.errf(name.Pos, "rule %q uses `window` but defines no window", name.Value)
+	}
+	r.stateful = r.window != nil || r.For > 0 || r.Throttle > 0 || r.key != nil || r.uses&usePrev != 0
+	r.sig = fmt.Sprintf("%q|%q|%q|%+v|%v|%v|%d", r.Filters, rd.If.Src, rd.Key.Src, windowSig(rd.Window), r.For, r.Throttle, r.maxKeys)
+	if r.stateful {
+		r.state = newRuleState(r.maxKeys)
+	}
+	c.set.Rules = append(c.set.Rules, r)
+	idx := int32(len(c.set.Rules) - 1)
+	for _, f := range r.Filters {
+		_ = c.set.matcher.Add(f, idx) // validated above
+	}
+}
+
+func windowSig(w *WindowDef) string {
+	if w == nil {
+		return ""
+	}
+	return fmt.Sprintf("%v/%d/%q/%d", w.Over, w.Count, w.Of.Src, w.MaxSamples)
+}
+
+func (c *compiler) target(at Pos, t *TargetDef) Target {
+	if t == nil {
+		return Target{Pick: PickOne}
+	}
+	out := Target{Agent: t.Agent, Labels: t.Labels, Pick: t.Pick}
+	switch out.Pick {
+	case "":
+		out.Pick = PickOne
+	case PickOne, PickAll:
+	default:
+		c.errf(at, "target pick %q: use `one` or `all`", t.Pick)
+	}
+	if t.Agent != "" && len(t.Labels) > 0 {
+		c.errf(at, "target takes `agent` or `labels`, not both")
+	}
+	return out
+}
+
+func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {
+	n := 0
+	for _, set := range []bool{ad.Invoke != nil, ad.Actuate != nil, ad.Publish != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		c.errf(ad.Pos, "an action takes exactly one of `invoke`, `actuate`, `publish`")
+		return nil
+	}
+	switch {
+	case ad.Invoke != nil:
+		fn := c.set.Functions[ad.Invoke.Value]
+		if fn == nil {
+			c.errf(ad.Invoke.Pos, "unknown function %q%s", ad.Invoke.Value, c.suggestFunction(ad.Invoke.Value))
+		}
+		a := &actionSpec{kind: Invoke, function: fn, target: c.target(ad.Pos, ad.Target)}
+		for _, arg := range ad.Args {
+			a.argNames = append(a.argNames, arg.Name.Value)
+			a.args = append(a.args, c.expr(arg.Expr, &r.uses))
+		}
+		return a
+	case ad.Actuate != nil:
+		if ad.Target != nil || len(ad.Args) > 0 {
+			c.errf(ad.Pos, "`target` and `args` of an actuate action go inside `actuate:`")
+		}
+		d := ad.Actuate
+		if d.Target == nil {
+			c.errf(ad.Pos, "actuate needs a `target` (an agent or labels)")
+		}
+		if d.Line.Value == "" {
+			c.errf(ad.Pos, "actuate needs a `line`")
+		}
+		a := &actionSpec{kind: Actuate, target: c.target(ad.Pos, d.Target), line: d.Line.Value, dur: d.For.D()}
+		if d.Value.IsSet() {
+			a.value = c.expr(d.Value, &r.uses)
+		} else {
+			c.errf(ad.Pos, "actuate needs a `value` (an expression, e.g. 1)")
+		}
+		return a
+	default:
+		if ad.Target != nil || len(ad.Args) > 0 {
+			c.errf(ad.Pos, "a publish action takes no `target` or `args`")
+		}
+		d := ad.Publish
+		a := &actionSpec{kind: Publish, retain: d.Retain}
+		if d.QoS < 0 || d.QoS > 2 {
+			c.errf(ad.Pos, "publish qos %d: use 0, 1 or 2", d.QoS)
+		}
+		a.qos = byte(d.QoS)
+		if !d.Topic.IsSet() {
+			c.errf(ad.Pos, "publish needs a `topic` expression, e.g. '\"alerts/\" + topic_parts[1]'")
+		} else {
+			a.topic = c.expr(d.Topic, &r.uses)
+		}
+		if d.Payload.IsSet() {
+			a.payload = c.expr(d.Payload, &r.uses)
+		} else {
+			a.payload = c.expr(Expr{Src: "raw"}, &r.uses) // forward the event as it came
+		}
+		return a
+	}
+}
+
+func (c *compiler) suggestFunction(name string) string {
+	var names []string
+	for n := range c.set.Functions {
+		if strings.EqualFold(n, name) || strings.Contains(n, name) || strings.Contains(name, n) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 1 {
+		return fmt.Sprintf(" (did you mean %q?)", names[0])
+	}
+	if len(c.set.Functions) == 0 {
+		return " (no functions are defined)"
+	}
+	return ""
+}
+
+var envType = &Env{}
+
+// expr compiles one expression against the typed environment, reporting errors at their
+// position inside the rule file.
+func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
+	opts := append([]expr.Option{expr.Env(envType), expr.MaxNodes(c.opts.MaxNodes)}, extra...)
+	prog, err := expr.Compile(e.Src, opts...)
+	if err != nil {
+		var fe *file.Error
+		p, msg := e.Pos, err.Error()
+		if errors.As(err, &fe) {
+			p, msg = e.At(fe.Line, fe.Column), fe.Message
+		}
+		msg = strings.Replace(msg, "expected bool, but got", "`if` must be a boolean expression, but it is", 1)
+		if strings.HasPrefix(msg, "unknown name ") {
+			msg += " (variables: " + strings.Join(Variables, ", ") + ")"
+			if topicLike.MatchString(e.Src) {
+				msg += fmt.Sprintf("; a fixed topic is a string: '%q'", e.Src)
+			}
+		}
+		c.errf(p, "%s", msg)
+		return nil
+	}
+	ast.Find(prog.Node(), func(n ast.Node) bool {
+		if id, ok := n.(*ast.IdentifierNode); ok {
+			switch id.Value {
+			case "payload":
+				*u |= usePayload
+			case "raw":
+				*u |= useRaw
+			case "topic_parts":
+				*u |= useTopicParts
+			case "prev":
+				*u |= usePrev
+			case "window":
+				*u |= useWindow
+			}
+		}
+		return false
+	})
+	return prog
+}

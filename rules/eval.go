@@ -1,0 +1,359 @@
+package rules
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Event is one message as the rules see it.
+type Event struct {
+	Topic   string
+	Payload []byte
+	Client  string
+	QoS     byte
+	Retain  bool
+	Time    time.Time // when it was received; the rules' clock
+}
+
+// Firing is one rule firing on one event, with its actions evaluated.
+type Firing struct {
+	Rule    string
+	Key     string
+	Time    time.Time
+	Actions []Action
+}
+
+// Action is an evaluated action, ready for the engine to carry out.
+type Action struct {
+	Kind ActionKind
+	// Invoke
+	Function *Function
+	Args     map[string]any
+	// Invoke and Actuate
+	Target Target
+	// Actuate
+	Line  string
+	Value any
+	For   time.Duration
+	// Publish
+	Topic   string
+	Payload any
+	QoS     byte
+	Retain  bool
+}
+
+// Evaluator evaluates events against a Set. It reuses its buffers and expression VM, so
+// it is cheap per event but must not be used by two goroutines at once: give each worker
+// its own. The Set's state is shared and safe for concurrent evaluators.
+type Evaluator struct {
+	set     *Set
+	vm      vm.VM
+	env     Env
+	matched []int32
+	parts   []string
+}
+
+// NewEvaluator returns an evaluator for s.
+func (s *Set) NewEvaluator() *Evaluator {
+	e := &Evaluator{set: s, matched: make([]int32, 0, 16)}
+	e.vm.MemoryBudget = s.opts.MemoryBudget
+	return e
+}
+
+// Match appends the indexes of the rules whose filters match topic, in rule order, once
+// each.
+func (s *Set) match(topic string, dst []int32) []int32 {
+	dst = s.matcher.Match(topic, dst[:0])
+	if len(dst) < 2 {
+		return dst
+	}
+	// Insertion sort: a topic matches few rules, and this keeps the evaluation order
+	// the order of the files.
+	for i := 1; i < len(dst); i++ {
+		for j := i; j > 0 && dst[j] < dst[j-1]; j-- {
+			dst[j], dst[j-1] = dst[j-1], dst[j]
+		}
+	}
+	out := dst[:1]
+	for _, v := range dst[1:] {
+		if v != out[len(out)-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Eval runs ev through every matching rule and appends the firings to dst. Runtime
+// errors are counted per rule and logged at a bounded rate; they never stop other rules.
+func (e *Evaluator) Eval(ev *Event, dst []Firing) []Firing {
+	s := e.set
+	e.matched = s.match(ev.Topic, e.matched)
+	if len(e.matched) == 0 {
+		return dst
+	}
+	var u uses
+	for _, i := range e.matched {
+		u |= s.Rules[i].uses
+		s.Rules[i].counters.Matched.Add(1)
+	}
+	now := ev.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	env := &e.env
+	*env = Env{Topic: ev.Topic, Client: ev.Client, QoS: int(ev.QoS), Retain: ev.Retain, Now: now}
+	if p := s.agents.Load(); p != nil {
+		env.Agents = *p
+	}
+	if u&(usePayload|usePrev) != 0 {
+		env.Payload = DecodePayload(ev.Payload)
+	}
+	if u&useRaw != 0 {
+		env.Raw = string(ev.Payload)
+	}
+	if u&useTopicParts != 0 {
+		e.parts = splitTopic(ev.Topic, e.parts[:0])
+		env.TopicParts = e.parts
+	}
+	for _, i := range e.matched {
+		r := s.Rules[i]
+		if f, ok := e.evalRule(r, now); ok {
+			dst = append(dst, f)
+		}
+	}
+	return dst
+}
+
+// DecodePayload is the `payload` variable: decoded JSON, or else the payload as a string.
+func DecodePayload(b []byte) any {
+	if len(b) == 0 {
+		return ""
+	}
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return string(b)
+	}
+	return v
+}
+
+func splitTopic(t string, dst []string) []string {
+	for {
+		i := strings.IndexByte(t, '/')
+		if i < 0 {
+			return append(dst, t)
+		}
+		dst = append(dst, t[:i])
+		t = t[i+1:]
+	}
+}
+
+func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
+	env := &e.env
+	env.Window, env.Prev = Window{}, nil
+	key := env.Topic
+	if r.stateful {
+		if r.key != nil {
+			v, err := e.vm.Run(r.key, env)
+			if err != nil {
+				e.fail(r, "key", err)
+				return Firing{}, false
+			}
+			key = keyString(v)
+		}
+		var fire bool
+		var err error
+		r.state.mu.Lock()
+		fire, err = e.stateStep(r, key, now)
+		r.state.mu.Unlock()
+		if err != nil {
+			e.fail(r, "condition", err)
+			return Firing{}, false
+		}
+		if !fire {
+			return Firing{}, false
+		}
+	} else if r.cond != nil {
+		ok, err := e.cond(r)
+		if err != nil {
+			e.fail(r, "if", err)
+			return Firing{}, false
+		}
+		if !ok {
+			return Firing{}, false
+		}
+	}
+	actions, err := e.actions(r)
+	if err != nil {
+		e.fail(r, "action", err)
+		return Firing{}, false
+	}
+	r.counters.Fired.Add(1)
+	return Firing{Rule: r.Name, Key: key, Time: now, Actions: actions}, true
+}
+
+// stateStep updates the key's window, evaluates the condition against it and applies
+// `for` and `throttle`. Called with the rule's state locked, so one key's events are
+// applied one at a time even with concurrent evaluators.
+func (e *Evaluator) stateStep(r *Rule, key string, now time.Time) (bool, error) {
+	env := &e.env
+	ks, evicted := r.state.get(key)
+	if evicted {
+		r.counters.Evicted.Add(1)
+	}
+	if ks.hasPrev {
+		env.Prev = ks.prevVal
+	}
+	if w := r.window; w != nil {
+		v, err := e.vm.Run(w.of, env)
+		if err != nil {
+			return false, fmt.Errorf("window of: %w", err)
+		}
+		f, ok := toFloat(v)
+		if !ok {
+			return false, fmt.Errorf("window of: %v (%T) is not a number", v, v)
+		}
+		ks.win.add(now, f, w.over, w.maxSamples)
+		env.Window = ks.win.stats()
+	}
+	if r.uses&usePrev != 0 {
+		ks.prevVal, ks.hasPrev = env.Payload, true
+	}
+	ok := true
+	if r.cond != nil {
+		var err error
+		if ok, err = e.cond(r); err != nil {
+			return false, err
+		}
+	}
+	if !ok {
+		ks.since = time.Time{}
+		return false, nil
+	}
+	if r.For > 0 {
+		if ks.since.IsZero() {
+			ks.since = now
+		}
+		if now.Sub(ks.since) < r.For {
+			return false, nil
+		}
+	}
+	if r.Throttle > 0 {
+		if !ks.lastFire.IsZero() && now.Sub(ks.lastFire) < r.Throttle {
+			r.counters.Throttled.Add(1)
+			return false, nil
+		}
+		ks.lastFire = now
+	}
+	return true, nil
+}
+
+func (e *Evaluator) cond(r *Rule) (bool, error) {
+	v, err := e.vm.Run(r.cond, &e.env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("if: %v (%T) is not a boolean", v, v)
+	}
+	return b, nil
+}
+
+func (e *Evaluator) actions(r *Rule) ([]Action, error) {
+	out := make([]Action, len(r.actions))
+	for i, a := range r.actions {
+		act := Action{Kind: a.kind, Function: a.function, Target: a.target, Line: a.line, For: a.dur, QoS: a.qos, Retain: a.retain}
+		switch a.kind {
+		case Invoke:
+			if len(a.args) > 0 {
+				act.Args = make(map[string]any, len(a.args))
+				for j, p := range a.args {
+					v, err := e.vm.Run(p, &e.env)
+					if err != nil {
+						return nil, fmt.Errorf("invoke %s: arg %s: %w", a.function.Name, a.argNames[j], err)
+					}
+					act.Args[a.argNames[j]] = v
+				}
+			}
+		case Actuate:
+			v, err := e.vm.Run(a.value, &e.env)
+			if err != nil {
+				return nil, fmt.Errorf("actuate %s: value: %w", a.line, err)
+			}
+			act.Value = v
+		case Publish:
+			t, err := e.vm.Run(a.topic, &e.env)
+			if err != nil {
+				return nil, fmt.Errorf("publish topic: %w", err)
+			}
+			topic, ok := t.(string)
+			if !ok {
+				return nil, fmt.Errorf("publish topic: %v (%T) is not a string", t, t)
+			}
+			if err := ValidateTopic(topic); err != nil {
+				return nil, fmt.Errorf("publish topic %q: %w", topic, err)
+			}
+			act.Topic = topic
+			if act.Payload, err = e.vm.Run(a.payload, &e.env); err != nil {
+				return nil, fmt.Errorf("publish payload: %w", err)
+			}
+		}
+		out[i] = act
+	}
+	return out, nil
+}
+
+// fail counts a runtime error and logs it at most once per interval per rule.
+func (e *Evaluator) fail(r *Rule, what string, err error) {
+	n := r.counters.Errors.Add(1)
+	now := time.Now().UnixNano()
+	last := r.counters.lastLog.Load()
+	if now-last < int64(e.set.opts.ErrorLogInterval) || !r.counters.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	e.set.opts.Logger.Warn("rule evaluation failed", "rule", r.Name, "in", what, "topic", e.env.Topic, "err", err.Error(), "errors_total", n)
+}
+
+func keyString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case nil:
+		return ""
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+			return fmt.Sprintf("%d", int64(v))
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+func toFloat(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return v, !math.IsNaN(v)
+	case int:
+		return float64(v), true
+	case int64:
+		return float64(v), true
+	case float32:
+		return float64(v), true
+	case int32:
+		return float64(v), true
+	case uint:
+		return float64(v), true
+	case uint64:
+		return float64(v), true
+	case bool:
+		if v {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}

@@ -1,0 +1,191 @@
+package rules
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const okAction = "    do:\n      - publish: {topic: '\"t\"'}\n"
+
+// Each bad rule file must be rejected with the exact position of the problem.
+func TestLoadErrors(t *testing.T) {
+	cases := []struct {
+		name  string
+		files map[string]string
+		want  string // "file:line:col: message fragment"
+	}{
+		{"unknown key", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    iff: payload.v > 1\n" + okAction},
+			`r.yaml:4:5: unknown key "iff"`},
+		{"unknown top-level key", map[string]string{"r.yaml": "rulez: []\n"},
+			`r.yaml:1:1: unknown key "rulez"`},
+		{"bad duration", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    throttle: 30 seconds\n" + okAction},
+			`r.yaml:4:15: bad duration "30 seconds"`},
+		{"bad window duration", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    window: {over: 5mins, of: payload.v}\n" + okAction},
+			`r.yaml:4:20: bad duration "5mins"`},
+		{"bad size", map[string]string{"r.yaml": "functions:\n  f:\n    runtime: sh\n    code: echo\n    memory: 32 megs\n"},
+			`r.yaml:5:13: bad size "32 megs"`},
+		{"unknown function", map[string]string{"r.yaml": "functions:\n  cool-down: {runtime: sh, code: echo}\nrules:\n  - name: a\n    on: x/y\n    do:\n      - invoke: cool-dwn\n"},
+			`r.yaml:7:17: unknown function "cool-dwn"`},
+		{"non-boolean if", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: payload.v + 1\n" + okAction},
+			"r.yaml:4:9: `if` must be a boolean expression"},
+		{"if of a known non-boolean type", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: topic + \"x\"\n" + okAction},
+			"r.yaml:4:9: `if` must be a boolean expression, but it is string"},
+		{"undefined variable", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: payload.v > 1 && temperature > 3\n" + okAction},
+			"r.yaml:4:26: unknown name temperature"},
+		{"undefined variable in quoted expression", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: 'qos > 0 && nope'\n" + okAction},
+			"r.yaml:4:21: unknown name nope"},
+		{"undefined variable in block expression", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: |\n      payload.v > 1 &&\n        nosuch\n" + okAction},
+			"r.yaml:6:9: unknown name nosuch"},
+		{"undefined variable in args", map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, code: echo}\nrules:\n  - name: a\n    on: x/y\n    do:\n      - invoke: f\n        args: {x: celsius}\n"},
+			"r.yaml:8:19: unknown name celsius"},
+		{"expression syntax error", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: payload.v >\n" + okAction},
+			"r.yaml:4:"},
+		{"invalid topic filter", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: [x/y, a/#/b]\n" + okAction},
+			`r.yaml:3:15: invalid topic filter "a/#/b"`},
+		{"invalid plus filter", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: a+/b\n" + okAction},
+			`r.yaml:3:9: invalid topic filter "a+/b"`},
+		{"duplicate rule across files", map[string]string{
+			"a.yaml": "rules:\n  - name: same\n    on: x/y\n" + okAction,
+			"b.yaml": "rules:\n  - name: same\n    on: x/z\n" + okAction},
+			`b.yaml:2:11: duplicate rule name "same" (first defined at `},
+		{"duplicate function across files", map[string]string{
+			"a.yaml": "functions:\n  f: {runtime: sh, code: echo}\n",
+			"b.yaml": "\nfunctions:\n  f: {runtime: sh, code: echo}\n"},
+			`b.yaml:3:3: duplicate function name "f"`},
+		{"yaml syntax error", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n   do:\n"},
+			"r.yaml:4:4: "},
+		{"unquoted flow expression", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: topic_parts[1]}\n"},
+			"r.yaml:5:"},
+		{"publish to an unquoted topic", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: alerts/x}\n"},
+			`r.yaml:5:26: unknown name alerts (variables: topic, topic_parts, payload, raw, client, qos, retain, now, window, prev, agents); a fixed topic is a string: '"alerts/x"'`},
+		{"missing on", map[string]string{"r.yaml": "rules:\n  - name: a\n" + okAction},
+			"r.yaml:2:11: rule \"a\" needs `on`"},
+		{"missing name", map[string]string{"r.yaml": "rules:\n  - on: x\n" + okAction},
+			"r.yaml:2:5: a rule needs a `name`"},
+		{"two kinds in one action", map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, code: echo}\nrules:\n  - name: a\n    on: x\n    do:\n      - invoke: f\n        publish: {topic: '\"t\"'}\n"},
+			"r.yaml:7:9: an action takes exactly one of"},
+		{"bad pick", map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, code: echo}\nrules:\n  - name: a\n    on: x\n    do:\n      - invoke: f\n        target: {pick: some}\n"},
+			`r.yaml:7:9: target pick "some"`},
+		{"window without of", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x\n    window: {count: 3}\n" + okAction},
+			"r.yaml:2:11: rule \"a\": window needs `of`"},
+		{"window used without window", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x\n    if: window.avg > 1\n" + okAction},
+			"r.yaml:2:11: rule \"a\" uses `window` but defines no window"},
+		{"function with runtime and image", map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, image: busybox, code: echo}\n"},
+			"r.yaml:2:3: function \"f\" has both `runtime` and `image`"},
+		{"function as a string", map[string]string{"r.yaml": "functions:\n  f: echo hi\n"},
+			"r.yaml:2:6: function \"f\" must be a mapping"},
+		{"publish qos", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x\n    do:\n      - publish: {topic: '\"t\"', qos: 3}\n"},
+			"r.yaml:5:9: publish qos 3"},
+		{"rules not a list", map[string]string{"r.yaml": "rules: {name: a}\n"},
+			"r.yaml:1:8: rules must be a list"},
+		{"two documents", map[string]string{"r.yaml": "rules: []\n---\nrules: []\n"},
+			"r.yaml:3:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := writeFiles(t, c.files)
+			_, err := Load([]string{dir}, Options{})
+			if err == nil {
+				t.Fatalf("Load accepted the files; want %q", c.want)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %v is not Errors", err)
+			}
+			for _, e := range es {
+				msg := strings.TrimPrefix(e.Error(), dir+string(filepath.Separator))
+				if strings.HasPrefix(msg, c.want) {
+					return
+				}
+			}
+			t.Fatalf("got errors:\n%v\nwant one starting with %q", err, c.want)
+		})
+	}
+}
+
+func TestLoadMergesFilesAndFolders(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"fns.yaml":               "functions:\n  f: {runtime: sh, code: echo}\n",
+		"sub/rules.yml":          "rules:\n  - name: a\n    on: x/y\n    do:\n      - invoke: f\n",
+		"sub/rules_test.yaml":    "this is a test file: [not loaded as rules\n",
+		"deviceless.yaml":        "broker: {listen: 127.0.0.1:1883}\nrules: [rules/]\n",
+		"agent.yaml":             "id: gh1\nbroker: mqtt://x\n",
+		".hidden/broken.yaml":    "rules: [\n",
+		"notes.txt":              "not yaml",
+		"grafana/datasource.yml": "apiVersion: 1\ndatasources: []\n",
+	})
+	set, err := Load([]string{dir}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Rules) != 1 || set.Functions["f"] == nil || len(set.Files()) != 2 {
+		t.Fatalf("got %d rules, functions %v, files %v", len(set.Rules), set.Functions, set.Files())
+	}
+	// A file named explicitly is always loaded, whatever its content.
+	if _, err := Load([]string{filepath.Join(dir, "agent.yaml")}, Options{}); err == nil {
+		t.Fatal("an agent config named explicitly must be rejected as a rule file")
+	}
+	if _, err := Load([]string{filepath.Join(dir, "missing.yaml")}, Options{}); err == nil {
+		t.Fatal("a missing file must be an error")
+	}
+}
+
+func TestParseEmptyAndDefaults(t *testing.T) {
+	for _, src := range []string{"", "# only a comment\n", "rules: []\nfunctions: {}\n", "rules:\nfunctions:\n"} {
+		def, err := Parse("e.yaml", []byte(src))
+		if err != nil || len(def.Rules) != 0 {
+			t.Errorf("Parse(%q) = %v, %v", src, def, err)
+		}
+	}
+	set, err := Compile(mustParse(t, "functions:\n  f: {image: busybox, command: [sh, -c, 'echo {}']}\n  g: {runtime: python3, code: 'print(1)', timeout: 1s, memory: 8Mi, warm: {max_uses: 10}}\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, g := set.Functions["f"], set.Functions["g"]
+	if f.Timeout != DefaultTimeout || f.Memory != DefaultMemory || len(f.Command) != 3 {
+		t.Errorf("defaults not applied: %+v", f)
+	}
+	if g.Timeout.Seconds() != 1 || g.Memory != 8<<20 || g.Warm == nil || g.Warm.MaxUses != 10 || g.Warm.Idle.Minutes() != 1 {
+		t.Errorf("function g: %+v warm %+v", g, g.Warm)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"32Mi": 32 << 20, "512Ki": 512 << 10, "1Gi": 1 << 30, "64M": 64e6, "100": 100, "10k": 10e3} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "Mi", "-1Mi", "1.5Gi", "99999999999999Gi"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func mustParse(t testing.TB, src string) []*FileDef {
+	t.Helper()
+	def, err := Parse("test.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*FileDef{def}
+}

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# What `go tool task run` starts once setup and build are done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec ./bin/deviceless rules test examples/
