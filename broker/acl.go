@@ -1,0 +1,231 @@
+package broker
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// HashPassword returns the bcrypt hash (cost bcrypt.DefaultCost) of password, the value
+// of a user's password_hash. `deviceless passwd` prints it.
+func HashPassword(password string) (string, error) {
+	if password == "" {
+		return "", errors.New("hash password: empty password")
+	}
+	if len(password) > maxBcryptPasswordBytes {
+		return "", fmt.Errorf("hash password: longer than %d bytes", maxBcryptPasswordBytes)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// policy decides who may connect and which topics they may use. It is immutable after
+// construction except for the verified-password cache.
+type policy struct {
+	prefix    []string // prefix levels
+	users     map[string]User
+	anonymous bool
+	anonRole  Role
+
+	// verified caches, per username, an HMAC of the last password that matched the
+	// bcrypt hash, so reconnect storms do not cost a bcrypt verification each.
+	mu       sync.Mutex
+	verified map[string][32]byte
+	key      [32]byte
+}
+
+func newPolicy(c *Config) *policy {
+	p := &policy{
+		prefix:    strings.Split(c.Prefix, "/"),
+		users:     make(map[string]User, len(c.Users)),
+		anonymous: c.AllowAnonymous,
+		anonRole:  c.AnonymousRole,
+		verified:  map[string][32]byte{},
+	}
+	for _, u := range c.Users {
+		p.users[u.Username] = u
+	}
+	_, _ = rand.Read(p.key[:])
+	return p
+}
+
+// authFailure says why a connection was refused.
+type authFailure string
+
+const (
+	failNone        authFailure = ""
+	failAnonymous   authFailure = "anonymous"
+	failUnknownUser authFailure = "unknown_user"
+	failPassword    authFailure = "bad_password"
+	failWill        authFailure = "will_not_authorized"
+	failTakeover    authFailure = "client_id_owned"
+	failKeepalive   authFailure = "keepalive"
+	failReservedID  authFailure = "reserved_client_id"
+)
+
+// authenticate checks credentials and returns the user's role.
+func (p *policy) authenticate(username string, hasUsername bool, password []byte) (Role, authFailure) {
+	if !hasUsername || username == "" {
+		if !p.anonymous {
+			return "", failAnonymous
+		}
+		return p.anonRole, failNone
+	}
+	u, ok := p.users[username]
+	if !ok {
+		// Spend the same time as a real check so usernames cannot be probed.
+		_ = bcrypt.CompareHashAndPassword(dummyHash, password)
+		return "", failUnknownUser
+	}
+	mac := hmac.New(sha256.New, p.key[:])
+	mac.Write([]byte(u.PasswordHash))
+	mac.Write([]byte{0})
+	mac.Write(password)
+	var sum [32]byte
+	copy(sum[:], mac.Sum(nil))
+	p.mu.Lock()
+	cached, ok := p.verified[username]
+	p.mu.Unlock()
+	if ok && hmac.Equal(cached[:], sum[:]) {
+		return u.Role, failNone
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), password) != nil {
+		return "", failPassword
+	}
+	p.mu.Lock()
+	p.verified[username] = sum
+	p.mu.Unlock()
+	return u.Role, failNone
+}
+
+// dummyHash is a valid bcrypt hash of a random password, for constant-time refusals.
+var dummyHash = []byte("$2a$10$fOY3/XGNOkMPFGHOdx7s/eJqL1b2VHj3CR47EpwE2gHN9WAzp9yJK")
+
+// role returns the role of a connected (already authenticated) username; ok is false
+// when the user no longer exists (e.g. a session restored from the store).
+func (p *policy) role(username string) (Role, bool) {
+	if username == "" {
+		if p.anonymous {
+			return p.anonRole, true
+		}
+		return "", false
+	}
+	u, ok := p.users[username]
+	return u.Role, ok
+}
+
+// allowed reports whether a user with role and username may write to topic (write) or
+// read from a topic filter or topic name (!write). A filter is allowed when it can match
+// at least one topic the user may read; every delivery is checked again against the
+// concrete topic, so a wide filter never leaks what the role may not read.
+func (p *policy) allowed(role Role, username, topic string, write bool) bool {
+	if role == RoleAdmin {
+		return true
+	}
+	if topic == "" {
+		return false
+	}
+	levels := strings.Split(topic, "/")
+	if !write && len(levels) > 2 && strings.EqualFold(levels[0], "$share") {
+		levels = levels[2:] // $share/{group}/{filter}
+	}
+	if strings.HasPrefix(levels[0], "$") {
+		// $SYS is read-only broker state, readable by every authenticated client.
+		return !write && levels[0] == "$SYS"
+	}
+	if write {
+		if !p.forcedInside(levels) {
+			return true // outside the prefix: every role publishes (the device space)
+		}
+		switch role {
+		case RoleAgent:
+			return matchLevels(levels, p.own(username, "status")) || matchLevels(levels, p.own(username, "result"))
+		case RoleClient:
+			return intersects(levels, p.under("invoke"))
+		}
+		return false
+	}
+	if p.canMatchOutside(levels) {
+		return true // every role reads outside the prefix
+	}
+	switch role {
+	case RoleAgent:
+		return intersects(levels, p.own(username, "#"))
+	case RoleClient:
+		return intersects(levels, p.under("results"))
+	}
+	return false
+}
+
+// own returns {prefix}/agents/{agent}/{leaf}.
+func (p *policy) own(agent, leaf string) []string {
+	return append(append(append([]string{}, p.prefix...), "agents", agent), leaf)
+}
+
+// under returns {prefix}/{name}/#.
+func (p *policy) under(name string) []string {
+	return append(append([]string{}, p.prefix...), name, "#")
+}
+
+// forcedInside reports whether every topic matching the filter (or the topic) lies
+// inside the prefix: its first levels are literally the prefix.
+func (p *policy) forcedInside(levels []string) bool {
+	if len(levels) < len(p.prefix) {
+		return false
+	}
+	for i, pl := range p.prefix {
+		if levels[i] != pl {
+			return false
+		}
+	}
+	return true
+}
+
+// canMatchOutside reports whether the filter can match a topic outside the prefix.
+func (p *policy) canMatchOutside(levels []string) bool { return !p.forcedInside(levels) }
+
+// matchLevels reports whether a concrete topic equals a literal pattern.
+func matchLevels(topic, pattern []string) bool {
+	if len(topic) != len(pattern) {
+		return false
+	}
+	for i := range topic {
+		if topic[i] != pattern[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// intersects reports whether some topic matches both MQTT filters a and b (a topic name
+// is a filter without wildcards).
+func intersects(a, b []string) bool {
+	i := 0
+	for ; i < len(a) && i < len(b); i++ {
+		if a[i] == "#" || b[i] == "#" {
+			return true
+		}
+		if a[i] == "+" || b[i] == "+" || a[i] == b[i] {
+			continue
+		}
+		return false
+	}
+	switch {
+	case len(a) == len(b):
+		return true
+	case len(a) == i+1 && a[i] == "#": // "x/#" also matches "x"
+		return true
+	case len(b) == i+1 && b[i] == "#":
+		return true
+	}
+	return false
+}

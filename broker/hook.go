@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// guardHook is the broker's one policy hook: authentication, ACLs, client-id ownership,
+// keepalive caps, and the counters behind the metrics.
+type guardHook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *guardHook) ID() string { return "deviceless-guard" }
+
+func (h *guardHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect,
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnACLCheck,
+		mqtt.OnDisconnect,
+	}, []byte{b})
+}
+
+// OnConnect authenticates the client and enforces the connection rules. A refused client
+// gets a CONNACK with the reason and is disconnected.
+func (h *guardHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	s := h.s
+	username := string(pk.Connect.Username)
+	refuse := func(why authFailure, code packets.Code) error {
+		s.metrics.authFailure(why)
+		s.log.Info("mqtt connection refused", "reason", string(why), "client", cl.ID, "username", username, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		if cl.Properties.ProtocolVersion < 5 {
+			if v3, ok := v3Codes[code]; ok {
+				code = v3
+			}
+		}
+		_ = s.mqtt.SendConnack(cl, code, false, nil)
+		return code
+	}
+	if cl.ID == mqtt.InlineClientId || cl.ID == engineClientID {
+		return refuse(failReservedID, packets.ErrClientIdentifierNotValid)
+	}
+	role, why := s.policy.authenticate(username, pk.Connect.UsernameFlag, pk.Connect.Password)
+	switch why {
+	case failNone:
+	case failAnonymous:
+		return refuse(why, packets.ErrNotAuthorized)
+	default:
+		return refuse(why, packets.ErrBadUsernameOrPassword)
+	}
+	if pk.Connect.WillFlag && !s.policy.allowed(role, username, pk.Connect.WillTopic, true) {
+		return refuse(failWill, packets.ErrNotAuthorized)
+	}
+	// A client id belongs to the user whose session holds it: another user may neither
+	// take the connection over nor inherit the queued messages.
+	if existing, ok := s.mqtt.Clients.Get(cl.ID); ok && string(existing.Properties.Username) != username {
+		return refuse(failTakeover, packets.ErrNotAuthorized)
+	}
+	if max := uint16(s.cfg.Limits.MaxKeepalive.Seconds()); max > 0 {
+		if ka := pk.Connect.Keepalive; ka == 0 || ka > max {
+			if cl.Properties.ProtocolVersion < 5 {
+				return refuse(failKeepalive, packets.ErrClientIdentifierNotValid)
+			}
+			cl.State.Keepalive = max
+			cl.State.ServerKeepalive = true
+		}
+	}
+	return nil
+}
+
+// OnConnectAuthenticate admits the clients OnConnect let through.
+func (h *guardHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool { return true }
+
+// OnACLCheck applies the role table to publishes, subscriptions and every delivery.
+func (h *guardHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	username := string(cl.Properties.Username)
+	role, ok := h.s.policy.role(username)
+	if ok && h.s.policy.allowed(role, username, topic, write) {
+		return true
+	}
+	h.s.metrics.aclDenied(write)
+	return false
+}
+
+func (h *guardHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		h.s.metrics.oversized.Add(1)
+		h.s.log.Warn("mqtt client sent an oversized packet: disconnected", "client", cl.ID, "username", string(cl.Properties.Username), "remote", cl.Net.Remote, "max_packet_size", h.s.cfg.Limits.MaxPacketSize)
+	}
+}
+
+// v3Codes maps MQTT 5 CONNACK reasons to their MQTT 3.1.1 return codes.
+var v3Codes = map[packets.Code]packets.Code{
+	packets.ErrBadUsernameOrPassword:    packets.ErrMalformedUsernameOrPassword, // 0x04: bad user name or password
+	packets.ErrNotAuthorized:            packets.Err3NotAuthorized,
+	packets.ErrClientIdentifierNotValid: packets.Err3ClientIdentifierNotValid,
+}

@@ -1,0 +1,299 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// ErrIntakeClosed is returned by Next and NextBatch once the intake is closed, by
+// Intake.Close or because the server stopped.
+var ErrIntakeClosed = errors.New("broker: intake closed")
+
+// Event is one message as the broker delivered it to an Intake. Payload and the other
+// slices are shared with the broker and other intakes: read them, never modify them.
+type Event struct {
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retain   bool   // a retained message (also set for the retained copies sent when an intake starts)
+	ClientID string // the publisher's client id ("" for $SYS)
+	Username string // the publisher's username ("" for anonymous clients and the engine)
+	Received time.Time
+	// MQTT 5 request/response and metadata.
+	ResponseTopic   string
+	CorrelationData []byte
+	ContentType     string
+	UserProperties  []UserProperty
+	// Expiry is the message expiry interval the publisher set (0: none).
+	Expiry time.Duration
+}
+
+// UserProperty is an MQTT 5 user property.
+type UserProperty struct {
+	Key, Value string
+}
+
+// IntakeOptions configure an Intake.
+type IntakeOptions struct {
+	// Filters are the MQTT topic filters the intake receives. Default ["#"] (every topic
+	// outside $SYS). Topics starting with '$' arrive only through filters starting with '$'.
+	Filters []string
+	// Buffer is how many events may wait before QoS 0 events are shed.
+	// Default: the broker's limits.intake_buffer.
+	Buffer int
+}
+
+// Intake is the engine's in-process feed of published messages: no network hop, and it
+// never blocks the goroutine that delivers a message (a client's read loop).
+//
+// Slow consumers: when more than Buffer events are waiting, new QoS 0 events are shed and
+// counted (Stats().Dropped, metric deviceless_broker_intake_dropped_total). QoS 1 and 2
+// events are never shed: they queue beyond Buffer, bounded only by memory, and the backlog
+// is visible in Stats().Backlog and deviceless_broker_intake_backlog. The broker has
+// already acknowledged them to the publisher, so a consumer that stays slower than its
+// publishers must be scaled, not outwaited. Events of one intake arrive in the order the
+// broker delivered them, except that shed QoS 0 events are missing.
+type Intake struct {
+	s       *Server
+	name    string
+	id      int
+	filters []string
+	sys     bool // deliver '$' topics
+	limit   int64
+
+	mu      sync.Mutex
+	in      []Event // written by the broker, under mu
+	closed  bool
+	notify  chan struct{} // one-slot wake-up for the consumer
+	done    chan struct{}
+	cmu     sync.Mutex // serialises consumers
+	out     []Event    // owned by the consumer side, under cmu
+	pos     int
+	backlog atomic.Int64
+
+	received atomic.Uint64
+	dropped  atomic.Uint64
+}
+
+// IntakeStats are an intake's counters.
+type IntakeStats struct {
+	Received uint64 // events accepted into the intake
+	Dropped  uint64 // QoS 0 events shed because the consumer was behind
+	Backlog  int64  // events waiting
+}
+
+// Intake creates an in-process subscription named name (used as a metrics label). It may
+// be called before or after Run starts; an intake created before Run starts receiving
+// when Run has loaded the store, before any client connects, so it also sees the
+// retained messages that survived a restart. Retained messages matching the filters are
+// delivered first, with Retain set.
+func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
+	if name == "" {
+		return nil, errors.New("broker: intake: empty name")
+	}
+	filters := opts.Filters
+	if len(filters) == 0 {
+		filters = []string{"#"}
+	}
+	sys := false
+	for _, f := range filters {
+		if !mqtt.IsValidFilter(f, false) || strings.HasPrefix(strings.ToLower(f), "$share/") {
+			return nil, fmt.Errorf("broker: intake %q: invalid topic filter %q", name, f)
+		}
+		if strings.HasPrefix(f, "$") {
+			sys = true
+		}
+	}
+	buffer := opts.Buffer
+	if buffer <= 0 {
+		buffer = s.cfg.Limits.IntakeBuffer
+	}
+	in := &Intake{
+		s:       s,
+		name:    name,
+		id:      int(s.intakeSeq.Add(1)),
+		filters: append([]string(nil), filters...),
+		sys:     sys,
+		limit:   int64(buffer),
+		notify:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	s.intakeMu.Lock()
+	defer s.intakeMu.Unlock()
+	if s.stopped {
+		return nil, fmt.Errorf("broker: intake %q: %w", name, ErrServerStopped)
+	}
+	if _, dup := s.intakes[name]; dup {
+		return nil, fmt.Errorf("broker: intake %q already exists", name)
+	}
+	s.intakes[name] = in
+	if s.started {
+		if err := in.attach(); err != nil {
+			delete(s.intakes, name)
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// attach subscribes the intake's filters in mochi.
+func (in *Intake) attach() error {
+	for _, f := range in.filters {
+		if err := in.s.mqtt.Subscribe(f, in.id, in.deliver); err != nil {
+			in.detach()
+			return fmt.Errorf("broker: intake %q: subscribe %q: %w", in.name, f, err)
+		}
+	}
+	return nil
+}
+
+func (in *Intake) detach() {
+	for _, f := range in.filters {
+		_ = in.s.mqtt.Unsubscribe(f, in.id)
+	}
+}
+
+// deliver runs on the goroutine that publishes (a client's read loop): it must not block.
+func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+	if len(pk.TopicName) > 0 && pk.TopicName[0] == '$' && !in.sys {
+		return
+	}
+	if pk.FixedHeader.Qos == 0 && in.backlog.Load() >= in.limit {
+		in.dropped.Add(1)
+		return
+	}
+	ev := Event{
+		Topic:           pk.TopicName,
+		Payload:         pk.Payload,
+		QoS:             pk.FixedHeader.Qos,
+		Retain:          pk.FixedHeader.Retain,
+		ClientID:        pk.Origin,
+		Received:        time.Now(),
+		ResponseTopic:   pk.Properties.ResponseTopic,
+		CorrelationData: pk.Properties.CorrelationData,
+		ContentType:     pk.Properties.ContentType,
+		Expiry:          time.Duration(pk.Properties.MessageExpiryInterval) * time.Second,
+	}
+	if n := len(pk.Properties.User); n > 0 {
+		ev.UserProperties = make([]UserProperty, n)
+		for i, u := range pk.Properties.User {
+			ev.UserProperties[i] = UserProperty{Key: u.Key, Value: u.Val}
+		}
+	}
+	if pk.Origin != "" && pk.Origin != engineClientID {
+		if cl, ok := in.s.mqtt.Clients.Get(pk.Origin); ok {
+			ev.Username = string(cl.Properties.Username)
+		}
+	}
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.in = append(in.in, ev)
+	in.backlog.Add(1)
+	in.mu.Unlock()
+	in.received.Add(1)
+	select {
+	case in.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the next event, waiting for one until ctx ends or the intake closes.
+// Several goroutines may call Next and NextBatch; each event goes to one of them.
+func (in *Intake) Next(ctx context.Context) (Event, error) {
+	in.cmu.Lock()
+	defer in.cmu.Unlock()
+	if in.pos >= len(in.out) {
+		if err := in.fill(ctx); err != nil {
+			return Event{}, err
+		}
+	}
+	ev := in.out[in.pos]
+	in.out[in.pos] = Event{}
+	in.pos++
+	in.backlog.Add(-1)
+	return ev, nil
+}
+
+// NextBatch returns every waiting event (at least one), waiting for one until ctx ends
+// or the intake closes. The caller owns the returned slice.
+func (in *Intake) NextBatch(ctx context.Context) ([]Event, error) {
+	in.cmu.Lock()
+	defer in.cmu.Unlock()
+	if in.pos >= len(in.out) {
+		if err := in.fill(ctx); err != nil {
+			return nil, err
+		}
+	}
+	batch := in.out[in.pos:]
+	in.out, in.pos = nil, 0
+	in.backlog.Add(-int64(len(batch)))
+	return batch, nil
+}
+
+// fill waits for events and moves them to the consumer side. Called with cmu held.
+func (in *Intake) fill(ctx context.Context) error {
+	for {
+		in.mu.Lock()
+		if len(in.in) > 0 {
+			recycled := in.out[:0]
+			in.out, in.in = in.in, recycled
+			in.pos = 0
+			in.mu.Unlock()
+			return nil
+		}
+		closed := in.closed
+		in.mu.Unlock()
+		if closed {
+			return ErrIntakeClosed
+		}
+		select {
+		case <-in.notify:
+		case <-in.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Stats returns the intake's counters.
+func (in *Intake) Stats() IntakeStats {
+	return IntakeStats{Received: in.received.Load(), Dropped: in.dropped.Load(), Backlog: in.backlog.Load()}
+}
+
+// Name returns the intake's name.
+func (in *Intake) Name() string { return in.name }
+
+// Close unsubscribes the intake; waiting and later Next calls return ErrIntakeClosed.
+func (in *Intake) Close() error {
+	in.s.intakeMu.Lock()
+	if in.s.intakes[in.name] == in {
+		delete(in.s.intakes, in.name)
+	}
+	in.s.intakeMu.Unlock()
+	in.shut()
+	return nil
+}
+
+func (in *Intake) shut() {
+	in.detach()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.closed {
+		return
+	}
+	in.closed = true
+	in.backlog.Add(-int64(len(in.in)))
+	in.in = nil
+	close(in.done)
+}

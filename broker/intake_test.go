@@ -1,0 +1,226 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A consumer that does not read: QoS 0 events beyond the buffer are shed and counted,
+// QoS 1 events are all kept.
+func TestIntakeShedsQoS0KeepsQoS1(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}, Buffer: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "pub", user: "sensor1"})
+	for i := range 100 {
+		pub.mustPublish(t, "sensors/q0", itoa(i), 0)
+	}
+	// mochi handles one client's packets in order: once this QoS 1 publish is
+	// acknowledged, every QoS 0 before it has been delivered or shed. (mochi acknowledges
+	// before delivering, so "first" itself may still be on its way.)
+	pub.mustPublish(t, "sensors/q1", "first", 1)
+	if st := in.Stats(); st.Dropped != 90 || st.Received < 10 || st.Received > 11 {
+		t.Fatalf("after 100 QoS 0 + 1 QoS 1 into a buffer of 10: %+v, want 90 dropped", st)
+	}
+	for i := range 50 {
+		pub.mustPublish(t, "sensors/q1", itoa(i), 1)
+	}
+	ctx := testContext(t)
+	var got []Event
+	for len(got) < 61 {
+		batch, err := in.NextBatch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, batch...)
+	}
+	if st := in.Stats(); st.Received != 61 || st.Dropped != 90 || st.Backlog != 0 {
+		t.Fatalf("QoS 1 beyond the buffer: %+v, want received 61, dropped 90, backlog 0", st)
+	}
+	for i := range 10 {
+		if got[i].Topic != "sensors/q0" || string(got[i].Payload) != itoa(i) || got[i].QoS != 0 {
+			t.Fatalf("event %d: %q %q qos %d", i, got[i].Topic, got[i].Payload, got[i].QoS)
+		}
+	}
+	if string(got[10].Payload) != "first" {
+		t.Fatalf("event 10: %q", got[10].Payload)
+	}
+	for i := range 50 {
+		e := got[11+i]
+		if e.Topic != "sensors/q1" || string(e.Payload) != itoa(i) || e.QoS != 1 || e.Username != "sensor1" || e.ClientID != "pub" {
+			t.Fatalf("event %d: %+v", 11+i, e)
+		}
+	}
+	if counterValue(t, b.Server, "deviceless_broker_intake_dropped_total", "intake", "rules") != 90 {
+		t.Error("intake_dropped_total{intake=rules} != 90")
+	}
+	// After draining, QoS 0 flows again.
+	pub.mustPublish(t, "sensors/q0", "again", 0)
+	pub.mustPublish(t, "sensors/q1", "sync", 1)
+	if ev, err := in.Next(ctx); err != nil || string(ev.Payload) != "again" {
+		t.Fatalf("after drain: %+v %v", ev, err)
+	}
+}
+
+func TestIntakeLifecycle(t *testing.T) {
+	t.Parallel()
+	srv, err := New(baseConfig(t), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Intake("bad", IntakeOptions{Filters: []string{"a/#/b"}}); err == nil {
+		t.Fatal("invalid filter accepted")
+	}
+	all, err := srv.Intake("all", IntakeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Intake("all", IntakeOptions{}); err == nil {
+		t.Fatal("duplicate intake name accepted")
+	}
+	sys, err := srv.Intake("sys", IntakeOptions{Filters: []string{"$SYS/broker/version"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Publish(Message{Topic: "x"}); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Publish before Run: %v", err)
+	}
+	b := startServer(t, srv)
+	ctx := testContext(t)
+	ev, err := sys.Next(ctx)
+	if err != nil || ev.Topic != "$SYS/broker/version" {
+		t.Fatalf("$SYS intake: %+v %v", ev, err)
+	}
+	// The engine's own publishes reach intakes too, with their MQTT 5 properties.
+	if err := b.Publish(Message{Topic: "alerts/gh1", Payload: []byte("hot"), QoS: 1, ContentType: "text/plain",
+		Expiry: 1500 * time.Millisecond, UserProperties: []UserProperty{{"k", "v"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err = all.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Topic != "alerts/gh1" || ev.ClientID != engineClientID || ev.ContentType != "text/plain" || ev.Expiry != 2*time.Second ||
+		len(ev.UserProperties) != 1 || ev.UserProperties[0] != (UserProperty{"k", "v"}) {
+		t.Fatalf("engine publish via intake: %+v", ev)
+	}
+	// "#" does not deliver $SYS.
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if ev, err := all.Next(cctx); err == nil {
+		t.Fatalf("unexpected event %+v", ev)
+	}
+	// Next waits; Close wakes it with ErrIntakeClosed.
+	errc := make(chan error, 1)
+	go func() {
+		_, err := all.Next(ctx)
+		errc <- err
+	}()
+	if err := all.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, ErrIntakeClosed) {
+		t.Fatalf("Next after Close: %v", err)
+	}
+	if err := b.Publish(Message{Topic: "alerts/gh1", Payload: []byte("after")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Intake("all", IntakeOptions{}); err != nil {
+		t.Fatalf("name not free after Close: %v", err)
+	}
+	// Stopping the server closes the remaining intakes.
+	b.stop()
+	if _, err := sys.Next(ctx); err != nil && !errors.Is(err, ErrIntakeClosed) {
+		t.Fatalf("Next after stop: %v", err)
+	}
+	for {
+		if _, err := sys.Next(ctx); errors.Is(err, ErrIntakeClosed) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	addr := b.Addr(ListenerTCP)
+	if _, err := connectConn(t, dialTCP(t, addr), connOpts{clientID: "bad", user: "root", password: "x"}); err == nil {
+		t.Fatal("bad password accepted")
+	}
+	c := mustConnect(t, addr, connOpts{clientID: "m", user: "sensor1"})
+	c.mustSubscribe(t, "sensors/#", 1)
+	c.mustPublish(t, "sensors/m", strings.Repeat("x", 100), 1)
+	c.expect(t, "sensors/m", strings.Repeat("x", 100))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(b.Collector())
+	if _, err := reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, label, value string
+		min                float64
+	}{
+		{"deviceless_broker_clients_connected", "", "", 1},
+		{"deviceless_broker_messages_received_total", "", "", 1},
+		{"deviceless_broker_messages_sent_total", "", "", 1},
+		{"deviceless_broker_bytes_received_total", "", "", 100},
+		{"deviceless_broker_bytes_sent_total", "", "", 100},
+		{"deviceless_broker_auth_failures_total", "reason", "bad_password", 1},
+		{"deviceless_broker_subscriptions", "", "", 1},
+	} {
+		if got := counterValue(t, b.Server, tc.name, tc.label, tc.value); got < tc.min {
+			t.Errorf("%s{%s=%q} = %v, want >= %v", tc.name, tc.label, tc.value, got, tc.min)
+		}
+	}
+	if _, err := c.subscribe(t, "deviceless/#", 0); err == nil {
+		t.Fatal("device subscribed inside the prefix")
+	}
+	if got := counterValue(t, b.Server, "deviceless_broker_acl_denied_total", "action", "read"); got != 1 {
+		t.Errorf("acl_denied_total{action=read} = %v, want 1", got)
+	}
+}
+
+// counterValue gathers the broker's collector and returns the value of one sample.
+func counterValue(t testing.TB, s *Server, name, label, value string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s{%s=%q} not found", name, label, value)
+	return 0
+}

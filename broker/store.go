@@ -1,0 +1,141 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	pebbledb "github.com/cockroachdb/pebble"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/pebble"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/mochi-mqtt/server/v2/system"
+)
+
+// storeHook is mochi's pebble storage hook, made safe against writes that race with
+// shutdown: mochi's $SYS loop and engine publishes may still call a storage method while
+// the server closes, and pebble panics on a closed database. After Stop every write is
+// ignored.
+type storeHook struct {
+	*pebble.Hook
+	mu     sync.RWMutex
+	closed bool
+}
+
+func newStoreHook() *storeHook { return &storeHook{Hook: new(pebble.Hook)} }
+
+// storeOptions configures pebble for a small edge store: a 4 MiB memtable, an 8 MiB block
+// cache, and our logger instead of pebble's stderr one.
+func storeOptions(dir string, sync bool, log *slog.Logger) (*pebble.Options, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store %q: %w", dir, err)
+	}
+	mode := pebble.NoSync
+	if sync {
+		mode = pebble.Sync
+	}
+	return &pebble.Options{
+		Path: dir,
+		Mode: mode,
+		Options: &pebbledb.Options{
+			Logger: pebbleLogger{log.With("component", "store")},
+		},
+	}, nil
+}
+
+func (h *storeHook) Stop() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	return h.Hook.Stop()
+}
+
+// guard runs f unless the store is closed.
+func (h *storeHook) guard(f func()) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if !h.closed {
+		f()
+	}
+}
+
+func (h *storeHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	h.guard(func() { h.Hook.OnSessionEstablished(cl, pk) })
+}
+func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.guard(func() { h.Hook.OnWillSent(cl, pk) })
+}
+func (h *storeHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.guard(func() { h.Hook.OnDisconnect(cl, err, expire) })
+}
+func (h *storeHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.guard(func() { h.Hook.OnSubscribed(cl, pk, codes) })
+}
+func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	h.guard(func() { h.Hook.OnUnsubscribed(cl, pk) })
+}
+func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
+	h.guard(func() { h.Hook.OnRetainMessage(cl, pk, r) })
+}
+func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	h.guard(func() { h.Hook.OnQosPublish(cl, pk, sent, resends) })
+}
+func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	h.guard(func() { h.Hook.OnQosComplete(cl, pk) })
+}
+func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.guard(func() { h.Hook.OnQosDropped(cl, pk) })
+}
+func (h *storeHook) OnSysInfoTick(info *system.Info) {
+	h.guard(func() { h.Hook.OnSysInfoTick(info) })
+}
+func (h *storeHook) OnClientExpired(cl *mqtt.Client) {
+	h.guard(func() { h.Hook.OnClientExpired(cl) })
+}
+func (h *storeHook) OnRetainedExpired(filter string) {
+	h.guard(func() { h.Hook.OnRetainedExpired(filter) })
+}
+
+// pebbleLogger sends pebble's log to slog; its chatter (flushes, compactions) is debug.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...))
+	os.Exit(1)
+}
+
+// quietHandler hands mochi's log to ours one level quieter: mochi logs every hook, listener
+// and client event at info and per-message conditions (queue full, packet errors) at warn;
+// those become debug, since the metrics count them.
+type quietHandler struct{ h slog.Handler }
+
+func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	if l >= slog.LevelError {
+		return q.h.Enabled(ctx, l)
+	}
+	return q.h.Enabled(ctx, slog.LevelDebug)
+}
+
+func (q quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError {
+		r.Level = slog.LevelDebug
+	}
+	if !q.h.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return q.h.Handle(ctx, r)
+}
+
+func (q quietHandler) WithAttrs(as []slog.Attr) slog.Handler { return quietHandler{q.h.WithAttrs(as)} }
+func (q quietHandler) WithGroup(name string) slog.Handler    { return quietHandler{q.h.WithGroup(name)} }
