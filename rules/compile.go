@@ -538,3 +538,26 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 	})
 	return prog
 }
+
+// Adopt carries state over from the set s replaces: a rule whose name and stateful
+// definition (filters, if, key, window, for, throttle, max_keys) are unchanged keeps its
+// windows, `for` clocks, throttles and counters; other rules start empty. It returns the
+// names of the rules that kept their state. Call it before s receives events.
+func (s *Set) Adopt(old *Set) []string {
+	if old == nil {
+		return nil
+	}
+	var kept []string
+	for _, r := range s.Rules {
+		o := old.Rule(r.Name)
+		if o == nil || o.sig != r.sig {
+			continue
+		}
+		r.state, r.counters = o.state, o.counters
+		kept = append(kept, r.Name)
+	}
+	if p := old.agents.Load(); p != nil && s.agents.Load() == nil {
+		s.agents.Store(p)
+	}
+	return kept
+}
