@@ -31,10 +31,12 @@ func HashPassword(password string) (string, error) {
 // policy decides who may connect and which topics they may use. It is immutable after
 // construction except for the verified-password cache.
 type policy struct {
-	prefix    []string // prefix levels
-	users     map[string]User
-	anonymous bool
-	anonRole  Role
+	prefix      []string // prefix levels
+	prefixStr   string
+	prefixSlash string // prefix + "/"
+	users       map[string]User
+	anonymous   bool
+	anonRole    Role
 
 	// verified caches, per username, an HMAC of the last password that matched the
 	// bcrypt hash, so reconnect storms do not cost a bcrypt verification each.
@@ -45,11 +47,13 @@ type policy struct {
 
 func newPolicy(c *Config) *policy {
 	p := &policy{
-		prefix:    strings.Split(c.Prefix, "/"),
-		users:     make(map[string]User, len(c.Users)),
-		anonymous: c.AllowAnonymous,
-		anonRole:  c.AnonymousRole,
-		verified:  map[string][32]byte{},
+		prefix:      strings.Split(c.Prefix, "/"),
+		prefixStr:   c.Prefix,
+		prefixSlash: c.Prefix + "/",
+		users:       make(map[string]User, len(c.Users)),
+		anonymous:   c.AllowAnonymous,
+		anonRole:    c.AnonymousRole,
+		verified:    map[string][32]byte{},
 	}
 	for _, u := range c.Users {
 		p.users[u.Username] = u
@@ -131,21 +135,28 @@ func (p *policy) allowed(role Role, username, topic string, write bool) bool {
 	if role == RoleAdmin {
 		return true
 	}
+	if !write && len(topic) > 7 && strings.EqualFold(topic[:7], "$share/") {
+		// $share/{group}/{filter}
+		i := strings.IndexByte(topic[7:], '/')
+		if i < 0 {
+			return false
+		}
+		topic = topic[7+i+1:]
+	}
 	if topic == "" {
 		return false
 	}
-	levels := strings.Split(topic, "/")
-	if !write && len(levels) > 2 && strings.EqualFold(levels[0], "$share") {
-		levels = levels[2:] // $share/{group}/{filter}
-	}
-	if strings.HasPrefix(levels[0], "$") {
+	if topic[0] == '$' {
 		// $SYS is read-only broker state, readable by every authenticated client.
-		return !write && levels[0] == "$SYS"
+		return !write && (topic == "$SYS" || strings.HasPrefix(topic, "$SYS/"))
 	}
+	// Outside the prefix (the device space) every role reads and writes. A filter lies
+	// inside only when its first levels are literally the prefix.
+	if topic != p.prefixStr && !strings.HasPrefix(topic, p.prefixSlash) {
+		return true
+	}
+	levels := strings.Split(topic, "/")
 	if write {
-		if !p.forcedInside(levels) {
-			return true // outside the prefix: every role publishes (the device space)
-		}
 		switch role {
 		case RoleAgent:
 			return matchLevels(levels, p.own(username, "status")) || matchLevels(levels, p.own(username, "result"))
@@ -153,9 +164,6 @@ func (p *policy) allowed(role Role, username, topic string, write bool) bool {
 			return intersects(levels, p.under("invoke"))
 		}
 		return false
-	}
-	if p.canMatchOutside(levels) {
-		return true // every role reads outside the prefix
 	}
 	switch role {
 	case RoleAgent:
@@ -175,23 +183,6 @@ func (p *policy) own(agent, leaf string) []string {
 func (p *policy) under(name string) []string {
 	return append(append([]string{}, p.prefix...), name, "#")
 }
-
-// forcedInside reports whether every topic matching the filter (or the topic) lies
-// inside the prefix: its first levels are literally the prefix.
-func (p *policy) forcedInside(levels []string) bool {
-	if len(levels) < len(p.prefix) {
-		return false
-	}
-	for i, pl := range p.prefix {
-		if levels[i] != pl {
-			return false
-		}
-	}
-	return true
-}
-
-// canMatchOutside reports whether the filter can match a topic outside the prefix.
-func (p *policy) canMatchOutside(levels []string) bool { return !p.forcedInside(levels) }
 
 // matchLevels reports whether a concrete topic equals a literal pattern.
 func matchLevels(topic, pattern []string) bool {
