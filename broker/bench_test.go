@@ -307,4 +307,3 @@ func startMosquitto(b *testing.B) string {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
