@@ -281,7 +281,7 @@ func startMosquitto(b *testing.B) string {
 	_, port, _ := net.SplitHostPort(addr)
 	dir := b.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
-	err = os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"), 0o600)
+	err = os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\nset_tcp_nodelay true\n"), 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}

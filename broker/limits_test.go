@@ -2,6 +2,8 @@ package broker
 
 import (
 	"context"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +155,52 @@ func TestConnectTimeoutAndShutdown(t *testing.T) {
 	}
 	if err := b2.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")
+	}
+}
+
+// Run cleans up after itself: once it returns, the goroutines it started (listeners,
+// clients, mochi's loop, the store) are gone. Not parallel, so the count is ours alone.
+func TestRunLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		dir := t.TempDir()
+		crt := newCerts(t, dir, "leak")
+		cfg := baseConfig(t)
+		cfg.WebSocket = "127.0.0.1:0"
+		cfg.TLS = &TLSConfig{Listen: "127.0.0.1:0", Cert: crt.certFile, Key: crt.keyFile}
+		cfg.Store = filepath.Join(dir, "store")
+		srv, err := New(cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := srv.Intake("all", IntakeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := startServer(t, srv)
+		c := mustConnect(t, r.Addr(ListenerTCP), connOpts{clientID: "tcp", user: "root", persistent: true})
+		c.mustSubscribe(t, "sensors/#", 1)
+		w, err := connectConn(t, dialWS(t, r.Addr(ListenerWebSocket)), connOpts{clientID: "ws", user: "sensor1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.mustPublish(t, "sensors/x", "1", 1)
+		c.expect(t, "sensors/x", "1")
+		if _, err := in.Next(testContext(t)); err != nil {
+			t.Fatal(err)
+		}
+		_ = dialTCP(t, r.Addr(ListenerTLS)) // never handshakes
+		r.stop()
+		c.waitDone(t)
+		w.waitDone(t)
+	}()
+	stop := time.After(deadline)
+	for runtime.NumGoroutine() > before {
+		select {
+		case <-stop:
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after Run returned:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
