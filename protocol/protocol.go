@@ -79,6 +79,8 @@ type LineInfo struct {
 type Status struct {
 	Agent     string              `json:"agent"`
 	Online    bool                `json:"online"`
+	Healthy   bool                `json:"healthy"`           // the agent can run functions (its container engine answers)
+	Problem   string              `json:"problem,omitempty"` // why it cannot, when not healthy
 	Labels    map[string]string   `json:"labels,omitempty"`
 	Runtimes  []string            `json:"runtimes,omitempty"`
 	Functions []string            `json:"functions,omitempty"`

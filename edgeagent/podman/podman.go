@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -223,7 +224,7 @@ func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Out
 	streamCtx, stopStream := context.WithCancel(opCtx{Context: r.base, conn: c.(opCtx).conn})
 	defer stopStream()
 	go func() {
-		attached <- containers.Attach(streamCtx, id, bytes.NewReader(job.Stdin), stdout, stderr, ready, nil)
+		attached <- attach(streamCtx, id, bytes.NewReader(job.Stdin), stdout, stderr, ready)
 	}()
 	select {
 	case <-ready:
@@ -272,6 +273,34 @@ func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Out
 		return out, ctx.Err()
 	}
 	return out, nil
+}
+
+// attach is containers.Attach on a private copy of the connection: the bindings' Attach
+// replaces the connection's HTTP transport with one bound to its own socket, which breaks
+// (and races with) every other request sharing that connection.
+func attach(ctx context.Context, id string, stdin io.Reader, stdout, stderr io.Writer, ready chan bool) error {
+	conn, err := bindings.GetClient(ctx)
+	if err != nil {
+		return err
+	}
+	own := *conn
+	client := *conn.Client
+	own.Client = &client
+	return containers.Attach(swapConn{Context: ctx, from: conn, to: &own}, id, stdin, stdout, stderr, ready, nil)
+}
+
+// swapConn hands out a different bindings connection than its parent context holds.
+type swapConn struct {
+	context.Context
+	from, to *bindings.Connection
+}
+
+func (c swapConn) Value(k any) any {
+	v := c.Context.Value(k)
+	if conn, ok := v.(*bindings.Connection); ok && conn == c.from {
+		return c.to
+	}
+	return v
 }
 
 // exitState inspects a container whose streams have ended. The streams close a moment

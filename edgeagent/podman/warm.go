@@ -216,7 +216,7 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 	attached := make(chan error, 1)
 	streamCtx := opCtx{Context: r.base, conn: c.(opCtx).conn}
 	go func() {
-		err := containers.Attach(streamCtx, id, w.stdinR, w.stdoutW, w.stderr, ready, nil)
+		err := attach(streamCtx, id, w.stdinR, w.stdoutW, w.stderr, ready)
 		w.stdoutW.CloseWithError(fmt.Errorf("container exited: %w", errOrEOF(err)))
 		w.stdinR.CloseWithError(net.ErrClosed) // quiets the bindings' stdin copier
 		close(w.exited)

@@ -1,0 +1,138 @@
+package edgeagent
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/deviceless/deviceless/edgeagent/gpio"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// checkActuation accepts only declared output lines and values 0 or 1.
+func (a *Agent) checkActuation(act protocol.Actuation) error {
+	l, ok := a.cfg.GPIO.Lines[act.Line]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w %q (declared: %v)", gpio.ErrUnknownLine, act.Line, sortedKeys(a.cfg.GPIO.Lines))
+	case l.Direction != gpio.Output:
+		return fmt.Errorf("line %s: %w", act.Line, gpio.ErrNotOutput)
+	case act.Value != 0 && act.Value != 1:
+		return fmt.Errorf("line %s: %w", act.Line, gpio.ErrBadValue)
+	case act.For < 0:
+		return fmt.Errorf("line %s: negative for", act.Line)
+	}
+	return nil
+}
+
+// actuate drives a line, scheduling the revert when act.For is set.
+func (a *Agent) actuate(act protocol.Actuation) error {
+	if err := a.checkActuation(act); err != nil {
+		return err
+	}
+	return a.reverts.set(act.Line, act.Value, act.For.D())
+}
+
+// receiveActuation handles a message on the actuate topic. With a response topic the
+// outcome is answered as a result (status ok or error).
+func (a *Agent) receiveActuation(p *paho.Publish) {
+	var act protocol.Actuation
+	err := json.Unmarshal(p.Payload, &act)
+	if err != nil {
+		err = fmt.Errorf("malformed actuation: %w", err)
+	} else {
+		err = a.actuate(act)
+	}
+	if err != nil {
+		a.log.Warn("actuation refused", "line", act.Line, "err", err)
+	} else {
+		a.log.Debug("actuated", "line", act.Line, "value", act.Value, "for", act.For.D())
+	}
+	if p.Properties == nil || p.Properties.ResponseTopic == "" {
+		return
+	}
+	res := protocol.Result{ID: act.ID, Agent: a.cfg.ID, Status: protocol.StatusOK}
+	if err != nil {
+		res.Status, res.Error = protocol.StatusError, err.Error()
+	}
+	a.replyAsync(replyTo{topic: p.Properties.ResponseTopic, correlation: p.Properties.CorrelationData}, res)
+}
+
+// reverter sets lines and puts them back after a `for` duration. A new actuation of a line
+// replaces its pending revert; the value restored is the one from before the first of them.
+type reverter struct {
+	mu      sync.Mutex
+	lines   gpio.Lines
+	log     *slog.Logger
+	pending map[string]*revert
+	stopped bool
+}
+
+type revert struct {
+	timer *time.Timer
+	base  int
+}
+
+func newReverter(lines gpio.Lines, log *slog.Logger) *reverter {
+	return &reverter{lines: lines, log: log, pending: map[string]*revert{}}
+}
+
+func (r *reverter) set(line string, value int, d time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return fmt.Errorf("line %s: agent shutting down", line)
+	}
+	p := r.pending[line]
+	base := 0
+	if p != nil {
+		p.timer.Stop()
+		base = p.base
+		delete(r.pending, line)
+	} else if d > 0 {
+		v, err := r.lines.Get(line)
+		if err != nil {
+			return err
+		}
+		base = v
+	}
+	if err := r.lines.Set(line, value); err != nil {
+		return err
+	}
+	if d > 0 {
+		rv := &revert{base: base}
+		rv.timer = time.AfterFunc(d, func() { r.fire(line, rv) })
+		r.pending[line] = rv
+	}
+	return nil
+}
+
+func (r *reverter) fire(line string, rv *revert) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending[line] != rv || r.stopped {
+		return
+	}
+	delete(r.pending, line)
+	if err := r.lines.Set(line, rv.base); err != nil {
+		r.log.Error("reverting line", "line", line, "err", err)
+	}
+}
+
+// stop applies pending reverts now, so no line stays driven past its `for` after shutdown.
+func (r *reverter) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	for line, rv := range r.pending {
+		rv.timer.Stop()
+		if err := r.lines.Set(line, rv.base); err != nil {
+			r.log.Error("reverting line", "line", line, "err", err)
+		}
+	}
+	clear(r.pending)
+}

@@ -1,0 +1,401 @@
+package edgeagent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/deviceless/deviceless/edgeagent/container"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// replyTo is where one copy of a result goes: the request's MQTT v5 response topic with its
+// correlation data, or the agent's result topic.
+type replyTo struct {
+	topic       string
+	correlation []byte
+}
+
+// task is one accepted invocation.
+type task struct {
+	inv      protocol.Invocation
+	raw      []byte // the invocation as received, compacted to one line
+	received time.Time
+}
+
+// receiveInvocation decodes, dedupes and queues an invocation. It runs on the MQTT
+// client's goroutine, so it never blocks.
+func (a *Agent) receiveInvocation(p *paho.Publish) {
+	received := time.Now()
+	to := replyTo{topic: a.topics.AgentResult(a.cfg.ID)}
+	if p.Properties != nil && p.Properties.ResponseTopic != "" {
+		to = replyTo{topic: p.Properties.ResponseTopic, correlation: p.Properties.CorrelationData}
+	}
+	var inv protocol.Invocation
+	if err := json.Unmarshal(p.Payload, &inv); err != nil {
+		var idOnly struct {
+			ID       string `json:"id"`
+			Function string `json:"function"`
+		}
+		_ = json.Unmarshal(p.Payload, &idOnly)
+		a.log.Warn("malformed invocation", "err", err)
+		a.replyAsync(to, a.result(protocol.Invocation{ID: idOnly.ID, Function: idOnly.Function}, protocol.StatusError,
+			"malformed invocation: "+err.Error()))
+		return
+	}
+	if inv.ID == "" {
+		a.replyAsync(to, a.result(inv, protocol.StatusError, "malformed invocation: no id"))
+		return
+	}
+	if stored, done := a.dedupe.join(inv.ID, to); done {
+		a.log.Debug("repeated invocation: answering the stored result", "id", inv.ID)
+		a.replyAsync(to, stored)
+		return
+	} else if stored.ID != "" {
+		return // in flight: the answer goes to every requester
+	}
+	var raw bytes.Buffer
+	if err := json.Compact(&raw, p.Payload); err != nil {
+		raw.Reset()
+		b, _ := json.Marshal(inv)
+		raw.Write(b)
+	}
+	raw.WriteByte('\n')
+	t := &task{inv: inv, raw: raw.Bytes(), received: received}
+	select {
+	case a.queue <- t:
+	default:
+		res := a.result(inv, protocol.StatusRejected, fmt.Sprintf("queue full (%d waiting, concurrency %d)", a.cfg.Queue, a.cfg.Concurrency))
+		res.Timings.Total = ms(time.Since(received))
+		// Not stored: a retry with the same id may find room.
+		a.pending.Go(func() { a.finish(res, false) })
+	}
+}
+
+func (a *Agent) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-a.queue:
+			a.finish(a.execute(ctx, t), true)
+		}
+	}
+}
+
+// drainQueue answers invocations still queued at shutdown.
+func (a *Agent) drainQueue() {
+	for {
+		select {
+		case t := <-a.queue:
+			res := a.result(t.inv, protocol.StatusRejected, "agent shutting down")
+			a.finish(res, false)
+		default:
+			return
+		}
+	}
+}
+
+// finish sends res to everyone waiting for it; store keeps it for repeated ids.
+func (a *Agent) finish(res protocol.Result, store bool) {
+	for _, to := range a.dedupe.complete(res, store) {
+		a.reply(to, res)
+	}
+}
+
+// replyAsync replies from an MQTT callback, which must not wait for the broker.
+func (a *Agent) replyAsync(to replyTo, res protocol.Result) {
+	a.pending.Go(func() { a.reply(to, res) })
+}
+
+func (a *Agent) reply(to replyTo, res protocol.Result) {
+	payload, err := json.Marshal(res)
+	if err != nil {
+		a.log.Error("encoding result", "id", res.ID, "err", err)
+		return
+	}
+	p := &paho.Publish{Topic: to.topic, Payload: payload, QoS: 1}
+	if to.correlation != nil {
+		p.Properties = &paho.PublishProperties{CorrelationData: to.correlation, ContentType: "application/json"}
+	}
+	a.publish(p)
+}
+
+func (a *Agent) result(inv protocol.Invocation, status, msg string) protocol.Result {
+	return protocol.Result{ID: inv.ID, Agent: a.cfg.ID, Function: inv.Function, Rule: inv.Rule, Status: status, Error: msg}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// execute runs one invocation and builds its result.
+func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
+	start := time.Now()
+	inv := t.inv
+	defer func() {
+		res.Timings.Queue = ms(start.Sub(t.received))
+		res.Timings.Total = ms(time.Since(t.received))
+		a.log.Debug("invocation finished", "id", inv.ID, "function", inv.Function, "status", res.Status,
+			"total_ms", res.Timings.Total)
+	}()
+	if !inv.Deadline.IsZero() && !start.Before(inv.Deadline) {
+		return a.result(inv, protocol.StatusExpired, fmt.Sprintf("deadline %s passed before the invocation started", inv.Deadline.Format(time.RFC3339Nano)))
+	}
+	job, err := a.job(inv)
+	if err != nil {
+		return a.result(inv, protocol.StatusError, err.Error())
+	}
+	job.Stdin = t.raw
+	if !inv.Deadline.IsZero() {
+		job.Timeout = min(job.Timeout, inv.Deadline.Sub(start))
+	}
+	out, err := a.rt.Run(ctx, job)
+	res = a.result(inv, protocol.StatusOK, "")
+	res.Cold = out.Cold
+	res.ExitCode = out.ExitCode
+	res.Timings.Start = ms(out.Start)
+	res.Timings.Run = ms(out.Run)
+	switch {
+	case errors.Is(err, container.ErrImageNotFound):
+		res.Status, res.Error = protocol.StatusError, err.Error()
+		return res
+	case err != nil && ctx.Err() != nil:
+		res.Status, res.Error = protocol.StatusError, "agent shutting down: invocation cancelled"
+		return res
+	case err != nil:
+		res.Status, res.Error = protocol.StatusError, err.Error()
+		if perr := a.rt.Ping(ctx); perr != nil {
+			a.setHealth(false, perr.Error())
+		}
+		return res
+	case out.TimedOut:
+		res.Status, res.Error = protocol.StatusTimeout, fmt.Sprintf("killed after %s", job.Timeout.Round(time.Millisecond))
+		return res
+	case out.OOMKilled:
+		res.Status, res.Error = protocol.StatusOOM, fmt.Sprintf("killed for exceeding its memory limit of %d bytes", job.Memory)
+		return res
+	case out.ExitCode != 0:
+		res.Status, res.Error = protocol.StatusError, fmt.Sprintf("exit status %d: %s", out.ExitCode, lastLines(out.Stderr, 400))
+		return res
+	case out.Truncated:
+		res.Status, res.Error = protocol.StatusError, fmt.Sprintf("output exceeds the %d byte limit", a.cfg.Limits.Output)
+		return res
+	}
+	a.setHealth(true, "")
+	output, actions, err := interpret(out.Stdout)
+	if err != nil {
+		res.Status, res.Error = protocol.StatusError, err.Error()
+		return res
+	}
+	res.Output = output
+	if err := a.perform(inv, actions); err != nil {
+		res.Status, res.Error = protocol.StatusError, err.Error()
+	}
+	return res
+}
+
+// job resolves an invocation's function into a container job.
+func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
+	spec := inv.Spec
+	if spec.Image == "" && spec.Runtime == "" {
+		local, ok := a.cfg.Functions[inv.Function]
+		if !ok {
+			return container.Job{}, fmt.Errorf("unknown function %q: the invocation has no spec and the agent defines no such function", inv.Function)
+		}
+		spec = local.spec()
+	}
+	if err := a.cfg.checkFunction(inv.Function, spec); err != nil {
+		return container.Job{}, err
+	}
+	job := container.Job{
+		ID:       inv.ID,
+		Function: inv.Function,
+		Image:    spec.Image,
+		Command:  spec.Command,
+		Code:     spec.Code,
+		Env:      spec.Env,
+		Timeout:  spec.Timeout.D(),
+		Memory:   spec.Memory,
+	}
+	if spec.Runtime != "" {
+		job.Image = a.cfg.Runtimes[spec.Runtime]
+		if len(job.Command) == 0 {
+			job.Command = []string{spec.Runtime, container.CodePath}
+		}
+	}
+	if job.Timeout <= 0 {
+		job.Timeout = a.cfg.Limits.Timeout
+	}
+	if job.Memory <= 0 {
+		job.Memory = int64(a.cfg.Limits.Memory)
+	}
+	if spec.Warm != nil {
+		job.Warm = &container.Warm{Idle: spec.Warm.Idle.D(), MaxUses: spec.Warm.MaxUses}
+		if job.Warm.Idle == 0 {
+			job.Warm.Idle = time.Minute
+		}
+	}
+	return job, nil
+}
+
+// interpret reads a function's stdout: one JSON value. An object with actuate, publish or
+// result keys is the function asking the agent to act; its result (or, without one, the
+// whole value) is the output.
+func interpret(stdout []byte) (json.RawMessage, *protocol.Output, error) {
+	stdout = bytes.TrimSpace(stdout)
+	if len(stdout) == 0 {
+		return nil, nil, nil
+	}
+	if !json.Valid(stdout) {
+		return nil, nil, fmt.Errorf("function output is not one JSON value: %q", truncate(string(stdout), 200))
+	}
+	if stdout[0] != '{' {
+		return json.RawMessage(stdout), nil, nil
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(stdout, &keys); err != nil {
+		return nil, nil, fmt.Errorf("function output: %w", err)
+	}
+	_, hasActuate := keys["actuate"]
+	_, hasPublish := keys["publish"]
+	if !hasActuate && !hasPublish {
+		return json.RawMessage(stdout), nil, nil
+	}
+	var out protocol.Output
+	if err := json.Unmarshal(stdout, &out); err != nil {
+		return nil, nil, fmt.Errorf("function output: actuate/publish: %w", err)
+	}
+	if r, ok := keys["result"]; ok {
+		return r, &out, nil
+	}
+	return json.RawMessage(stdout), &out, nil
+}
+
+// perform applies a function's actuations and publishes. Every actuation is checked first:
+// one bad line and none is applied.
+func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
+	if out == nil {
+		return nil
+	}
+	for _, act := range out.Actuate {
+		if err := a.checkActuation(act); err != nil {
+			return fmt.Errorf("actuate: %w", err)
+		}
+	}
+	for _, p := range out.Publish {
+		if err := checkPublishTopic(a.topics, p.Topic); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		if p.QoS > 2 {
+			return fmt.Errorf("publish %s: qos %d", p.Topic, p.QoS)
+		}
+	}
+	for _, act := range out.Actuate {
+		if err := a.actuate(act); err != nil {
+			return fmt.Errorf("actuate: %w", err)
+		}
+	}
+	for _, p := range out.Publish {
+		a.publish(&paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain})
+	}
+	return nil
+}
+
+// payloadBytes turns a publish payload into message bytes: a JSON string travels as its
+// text, anything else as JSON.
+func payloadBytes(raw json.RawMessage) []byte {
+	var s string
+	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &s) == nil {
+		return []byte(s)
+	}
+	return raw
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func lastLines(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// dedupe remembers results by invocation id, and who waits for ids in flight.
+type dedupe struct {
+	mu      sync.Mutex
+	max     int
+	entries map[string]*dedupeEntry
+	order   []string
+}
+
+type dedupeEntry struct {
+	done    bool
+	result  protocol.Result
+	waiters []replyTo
+}
+
+func newDedupe(max int) *dedupe {
+	return &dedupe{max: max, entries: map[string]*dedupeEntry{}}
+}
+
+// join registers to as waiting for id. It returns the stored result and true when id has
+// finished; a result with only the ID set when id is in flight; and a zero result when id is
+// new (the caller must run it and call complete).
+func (d *dedupe) join(id string, to replyTo) (protocol.Result, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.entries[id]
+	switch {
+	case !ok:
+		d.entries[id] = &dedupeEntry{waiters: []replyTo{to}}
+		return protocol.Result{}, false
+	case e.done:
+		return e.result, true
+	default:
+		e.waiters = append(e.waiters, to)
+		return protocol.Result{ID: id}, false
+	}
+}
+
+// inFlight reports whether id is running or queued.
+func (d *dedupe) inFlight(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.entries[id]
+	return ok && !e.done
+}
+
+// complete returns who waits for res.ID; with store it keeps res for repeats, otherwise
+// it forgets the id.
+func (d *dedupe) complete(res protocol.Result, store bool) []replyTo {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.entries[res.ID]
+	if !ok {
+		return nil
+	}
+	waiters := e.waiters
+	if !store {
+		delete(d.entries, res.ID)
+		return waiters
+	}
+	e.done, e.result, e.waiters = true, res, nil
+	d.order = append(d.order, res.ID)
+	for len(d.order) > d.max {
+		delete(d.entries, d.order[0])
+		d.order = d.order[1:]
+	}
+	return waiters
+}
