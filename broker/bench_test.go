@@ -97,7 +97,7 @@ func BenchmarkForwardQoS0(b *testing.B) {
 // (one message per stdin line, as fast as it can) and mosquitto_sub. Open loop: a broker
 // may drop QoS 0 messages for a subscriber that falls behind; "lost_%" reports them.
 func BenchmarkForwardQoS0Tools(b *testing.B) {
-	for _, pending := range []int32{0, 65536} {
+	for _, pending := range []int32{0, 262144} {
 		b.Run("broker=deviceless/max_pending="+strconv.Itoa(int(pending)), func(b *testing.B) {
 			cfg := Config{Listen: "127.0.0.1:0", AllowAnonymous: true}
 			cfg.Limits.MaxPending = pending

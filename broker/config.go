@@ -20,7 +20,7 @@ const (
 	DefaultMaxPacketSize   = 1 << 20 // 1 MiB
 	DefaultMaxInflight     = 64
 	DefaultMaxQueued       = 1000
-	DefaultMaxPending      = 1024
+	DefaultMaxPending      = 8192
 	DefaultIntakeBuffer    = 8192
 	DefaultSysInterval     = 10 * time.Second
 	DefaultConnectTimeout  = 10 * time.Second
@@ -104,7 +104,7 @@ type Limits struct {
 	// not acknowledging); further ones for that client are dropped and counted. Default 1000.
 	MaxQueued uint16 `yaml:"max_queued" json:"max_queued"`
 	// MaxPending is the outbound buffer of one connected client, in packets; when a slow
-	// reader fills it, further messages to it are dropped and counted. Default 1024.
+	// reader fills it, further messages to it are dropped and counted. Default 8192.
 	MaxPending int32 `yaml:"max_pending" json:"max_pending"`
 	// MaxClients is the number of simultaneous connections. Zero: unlimited.
 	MaxClients int64 `yaml:"max_clients" json:"max_clients"`
