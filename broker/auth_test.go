@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/goccy/go-yaml"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -462,4 +463,32 @@ func TestWebSocket(t *testing.T) {
 	tcp := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "tcp", user: "sensor1"})
 	tcp.mustPublish(t, "sensors/tcp", "t", 1)
 	sub.expect(t, "sensors/tcp", "t")
+}
+
+// The Config struct is the `broker:` block of deviceless.yaml, decoded strictly.
+func TestConfigYAML(t *testing.T) {
+	src := `
+listen: 127.0.0.1:1883
+websocket: 127.0.0.1:8083
+tls: {listen: 127.0.0.1:8883, cert: cert.pem, key: key.pem}
+store: data/broker
+allow_anonymous: false
+users:
+  - {username: gh1-sensor, password_hash: "$2a$10$abc", role: device}
+  - {username: gh1-edge, password_hash: "$2a$10$abc", role: agent}
+limits: {max_packet_size: 65536, max_keepalive: 5m, session_expiry: 24h, connect_timeout: 5s, max_queued: 100}
+sys_interval: 30s
+`
+	var c Config
+	if err := yaml.UnmarshalWithOptions([]byte(src), &c, yaml.Strict()); err != nil {
+		t.Fatal(err)
+	}
+	if c.TLS == nil || c.TLS.Cert != "cert.pem" || len(c.Users) != 2 || c.Users[1].Role != RoleAgent ||
+		c.Limits.MaxKeepalive != 5*time.Minute || c.Limits.SessionExpiry != 24*time.Hour || c.SysInterval != 30*time.Second ||
+		c.Limits.MaxQueued != 100 || c.Limits.MaxPacketSize != 65536 {
+		t.Fatalf("decoded %+v", c)
+	}
+	if err := yaml.UnmarshalWithOptions([]byte("listen: x:1\nlisten_tcp: y\n"), &c, yaml.Strict()); err == nil {
+		t.Fatal("unknown key accepted")
+	}
 }
