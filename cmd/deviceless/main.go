@@ -16,6 +16,10 @@ var version = "dev"
 const usage = `deviceless — serverless functions and closed control loops at the edge
 
 Usage:
+  deviceless engine [-c deviceless.yaml] [--rules PATH] [--listen ADDR] [--http ADDR]
+                                   broker + rules engine + HTTP API
+  deviceless invoke FUNCTION --args JSON   invoke a function through the engine
+  deviceless passwd [PASSWORD]     print a bcrypt hash for the broker's users
   deviceless rules check PATH...   validate rule files and folders
   deviceless rules test PATH...    run rule test files (*_test.yaml)
   deviceless version               print the version
@@ -39,6 +43,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "rules":
 		return rulesCmd(args[1:], stdout, stderr)
+	case "engine":
+		return engineCmd(ctx, args[1:], stdout, stderr)
+	case "invoke":
+		return invokeCmd(ctx, args[1:], stdout, stderr)
+	case "passwd":
+		return passwdCmd(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deviceless", version)
 		return 0
@@ -47,6 +57,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "deviceless: unknown command %q\n\n%s", args[0], usage)
-	_ = ctx
 	return 2
 }

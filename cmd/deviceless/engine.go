@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/deviceless/deviceless/engine"
+)
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("engine", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("c", "", "configuration file (deviceless.yaml); every key has a default")
+	var rulesPaths stringList
+	fs.Var(&rulesPaths, "rules", "rule file or folder (repeatable; replaces the file's `rules`)")
+	listen := fs.String("listen", "", "MQTT TCP listen address (overrides broker.listen)")
+	httpAddr := fs.String("http", "", "HTTP API address, or off (overrides http)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var cfg engine.Config
+	if *config != "" {
+		var err error
+		if cfg, err = engine.LoadConfig(*config); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+	}
+	if len(rulesPaths) > 0 {
+		cfg.Rules = rulesPaths
+	}
+	if *listen != "" {
+		cfg.Broker.Listen = *listen
+	}
+	if *httpAddr != "" {
+		cfg.HTTP = *httpAddr
+	}
+	log := newLogger(stderr, *logLevel)
+	e, err := engine.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := e.Run(ctx); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}

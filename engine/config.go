@@ -1,0 +1,143 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/deviceless/deviceless/broker"
+)
+
+// Config is the engine's configuration file (deviceless.yaml). Every key has a default:
+// the zero Config runs an embedded broker on 127.0.0.1:1883 and the HTTP API on
+// 127.0.0.1:8080.
+type Config struct {
+	Broker   BrokerConfig   `yaml:"broker"`
+	Rules    []string       `yaml:"rules"`
+	HTTP     string         `yaml:"http"`
+	Influx   *InfluxConfig  `yaml:"influx"`
+	Dispatch DispatchConfig `yaml:"dispatch"`
+	// History is how many finished invocations /api/v1/invocations keeps.
+	History int `yaml:"history"`
+	// ShutdownGrace is how long a stopping engine waits for invocations in flight.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// ReloadDelay debounces rule file changes.
+	ReloadDelay time.Duration `yaml:"reload_delay"`
+	// MaxKeys bounds each rule's state (see rules.Options).
+	MaxKeys int `yaml:"max_keys"`
+}
+
+// BrokerConfig is the embedded broker's configuration, or the address of an external one.
+type BrokerConfig struct {
+	broker.Config `yaml:",inline"`
+	// External, when set (mqtt://host:1883), uses that broker instead of the embedded one.
+	External    string `yaml:"external"`
+	SharedGroup string `yaml:"shared_group"`
+	Username    string `yaml:"username"`
+	Password    string `yaml:"password"`
+}
+
+// InfluxConfig points the engine's metrics at InfluxDB.
+type InfluxConfig struct {
+	URL    string `yaml:"url"`
+	Token  string `yaml:"token"`
+	Org    string `yaml:"org"`
+	Bucket string `yaml:"bucket"`
+}
+
+// DispatchConfig tunes invocation delivery.
+type DispatchConfig struct {
+	// Attempts bounds deliveries of one invocation (pick: one retries on another agent).
+	Attempts int `yaml:"attempts"`
+	// Backoff is the wait before the first retry; it doubles per attempt.
+	Backoff time.Duration `yaml:"backoff"`
+	// StartGrace is added to a function's timeout for queueing and container start.
+	StartGrace time.Duration `yaml:"start_grace"`
+}
+
+// Defaults.
+const (
+	DefaultHTTP          = "127.0.0.1:8080"
+	DefaultHistory       = 1000
+	DefaultAttempts      = 3
+	DefaultBackoff       = 100 * time.Millisecond
+	DefaultStartGrace    = 3 * time.Second
+	DefaultShutdownGrace = 5 * time.Second
+	DefaultReloadDelay   = 200 * time.Millisecond
+)
+
+func (c Config) withDefaults() Config {
+	if c.HTTP == "" {
+		c.HTTP = DefaultHTTP
+	}
+	if c.History <= 0 {
+		c.History = DefaultHistory
+	}
+	if c.Dispatch.Attempts <= 0 {
+		c.Dispatch.Attempts = DefaultAttempts
+	}
+	if c.Dispatch.Backoff <= 0 {
+		c.Dispatch.Backoff = DefaultBackoff
+	}
+	if c.Dispatch.StartGrace <= 0 {
+		c.Dispatch.StartGrace = DefaultStartGrace
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.ReloadDelay <= 0 {
+		c.ReloadDelay = DefaultReloadDelay
+	}
+	return c
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Broker.External != "" {
+		errs = append(errs, errors.New("broker.external: an external broker is not supported yet; remove it to use the embedded broker"))
+	}
+	if c.HTTP != "off" {
+		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+			errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
+		}
+	}
+	if c.Dispatch.Attempts > 10 {
+		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads a configuration file strictly: unknown keys are errors with their
+// position. Relative rule paths are relative to the file's folder.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("engine config: %w", err)
+	}
+	var c Config
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
+		return Config{}, fmt.Errorf("engine config %s:%s", path, yaml.FormatError(err, false, true))
+	}
+	dir := dirOf(path)
+	for i, r := range c.Rules {
+		c.Rules[i] = joinPath(dir, r)
+	}
+	if c.Broker.Store != "" {
+		c.Broker.Store = joinPath(dir, c.Broker.Store)
+	}
+	return c, nil
+}
+
+func dirOf(path string) string { return filepath.Dir(path) }
+
+func joinPath(dir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
+}

@@ -1,0 +1,421 @@
+// Package engine is the control plane of Deviceless: it takes events from the broker,
+// evaluates the rules, dispatches invocations to edge agents, carries out actuations and
+// publications, tracks the agents, and serves the HTTP API.
+//
+// One event's path: broker intake → (*Engine).evaluate → rules.Evaluator.Eval →
+// (*Engine).act → dispatcher.invoke → agent → dispatcher.result → results topic.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/rules"
+)
+
+// maxHops bounds chains of rules that publish to topics other rules match, so that a
+// rule publishing to its own topic cannot loop forever.
+const maxHops = 8
+
+const hopProperty = "deviceless-hop"
+
+// Engine is one running control plane.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	topics protocol.Topics
+	broker *broker.Server
+
+	rules    atomic.Pointer[rules.Set]
+	rulesErr atomic.Pointer[reloadStatus]
+	registry *registry
+	dispatch *dispatcher
+	history  *history
+	metrics  *promMetrics
+
+	events  *broker.Intake
+	control *broker.Intake
+
+	httpAddr atomic.Value // string
+	ready    chan struct{}
+	now      func() time.Time
+}
+
+type reloadStatus struct {
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// New validates cfg, loads the rules and prepares the broker. Nothing listens until Run.
+func New(cfg Config, log *slog.Logger) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg, log: log, ready: make(chan struct{}), now: time.Now, history: newHistory(cfg.History)}
+	set, err := e.loadRules()
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e.rules.Store(set)
+	e.registry = newRegistry(func(a []rules.Agent) { e.ruleSet().SetAgents(a) })
+	e.dispatch = newDispatcher(e)
+	b, err := broker.New(cfg.Broker.Config, log.With("component", "broker"))
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e.broker = b
+	e.topics = protocol.Topics{Prefix: b.Prefix()}
+	if e.events, err = b.Intake("events", broker.IntakeOptions{Filters: []string{"#"}}); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if e.control, err = b.Intake("control", broker.IntakeOptions{Filters: []string{
+		e.topics.AllStatus(), e.topics.AllResults(), e.topics.AllInvoke(),
+	}}); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	e.metrics = newPromMetrics(e)
+	return e, nil
+}
+
+func (e *Engine) loadRules() (*rules.Set, error) {
+	opts := rules.Options{MaxKeys: e.cfg.MaxKeys, Logger: e.log.With("component", "rules")}
+	if len(e.cfg.Rules) == 0 {
+		return rules.Compile(nil, opts)
+	}
+	return rules.Load(e.cfg.Rules, opts)
+}
+
+func (e *Engine) ruleSet() *rules.Set { return e.rules.Load() }
+
+// Ready is closed when the broker and the HTTP API listen.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+// BrokerAddr is the embedded broker's TCP address (valid after Ready).
+func (e *Engine) BrokerAddr() string { return e.broker.Addr(broker.ListenerTCP) }
+
+// HTTPAddr is the HTTP API's address (valid after Ready; "" when disabled).
+func (e *Engine) HTTPAddr() string {
+	s, _ := e.httpAddr.Load().(string)
+	return s
+}
+
+// Run serves until ctx ends, then stops taking events, waits for invocations in flight
+// (up to shutdown_grace; the rest are dead-lettered), stops the broker and returns nil.
+func (e *Engine) Run(ctx context.Context) error {
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
+	brokerErr := make(chan error, 1)
+	go func() { brokerErr <- e.broker.Run(brokerCtx) }()
+	select {
+	case <-e.broker.Ready():
+	case err := <-brokerErr:
+		return fmt.Errorf("engine: %w", err)
+	}
+	srv, err := e.serveHTTP()
+	if err != nil {
+		stopBroker()
+		<-brokerErr
+		return fmt.Errorf("engine: %w", err)
+	}
+	var wg sync.WaitGroup
+	controlCtx, stopControl := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopControl()
+	wg.Add(2)
+	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
+	go func() { defer wg.Done(); e.watchRules(ctx) }()
+	close(e.ready)
+	e.log.Info("engine running", "broker", e.BrokerAddr(), "http", e.HTTPAddr(), "rules", len(e.ruleSet().Rules))
+
+	e.eventLoop(ctx)
+
+	// Shutdown: events stopped; let results arrive for what is in flight.
+	e.dispatch.drain(e.cfg.ShutdownGrace)
+	stopControl()
+	if srv != nil {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(shutCtx)
+		cancel()
+	}
+	wg.Wait()
+	stopBroker()
+	if err := <-brokerErr; err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.log.Info("engine stopped")
+	return nil
+}
+
+// eventLoop evaluates events in arrival order on one goroutine: rule state (windows,
+// `for`, throttle) sees every key's events in order, and at 1–4 µs per event one
+// goroutine keeps up with far more than a broker on an edge box delivers. Actions are
+// handed to the broker and the dispatcher, which do not block.
+func (e *Engine) eventLoop(ctx context.Context) {
+	var (
+		cur     *rules.Set
+		eval    *rules.Evaluator
+		firings []rules.Firing
+		ev      rules.Event
+	)
+	process := func(batch []broker.Event) {
+		if set := e.ruleSet(); set != cur {
+			cur, eval = set, set.NewEvaluator()
+		}
+		for i := range batch {
+			b := &batch[i]
+			if !e.forRules(b) {
+				e.metrics.events.WithLabelValues("skipped").Inc()
+				continue
+			}
+			e.metrics.events.WithLabelValues("received").Inc()
+			ev = rules.Event{Topic: b.Topic, Payload: b.Payload, Client: b.ClientID, QoS: b.QoS, Retain: b.Retain, Time: b.Received}
+			firings = eval.Eval(&ev, firings[:0])
+			if len(firings) > 0 {
+				e.metrics.events.WithLabelValues("matched").Inc()
+			}
+			for j := range firings {
+				e.act(&firings[j], b)
+			}
+		}
+	}
+	for {
+		batch, err := e.events.NextBatch(ctx)
+		if err != nil {
+			break
+		}
+		process(batch)
+	}
+	// Take what the broker already accepted before stopping, so QoS 1 events that were
+	// acknowledged are evaluated.
+	e.events.Close()
+	for {
+		drainCtx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		batch, err := e.events.NextBatch(drainCtx)
+		cancel()
+		if err != nil {
+			return
+		}
+		process(batch)
+	}
+}
+
+// forRules reports whether an event goes to the rules: everything outside the prefix,
+// plus results and dead letters (so rules can react to them); agent and invoke traffic
+// stays internal, and chains of rule publications stop after maxHops.
+func (e *Engine) forRules(b *broker.Event) bool {
+	if e.topics.Internal(b.Topic) {
+		p := e.topics.Prefix
+		if p == "" {
+			p = protocol.DefaultPrefix
+		}
+		if !strings.HasPrefix(b.Topic, p+"/results/") && b.Topic != e.topics.DeadLetter() {
+			return false
+		}
+	}
+	return hops(b) < maxHops
+}
+
+func hops(b *broker.Event) int {
+	for _, u := range b.UserProperties {
+		if u.Key == hopProperty {
+			n, _ := strconv.Atoi(u.Value)
+			return n
+		}
+	}
+	return 0
+}
+
+// act carries out a firing's actions.
+func (e *Engine) act(f *rules.Firing, src *broker.Event) {
+	e.metrics.firings.WithLabelValues(f.Rule).Inc()
+	for i := range f.Actions {
+		a := &f.Actions[i]
+		switch a.Kind {
+		case rules.Invoke:
+			ev := &protocol.Event{Topic: src.Topic, Payload: jsonPayload(src.Payload), ReceivedAt: src.Received}
+			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, ev, nil)
+		case rules.Actuate:
+			if err := e.actuate(f.Rule, a); err != nil {
+				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
+				e.log.Warn("actuation failed", "rule", f.Rule, "line", a.Line, "err", err)
+			}
+		case rules.Publish:
+			payload, err := payloadBytes(a.Payload)
+			if err == nil {
+				err = e.publish(broker.Message{Topic: a.Topic, Payload: payload, QoS: a.QoS, Retain: a.Retain,
+					UserProperties: []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hops(src) + 1)}}})
+			}
+			if err != nil {
+				e.metrics.actionErrs.WithLabelValues("publish").Inc()
+				e.log.Warn("publish failed", "rule", f.Rule, "topic", a.Topic, "err", err)
+			}
+		}
+	}
+}
+
+// actuate sends a direct actuation to every agent the target selects that has the line.
+func (e *Engine) actuate(rule string, a *rules.Action) error {
+	v, err := lineValue(a.Value)
+	if err != nil {
+		return err
+	}
+	agents := e.registry.selectAgents(a.Target, a.Line, nil)
+	if len(agents) == 0 {
+		return fmt.Errorf("no online agent matches %s with output line %q", targetString(a.Target), a.Line)
+	}
+	for _, id := range agents {
+		msg := protocol.Actuation{ID: newID(), Line: a.Line, Value: v, For: protocol.Duration(a.For)}
+		b, _ := json.Marshal(msg)
+		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json"}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func lineValue(v any) (int, error) {
+	switch v := v.(type) {
+	case bool:
+		if v {
+			return 1, nil
+		}
+		return 0, nil
+	case int:
+		return v, nil
+	case int64:
+		return int(v), nil
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<31 {
+			return int(v), nil
+		}
+	}
+	return 0, fmt.Errorf("actuation value %v (%T) is not an integer or boolean", v, v)
+}
+
+// payloadBytes encodes a publish payload: strings and bytes as they are, else JSON.
+func payloadBytes(v any) ([]byte, error) {
+	switch v := v.(type) {
+	case string:
+		return []byte(v), nil
+	case []byte:
+		return v, nil
+	case nil:
+		return nil, nil
+	}
+	return json.Marshal(v)
+}
+
+// jsonPayload embeds an event payload in an invocation: JSON as is, else as a string.
+func jsonPayload(b []byte) json.RawMessage {
+	if len(b) > 0 && json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+func (e *Engine) publish(m broker.Message) error {
+	return e.broker.Publish(m)
+}
+
+// controlLoop handles agent status, agent results and external invoke requests.
+func (e *Engine) controlLoop(ctx context.Context) {
+	for {
+		batch, err := e.control.NextBatch(ctx)
+		if err != nil {
+			return
+		}
+		for i := range batch {
+			e.control1(&batch[i])
+		}
+	}
+}
+
+func (e *Engine) control1(b *broker.Event) {
+	p := e.topics.Prefix
+	if p == "" {
+		p = protocol.DefaultPrefix
+	}
+	rest := strings.TrimPrefix(b.Topic, p+"/")
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 3 && parts[0] == "agents" && parts[2] == "status":
+		if err := e.registry.update(parts[1], b.Payload, e.now()); err != nil {
+			e.metrics.malformed.WithLabelValues("status").Inc()
+			e.log.Warn("agent status ignored", "err", err)
+		}
+	case len(parts) == 3 && parts[0] == "agents" && parts[2] == "result":
+		e.dispatch.result(parts[1], b.Payload, b.CorrelationData)
+	case len(parts) == 2 && parts[0] == "invoke":
+		e.externalInvoke(parts[1], b)
+	}
+}
+
+// externalInvoke serves {prefix}/invoke/{function}: an MQTT v5 request whose result goes
+// to the request's response topic with its correlation data.
+func (e *Engine) externalInvoke(function string, b *broker.Event) {
+	respond := func(res protocol.Result) {
+		if b.ResponseTopic == "" {
+			return
+		}
+		out, _ := json.Marshal(res)
+		_ = e.publish(broker.Message{Topic: b.ResponseTopic, Payload: out, QoS: 1, CorrelationData: b.CorrelationData, ContentType: "application/json"})
+	}
+	if b.ResponseTopic != "" && !e.broker.Permits(b.Username, b.ResponseTopic, false) {
+		// The engine publishes without ACL checks: never onto a topic the requester
+		// could not read itself.
+		e.metrics.malformed.WithLabelValues("invoke").Inc()
+		e.log.Warn("invoke request refused: requester may not read its response topic", "client", b.ClientID, "response_topic", b.ResponseTopic)
+		return
+	}
+	var req protocol.InvokeRequest
+	if len(b.Payload) > 0 {
+		if err := json.Unmarshal(b.Payload, &req); err != nil {
+			e.metrics.malformed.WithLabelValues("invoke").Inc()
+			respond(protocol.Result{Function: function, Status: protocol.StatusError, Error: "malformed request: " + err.Error(), ExitCode: -1})
+			return
+		}
+	}
+	if err := e.Invoke(function, req, respond); err != nil {
+		respond(protocol.Result{Function: function, Status: protocol.StatusError, Error: err.Error(), ExitCode: -1})
+	}
+}
+
+// ErrUnknownFunction is returned by Invoke for a function no rule file defines.
+var ErrUnknownFunction = errors.New("unknown function")
+
+// Invoke starts an invocation from outside the rules (MQTT, HTTP, CLI); reply receives
+// the result.
+func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(protocol.Result)) error {
+	fn := e.ruleSet().Functions[function]
+	if fn == nil {
+		return fmt.Errorf("%w %q", ErrUnknownFunction, function)
+	}
+	t := rules.Target{Pick: rules.PickOne}
+	if req.Target != nil {
+		t = rules.Target{Agent: req.Target.Agent, Labels: req.Target.Labels, Pick: req.Target.Pick}
+		switch t.Pick {
+		case "":
+			t.Pick = rules.PickOne
+		case rules.PickOne, rules.PickAll:
+		default:
+			return fmt.Errorf("target pick %q: use one or all", t.Pick)
+		}
+	}
+	e.dispatch.invoke(fn, "", t, req.Args, nil, reply)
+	return nil
+}

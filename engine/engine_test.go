@@ -1,0 +1,566 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+const deadline = 20 * time.Second
+
+// Users of every test engine: name, role; the password is "pw-" + name.
+var testUsers = [][2]string{{"a1", "agent"}, {"a2", "agent"}, {"dev", "device"}, {"app", "client"}, {"ops", "admin"}}
+
+func testConfig(t *testing.T, rulesDir string) Config {
+	t.Helper()
+	var users []broker.User
+	for _, u := range testUsers {
+		h, err := bcrypt.GenerateFromPassword([]byte("pw-"+u[0]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, broker.User{Username: u[0], PasswordHash: string(h), Role: broker.Role(u[1])})
+	}
+	cfg := Config{HTTP: "127.0.0.1:0", Rules: []string{rulesDir}, ReloadDelay: 50 * time.Millisecond}
+	cfg.Broker.Listen = "127.0.0.1:0"
+	cfg.Broker.Users = users
+	cfg.Dispatch = DispatchConfig{Attempts: 3, Backoff: 10 * time.Millisecond, StartGrace: 200 * time.Millisecond}
+	cfg.ShutdownGrace = time.Second
+	return cfg
+}
+
+func writeRules(t *testing.T, dir, body string) {
+	t.Helper()
+	// Write then rename, as editors do, so the watcher never sees half a file.
+	tmp := filepath.Join(dir, ".rules.tmp")
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "rules.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type running struct {
+	*Engine
+	done chan error
+}
+
+func startEngine(t *testing.T, cfg Config) *running {
+	t.Helper()
+	var logs io.Writer = io.Discard
+	if testing.Verbose() {
+		logs = os.Stderr
+	}
+	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Engine: e, done: make(chan error, 1)}
+	go func() { r.done <- e.Run(ctx) }()
+	select {
+	case <-e.Ready():
+	case err := <-r.done:
+		t.Fatalf("engine stopped: %v", err)
+	case <-time.After(deadline):
+		t.Fatal("engine not ready")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("engine Run: %v", err)
+			}
+		case <-time.After(deadline):
+			t.Error("engine did not stop")
+		}
+	})
+	return r
+}
+
+// mqttClient is a real MQTT v5 client on the engine's broker.
+type mqttClient struct {
+	*paho.Client
+	conn net.Conn
+	msgs chan *paho.Publish
+}
+
+func connect(t *testing.T, addr, user string, will *paho.WillMessage, handler func(*paho.Client, *paho.Publish)) *mqttClient {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, deadline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &mqttClient{conn: conn, msgs: make(chan *paho.Publish, 1000)}
+	c.Client = paho.NewClient(paho.ClientConfig{
+		Conn: packets.NewThreadSafeConn(conn),
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			if handler != nil {
+				go handler(c.Client, pr.Packet)
+			} else {
+				c.msgs <- pr.Packet
+			}
+			return true, nil
+		}},
+	})
+	cp := &paho.Connect{ClientID: user + "-" + fmt.Sprint(time.Now().UnixNano()), KeepAlive: 30, CleanStart: true,
+		Username: user, UsernameFlag: true, Password: []byte("pw-" + user), PasswordFlag: true}
+	if will != nil {
+		cp.WillMessage, cp.WillProperties = will, &paho.WillProperties{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if _, err := c.Connect(ctx, cp); err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+func (c *mqttClient) sub(t *testing.T, filter string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+		t.Fatalf("subscribe %s: %v", filter, err)
+	}
+}
+
+func (c *mqttClient) pub(t *testing.T, p *paho.Publish) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if _, err := c.Publish(ctx, p); err != nil {
+		t.Fatalf("publish %s: %v", p.Topic, err)
+	}
+}
+
+func (c *mqttClient) next(t *testing.T, topicPrefix string) *paho.Publish {
+	t.Helper()
+	timeout := time.After(deadline)
+	for {
+		select {
+		case m := <-c.msgs:
+			if strings.HasPrefix(m.Topic, topicPrefix) {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no message on %s*", topicPrefix)
+			return nil
+		}
+	}
+}
+
+// scriptedAgent speaks the agent side of the protocol: retained status with a last will,
+// invocations answered on the response topic with the correlation data. answer returns
+// the result to send, or nil to stay silent.
+type scriptedAgent struct {
+	id      string
+	mu      sync.Mutex
+	invokes []protocol.Invocation
+	actuate []protocol.Actuation
+	client  *mqttClient
+}
+
+func startAgent(t *testing.T, addr, id string, labels map[string]string, answer func(protocol.Invocation) *protocol.Result) *scriptedAgent {
+	t.Helper()
+	a := &scriptedAgent{id: id}
+	topics := protocol.Topics{}
+	offline, _ := json.Marshal(protocol.Status{Agent: id, Online: false})
+	will := &paho.WillMessage{Topic: topics.AgentStatus(id), Payload: offline, QoS: 1, Retain: true}
+	a.client = connect(t, addr, id, will, func(c *paho.Client, m *paho.Publish) {
+		switch {
+		case strings.HasSuffix(m.Topic, "/invoke"):
+			var inv protocol.Invocation
+			if err := json.Unmarshal(m.Payload, &inv); err != nil {
+				t.Errorf("agent %s: bad invocation: %v", id, err)
+				return
+			}
+			a.mu.Lock()
+			a.invokes = append(a.invokes, inv)
+			a.mu.Unlock()
+			res := answer(inv)
+			if res == nil {
+				return
+			}
+			res.ID, res.Agent = inv.ID, id
+			b, _ := json.Marshal(res)
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			defer cancel()
+			_, _ = c.Publish(ctx, &paho.Publish{Topic: m.Properties.ResponseTopic, Payload: b, QoS: 1,
+				Properties: &paho.PublishProperties{CorrelationData: m.Properties.CorrelationData}})
+		case strings.HasSuffix(m.Topic, "/actuate"):
+			var act protocol.Actuation
+			_ = json.Unmarshal(m.Payload, &act)
+			a.mu.Lock()
+			a.actuate = append(a.actuate, act)
+			a.mu.Unlock()
+		}
+	})
+	a.client.sub(t, topics.AgentAll(id))
+	st, _ := json.Marshal(protocol.Status{Agent: id, Online: true, Labels: labels, Runtimes: []string{"sh"},
+		Lines: map[string]protocol.LineInfo{"fan": {Direction: "output"}, "button": {Direction: "input"}}})
+	a.client.pub(t, &paho.Publish{Topic: topics.AgentStatus(id), Payload: st, QoS: 1, Retain: true})
+	return a
+}
+
+func (a *scriptedAgent) invocations() []protocol.Invocation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]protocol.Invocation(nil), a.invokes...)
+}
+
+func ok(output string) func(protocol.Invocation) *protocol.Result {
+	return func(protocol.Invocation) *protocol.Result {
+		return &protocol.Result{Status: protocol.StatusOK, Output: json.RawMessage(output), Cold: true, Timings: protocol.Timings{Run: 5, Total: 9}}
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode
+}
+
+func postJSON(t *testing.T, url, body string, v any) int {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("POST %s: %v: %s", url, err, b)
+	}
+	return resp.StatusCode
+}
+
+func waitAgents(t *testing.T, e *running, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d agents online", n), func() bool { return e.registry.online() == n })
+}
+
+func mosquittoPub(t *testing.T, addr string, args ...string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		t.Fatal("mosquitto_pub not found: run `go tool task setup` to install mosquitto-clients")
+	}
+	cmd := exec.Command(bin, append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-u", "dev", "-P", "pw-dev"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
+	}
+}
+
+const echoRules = `
+functions:
+  echo:
+    runtime: sh
+    code: cat
+    timeout: 1s
+rules:
+  - name: hot
+    on: sensors/+/t
+    if: payload.c > 30
+    do:
+      - invoke: echo
+        target: {labels: {zone: north}}
+        args: {c: payload.c, room: 'topic_parts[1]'}
+      - publish: {topic: '"alerts/" + topic_parts[1]', payload: '{"c": payload.c}', qos: 1}
+      - actuate: {target: {labels: {zone: north}, pick: all}, line: fan, value: 1, for: 30s}
+`
+
+func TestEventToInvocationToResult(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	a1 := startAgent(t, addr, "a1", map[string]string{"zone": "north"}, ok(`{"echo": true}`))
+	startAgent(t, addr, "a2", map[string]string{"zone": "south"}, ok(`{}`))
+	waitAgents(t, e, 2)
+	watcher := connect(t, addr, "ops", nil, nil)
+	watcher.sub(t, "deviceless/results/#")
+	watcher.sub(t, "alerts/#")
+
+	// A device below the threshold, then above it, from the real mosquitto client.
+	mosquittoPub(t, addr, "-t", "sensors/gh1/t", "-m", `{"c": 20}`, "-q", "1")
+	mosquittoPub(t, addr, "-t", "sensors/gh1/t", "-m", `{"c": 35}`, "-q", "1")
+
+	alert := watcher.next(t, "alerts/")
+	if alert.Topic != "alerts/gh1" || string(alert.Payload) != `{"c":35}` {
+		t.Fatalf("alert %s %s", alert.Topic, alert.Payload)
+	}
+	res := watcher.next(t, "deviceless/results/")
+	var r protocol.Result
+	if err := json.Unmarshal(res.Payload, &r); err != nil {
+		t.Fatal(err)
+	}
+	if res.Topic != "deviceless/results/echo" || r.Status != "ok" || r.Agent != "a1" || r.Rule != "hot" || string(r.Output) != `{"echo":true}` {
+		t.Fatalf("result on %s: %+v", res.Topic, r)
+	}
+	invs := a1.invocations()
+	if len(invs) != 1 {
+		t.Fatalf("agent a1 got %d invocations, want 1", len(invs))
+	}
+	inv := invs[0]
+	if inv.Function != "echo" || inv.Args["c"] != 35.0 || inv.Args["room"] != "gh1" || inv.Event.Topic != "sensors/gh1/t" ||
+		string(inv.Event.Payload) != `{"c":35}` || inv.Spec.Runtime != "sh" || inv.Spec.Code != "cat" || inv.Attempt != 1 || inv.Deadline.IsZero() {
+		t.Fatalf("invocation %+v", inv)
+	}
+	eventually(t, "actuation", func() bool {
+		a1.mu.Lock()
+		defer a1.mu.Unlock()
+		return len(a1.actuate) == 1 && a1.actuate[0].Line == "fan" && a1.actuate[0].Value == 1 && a1.actuate[0].For.D() == 30*time.Second
+	})
+
+	var hist struct{ Invocations []Record }
+	getJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invocations", &hist)
+	if len(hist.Invocations) != 1 || hist.Invocations[0].ID != r.ID || hist.Invocations[0].Attempts != 1 {
+		t.Fatalf("history %+v", hist)
+	}
+	var rl struct {
+		Rules []RuleView
+	}
+	getJSON(t, "http://"+e.HTTPAddr()+"/api/v1/rules", &rl)
+	if len(rl.Rules) != 1 || rl.Rules[0].Matched != 2 || rl.Rules[0].Fired != 1 {
+		t.Fatalf("rules %+v", rl)
+	}
+	resp, err := http.Get("http://" + e.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`deviceless_invocations_total{cold="true",function="echo",status="ok"} 1`, `deviceless_rule_firings_total{rule="hot"} 1`, "deviceless_agents_online 2", `deviceless_events_total{stage="matched"} 1`} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
+
+func TestRetryOnAnotherAgentThenDeadLetter(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	silent := startAgent(t, addr, "a1", map[string]string{"zone": "north"}, func(protocol.Invocation) *protocol.Result { return nil })
+	good := startAgent(t, addr, "a2", map[string]string{"zone": "north"}, ok(`"done"`))
+	waitAgents(t, e, 2)
+	watcher := connect(t, addr, "ops", nil, nil)
+	watcher.sub(t, "deviceless/deadletter")
+
+	// Two invocations at once: ties are broken round-robin, so one of them starts on the
+	// silent agent, times out, and is retried on the other with the same id.
+	var wg sync.WaitGroup
+	results := make([]protocol.Result, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code := postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{"args":{"n":1},"target":{"labels":{"zone":"north"}}}`, &results[i]); code != 200 {
+				t.Errorf("invoke: HTTP %d", code)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.Status != "ok" || r.Agent != "a2" {
+			t.Fatalf("results %+v", results)
+		}
+	}
+	if len(silent.invocations()) != 1 {
+		t.Fatalf("silent agent got %d invocations, want 1", len(silent.invocations()))
+	}
+	retried := silent.invocations()[0]
+	var second *protocol.Invocation
+	for _, inv := range good.invocations() {
+		if inv.ID == retried.ID {
+			second = &inv
+		}
+	}
+	if second == nil || second.Attempt != 2 {
+		t.Fatalf("invocation %s was not retried on a2 as attempt 2: %+v", retried.ID, good.invocations())
+	}
+
+	// With the good agent gone (its last will marks it offline), nothing is left to try.
+	good.client.conn.Close() // no DISCONNECT: the broker sends the last will
+	waitAgents(t, e, 1)
+	var r protocol.Result
+	postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{"target":{"labels":{"zone":"north"}}}`, &r)
+	if r.Status != "timeout" || !strings.Contains(r.Error, "no other eligible agent") {
+		t.Fatalf("result %+v", r)
+	}
+	var dl DeadLetter
+	if err := json.Unmarshal(watcher.next(t, "deviceless/deadletter").Payload, &dl); err != nil {
+		t.Fatal(err)
+	}
+	if dl.Invocation.ID != r.ID || len(dl.Tried) != 1 || dl.Tried[0] != "a1" {
+		t.Fatalf("dead letter %+v", dl)
+	}
+	// No agent matches at all: dead-lettered at once.
+	postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{"target":{"agent":"nobody"}}`, &r)
+	if r.Status != "error" || !strings.Contains(r.Error, "no online agent") {
+		t.Fatalf("result %+v", r)
+	}
+	if code := postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/nope", `{}`, &map[string]any{}); code != 404 {
+		t.Fatalf("unknown function: HTTP %d", code)
+	}
+	if code := postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{"args": [1]}`, &map[string]any{}); code != 400 {
+		t.Fatalf("malformed request: HTTP %d", code)
+	}
+}
+
+func TestExternalInvokeOverMQTT(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	startAgent(t, addr, "a1", nil, func(inv protocol.Invocation) *protocol.Result {
+		out, _ := json.Marshal(inv.Args)
+		return &protocol.Result{Status: "ok", Output: out}
+	})
+	waitAgents(t, e, 1)
+	app := connect(t, addr, "app", nil, nil)
+	reply := "deviceless/results/replies/app"
+	app.sub(t, reply)
+	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/echo", QoS: 1, Payload: []byte(`{"args":{"x":42}}`),
+		Properties: &paho.PublishProperties{ResponseTopic: reply, CorrelationData: []byte("req-1")}})
+	m := app.next(t, reply)
+	var r protocol.Result
+	_ = json.Unmarshal(m.Payload, &r)
+	if string(m.Properties.CorrelationData) != "req-1" || r.Status != "ok" || string(r.Output) != `{"x":42}` {
+		t.Fatalf("reply %s %+v", m.Properties.CorrelationData, r)
+	}
+	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/missing", QoS: 1, Payload: []byte(`{}`),
+		Properties: &paho.PublishProperties{ResponseTopic: reply, CorrelationData: []byte("req-2")}})
+	m = app.next(t, reply)
+	_ = json.Unmarshal(m.Payload, &r)
+	if string(m.Properties.CorrelationData) != "req-2" || r.Status != "error" || !strings.Contains(r.Error, "unknown function") {
+		t.Fatalf("reply %s %+v", m.Properties.CorrelationData, r)
+	}
+	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/echo", QoS: 1, Payload: []byte(`not json`),
+		Properties: &paho.PublishProperties{ResponseTopic: reply, CorrelationData: []byte("req-3")}})
+	m = app.next(t, reply)
+	_ = json.Unmarshal(m.Payload, &r)
+	if string(m.Properties.CorrelationData) != "req-3" || !strings.Contains(r.Error, "malformed request") {
+		t.Fatalf("reply %s %+v", m.Properties.CorrelationData, r)
+	}
+}
+
+func TestHotReloadAndDryRun(t *testing.T) {
+	dir := t.TempDir()
+	rule := func(out string) string {
+		return `
+rules:
+  - name: count
+    on: in/+
+    window: {count: 100, of: "1"}
+    do:
+      - publish: {topic: '"` + out + `"', payload: window.count}
+`
+	}
+	writeRules(t, dir, rule("out/v1"))
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	w := connect(t, addr, "ops", nil, nil)
+	w.sub(t, "out/#")
+	mosquittoPub(t, addr, "-t", "in/a", "-m", "x")
+	if m := w.next(t, "out/"); m.Topic != "out/v1" || string(m.Payload) != "1" {
+		t.Fatalf("got %s %s", m.Topic, m.Payload)
+	}
+
+	// A valid change: swapped in, and the window (unchanged definition) keeps counting.
+	writeRules(t, dir, rule("out/v2"))
+	eventually(t, "reload", func() bool {
+		return strings.Contains(e.ruleSet().Rules[0].Filters[0], "in/+") && e.rulesErr.Load() != nil
+	})
+	mosquittoPub(t, addr, "-t", "in/a", "-m", "x")
+	if m := w.next(t, "out/"); m.Topic != "out/v2" || string(m.Payload) != "2" {
+		t.Fatalf("after reload got %s %s, want out/v2 2", m.Topic, m.Payload)
+	}
+
+	// An invalid change keeps the running rules and reports file:line:col.
+	writeRules(t, dir, "rules:\n  - name: count\n    on: in/+\n    if: nosuch > 1\n    do: [{publish: {topic: '\"x\"'}}]\n")
+	var st struct {
+		LastReload *reloadStatus `json:"last_reload"`
+		Rules      []RuleView
+	}
+	eventually(t, "reload error", func() bool {
+		getJSON(t, "http://"+e.HTTPAddr()+"/api/v1/rules", &st)
+		return st.LastReload != nil && st.LastReload.Error != ""
+	})
+	if !strings.Contains(st.LastReload.Error, "rules.yaml:4:9: unknown name nosuch") || len(st.Rules) != 1 {
+		t.Fatalf("rules API: %+v %+v", st.LastReload, st.Rules)
+	}
+	mosquittoPub(t, addr, "-t", "in/a", "-m", "x")
+	if m := w.next(t, "out/"); m.Topic != "out/v2" || string(m.Payload) != "3" {
+		t.Fatalf("after a bad reload got %s %s, want out/v2 3", m.Topic, m.Payload)
+	}
+
+	// Dry run against a fresh copy of the rules on disk: nothing is published, state untouched.
+	writeRules(t, dir, rule("out/v3"))
+	eventually(t, "reload", func() bool { return e.rulesErr.Load().Error == "" })
+	var dry struct{ Firings []FiringView }
+	if code := postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/dryrun", `{"topic": "in/b", "payload": {"any": 1}}`, &dry); code != 200 {
+		t.Fatalf("dryrun HTTP %d", code)
+	}
+	if len(dry.Firings) != 1 || dry.Firings[0].Rule != "count" || dry.Firings[0].Actions[0].Topic != "out/v3" || dry.Firings[0].Actions[0].Payload != 1.0 {
+		t.Fatalf("dry run %+v", dry)
+	}
+	if code := postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/dryrun", `{"topic": "in/#"}`, &map[string]any{}); code != 400 {
+		t.Fatalf("dry run with a filter as topic: HTTP %d", code)
+	}
+}
+
+func TestRulePublishLoopIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, "rules:\n  - name: echo\n    on: loop/#\n    do: [{publish: {topic: 'topic + \"/x\"'}}]\n")
+	e := startEngine(t, testConfig(t, dir))
+	mosquittoPub(t, e.BrokerAddr(), "-t", "loop/a", "-m", "1")
+	eventually(t, "the chain to stop", func() bool { return e.ruleSet().Rules[0].Counters().Fired.Load() == maxHops })
+	time.Sleep(100 * time.Millisecond) // the chain must not go on (checked below)
+	if n := e.ruleSet().Rules[0].Counters().Fired.Load(); n != maxHops {
+		t.Fatalf("rule fired %d times, want %d", n, maxHops)
+	}
+}

@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/rules"
+)
+
+const maxRequestBody = 1 << 20
+
+func (e *Engine) serveHTTP() (*http.Server, error) {
+	if e.cfg.HTTP == "off" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", e.cfg.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	e.httpAddr.Store(ln.Addr().String())
+	srv := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log.Error("http server failed", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// Handler is the engine's HTTP API.
+func (e *Engine) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-e.ready:
+			writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "agents_online": e.registry.online()})
+		default:
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/v1/rules", e.apiRules)
+	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"agents": e.registry.list()})
+	})
+	mux.HandleFunc("GET /api/v1/invocations", func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		writeJSON(w, http.StatusOK, map[string]any{"invocations": e.history.list(limit), "in_flight": e.dispatch.inFlight()})
+	})
+	mux.HandleFunc("POST /api/v1/invoke/{function}", e.apiInvoke)
+	mux.HandleFunc("POST /api/v1/dryrun", e.apiDryRun)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// RuleView is a rule as /api/v1/rules shows it.
+type RuleView struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Position    string   `json:"position"`
+	On          []string `json:"on"`
+	For         string   `json:"for,omitempty"`
+	Throttle    string   `json:"throttle,omitempty"`
+	Matched     uint64   `json:"matched"`
+	Fired       uint64   `json:"fired"`
+	Throttled   uint64   `json:"throttled"`
+	Errors      uint64   `json:"errors"`
+	Keys        int      `json:"keys"`
+}
+
+func (e *Engine) apiRules(w http.ResponseWriter, r *http.Request) {
+	set := e.ruleSet()
+	out := struct {
+		Files      []string      `json:"files"`
+		Rules      []RuleView    `json:"rules"`
+		Functions  []string      `json:"functions"`
+		LastReload *reloadStatus `json:"last_reload,omitempty"`
+	}{Files: set.Files(), Rules: []RuleView{}, Functions: []string{}, LastReload: e.rulesErr.Load()}
+	for _, rl := range set.Rules {
+		c := rl.Counters()
+		v := RuleView{Name: rl.Name, Description: rl.Description, Position: rl.Pos.String(), On: rl.Filters,
+			Matched: c.Matched.Load(), Fired: c.Fired.Load(), Throttled: c.Throttled.Load(), Errors: c.Errors.Load(), Keys: rl.Keys()}
+		if rl.For > 0 {
+			v.For = rl.For.String()
+		}
+		if rl.Throttle > 0 {
+			v.Throttle = rl.Throttle.String()
+		}
+		out.Rules = append(out.Rules, v)
+	}
+	for name := range set.Functions {
+		out.Functions = append(out.Functions, name)
+	}
+	sortStrings(out.Functions)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (e *Engine) apiInvoke(w http.ResponseWriter, r *http.Request) {
+	function := r.PathValue("function")
+	var req protocol.InvokeRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil || len(body) > maxRequestBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxRequestBody))
+		return
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
+			return
+		}
+	}
+	fn := e.ruleSet().Functions[function]
+	done := make(chan protocol.Result, 1)
+	if err := e.Invoke(function, req, func(res protocol.Result) {
+		select {
+		case done <- res:
+		default:
+		}
+	}); err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, ErrUnknownFunction) {
+			code = http.StatusNotFound
+		}
+		writeError(w, code, err)
+		return
+	}
+	// The dispatcher always answers (result or dead letter) within the attempts' budget.
+	budget := time.Duration(e.cfg.Dispatch.Attempts)*(fn.Timeout+e.cfg.Dispatch.StartGrace+time.Second) + time.Second
+	ctx, cancel := context.WithTimeout(r.Context(), budget)
+	defer cancel()
+	select {
+	case res := <-done:
+		writeJSON(w, http.StatusOK, res)
+	case <-ctx.Done():
+		writeError(w, http.StatusGatewayTimeout, errors.New("no result in time; see /api/v1/invocations"))
+	}
+}
+
+// DryRunRequest is an event for POST /api/v1/dryrun.
+type DryRunRequest struct {
+	Topic   string          `json:"topic"`
+	Payload json.RawMessage `json:"payload"`
+	Client  string          `json:"client"`
+	QoS     byte            `json:"qos"`
+	Retain  bool            `json:"retain"`
+}
+
+// ActionView is an evaluated action in JSON.
+type ActionView struct {
+	Kind     string         `json:"kind"`
+	Function string         `json:"function,omitempty"`
+	Target   *rules.Target  `json:"target,omitempty"`
+	Args     map[string]any `json:"args,omitempty"`
+	Line     string         `json:"line,omitempty"`
+	Value    any            `json:"value,omitempty"`
+	For      string         `json:"for,omitempty"`
+	Topic    string         `json:"topic,omitempty"`
+	Payload  any            `json:"payload,omitempty"`
+	QoS      byte           `json:"qos,omitempty"`
+	Retain   bool           `json:"retain,omitempty"`
+}
+
+// FiringView is a firing in JSON.
+type FiringView struct {
+	Rule    string       `json:"rule"`
+	Key     string       `json:"key"`
+	Actions []ActionView `json:"actions"`
+}
+
+func viewActions(as []rules.Action) []ActionView {
+	out := make([]ActionView, 0, len(as))
+	for _, a := range as {
+		v := ActionView{Kind: a.Kind.String(), Args: a.Args, Line: a.Line, Value: a.Value, Topic: a.Topic, Payload: a.Payload, QoS: a.QoS, Retain: a.Retain}
+		if a.Function != nil {
+			v.Function = a.Function.Name
+		}
+		if a.Kind != rules.Publish {
+			t := a.Target
+			v.Target = &t
+		}
+		if a.For > 0 {
+			v.For = a.For.String()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// apiDryRun evaluates one event against a fresh copy of the running rules: nothing is
+// invoked, and the running rules' state is not touched (state starts empty, so `for`,
+// windows and throttles see this event as the first of its key).
+func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
+	var req DryRunRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
+		return
+	}
+	if err := rules.ValidateTopic(req.Topic); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("topic %q: %w", req.Topic, err))
+		return
+	}
+	payload := []byte(req.Payload)
+	var s string
+	if json.Unmarshal(req.Payload, &s) == nil {
+		payload = []byte(s) // a JSON string is the payload's text
+	}
+	set, err := e.loadRules()
+	if err != nil {
+		writeError(w, http.StatusConflict, fmt.Errorf("rule files do not load: %w", err))
+		return
+	}
+	set.SetAgents(e.agentsForRules())
+	firings := set.NewEvaluator().Eval(&rules.Event{Topic: req.Topic, Payload: payload, Client: req.Client, QoS: req.QoS, Retain: req.Retain, Time: e.now()}, nil)
+	out := struct {
+		Firings []FiringView `json:"firings"`
+	}{Firings: []FiringView{}}
+	for _, f := range firings {
+		out.Firings = append(out.Firings, FiringView{Rule: f.Rule, Key: f.Key, Actions: viewActions(f.Actions)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (e *Engine) agentsForRules() []rules.Agent {
+	var out []rules.Agent
+	for _, a := range e.registry.list() {
+		var lines []string
+		for l := range a.Lines {
+			lines = append(lines, l)
+		}
+		sortStrings(lines)
+		out = append(out, rules.Agent{ID: a.Agent, Online: a.Online, Labels: a.Labels, Lines: lines, InFlight: a.InFlight})
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// promMetrics are the engine's Prometheus figures, on a registry of its own.
+type promMetrics struct {
+	reg         *prometheus.Registry
+	events      *prometheus.CounterVec // stage: received, matched, skipped
+	firings     *prometheus.CounterVec // rule
+	dispatched  prometheus.Counter
+	retries     prometheus.Counter
+	timeouts    prometheus.Counter
+	late        prometheus.Counter
+	deadLetters prometheus.Counter
+	malformed   *prometheus.CounterVec // what
+	actionErrs  *prometheus.CounterVec // kind
+	invocations *prometheus.CounterVec // function, status, cold
+	durations   *prometheus.HistogramVec
+	reloads     *prometheus.CounterVec // result: ok, error
+}
+
+func newPromMetrics(e *Engine) *promMetrics {
+	m := &promMetrics{
+		reg: prometheus.NewRegistry(),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_events_total",
+			Help: "Events by stage: received (into the rules), matched (by at least one rule), skipped (internal or loop)."}, []string{"stage"}),
+		firings:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rule_firings_total", Help: "Rule firings."}, []string{"rule"}),
+		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_attempts_total", Help: "Invocation attempts sent to agents."}),
+		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
+		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
+		late:       prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_late_results_total", Help: "Results for invocations no longer pending here."}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_deadletters_total",
+			Help: "Invocations that could not be delivered or exhausted their attempts."}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_malformed_messages_total",
+			Help: "Control messages that could not be decoded."}, []string{"what"}),
+		actionErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_action_errors_total",
+			Help: "Actions that could not be carried out."}, []string{"kind"}),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_invocations_total",
+			Help: "Finished invocations."}, []string{"function", "status", "cold"}),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deviceless_invocation_stage_seconds",
+			Help: "Invocation time per stage as the agent measured it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"function", "stage"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reloads_total", Help: "Rule reloads by result."}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
+		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
+			func() float64 { return float64(e.registry.online()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_invocations_in_flight", Help: "Invocations awaiting a result."},
+			func() float64 { return float64(e.dispatch.inFlight()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_rules_loaded", Help: "Rules in the running set."},
+			func() float64 { return float64(len(e.ruleSet().Rules)) }),
+		&ruleCollector{e: e},
+	)
+	if e.broker != nil {
+		m.reg.MustRegister(e.broker.Collector())
+	}
+	return m
+}
+
+func (m *promMetrics) observe(r protocol.Result) {
+	cold := "false"
+	if r.Cold {
+		cold = "true"
+	}
+	m.invocations.WithLabelValues(r.Function, r.Status, cold).Inc()
+	if r.Status != protocol.StatusOK {
+		return
+	}
+	for stage, ms := range map[string]float64{"queue": r.Timings.Queue, "start": r.Timings.Start, "run": r.Timings.Run, "total": r.Timings.Total} {
+		m.durations.WithLabelValues(r.Function, stage).Observe(ms / 1000)
+	}
+}
+
+// ruleCollector exports the rules' own counters, which live in the rules package.
+type ruleCollector struct{ e *Engine }
+
+var (
+	ruleErrorsDesc    = prometheus.NewDesc("deviceless_rule_errors_total", "Rule runtime errors (missing fields, wrong types, budgets).", []string{"rule"}, nil)
+	ruleThrottledDesc = prometheus.NewDesc("deviceless_rule_throttled_total", "Firings suppressed by throttle.", []string{"rule"}, nil)
+	ruleKeysDesc      = prometheus.NewDesc("deviceless_rule_state_keys", "State keys a rule holds.", []string{"rule"}, nil)
+)
+
+func (c *ruleCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- ruleErrorsDesc
+	ch <- ruleThrottledDesc
+	ch <- ruleKeysDesc
+}
+
+func (c *ruleCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.e.ruleSet().Rules {
+		ch <- prometheus.MustNewConstMetric(ruleErrorsDesc, prometheus.CounterValue, float64(r.Counters().Errors.Load()), r.Name)
+		ch <- prometheus.MustNewConstMetric(ruleThrottledDesc, prometheus.CounterValue, float64(r.Counters().Throttled.Load()), r.Name)
+		ch <- prometheus.MustNewConstMetric(ruleKeysDesc, prometheus.GaugeValue, float64(r.Keys()), r.Name)
+	}
+}

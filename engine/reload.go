@@ -1,0 +1,101 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+func sortStrings(s []string) { slices.Sort(s) }
+
+// watchRules reloads the rules when their files change. A valid change is swapped in
+// atomically between two event batches (no event is dropped) and keeps the state of the
+// rules whose definition did not change; an invalid change keeps the running set and is
+// reported in the log, the metrics and /api/v1/rules.
+func (e *Engine) watchRules(ctx context.Context) {
+	if len(e.cfg.Rules) == 0 {
+		return
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		e.log.Error("rule reload disabled: cannot watch files", "err", err)
+		return
+	}
+	defer w.Close()
+	watched := map[string]bool{}
+	watch := func() {
+		for _, p := range e.cfg.Rules {
+			// Watch folders (editors replace files by renaming) and every folder below.
+			_ = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+				if err != nil {
+					return nil
+				}
+				dir := path
+				if !d.IsDir() {
+					dir = filepath.Dir(path)
+				}
+				if !watched[dir] {
+					if err := w.Add(dir); err == nil {
+						watched[dir] = true
+					}
+				}
+				return nil
+			})
+		}
+	}
+	watch()
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Remove|fsnotify.Rename) == 0 {
+				continue
+			}
+			if timer == nil {
+				timer = time.NewTimer(e.cfg.ReloadDelay)
+			} else {
+				timer.Reset(e.cfg.ReloadDelay)
+			}
+			fire = timer.C
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			e.log.Warn("rule watcher", "err", err)
+		case <-fire:
+			fire = nil
+			watch() // new folders
+			e.Reload()
+		}
+	}
+}
+
+// Reload loads the rule files again and swaps them in if they are valid. It reports
+// whether the new set is running.
+func (e *Engine) Reload() bool {
+	set, err := e.loadRules()
+	if err != nil {
+		e.metrics.reloads.WithLabelValues("error").Inc()
+		e.rulesErr.Store(&reloadStatus{Error: err.Error(), At: e.now()})
+		e.log.Error("rule reload failed; the running rules stay", "err", err)
+		return false
+	}
+	old := e.ruleSet()
+	kept := set.Adopt(old)
+	set.SetAgents(e.agentsForRules())
+	e.rules.Store(set)
+	e.rulesErr.Store(&reloadStatus{At: e.now()})
+	e.metrics.reloads.WithLabelValues("ok").Inc()
+	e.log.Info("rules reloaded", "rules", len(set.Rules), "kept_state", len(kept))
+	return true
+}
