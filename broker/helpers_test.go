@@ -441,3 +441,16 @@ func (c *wsClientConn) Write(p []byte) (int, error) {
 func (c *wsClientConn) Close() error { return c.ws.Close() }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// waitFor polls cond until it holds, failing the test after the deadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	stop := time.After(deadline)
+	for !cond() {
+		select {
+		case <-stop:
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
