@@ -110,9 +110,13 @@ func (l pebbleLogger) Infof(format string, args ...any) {
 func (l pebbleLogger) Errorf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...))
 }
+
+// Fatalf must not return (pebble's contract): the store is unusable, so panic rather than
+// exit the whole process from a library.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...))
-	os.Exit(1)
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg)
+	panic("broker store: " + msg)
 }
 
 // quietHandler hands mochi's log to ours one level quieter: mochi logs every hook, listener
