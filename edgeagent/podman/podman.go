@@ -60,6 +60,7 @@ type Config struct {
 	Pull        bool          // pull missing images from a registry
 	Logger      *slog.Logger  // default slog.Default()
 	KillGrace   time.Duration // how long to wait for a killed container's streams (default 5s)
+	RemoveDelay time.Duration // how long a removal may wait for cold starts to finish (default 2s)
 }
 
 // Runtime runs jobs in podman containers. It is safe for concurrent use.
@@ -76,6 +77,7 @@ type Runtime struct {
 	warm     map[string][]*runner // idle warm runners by job key
 	closed   bool
 	removals sync.WaitGroup
+	starting atomic.Int64 // cold starts in progress
 }
 
 var _ container.Runtime = (*Runtime)(nil)
@@ -117,6 +119,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 5 * time.Second
+	}
+	if cfg.RemoveDelay == 0 {
+		cfg.RemoveDelay = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -199,6 +204,9 @@ func (r *Runtime) Run(ctx context.Context, job container.Job) (container.Outcome
 
 func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Outcome, error) {
 	t0 := time.Now()
+	r.starting.Add(1)
+	startDone := sync.OnceFunc(func() { r.starting.Add(-1) })
+	defer startDone()
 	c, err := r.client(ctx)
 	if err != nil {
 		return container.Outcome{}, err
@@ -215,6 +223,7 @@ func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Out
 		return container.Outcome{}, err
 	}
 	defer r.removeLater(id, codeDir)
+	tCreated := time.Now()
 
 	stdout := &capped{limit: r.cfg.OutputLimit}
 	stderr := &tail{limit: r.cfg.StderrLimit}
@@ -233,10 +242,12 @@ func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Out
 	case <-ctx.Done():
 		return container.Outcome{}, ctx.Err()
 	}
+	tAttached := time.Now()
 	if err := containers.Start(c, id, nil); err != nil {
 		return container.Outcome{}, fmt.Errorf("podman: start %s: %w", job.Function, err)
 	}
 	started := time.Now()
+	startDone()
 
 	var timedOut atomic.Bool
 	timer := time.AfterFunc(job.Timeout, func() {
@@ -269,6 +280,8 @@ func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Out
 	}
 	out.ExitCode = int(state.ExitCode)
 	out.OOMKilled = state.OOMKilled || (out.ExitCode == 137 && !out.TimedOut)
+	r.log.Debug("cold run", "function", job.Function, "create", tCreated.Sub(t0), "attach", tAttached.Sub(tCreated),
+		"start", started.Sub(tAttached), "run", exited.Sub(started), "inspect", time.Since(exited))
 	if ctx.Err() != nil && !out.TimedOut {
 		return out, ctx.Err()
 	}
@@ -375,6 +388,8 @@ func (r *Runtime) spec(job container.Job, codeDir string) *specgen.SpecGenerator
 	s.User = r.cfg.User
 	s.OCIRuntime = r.cfg.OCIRuntime
 	s.Systemd = "false"
+	// Output travels over attach; nothing is kept in container logs.
+	s.LogConfiguration = &specgen.LogConfig{Driver: "none"}
 	mem := job.Memory
 	if mem <= 0 {
 		mem = r.cfg.Memory
@@ -439,6 +454,12 @@ func (r *Runtime) track(id string) {
 	r.mu.Unlock()
 }
 
+func (r *Runtime) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 // detached returns a context with the connection and a deadline, independent of callers.
 func (r *Runtime) detached(d time.Duration) (context.Context, context.CancelFunc) {
 	r.mu.Lock()
@@ -459,11 +480,17 @@ func (r *Runtime) kill(id string) {
 	}
 }
 
-// removeLater removes a finished container in the background; Close waits for it.
+// removeLater removes a finished container in the background; Close waits for it. The
+// removal waits (up to RemoveDelay) for a moment when no cold start is in progress: removing
+// costs the service as much work as starting, and the next invocation should not pay for it.
 func (r *Runtime) removeLater(id, codeDir string) {
 	r.removals.Add(1)
 	go func() {
 		defer r.removals.Done()
+		deadline := time.Now().Add(r.cfg.RemoveDelay)
+		for r.starting.Load() > 0 && time.Now().Before(deadline) && !r.isClosed() {
+			time.Sleep(10 * time.Millisecond)
+		}
 		r.remove(id)
 		r.removeCode(codeDir)
 	}()

@@ -1,0 +1,214 @@
+package edgeagent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deviceless/deviceless/edgeagent/internal/testenv"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// The benchmarks time whole invocations as the engine sees them: publish on the agent's
+// invoke topic with a response topic, until the result arrives. Run them with a fixed
+// count, e.g. -benchtime 30x; p50/p95 are reported in milliseconds.
+
+const benchCode = `read -r inv; echo '{"ok":true}'`
+
+func reportPercentiles(b *testing.B, d []time.Duration) {
+	b.Helper()
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	pct := func(p float64) float64 {
+		i := int(float64(len(d)-1) * p)
+		return float64(d[i].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.95), "p95-ms")
+	b.ReportMetric(0, "ns/op") // the mean of a few slow container starts says little
+}
+
+func benchInvocations(b *testing.B, warm bool) {
+	broker := startBroker(b)
+	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
+	cfg := testConfig(b, broker)
+	cfg.Concurrency = 1
+	fn := FunctionConfig{Runtime: "sh", Code: benchCode}
+	if warm {
+		fn.Warm = &WarmConfig{Idle: time.Minute, MaxUses: 100000}
+	}
+	cfg.Functions = map[string]FunctionConfig{"bench": fn}
+	startAgent(b, cfg, cl)
+	// One invocation outside the measurement: image in page cache, runner started when warm.
+	if r := cl.invoke(cfg.ID, protocol.Invocation{ID: "bench-warmup", Function: "bench"}); r.Status != protocol.StatusOK {
+		b.Fatalf("warm-up: %+v", r)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		r := cl.invoke(cfg.ID, protocol.Invocation{ID: fmt.Sprintf("bench-%d", i), Function: "bench"})
+		lat = append(lat, time.Since(start))
+		if r.Status != protocol.StatusOK || r.Cold == warm {
+			b.Fatalf("invocation %d: %+v", i, r)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// BenchmarkColdInvocation: a new container per invocation (create, attach, start, exit,
+// inspect; removal after the reply), through MQTT and the agent.
+func BenchmarkColdInvocation(b *testing.B) { benchInvocations(b, false) }
+
+// BenchmarkWarmInvocation: the same function in warm mode (one long-lived runner).
+func BenchmarkWarmInvocation(b *testing.B) { benchInvocations(b, true) }
+
+// BenchmarkPodmanRunBaseline: `podman run --rm -i` of the same image and code, with the same
+// isolation flags, as a user would without the agent.
+func BenchmarkPodmanRunBaseline(b *testing.B) {
+	testenv.PodmanSocket(b) // the service's containers.conf is the one we use here too
+	conf, err := filepath.Abs("../test/podman/containers.conf")
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func() {
+		cmd := exec.Command("podman", "run", "--rm", "-i", "--network", "none", "--read-only", "--cap-drop", "all",
+			"--security-opt", "no-new-privileges", "--memory", "128m", "--pids-limit", "64",
+			"localhost/deviceless/sh", "sh", "-c", benchCode)
+		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		cmd.Stdin = strings.NewReader(`{"id":"x"}` + "\n")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte(`"ok"`)) {
+			b.Fatalf("podman run: %v: %s", err, out)
+		}
+	}
+	run()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		run()
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// BenchmarkAgentResources runs the agent in a child process (this test binary re-executed)
+// and reports its resident memory when idle and its CPU use while serving 10 cold
+// invocations per second. b.N is ignored beyond the first round: use -benchtime 1x.
+func BenchmarkAgentResources(b *testing.B) {
+	broker := startBroker(b)
+	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
+	cfg := testConfig(b, broker)
+	cfg.Concurrency = 4
+	cfg.Functions = map[string]FunctionConfig{"bench": {Runtime: "sh", Code: benchCode}}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run", "^TestAgentChild$")
+	cmd.Env = append(os.Environ(), "DEVICELESS_AGENT_CHILD="+string(cfgJSON))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
+	if r := cl.invoke(cfg.ID, protocol.Invocation{ID: "res-warmup", Function: "bench"}); r.Status != protocol.StatusOK {
+		b.Fatalf("warm-up: %+v", r)
+	}
+	time.Sleep(2 * time.Second) // let the child settle before reading its idle RSS
+	rssIdle := rssKB(b, pid)
+
+	const rate, seconds = 10, 5
+	cpu0, t0 := cpuTicks(b, pid), time.Now()
+	tick := time.NewTicker(time.Second / rate)
+	defer tick.Stop()
+	results := make(chan protocol.Result, rate*seconds)
+	for i := range rate * seconds {
+		<-tick.C
+		go func() { results <- cl.invoke(cfg.ID, protocol.Invocation{ID: fmt.Sprintf("res-%d", i), Function: "bench"}) }()
+	}
+	for range rate * seconds {
+		if r := <-results; r.Status != protocol.StatusOK {
+			b.Fatalf("invocation: %+v", r)
+		}
+	}
+	cpu1, elapsed := cpuTicks(b, pid), time.Since(t0)
+	rssBusy := rssKB(b, pid)
+	const clockTicks = 100 // USER_HZ on Linux
+	b.ReportMetric(float64(rssIdle)/1024, "rss-idle-MB")
+	b.ReportMetric(float64(rssBusy)/1024, "rss-busy-MB")
+	b.ReportMetric(100*float64(cpu1-cpu0)/clockTicks/elapsed.Seconds(), "cpu-%-at-10/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// TestAgentChild is the agent process of BenchmarkAgentResources; it does nothing unless
+// DEVICELESS_AGENT_CHILD holds a config.
+func TestAgentChild(t *testing.T) {
+	raw := os.Getenv("DEVICELESS_AGENT_CHILD")
+	if raw == "" {
+		return
+	}
+	var cfg Config
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rssKB(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+func cpuTicks(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start at state.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return utime + stime
+}
+
