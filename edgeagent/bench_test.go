@@ -147,7 +147,9 @@ func BenchmarkAgentResources(b *testing.B) {
 	results := make(chan protocol.Result, rate*seconds)
 	for i := range rate * seconds {
 		<-tick.C
-		go func() { results <- cl.invoke(cfg.ID, protocol.Invocation{ID: fmt.Sprintf("res-%d", i), Function: "bench"}) }()
+		go func() {
+			results <- cl.invoke(cfg.ID, protocol.Invocation{ID: fmt.Sprintf("res-%d", i), Function: "bench"})
+		}()
 	}
 	for range rate * seconds {
 		if r := <-results; r.Status != protocol.StatusOK {
@@ -211,4 +213,3 @@ func cpuTicks(b *testing.B, pid int) int64 {
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime + stime
 }
-

@@ -24,12 +24,17 @@ import (
 
 // runnerScript is the long-lived process of a warm container. For each invocation it reads
 // the invocation id and the invocation JSON (one line each) from the attached stdin, runs
-// the function with the JSON on its stdin, and ends the function's output with a line
-// holding a per-container boundary and the exit code. No podman exec per call.
+// the function with the JSON on its stdin, and answers on stdout: the function's output, a
+// line with a per-container boundary and the exit code, the tail of the function's stderr,
+// and a boundary line ending the answer. (stderr travels on stdout because the two streams
+// are not ordered with respect to each other.) No podman exec per call.
 const runnerScript = `b=$1; shift
 while IFS= read -r id && IFS= read -r line; do
-  printf '%s\n' "$line" | DEVICELESS_INVOCATION_ID=$id "$@"
-  printf '\n%s %s\n' "$b" "$?"
+  printf '%s\n' "$line" | DEVICELESS_INVOCATION_ID=$id "$@" 2>/tmp/.deviceless-stderr
+  rc=$?
+  printf '\n%s %s\n' "$b" "$rc"
+  tail -c 4096 /tmp/.deviceless-stderr
+  printf '\n%s end\n' "$b"
 done`
 
 // runner is one warm container.
@@ -88,6 +93,7 @@ func (r *Runtime) runWarm(ctx context.Context, job container.Job) (container.Out
 		stdout    []byte
 		truncated bool
 		code      int
+		stderr    string
 		err       error
 	}
 	replies := make(chan reply, 1)
@@ -99,8 +105,8 @@ func (r *Runtime) runWarm(ctx context.Context, job container.Job) (container.Out
 			replies <- reply{err: fmt.Errorf("write invocation: %w", err)}
 			return
 		}
-		b, trunc, code, err := w.readReply(r.cfg.OutputLimit)
-		replies <- reply{b, trunc, code, err}
+		b, trunc, code, stderr, err := w.readReply(r.cfg.OutputLimit)
+		replies <- reply{b, trunc, code, stderr, err}
 	}()
 
 	timer := time.NewTimer(job.Timeout)
@@ -115,7 +121,7 @@ func (r *Runtime) runWarm(ctx context.Context, job container.Job) (container.Out
 	if rep.err == nil && !out.TimedOut && ctx.Err() == nil {
 		out.Run = time.Since(started)
 		out.Stdout, out.Truncated, out.ExitCode = rep.stdout, rep.truncated, rep.code
-		out.Stderr = w.stderr.String()
+		out.Stderr = rep.stderr + w.stderr.String()
 		r.release(w, job.Warm)
 		return out, nil
 	}
@@ -138,8 +144,28 @@ func (r *Runtime) runWarm(ctx context.Context, job container.Job) (container.Out
 	return out, nil
 }
 
-// readReply reads the function's output up to the boundary line.
-func (w *runner) readReply(limit int) ([]byte, bool, int, error) {
+// readReply reads the function's output and stderr tail up to the closing boundary.
+func (w *runner) readReply(limit int) (stdout []byte, truncated bool, code int, stderr string, err error) {
+	stdout, truncated, rest, err := w.readSection(limit)
+	if err != nil {
+		return nil, false, 0, "", err
+	}
+	if code, err = strconv.Atoi(rest); err != nil {
+		return nil, false, 0, "", fmt.Errorf("bad boundary line %q", rest)
+	}
+	tailBytes, _, rest, err := w.readSection(w.rt.cfg.StderrLimit)
+	if err != nil {
+		return nil, false, 0, "", err
+	}
+	if rest != "end" {
+		return nil, false, 0, "", fmt.Errorf("bad closing boundary %q", rest)
+	}
+	return stdout, truncated, code, string(tailBytes), nil
+}
+
+// readSection reads lines up to one starting with the boundary; it returns what came
+// before (at most limit bytes) and the rest of the boundary line.
+func (w *runner) readSection(limit int) ([]byte, bool, string, error) {
 	var out []byte
 	truncated := false
 	marker := []byte(w.boundary + " ")
@@ -155,19 +181,15 @@ func (w *runner) readReply(limit int) ([]byte, bool, int, error) {
 			continue
 		}
 		if err != nil {
-			return nil, false, 0, fmt.Errorf("read output: %w", err)
+			return nil, false, "", fmt.Errorf("read output: %w", err)
 		}
 		if bytes.HasPrefix(line, marker) {
-			code, cerr := strconv.Atoi(strings.TrimSpace(string(line[len(marker):])))
-			if cerr != nil {
-				return nil, false, 0, fmt.Errorf("bad boundary line %q", line)
-			}
 			// The runner prints a newline before the boundary.
 			out = bytes.TrimSuffix(out, []byte("\n"))
 			if len(out) > limit {
 				out, truncated = out[:limit], true
 			}
-			return out, truncated, code, nil
+			return out, truncated, strings.TrimSpace(string(line[len(marker):])), nil
 		}
 		out, truncated = appendCapped(out, line, limit, truncated)
 		line = line[:0]
