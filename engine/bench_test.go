@@ -1,0 +1,214 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// benchRules writes n rules on sensors/{i%10}/t; the benchmark stream publishes on
+// sensors/0/t, so n/10 of them match each event (all of them for n=1).
+func benchRules(b *testing.B, n int) string {
+	dir := b.TempDir()
+	var sb strings.Builder
+	sb.WriteString("rules:\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&sb, "  - name: r%d\n    on: sensors/%d/t\n    if: payload.c > 1000 + %d\n    do: [{publish: {topic: '\"alerts\"'}}]\n", i, i%10, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench.yaml"), []byte(sb.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+func benchEngine(b *testing.B, rulesDir string) (*Engine, func()) {
+	cfg := Config{HTTP: "off", Rules: []string{rulesDir}}
+	cfg.Broker.Listen = "127.0.0.1:0"
+	cfg.Broker.AllowAnonymous = true
+	cfg.Broker.AnonymousRole = "admin"
+	e, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	<-e.Ready()
+	return e, func() { cancel(); <-done }
+}
+
+// BenchmarkMosquittoPubIntoRules drives the engine with an external QoS 0 publisher,
+// `mosquitto_pub -l` reading JSON lines, through the embedded broker into the rules.
+// events/s is measured from the publisher's start to the last event evaluated; lost
+// counts events the rules never saw.
+func BenchmarkMosquittoPubIntoRules(b *testing.B) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		b.Fatal("mosquitto_pub not found: run `go tool task setup`")
+	}
+	// The baseline: how fast the same publisher sends the same lines to mosquitto 2.0.11.
+	b.Run("baseline=mosquitto", func(b *testing.B) {
+		addr := startMosquitto(b)
+		lines := writeLines(b)
+		host, port, _ := net.SplitHostPort(addr)
+		in, _ := os.Open(lines)
+		defer in.Close()
+		cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "0", "-l")
+		cmd.Stdin = in
+		b.ResetTimer()
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("mosquitto_pub: %v: %s", err, out)
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	})
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			e, stop := benchEngine(b, benchRules(b, n))
+			defer stop()
+			lines := writeLines(b)
+			host, port, _ := net.SplitHostPort(e.BrokerAddr())
+			r0 := e.ruleSet().Rules[0]
+			in, _ := os.Open(lines)
+			defer in.Close()
+			cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "0", "-l")
+			cmd.Stdin = in
+			b.ResetTimer()
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("mosquitto_pub: %v: %s", err, out)
+			}
+			// Wait for the rules to see the last event, or for the count to stop moving.
+			last, lastChange := uint64(0), time.Now()
+			for {
+				got := r0.Counters().Matched.Load()
+				if got >= uint64(b.N) {
+					break
+				}
+				if got != last {
+					last, lastChange = got, time.Now()
+				} else if time.Since(lastChange) > time.Second {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			got := r0.Counters().Matched.Load()
+			b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(uint64(b.N)-got), "lost")
+			b.ReportMetric(float64(e.events.Stats().Dropped), "shed")
+		})
+	}
+}
+
+// BenchmarkDispatchQoS1 measures invocations dispatched as QoS 1 MQTT v5 requests to
+// one consumer over TCP (a paho client subscribed to the agent's invoke topic).
+func BenchmarkDispatchQoS1(b *testing.B) {
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "f.yaml"), []byte("functions:\n  f: {runtime: sh, code: cat, timeout: 60s}\n"), 0o644)
+	e, stop := benchEngine(b, dir)
+	defer stop()
+	conn, err := net.Dial("tcp", e.BrokerAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var received atomic.Int64
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(paho.PublishReceived) (bool, error) { received.Add(1); return true, nil },
+	}})
+	ctx := context.Background()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "consumer", KeepAlive: 30, CleanStart: true}); err != nil {
+		b.Fatal(err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	topics := protocol.Topics{}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topics.AgentInvoke("bench"), QoS: 1}}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.registry.update("bench", []byte(`{"agent":"bench","online":true}`), time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		// A window of outstanding requests, as an agent's QoS 1 receive maximum would
+		// impose; beyond the broker's per-client queue, messages would be dropped.
+		for int64(i)-received.Load() >= 100 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if err := e.Invoke("f", protocol.InvokeRequest{Args: map[string]any{"i": i}}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for received.Load() < int64(b.N) {
+		if time.Since(start) > time.Minute {
+			b.Fatalf("consumer received %d of %d", received.Load(), b.N)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "invocations/s")
+}
+
+// writeLines writes b.N JSON events, one per line, for mosquitto_pub -l.
+func writeLines(b *testing.B) string {
+	lines := filepath.Join(b.TempDir(), "lines")
+	f, err := os.Create(lines)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for i := 0; i < b.N; i++ {
+		fmt.Fprintf(w, "{\"c\": %d.5, \"seq\": %d}\n", i%40, i)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	return lines
+}
+
+// startMosquitto runs mosquitto on a free loopback port for the duration of b.
+func startMosquitto(b *testing.B) string {
+	bin := "/usr/sbin/mosquitto"
+	if _, err := os.Stat(bin); err != nil {
+		b.Fatal("mosquitto not found: run `go tool task setup`")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
+	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"), 0o644)
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		if i > 500 {
+			b.Fatalf("mosquitto did not listen on %s", addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
