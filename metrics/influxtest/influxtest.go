@@ -124,12 +124,38 @@ func (s *Server) stop() {
 	if cmd == nil {
 		return
 	}
+	_ = cmd.Process.Signal(syscall.SIGCONT) // in case it is paused
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
+	}
+}
+
+// Pause freezes the server (SIGSTOP): it keeps its port, accepts connections and answers
+// nothing, like a hung InfluxDB. Resume continues it.
+func (s *Server) Pause() {
+	s.t.Helper()
+	s.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused server.
+func (s *Server) Resume() {
+	s.t.Helper()
+	s.signal(syscall.SIGCONT)
+}
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		s.t.Fatalf("influxtest: %v: server not running", sig)
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("influxtest: %v: %v", sig, err)
 	}
 }
 
