@@ -109,7 +109,7 @@ func BenchmarkMosquittoPubIntoRules(b *testing.B) {
 			got := r0.Counters().Matched.Load()
 			b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(uint64(b.N)-got), "lost")
-			b.ReportMetric(float64(e.events.Stats().Dropped), "shed")
+			b.ReportMetric(float64(e.t.Stats().Dropped), "shed")
 		})
 	}
 }
@@ -181,7 +181,7 @@ func writeLines(b *testing.B) string {
 }
 
 // startMosquitto runs mosquitto on a free loopback port for the duration of b.
-func startMosquitto(b *testing.B) string {
+func startMosquitto(b testing.TB) string {
 	bin := "/usr/sbin/mosquitto"
 	if _, err := os.Stat(bin); err != nil {
 		b.Fatal("mosquitto not found: run `go tool task setup`")

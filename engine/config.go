@@ -38,8 +38,11 @@ type BrokerConfig struct {
 	// External, when set (mqtt://host:1883), uses that broker instead of the embedded one.
 	External    string `yaml:"external"`
 	SharedGroup string `yaml:"shared_group"`
-	Username    string `yaml:"username"`
-	Password    string `yaml:"password"`
+	// ClientID, when set, makes the engine's session persistent (QoS 1 events sent while
+	// it restarts wait for it); each engine of a group needs its own.
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
 }
 
 // InfluxConfig points the engine's metrics at InfluxDB.
@@ -98,8 +101,8 @@ func (c Config) withDefaults() Config {
 
 func (c *Config) validate() error {
 	var errs []error
-	if c.Broker.External != "" {
-		errs = append(errs, errors.New("broker.external: an external broker is not supported yet; remove it to use the embedded broker"))
+	if c.Broker.External == "" && (c.Broker.SharedGroup != "" || c.Broker.ClientID != "") {
+		errs = append(errs, errors.New("broker.shared_group and broker.client_id apply to an external broker only"))
 	}
 	if c.HTTP != "off" {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {

@@ -113,14 +113,14 @@ func (d *dispatcher) send(p *pending) {
 		return
 	}
 	d.pending[p.inv.ID] = p
-	id := p.inv.ID
+	id, agent := p.inv.ID, p.agent
 	p.sent = true
 	p.timer = time.AfterFunc(budget+250*time.Millisecond, func() { d.timeout(id) })
 	d.mu.Unlock()
-	d.e.registry.addInFlight(p.agent, 1)
+	d.e.registry.addInFlight(agent, 1)
 	err = d.e.publish(broker.Message{
-		Topic: d.e.topics.AgentInvoke(p.agent), Payload: payload, QoS: 1,
-		ResponseTopic: d.e.topics.AgentResult(p.agent), CorrelationData: []byte(id),
+		Topic: d.e.topics.AgentInvoke(agent), Payload: payload, QoS: 1,
+		ResponseTopic: d.e.topics.AgentResult(agent), CorrelationData: []byte(id),
 		ContentType: "application/json", Expiry: budget,
 	})
 	if err != nil {
@@ -129,7 +129,7 @@ func (d *dispatcher) send(p *pending) {
 		p.timer.Stop()
 		p.sent = false
 		d.mu.Unlock()
-		d.e.registry.addInFlight(p.agent, -1)
+		d.e.registry.addInFlight(agent, -1)
 		d.deadLetter(p, "publish failed: "+err.Error(), protocol.StatusError)
 		return
 	}

@@ -35,7 +35,7 @@ type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	topics protocol.Topics
-	broker *broker.Server
+	t      transport
 
 	rules    atomic.Pointer[rules.Set]
 	rulesErr atomic.Pointer[reloadStatus]
@@ -43,9 +43,6 @@ type Engine struct {
 	dispatch *dispatcher
 	history  *history
 	metrics  *promMetrics
-
-	events  *broker.Intake
-	control *broker.Intake
 
 	httpAddr atomic.Value // string
 	ready    chan struct{}
@@ -74,20 +71,19 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	e.rules.Store(set)
 	e.registry = newRegistry(func(a []rules.Agent) { e.ruleSet().SetAgents(a) })
 	e.dispatch = newDispatcher(e)
-	b, err := broker.New(cfg.Broker.Config, log.With("component", "broker"))
+	if cfg.Broker.External != "" {
+		e.t, err = openExternal(e)
+	} else {
+		e.t, err = openEmbedded(e)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	e.broker = b
-	e.topics = protocol.Topics{Prefix: b.Prefix()}
-	if e.events, err = b.Intake("events", broker.IntakeOptions{Filters: []string{"#"}}); err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+	prefix := cfg.Broker.Prefix
+	if prefix == "" {
+		prefix = protocol.DefaultPrefix
 	}
-	if e.control, err = b.Intake("control", broker.IntakeOptions{Filters: []string{
-		e.topics.AllStatus(), e.topics.AllResults(), e.topics.AllInvoke(),
-	}}); err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
-	}
+	e.topics = protocol.Topics{Prefix: prefix}
 	e.metrics = newPromMetrics(e)
 	return e, nil
 }
@@ -105,8 +101,8 @@ func (e *Engine) ruleSet() *rules.Set { return e.rules.Load() }
 // Ready is closed when the broker and the HTTP API listen.
 func (e *Engine) Ready() <-chan struct{} { return e.ready }
 
-// BrokerAddr is the embedded broker's TCP address (valid after Ready).
-func (e *Engine) BrokerAddr() string { return e.broker.Addr(broker.ListenerTCP) }
+// BrokerAddr is the embedded broker's TCP address, or the external broker's host (valid after Ready).
+func (e *Engine) BrokerAddr() string { return e.t.Addr() }
 
 // HTTPAddr is the HTTP API's address (valid after Ready; "" when disabled).
 func (e *Engine) HTTPAddr() string {
@@ -120,9 +116,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBroker()
 	brokerErr := make(chan error, 1)
-	go func() { brokerErr <- e.broker.Run(brokerCtx) }()
+	go func() { brokerErr <- e.t.Run(brokerCtx) }()
 	select {
-	case <-e.broker.Ready():
+	case <-e.t.Ready():
 	case err := <-brokerErr:
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -193,7 +189,7 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		}
 	}
 	for {
-		batch, err := e.events.NextBatch(ctx)
+		batch, err := e.t.NextEvents(ctx)
 		if err != nil {
 			break
 		}
@@ -201,10 +197,10 @@ func (e *Engine) eventLoop(ctx context.Context) {
 	}
 	// Take what the broker already accepted before stopping, so QoS 1 events that were
 	// acknowledged are evaluated.
-	e.events.Close()
+	e.t.CloseEvents()
 	for {
 		drainCtx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-		batch, err := e.events.NextBatch(drainCtx)
+		batch, err := e.t.NextEvents(drainCtx)
 		cancel()
 		if err != nil {
 			return
@@ -329,13 +325,13 @@ func jsonPayload(b []byte) json.RawMessage {
 }
 
 func (e *Engine) publish(m broker.Message) error {
-	return e.broker.Publish(m)
+	return e.t.Publish(m)
 }
 
 // controlLoop handles agent status, agent results and external invoke requests.
 func (e *Engine) controlLoop(ctx context.Context) {
 	for {
-		batch, err := e.control.NextBatch(ctx)
+		batch, err := e.t.NextControl(ctx)
 		if err != nil {
 			return
 		}
@@ -375,7 +371,7 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 		out, _ := json.Marshal(res)
 		_ = e.publish(broker.Message{Topic: b.ResponseTopic, Payload: out, QoS: 1, CorrelationData: b.CorrelationData, ContentType: "application/json"})
 	}
-	if b.ResponseTopic != "" && !e.broker.Permits(b.Username, b.ResponseTopic, false) {
+	if b.ResponseTopic != "" && !e.t.Permits(b.Username, b.ResponseTopic, false) {
 		// The engine publishes without ACL checks: never onto a topic the requester
 		// could not read itself.
 		e.metrics.malformed.WithLabelValues("invoke").Inc()

@@ -55,8 +55,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 			func() float64 { return float64(len(e.ruleSet().Rules)) }),
 		&ruleCollector{e: e},
 	)
-	if e.broker != nil {
-		m.reg.MustRegister(e.broker.Collector())
+	if c := e.t.Collector(); c != nil {
+		m.reg.MustRegister(c)
 	}
 	return m
 }

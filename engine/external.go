@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/autopaho/queue/memory"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// Subscription identifiers tell the two ways a message reaches an external engine apart.
+const (
+	subShared  = 1 // $share/{group}/#: every message, to one engine of the group
+	subControl = 2 // agent status and results: to every engine
+)
+
+// external is the transport of an external MQTT v5 broker through autopaho. With a
+// shared_group, several engines split the events (and external invoke requests) between
+// them, while every engine sees every agent's status and every result (each keeps the
+// results of the invocations it dispatched).
+type external struct {
+	e      *Engine
+	url    *url.URL
+	topics protocol.Topics
+	cm     atomic.Pointer[autopaho.ConnectionManager]
+	ready  chan struct{}
+	once   sync.Once
+
+	events, control *queue
+}
+
+func openExternal(e *Engine) (*external, error) {
+	u, err := url.Parse(e.cfg.Broker.External)
+	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "tcp" && u.Scheme != "mqtts" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return nil, fmt.Errorf("broker.external: %q is not a broker URL such as mqtt://host:1883", e.cfg.Broker.External)
+	}
+	prefix := e.cfg.Broker.Prefix
+	if prefix == "" {
+		prefix = protocol.DefaultPrefix
+	}
+	buf := e.cfg.Broker.Limits.IntakeBuffer
+	if buf <= 0 {
+		buf = broker.DefaultIntakeBuffer
+	}
+	return &external{e: e, url: u, topics: protocol.Topics{Prefix: prefix}, ready: make(chan struct{}),
+		events: newQueue(buf), control: newQueue(buf)}, nil
+}
+
+func (t *external) Run(ctx context.Context) error {
+	cfg := t.e.cfg.Broker
+	clientID := cfg.ClientID
+	persistent := clientID != ""
+	if clientID == "" {
+		clientID = "deviceless-engine-" + newID()[:8]
+	}
+	shared := "#"
+	if cfg.SharedGroup != "" {
+		shared = "$share/" + cfg.SharedGroup + "/#"
+	}
+	subs := &paho.Subscribe{
+		Subscriptions: []paho.SubscribeOptions{{Topic: shared, QoS: 1}},
+		Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: intPtr(subShared)},
+	}
+	ctrl := &paho.Subscribe{
+		Subscriptions: []paho.SubscribeOptions{{Topic: t.topics.AllStatus(), QoS: 1}, {Topic: t.topics.AllResults(), QoS: 1}},
+		Properties:    &paho.SubscribeProperties{SubscriptionIdentifier: intPtr(subControl)},
+	}
+	ac := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{t.url},
+		KeepAlive:                     30,
+		CleanStartOnInitialConnection: !persistent,
+		ConnectUsername:               cfg.Username,
+		ConnectPassword:               []byte(cfg.Password),
+		Queue:                         memory.New(),
+		ReconnectBackoff:              func(n int) time.Duration { return min(time.Duration(n+1)*250*time.Millisecond, 5*time.Second) },
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			t.cm.Store(cm)
+			go func() {
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if _, err := cm.Subscribe(sctx, ctrl); err != nil {
+					t.e.log.Error("external broker: subscribe", "err", err)
+					return
+				}
+				if _, err := cm.Subscribe(sctx, subs); err != nil {
+					t.e.log.Error("external broker: subscribe", "err", err)
+					return
+				}
+				t.e.log.Info("external broker connected", "url", t.url.Redacted(), "client_id", clientID, "shared_group", cfg.SharedGroup)
+				t.once.Do(func() { close(t.ready) })
+			}()
+		},
+		OnConnectError: func(err error) { t.e.log.Warn("external broker: connect", "err", err) },
+		ClientConfig: paho.ClientConfig{
+			ClientID: clientID,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				t.receive(pr.Packet)
+				return true, nil
+			}},
+		},
+	}
+	if persistent {
+		ac.SessionExpiryInterval = uint32(time.Hour / time.Second)
+	}
+	cm, err := autopaho.NewConnection(ctx, ac)
+	if err != nil {
+		return fmt.Errorf("external broker: %w", err)
+	}
+	t.cm.Store(cm)
+	<-ctx.Done()
+	t.events.close()
+	t.control.close()
+	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = cm.Disconnect(dctx)
+	<-cm.Done()
+	return nil
+}
+
+func intPtr(i int) *int { return &i }
+
+// receive routes one message. A control message can arrive twice (through the shared
+// subscription and the control one): the shared copy of status and results is dropped.
+func (t *external) receive(p *paho.Publish) {
+	ev := broker.Event{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Received: t.e.now()}
+	viaControl := false
+	if pp := p.Properties; pp != nil {
+		ev.ResponseTopic, ev.CorrelationData, ev.ContentType = pp.ResponseTopic, pp.CorrelationData, pp.ContentType
+		for _, u := range pp.User {
+			ev.UserProperties = append(ev.UserProperties, broker.UserProperty{Key: u.Key, Value: u.Value})
+		}
+		if pp.MessageExpiry != nil {
+			ev.Expiry = time.Duration(*pp.MessageExpiry) * time.Second
+		}
+		viaControl = pp.SubscriptionIdentifier != nil && *pp.SubscriptionIdentifier == subControl
+	}
+	if t.topics.Internal(p.Topic) {
+		rest := strings.TrimPrefix(p.Topic, t.topics.Prefix+"/")
+		isAgent := strings.HasPrefix(rest, "agents/") && (strings.HasSuffix(rest, "/status") || strings.HasSuffix(rest, "/result"))
+		switch {
+		case isAgent && viaControl:
+			t.control.push(ev)
+			return
+		case isAgent:
+			return // the control subscription delivers it
+		case strings.HasPrefix(rest, "invoke/"):
+			t.control.push(ev)
+			return
+		}
+	}
+	t.events.push(ev)
+}
+
+func (t *external) Ready() <-chan struct{} { return t.ready }
+
+func (t *external) NextEvents(ctx context.Context) ([]broker.Event, error) {
+	return t.events.next(ctx)
+}
+
+func (t *external) CloseEvents() { t.events.close() }
+
+func (t *external) NextControl(ctx context.Context) ([]broker.Event, error) {
+	return t.control.next(ctx)
+}
+
+// Publish queues m without waiting for the broker: the event loop must not wait for a
+// round trip per action.
+func (t *external) Publish(m broker.Message) error {
+	cm := t.cm.Load()
+	if cm == nil {
+		return errors.New("external broker: not connected")
+	}
+	p := &paho.Publish{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Properties: &paho.PublishProperties{
+		ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData, ContentType: m.ContentType,
+	}}
+	if m.Expiry > 0 {
+		secs := uint32((m.Expiry + time.Second - 1) / time.Second)
+		p.Properties.MessageExpiry = &secs
+	}
+	for _, u := range m.UserProperties {
+		p.Properties.User = append(p.Properties.User, paho.UserProperty{Key: u.Key, Value: u.Value})
+	}
+	// The queue keeps the order of publications (an actuation on, then off) and holds
+	// them across reconnects.
+	if err := cm.PublishViaQueue(context.Background(), &autopaho.QueuePublish{Publish: p}); err != nil {
+		return fmt.Errorf("external broker: publish %s: %w", m.Topic, err)
+	}
+	return nil
+}
+
+// Permits cannot see an external broker's ACLs; that broker enforces them on the
+// requester's own publications.
+func (t *external) Permits(string, string, bool) bool { return true }
+
+func (t *external) Addr() string { return t.url.Host }
+
+func (t *external) Collector() prometheus.Collector { return nil }
+
+func (t *external) Stats() broker.IntakeStats { return t.events.stats() }
+
+// queue is an unbounded-for-QoS-1, bounded-for-QoS-0 FIFO between the MQTT client's
+// receive path and the engine: QoS 0 events beyond limit are shed and counted, QoS 1
+// events are never shed (the same policy as the embedded broker's intake).
+type queue struct {
+	mu      sync.Mutex
+	items   []broker.Event
+	limit   int
+	closed  bool
+	notify  chan struct{}
+	dropped uint64
+	total   uint64
+}
+
+func newQueue(limit int) *queue { return &queue{limit: limit, notify: make(chan struct{}, 1)} }
+
+func (q *queue) push(ev broker.Event) {
+	q.mu.Lock()
+	if q.closed || (ev.QoS == 0 && len(q.items) >= q.limit) {
+		if !q.closed {
+			q.dropped++
+		}
+		q.mu.Unlock()
+		return
+	}
+	q.items = append(q.items, ev)
+	q.total++
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) next(ctx context.Context) ([]broker.Event, error) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			out := q.items
+			q.items = nil
+			q.mu.Unlock()
+			return out, nil
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, broker.ErrIntakeClosed
+		}
+		select {
+		case <-q.notify:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) stats() broker.IntakeStats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return broker.IntakeStats{Received: q.total, Dropped: q.dropped, Backlog: int64(len(q.items))}
+}

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// Two engines share the events of a real mosquitto 2.0.11 through an MQTT v5 shared
+// subscription: every event is handled exactly once between them.
+func TestTwoEnginesShareAnExternalBroker(t *testing.T) {
+	addr := startMosquitto(t)
+	dir := t.TempDir()
+	writeRules(t, dir, `
+functions:
+  echo: {runtime: sh, code: cat, timeout: 2s}
+rules:
+  - name: count
+    on: sensors/+/t
+    do: [{publish: {topic: '"seen/" + topic_parts[1]'}}]
+  - name: call
+    on: calls/+
+    do: [{invoke: echo, args: {n: payload.n}}]
+`)
+	var engines []*running
+	for i := 0; i < 2; i++ {
+		cfg := Config{HTTP: "off", Rules: []string{dir}}
+		cfg.Broker.External = "mqtt://" + addr
+		cfg.Broker.SharedGroup = "deviceless"
+		cfg.Broker.ClientID = fmt.Sprintf("engine-%d", i)
+		engines = append(engines, startEngine(t, cfg))
+	}
+
+	const n = 2000
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"seq": %d}`, i)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-t", "sensors/a/t", "-q", "1", "-l")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	matched := func(e *running) uint64 { return e.ruleSet().Rule("count").Counters().Matched.Load() }
+	eventually(t, fmt.Sprintf("%d events handled", n), func() bool { return matched(engines[0])+matched(engines[1]) >= n })
+	time.Sleep(200 * time.Millisecond) // duplicates, if any, would arrive now
+	a, b := matched(engines[0]), matched(engines[1])
+	if a+b != n || a == 0 || b == 0 {
+		t.Fatalf("engines handled %d + %d events, want %d in total and some each", a, b, n)
+	}
+
+	// An agent on the external broker: invocations from either engine reach it, and each
+	// result goes back to the engine that dispatched it.
+	agent := startAgent(t, addr, "ext1", nil, func(inv protocol.Invocation) *protocol.Result {
+		out, _ := json.Marshal(inv.Args)
+		return &protocol.Result{Status: "ok", Output: out}
+	})
+	eventually(t, "both engines see the agent", func() bool {
+		return engines[0].registry.online() == 1 && engines[1].registry.online() == 1
+	})
+	for i := 0; i < 20; i++ {
+		mosquittoPubAnon(t, addr, "-t", fmt.Sprintf("calls/%d", i), "-m", fmt.Sprintf(`{"n": %d}`, i), "-q", "1")
+	}
+	eventually(t, "20 results", func() bool {
+		return len(engines[0].history.list(0))+len(engines[1].history.list(0)) == 20
+	})
+	for _, e := range engines {
+		for _, r := range e.history.list(0) {
+			if r.Status != "ok" || r.Agent != "ext1" {
+				t.Fatalf("result %+v", r)
+			}
+		}
+	}
+	if len(agent.invocations()) != 20 {
+		t.Fatalf("agent ran %d invocations, want 20", len(agent.invocations()))
+	}
+
+	// An external invoke request is answered once, by one engine of the group.
+	app := connect(t, addr, "app", nil, nil)
+	app.sub(t, "replies/app")
+	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/echo", QoS: 1, Payload: []byte(`{"args":{"x":1}}`),
+		Properties: &paho.PublishProperties{ResponseTopic: "replies/app", CorrelationData: []byte("r1")}})
+	m := app.next(t, "replies/app")
+	if string(m.Properties.CorrelationData) != "r1" {
+		t.Fatalf("reply %+v", m)
+	}
+	select {
+	case extra := <-app.msgs:
+		t.Fatalf("a second reply arrived: %s", extra.Payload)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func mosquittoPubAnon(t *testing.T, addr string, args ...string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command("mosquitto_pub", append([]string{"-h", host, "-p", port, "-V", "mqttv5"}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
+	}
+}
