@@ -18,6 +18,7 @@ const usage = `deviceless — serverless functions and closed control loops at t
 Usage:
   deviceless engine [-c deviceless.yaml] [--rules PATH] [--listen ADDR] [--http ADDR]
                                    broker + rules engine + HTTP API
+  deviceless agent [-c agent.yaml]  an edge agent (podman functions, GPIO)
   deviceless invoke FUNCTION --args JSON   invoke a function through the engine
   deviceless passwd [PASSWORD]     print a bcrypt hash for the broker's users
   deviceless rules check PATH...   validate rule files and folders
@@ -45,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return rulesCmd(args[1:], stdout, stderr)
 	case "engine":
 		return engineCmd(ctx, args[1:], stdout, stderr)
+	case "agent":
+		return agentCmd(ctx, args[1:], stdout, stderr)
 	case "invoke":
 		return invokeCmd(ctx, args[1:], stdout, stderr)
 	case "passwd":
