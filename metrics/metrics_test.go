@@ -2,11 +2,13 @@ package metrics_test
 
 import (
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
@@ -91,4 +93,61 @@ func TestConfig(t *testing.T) {
 func TestNop(t *testing.T) {
 	var s metrics.Sink = metrics.Nop{}
 	s.Write(metrics.Agent("a", metrics.AgentStats{}))
+}
+
+func TestPrometheusCollector(t *testing.T) {
+	sink, err := metrics.New(metrics.Config{URL: "http://127.0.0.1:1", Bucket: "b", BatchSize: 2, BufferLimit: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		sink.Write(metrics.Agent("a", metrics.AgentStats{}))
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(sink)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		m := f.GetMetric()[0]
+		got[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	want := map[string]float64{
+		"deviceless_metrics_points_written_total": 0,
+		"deviceless_metrics_points_dropped_total": 1,
+		"deviceless_metrics_write_errors_total":   0,
+		"deviceless_metrics_points_buffered":      2,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("gathered %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v, want %v", k, g, v)
+		}
+	}
+}
+
+// The example line of each measurement in docs/metrics.md is what the constructors write.
+func TestDocsExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_764_244_800, 0)
+	for _, p := range []metrics.Point{
+		metrics.Events("engine-1", metrics.EventCounts{Received: 15230, Matched: 1520, Dropped: 3, Fired: 1604}),
+		metrics.Invocation(protocol.Result{Agent: "gh1-edge", Function: "cool-down", Rule: "hot-greenhouse", Status: "ok", Cold: true,
+			Timings: protocol.Timings{Queue: 1.5, Start: 180.25, Run: 42, Total: 223.75}}),
+		metrics.Actuation("gh1-edge", protocol.Actuation{Line: "fan", Value: 1, For: protocol.Duration(30 * time.Second)}),
+		metrics.Agent("gh1-edge", metrics.AgentStats{CPU: 12.5, RSS: 48 << 20, Running: 2, Queue: 1}),
+	} {
+		p.Time = at
+		line := p.LineProtocol()
+		if !strings.Contains(string(doc), "\n"+line+"\n") {
+			t.Errorf("docs/metrics.md lacks the example line\n%s", line)
+		}
+	}
 }
