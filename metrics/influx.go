@@ -129,7 +129,7 @@ type Influx struct {
 	started atomic.Bool
 
 	mu       sync.Mutex
-	ring     []Point // circular buffer of BufferLimit points
+	ring     []Point // circular buffer; grows up to BufferLimit points
 	head     int     // index of the oldest point
 	n        int     // points in the buffer
 	inflight int     // points taken by the request being sent
@@ -155,7 +155,7 @@ func New(cfg Config, logger *slog.Logger) (*Influx, error) {
 		log:    logger.With("component", "metrics", "influx", cfg.URL, "bucket", cfg.Bucket),
 		client: client,
 		api:    client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
-		ring:   make([]Point, cfg.BufferLimit),
+		ring:   make([]Point, min(cfg.BufferLimit, initialRing)),
 		wake:   make(chan struct{}, 1),
 	}, nil
 }
@@ -171,6 +171,9 @@ func (s *Influx) Write(p Point) {
 		s.stats.Dropped++
 		s.mu.Unlock()
 		return
+	}
+	if s.n == len(s.ring) && len(s.ring) < s.cfg.BufferLimit {
+		s.grow(s.n + 1)
 	}
 	size := len(s.ring)
 	if s.n == size {
@@ -196,6 +199,20 @@ func (s *Influx) Write(p Point) {
 		default:
 		}
 	}
+}
+
+// initialRing is the buffer's first size; it doubles as needed up to BufferLimit, so an
+// idle or healthy sink does not hold memory for a long outage.
+const initialRing = 1024
+
+// grow enlarges the ring to hold at least need points (at most BufferLimit), oldest first.
+// The caller holds mu.
+func (s *Influx) grow(need int) {
+	size := min(max(2*len(s.ring), need), s.cfg.BufferLimit)
+	ring := make([]Point, size)
+	k := copy(ring, s.ring[s.head:min(s.head+s.n, len(s.ring))])
+	copy(ring[k:], s.ring[:s.n-k])
+	s.ring, s.head = ring, 0
 }
 
 // Stats returns the counters.
@@ -238,13 +255,18 @@ func (s *Influx) settle(taken, written, dropped int, failed bool) {
 	}
 }
 
-// putBack returns a batch that could not be sent to the front of the buffer. Points that
-// no longer fit are the oldest of all and are dropped.
-func (s *Influx) putBack(batch []Point) {
+// putBack returns a batch that could not be sent to the front of the buffer; failed counts
+// a write error. Points that no longer fit are the oldest of all and are dropped.
+func (s *Influx) putBack(batch []Point, failed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inflight -= len(batch)
-	s.stats.WriteErrors++
+	if failed {
+		s.stats.WriteErrors++
+	}
+	if free := len(s.ring) - s.n; free < len(batch) && len(s.ring) < s.cfg.BufferLimit {
+		s.grow(s.n + len(batch))
+	}
 	size := len(s.ring)
 	if lost := len(batch) - (size - s.n); lost > 0 {
 		s.stats.Dropped += uint64(lost)
@@ -327,7 +349,7 @@ func (s *Influx) shutdown(w *sender) {
 	s.closed = true
 	s.stats.Dropped += uint64(s.n)
 	s.n, s.head = 0, 0
-	clear(s.ring)
+	s.ring = nil
 	st := s.stats
 	s.mu.Unlock()
 	if st.Dropped > 0 {
@@ -388,12 +410,17 @@ func (w *sender) send(ctx context.Context) (taken int, retry bool) {
 	if errors.As(err, &herr) {
 		status = herr.StatusCode
 	}
+	if ctx.Err() != nil { // shutting down mid-request: not InfluxDB's failure
+		s.putBack(w.batch, false)
+		clear(w.batch)
+		return len(w.batch), true
+	}
 	if status == 0 || status >= 429 {
 		if !w.failing {
 			w.failing = true
 			s.log.Warn("influxdb write failed; buffering and retrying", "err", err, "status", status, "buffer_limit", s.cfg.BufferLimit)
 		}
-		s.putBack(w.batch)
+		s.putBack(w.batch, true)
 		clear(w.batch)
 		return len(w.batch), true
 	}
