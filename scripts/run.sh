@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What `go tool task run` starts once setup and build are done.
+# What `go tool task run` starts once setup and build are done: the closed-loop demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec ./bin/deviceless rules test examples/
+exec ./bin/deviceless demo "$@"

@@ -16,6 +16,7 @@ var version = "dev"
 const usage = `deviceless — serverless functions and closed control loops at the edge
 
 Usage:
+  deviceless demo                  the closed loop on one machine: engine, agent, simulated greenhouses
   deviceless engine [-c deviceless.yaml] [--rules PATH] [--listen ADDR] [--http ADDR]
                                    broker + rules engine + HTTP API
   deviceless agent [-c agent.yaml]  an edge agent (podman functions, GPIO)
@@ -46,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return rulesCmd(args[1:], stdout, stderr)
 	case "engine":
 		return engineCmd(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "agent":
 		return agentCmd(ctx, args[1:], stdout, stderr)
 	case "invoke":

@@ -1,0 +1,245 @@
+// Package demo runs the whole Deviceless loop in one process: the engine with its
+// embedded broker, a local edge agent on podman with simulated GPIO, and simulated
+// greenhouses whose climate reacts to the agent's actuators. It prints one line per
+// closed loop and a summary every few seconds.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/edgeagent"
+	"github.com/deviceless/deviceless/engine"
+	"github.com/deviceless/deviceless/examples"
+)
+
+// Config of a demo run. The zero value works.
+type Config struct {
+	Listen  string        // MQTT listener, default 127.0.0.1:1883
+	HTTP    string        // HTTP API, default 127.0.0.1:8080
+	Rules   []string      // rule files or folders; default the embedded greenhouse example
+	Every   time.Duration // sensor period, default 1s
+	Summary time.Duration // summary period, default 10s
+	Out     io.Writer     // loop lines and summaries; default stdout
+	Log     *slog.Logger  // the components' logs; default warnings to stderr
+}
+
+const agentID = "demo-edge"
+
+// Run starts everything, blocks until ctx ends, then stops everything and removes the
+// agent's containers.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:1883"
+	}
+	if cfg.HTTP == "" {
+		cfg.HTTP = "127.0.0.1:8080"
+	}
+	if cfg.Every <= 0 {
+		cfg.Every = time.Second
+	}
+	if cfg.Summary <= 0 {
+		cfg.Summary = 10 * time.Second
+	}
+	if cfg.Out == nil {
+		cfg.Out = os.Stdout
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	socket := edgeagent.DefaultPodmanSocket()
+	if err := checkPodman(socket); err != nil {
+		return err
+	}
+	if len(cfg.Rules) == 0 {
+		dir, err := os.MkdirTemp("", "deviceless-demo-rules-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if err := writeEmbedded(dir); err != nil {
+			return err
+		}
+		cfg.Rules = []string{dir}
+	}
+
+	// Credentials for this run only.
+	creds := map[string]string{agentID: secret(), "demo-sensors": secret(), "demo-watch": secret()}
+	roles := map[string]broker.Role{agentID: broker.RoleAgent, "demo-sensors": broker.RoleDevice, "demo-watch": broker.RoleAdmin}
+	ecfg := engine.Config{Rules: cfg.Rules, HTTP: cfg.HTTP, ShutdownGrace: 3 * time.Second}
+	ecfg.Broker.Listen = cfg.Listen
+	for user, pw := range creds {
+		h, err := broker.HashPassword(pw)
+		if err != nil {
+			return err
+		}
+		ecfg.Broker.Users = append(ecfg.Broker.Users, broker.User{Username: user, PasswordHash: h, Role: roles[user]})
+	}
+	eng, err := engine.New(ecfg, cfg.Log.With("component", "engine"))
+	if err != nil {
+		return err
+	}
+	parent := ctx
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := eng.Run(ctx); err != nil {
+			errs <- fmt.Errorf("engine: %w", err)
+			cancel()
+		}
+	}()
+	select {
+	case <-eng.Ready():
+	case err := <-errs:
+		wg.Wait()
+		return err
+	}
+	brokerURL := "mqtt://" + eng.BrokerAddr()
+
+	acfg := edgeagent.Config{
+		ID: agentID, Broker: brokerURL, Password: creds[agentID],
+		Labels:      map[string]string{"site": "greenhouse"},
+		Concurrency: 2,
+	}
+	acfg.Podman.Socket = socket
+	acfg.GPIO.Driver = "sim"
+	acfg.GPIO.Lines = simLines()
+	agent, err := edgeagent.New(acfg, cfg.Log.With("component", "agent"))
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	// The agent stops before the engine, so it can still say goodbye on the broker and
+	// remove its containers.
+	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAgent()
+	agentDone := make(chan struct{})
+	go func() {
+		defer close(agentDone)
+		if err := agent.Run(agentCtx); err != nil {
+			errs <- fmt.Errorf("agent: %w", err)
+			cancel()
+		}
+	}()
+	stopAll := func() {
+		stopAgent()
+		<-agentDone
+		cancel()
+		wg.Wait()
+	}
+
+	w := newWatcher(cfg.Out, agent.Lines())
+	if err := w.connect(ctx, eng.BrokerAddr(), "demo-watch", creds["demo-watch"]); err != nil {
+		stopAll()
+		return err
+	}
+	if err := w.waitAgent(ctx, agentID); err != nil {
+		stopAll()
+		return err
+	}
+	fmt.Fprintf(cfg.Out, "deviceless demo: engine with broker on %s, HTTP API on http://%s, agent %s (podman, simulated GPIO)\n", eng.BrokerAddr(), eng.HTTPAddr(), agentID)
+	fmt.Fprintf(cfg.Out, "greenhouses: gh1 heats up (fan), gh2 freezes (heater), gh3 dries out (valve), gh4 humidity jump (alert). Ctrl-C stops.\n")
+	fmt.Fprintf(cfg.Out, "try: curl -s http://%s/api/v1/invocations | head;  deviceless invoke fan-speed --http %s --args '{\"greenhouse\":\"gh9\",\"avg\":33}'\n\n", eng.HTTPAddr(), eng.HTTPAddr())
+
+	sim := newSimulation(agent.Lines(), w)
+	simCtx, stopSim := context.WithCancel(ctx)
+	var simWG sync.WaitGroup
+	simWG.Add(2)
+	go func() {
+		defer simWG.Done()
+		if err := sim.run(simCtx, eng.BrokerAddr(), "demo-sensors", creds["demo-sensors"], cfg.Every); err != nil && !errors.Is(err, context.Canceled) {
+			errs <- fmt.Errorf("sensors: %w", err)
+			cancel()
+		}
+	}()
+	go func() {
+		defer simWG.Done()
+		w.summaries(simCtx, cfg.Summary, sim)
+	}()
+
+	select {
+	case <-parent.Done():
+	case <-ctx.Done(): // a component failed
+	}
+	fmt.Fprintln(cfg.Out, "\nstopping: sensors, agent (removing its containers), engine ...")
+	stopSim()
+	simWG.Wait()
+	w.close()
+	stopAll()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	fmt.Fprintln(cfg.Out, "stopped.")
+	return errors.Join(all...)
+}
+
+func secret() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func writeEmbedded(dir string) error {
+	return fs.WalkDir(examples.Greenhouse, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := examples.Greenhouse.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, filepath.Base(p)), data, 0o644)
+	})
+}
+
+// checkPodman makes sure the podman service answers and the function images exist, and
+// says exactly what to do when they do not.
+func checkPodman(socket string) error {
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		},
+	}}
+	const fix = "run `go tool task setup` in the repository (it installs podman, runc and busybox-static with apt, starts a podman service and builds the images), " +
+		"or by hand: apt-get install -y podman runc busybox-static; then start `podman system service --time=0 unix://%s` and build the images with scripts/images.sh"
+	resp, err := c.Get("http://podman/_ping")
+	if err != nil {
+		if _, lookErr := osexec.LookPath("podman"); lookErr != nil {
+			return fmt.Errorf("podman is not installed on this machine: "+fix, socket)
+		}
+		return fmt.Errorf("no podman service answers on %s (%v): "+fix, socket, err, socket)
+	}
+	resp.Body.Close()
+	for _, img := range []string{"localhost/deviceless/sh", "localhost/deviceless/python3"} {
+		resp, err := c.Get("http://podman/v4.0.0/libpod/images/" + img + "/exists")
+		if err != nil {
+			return fmt.Errorf("podman service on %s: %w", socket, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("image %s is missing: "+fix, img, socket)
+		}
+	}
+	return nil
+}

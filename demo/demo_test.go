@@ -1,0 +1,109 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deviceless/deviceless/edgeagent"
+)
+
+// syncBuffer is the demo's output, read while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// The demo closes real loops: a direct actuation (frost → heater) and a function on
+// podman (dry soil → irrigate → valve), then stops cleanly.
+func TestDemoClosesLoops(t *testing.T) {
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Listen: freeAddr(t), HTTP: freeAddr(t), Every: 200 * time.Millisecond, Summary: time.Second,
+			Out: out, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	want := []string{"direct actuation → heater=1", "heater 0 → 1", "soil-dry", "→ irrigate on demo-edge  cold ok", "valve 0 → 1", "-- "}
+	deadline := time.After(90 * time.Second)
+	for {
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(out.String(), w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo stopped early: %v\n%s", err, out.String())
+		case <-deadline:
+			cancel()
+			t.Fatalf("demo output lacks %q:\n%s", missing, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop")
+	}
+	if !strings.HasSuffix(out.String(), "stopped.\n") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	// Nothing left behind: no container of the demo's agent.
+	socket := edgeagent.DefaultPodmanSocket()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	filter := url.QueryEscape(`{"label":["io.deviceless.agent=` + agentID + `"]}`)
+	resp, err := c.Get("http://podman/v4.0.0/libpod/containers/json?all=true&filters=" + filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var left []struct{ Names []string }
+	if err := json.NewDecoder(resp.Body).Decode(&left); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Fatalf("containers left behind: %+v", left)
+	}
+}
