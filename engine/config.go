@@ -11,17 +11,22 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/metrics"
 )
 
 // Config is the engine's configuration file (deviceless.yaml). Every key has a default:
 // the zero Config runs an embedded broker on 127.0.0.1:1883 and the HTTP API on
 // 127.0.0.1:8080.
 type Config struct {
-	Broker   BrokerConfig   `yaml:"broker"`
-	Rules    []string       `yaml:"rules"`
-	HTTP     string         `yaml:"http"`
-	Influx   *InfluxConfig  `yaml:"influx"`
-	Dispatch DispatchConfig `yaml:"dispatch"`
+	Broker BrokerConfig    `yaml:"broker"`
+	Rules  []string        `yaml:"rules"`
+	HTTP   string          `yaml:"http"`
+	Influx *metrics.Config `yaml:"influx"` // absent: metrics to InfluxDB off
+	// Name tags this engine's points in InfluxDB; default the host name.
+	Name string `yaml:"name"`
+	// MetricsInterval is how often event counts go to InfluxDB.
+	MetricsInterval time.Duration  `yaml:"metrics_interval"`
+	Dispatch        DispatchConfig `yaml:"dispatch"`
 	// History is how many finished invocations /api/v1/invocations keeps.
 	History int `yaml:"history"`
 	// ShutdownGrace is how long a stopping engine waits for invocations in flight.
@@ -43,14 +48,6 @@ type BrokerConfig struct {
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
-}
-
-// InfluxConfig points the engine's metrics at InfluxDB.
-type InfluxConfig struct {
-	URL    string `yaml:"url"`
-	Token  string `yaml:"token"`
-	Org    string `yaml:"org"`
-	Bucket string `yaml:"bucket"`
 }
 
 // DispatchConfig tunes invocation delivery.
@@ -95,6 +92,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReloadDelay <= 0 {
 		c.ReloadDelay = DefaultReloadDelay
+	}
+	if c.MetricsInterval <= 0 {
+		c.MetricsInterval = 10 * time.Second
+	}
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
 	}
 	return c
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 	"github.com/deviceless/deviceless/rules"
 )
@@ -227,6 +228,7 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 func (d *dispatcher) finish(p *pending, res protocol.Result) {
 	d.e.history.add(Record{Result: res, Attempts: p.inv.Attempt, Finished: d.e.now()})
 	d.e.metrics.observe(res)
+	d.e.sink.Write(metrics.Invocation(res))
 	if b, err := json.Marshal(res); err == nil {
 		_ = d.e.publish(broker.Message{Topic: d.e.topics.Results(res.Function), Payload: b, ContentType: "application/json"})
 	}

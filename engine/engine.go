@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 	"github.com/deviceless/deviceless/rules"
 )
@@ -43,6 +44,9 @@ type Engine struct {
 	dispatch *dispatcher
 	history  *history
 	metrics  *promMetrics
+	sink     metrics.Sink
+	influx   *metrics.Influx // nil when the influx block is absent
+	counts   struct{ received, matched, skipped, fired atomic.Int64 }
 
 	httpAddr atomic.Value // string
 	ready    chan struct{}
@@ -84,6 +88,13 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		prefix = protocol.DefaultPrefix
 	}
 	e.topics = protocol.Topics{Prefix: prefix}
+	e.sink = metrics.Nop{}
+	if cfg.Influx != nil {
+		if e.influx, err = metrics.New(*cfg.Influx, log.With("component", "metrics")); err != nil {
+			return nil, fmt.Errorf("engine: influx: %w", err)
+		}
+		e.sink = e.influx
+	}
 	e.metrics = newPromMetrics(e)
 	return e, nil
 }
@@ -131,7 +142,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	controlCtx, stopControl := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopControl()
-	wg.Add(2)
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSink()
+	sinkDone := make(chan struct{})
+	go func() {
+		defer close(sinkDone)
+		if e.influx != nil {
+			_ = e.influx.Run(sinkCtx)
+		}
+	}()
+	wg.Add(3)
+	go func() { defer wg.Done(); e.reportEvents(controlCtx) }()
 	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
 	go func() { defer wg.Done(); e.watchRules(ctx) }()
 	close(e.ready)
@@ -148,6 +169,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancel()
 	}
 	wg.Wait()
+	e.writeEventCounts()
+	stopSink() // flushes what is buffered
+	<-sinkDone
 	stopBroker()
 	if err := <-brokerErr; err != nil {
 		return fmt.Errorf("engine: %w", err)
@@ -175,13 +199,17 @@ func (e *Engine) eventLoop(ctx context.Context) {
 			b := &batch[i]
 			if !e.forRules(b) {
 				e.metrics.events.WithLabelValues("skipped").Inc()
+				e.counts.skipped.Add(1)
 				continue
 			}
 			e.metrics.events.WithLabelValues("received").Inc()
+			e.counts.received.Add(1)
 			ev = rules.Event{Topic: b.Topic, Payload: b.Payload, Client: b.ClientID, QoS: b.QoS, Retain: b.Retain, Time: b.Received}
 			firings = eval.Eval(&ev, firings[:0])
 			if len(firings) > 0 {
 				e.metrics.events.WithLabelValues("matched").Inc()
+				e.counts.matched.Add(1)
+				e.counts.fired.Add(int64(len(firings)))
 			}
 			for j := range firings {
 				e.act(&firings[j], b)
@@ -207,6 +235,30 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		}
 		process(batch)
 	}
+}
+
+// reportEvents writes the cumulative event counts to the metrics sink periodically.
+func (e *Engine) reportEvents(ctx context.Context) {
+	if e.influx == nil {
+		return
+	}
+	t := time.NewTicker(e.cfg.MetricsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.writeEventCounts()
+		}
+	}
+}
+
+func (e *Engine) writeEventCounts() {
+	e.sink.Write(metrics.Events(e.cfg.Name, metrics.EventCounts{
+		Received: e.counts.received.Load(), Matched: e.counts.matched.Load(),
+		Dropped: int64(e.t.Stats().Dropped), Fired: e.counts.fired.Load(),
+	}))
 }
 
 // forRules reports whether an event goes to the rules: everything outside the prefix,

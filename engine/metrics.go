@@ -58,6 +58,9 @@ func newPromMetrics(e *Engine) *promMetrics {
 	if c := e.t.Collector(); c != nil {
 		m.reg.MustRegister(c)
 	}
+	if e.influx != nil {
+		m.reg.MustRegister(e.influx)
+	}
 	return m
 }
 
