@@ -215,7 +215,8 @@ type cluster struct {
 	conf   map[string]string // agent id → config file
 	socket string            // podman socket
 	users  []user
-	extra  string // more engine YAML (top level)
+	extra  string   // more engine YAML (top level)
+	paths  []string // rule files or folders instead of the test's own rules
 }
 
 type user struct{ name, role string }
@@ -258,7 +259,11 @@ func (c *cluster) writeEngineConfig() string {
 		}
 		fmt.Fprintf(&b, "    - {username: %s, password_hash: %q, role: %s}\n", u.name, h, u.role)
 	}
-	fmt.Fprintf(&b, "rules: [%s]\nhttp: %s\n", c.rules, c.http)
+	paths := c.paths
+	if len(paths) == 0 {
+		paths = []string{c.rules}
+	}
+	fmt.Fprintf(&b, "rules: [%s]\nhttp: %s\n", strings.Join(paths, ", "), c.http)
 	// Short budgets keep the fault tests quick: a lost attempt is retried after the
 	// function's timeout plus 1s.
 	b.WriteString("dispatch: {attempts: 3, backoff: 50ms, start_grace: 1s}\nshutdown_grace: 3s\n")
