@@ -204,16 +204,32 @@ func expand(paths []string, tests bool) ([]string, error) {
 // Load reads rule files and folders (see Expand), merges them and compiles the result.
 // All problems are returned together as Errors, each with file:line:col.
 func Load(paths []string, opts Options) (*Set, error) {
-	files, err := Expand(paths)
+	files, defs, err := parseAll(paths)
 	if err != nil {
 		return nil, err
+	}
+	set, err := Compile(defs, opts)
+	if err != nil {
+		return nil, appendErrors(nil, err)
+	}
+	set.files = files
+	return set, nil
+}
+
+// parseAll expands paths and parses every rule file, reporting the syntax errors of all
+// files together. Compiling the files that did parse would report their references into
+// the broken ones as unknown, so syntax comes first.
+func parseAll(paths []string) ([]string, []*FileDef, error) {
+	files, err := Expand(paths)
+	if err != nil {
+		return nil, nil, err
 	}
 	var defs []*FileDef
 	var errs Errors
 	for _, f := range files {
 		data, err := readFile(f)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		def, err := Parse(f, data)
 		if err != nil {
@@ -223,16 +239,9 @@ func Load(paths []string, opts Options) (*Set, error) {
 		defs = append(defs, def)
 	}
 	if len(errs) > 0 {
-		// Compiling the files that parsed would report their references into the broken
-		// ones as unknown: fix syntax first.
-		return nil, errs
+		return nil, nil, errs
 	}
-	set, err := Compile(defs, opts)
-	if err != nil {
-		return nil, appendErrors(nil, err)
-	}
-	set.files = files
-	return set, nil
+	return files, defs, nil
 }
 
 func readFile(name string) ([]byte, error) {

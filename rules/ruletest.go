@@ -182,21 +182,9 @@ func RunTestFile(file string) ([]TestResult, error) {
 			paths = append(paths, rf)
 		}
 	}
-	files, err := Expand(paths)
+	_, defs, err := parseAll(paths)
 	if err != nil {
 		return nil, err
-	}
-	var defs []*FileDef
-	for _, f := range files {
-		data, err := readFile(f)
-		if err != nil {
-			return nil, err
-		}
-		def, err := Parse(f, data)
-		if err != nil {
-			return nil, err
-		}
-		defs = append(defs, def)
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	if tf.Start != "" {
