@@ -316,13 +316,15 @@ func (a *Agent) Status() protocol.Status {
 	}
 }
 
+// onConnectionUp subscribes (unless the resumed session kept the subscriptions), then
+// publishes the online status: online means ready to take invocations.
 func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 	a.log.Info("connected to broker", "broker", a.cfg.Broker, "session_present", ack.SessionPresent)
-	a.pending.Go(a.publishStatus)
-	if ack.SessionPresent && a.subscribed.Load() {
-		return // the broker kept our subscriptions with the session
-	}
 	a.pending.Go(func() {
+		defer a.publishStatus()
+		if ack.SessionPresent && a.subscribed.Load() {
+			return // the broker kept our subscriptions with the session
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		suback, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{

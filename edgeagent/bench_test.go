@@ -109,12 +109,17 @@ func BenchmarkPodmanRunBaseline(b *testing.B) {
 // and reports its resident memory when idle and its CPU use while serving 10 cold
 // invocations per second. b.N is ignored beyond the first round: use -benchtime 1x.
 func BenchmarkAgentResources(b *testing.B) {
+	b.Run("cold", func(b *testing.B) { benchResources(b, false) })
+	b.Run("warm", func(b *testing.B) { benchResources(b, true) })
+}
+
+func benchResources(b *testing.B, warm bool) {
 	broker := startBroker(b)
 	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
-	cfg := testConfig(b, broker)
-	cfg.Concurrency = 4
-	cfg.Functions = map[string]FunctionConfig{"bench": {Runtime: "sh", Code: benchCode}}
-	cfgJSON, err := json.Marshal(cfg)
+	spec := childSpec{Warm: warm}
+	cfg := childConfig(testConfig(b, broker), spec)
+	spec.ID, spec.Broker, spec.Socket, spec.State = cfg.ID, cfg.Broker, cfg.Podman.Socket, cfg.State
+	cfgJSON, err := json.Marshal(spec)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +129,7 @@ func BenchmarkAgentResources(b *testing.B) {
 	}
 	cmd := exec.Command(exe, "-test.run", "^TestAgentChild$")
 	cmd.Env = append(os.Environ(), "DEVICELESS_AGENT_CHILD="+string(cfgJSON))
-	cmd.Stderr = os.Stderr
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -139,30 +144,65 @@ func BenchmarkAgentResources(b *testing.B) {
 	}
 	time.Sleep(2 * time.Second) // let the child settle before reading its idle RSS
 	rssIdle := rssKB(b, pid)
+	anonIdle := procStatusKB(b, pid, "RssAnon:")
 
 	const rate, seconds = 10, 5
 	cpu0, t0 := cpuTicks(b, pid), time.Now()
 	tick := time.NewTicker(time.Second / rate)
 	defer tick.Stop()
-	results := make(chan protocol.Result, rate*seconds)
+	type timed struct {
+		r protocol.Result
+		d time.Duration
+	}
+	results := make(chan timed, rate*seconds)
 	for i := range rate * seconds {
 		<-tick.C
+		inv, _ := json.Marshal(protocol.Invocation{ID: fmt.Sprintf("res-%d", i), Function: "bench"})
+		start := time.Now()
+		corr := cl.send(cfg.ID, inv)
 		go func() {
-			results <- cl.invoke(cfg.ID, protocol.Invocation{ID: fmt.Sprintf("res-%d", i), Function: "bench"})
+			m, ok := cl.wait(corr)
+			var r protocol.Result
+			if ok {
+				_ = json.Unmarshal(m.Payload, &r)
+			}
+			results <- timed{r, time.Since(start)}
 		}()
 	}
+	var lat []time.Duration
 	for range rate * seconds {
-		if r := <-results; r.Status != protocol.StatusOK {
-			b.Fatalf("invocation: %+v", r)
+		t := <-results
+		if t.r.Status != protocol.StatusOK {
+			b.Fatalf("invocation: %+v", t.r)
 		}
+		lat = append(lat, t.d)
 	}
 	cpu1, elapsed := cpuTicks(b, pid), time.Since(t0)
 	rssBusy := rssKB(b, pid)
+	reportPercentiles(b, lat)
 	const clockTicks = 100 // USER_HZ on Linux
 	b.ReportMetric(float64(rssIdle)/1024, "rss-idle-MB")
+	b.ReportMetric(float64(anonIdle)/1024, "rss-anon-idle-MB")
 	b.ReportMetric(float64(rssBusy)/1024, "rss-busy-MB")
 	b.ReportMetric(100*float64(cpu1-cpu0)/clockTicks/elapsed.Seconds(), "cpu-%-at-10/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// childSpec is what the parent passes to the agent child process.
+type childSpec struct {
+	ID, Broker, Socket, State string
+	Warm                      bool
+}
+
+func childConfig(cfg Config, spec childSpec) Config {
+	cfg.Concurrency = 4
+	cfg.Queue = 100
+	fn := FunctionConfig{Runtime: "sh", Code: benchCode}
+	if spec.Warm {
+		fn.Warm = &WarmConfig{Idle: time.Minute}
+	}
+	cfg.Functions = map[string]FunctionConfig{"bench": fn}
+	return cfg
 }
 
 // TestAgentChild is the agent process of BenchmarkAgentResources; it does nothing unless
@@ -172,11 +212,12 @@ func TestAgentChild(t *testing.T) {
 	if raw == "" {
 		return
 	}
-	var cfg Config
-	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+	var spec childSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(cfg, quietLogger())
+	cfg := Config{ID: spec.ID, Broker: spec.Broker, Podman: PodmanConfig{Socket: spec.Socket}, State: spec.State}
+	a, err := New(childConfig(cfg, spec), quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,18 +228,20 @@ func TestAgentChild(t *testing.T) {
 	}
 }
 
-func rssKB(b *testing.B, pid int) int64 {
+func rssKB(b *testing.B, pid int) int64 { return procStatusKB(b, pid, "VmRSS:") }
+
+func procStatusKB(b *testing.B, pid int, field string) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			n, _ := strconv.ParseInt(f[1], 10, 64)
 			return n
 		}
 	}
-	b.Fatal("no VmRSS")
+	b.Fatal("no " + field)
 	return 0
 }
 

@@ -151,15 +151,10 @@ var replySeq struct {
 
 func (cl *client) invokeRaw(agent, id string, payload []byte) protocol.Result {
 	cl.t.Helper()
-	replySeq.Lock()
-	replySeq.n++
-	corr := fmt.Sprintf("corr-%d", replySeq.n)
-	replySeq.Unlock()
-	topic := "test/replies/" + agent
-	cl.publish(protocol.Topics{}.AgentInvoke(agent), payload, &paho.PublishProperties{ResponseTopic: topic, CorrelationData: []byte(corr)})
-	m := cl.await(topic, func(p *paho.Publish) bool {
-		return p.Properties != nil && string(p.Properties.CorrelationData) == corr
-	})
+	m, ok := cl.wait(cl.send(agent, payload))
+	if !ok {
+		cl.t.Fatalf("no result for invocation %q within %s", id, wait)
+	}
 	var res protocol.Result
 	if err := json.Unmarshal(m.Payload, &res); err != nil {
 		cl.t.Fatalf("result %q: %v", m.Payload, err)
@@ -168,6 +163,42 @@ func (cl *client) invokeRaw(agent, id string, payload []byte) protocol.Result {
 		cl.t.Fatalf("result id %q, want %q", res.ID, id)
 	}
 	return res
+}
+
+// pendingReply identifies the answer to one request.
+type pendingReply struct{ topic, corr string }
+
+// send publishes an invocation with a response topic and fresh correlation data.
+func (cl *client) send(agent string, payload []byte) pendingReply {
+	cl.t.Helper()
+	replySeq.Lock()
+	replySeq.n++
+	corr := fmt.Sprintf("corr-%d", replySeq.n)
+	replySeq.Unlock()
+	topic := "test/replies/" + agent
+	cl.publish(protocol.Topics{}.AgentInvoke(agent), payload, &paho.PublishProperties{ResponseTopic: topic, CorrelationData: []byte(corr)})
+	return pendingReply{topic, corr}
+}
+
+// wait returns the reply to a send; safe from any goroutine (it does not fail the test).
+func (cl *client) wait(p pendingReply) (*paho.Publish, bool) {
+	deadline := time.After(wait)
+	for {
+		cl.mu.Lock()
+		for _, m := range cl.msgs[p.topic] {
+			if m.Properties != nil && string(m.Properties.CorrelationData) == p.corr {
+				cl.mu.Unlock()
+				return m, true
+			}
+		}
+		ch := cl.cond
+		cl.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return nil, false
+		}
+	}
 }
 
 // status returns the agent's latest retained status matching accept.
