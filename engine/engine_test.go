@@ -564,3 +564,84 @@ func TestRulePublishLoopIsBounded(t *testing.T) {
 		t.Fatalf("rule fired %d times, want %d", n, maxHops)
 	}
 }
+
+func TestShutdownDeadLettersWhatIsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	cfg := testConfig(t, dir)
+	cfg.ShutdownGrace = 300 * time.Millisecond
+	e, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	<-e.Ready()
+	startAgent(t, e.BrokerAddr(), "a1", map[string]string{"zone": "north"}, func(protocol.Invocation) *protocol.Result { return nil })
+	eventually(t, "agent online", func() bool { return e.registry.online() == 1 })
+	got := make(chan protocol.Result, 1)
+	go func() {
+		var r protocol.Result
+		postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{}`, &r)
+		got <- r
+	}()
+	eventually(t, "invocation in flight", func() bool { return e.dispatch.inFlight() == 1 })
+	cancel()
+	select {
+	case r := <-got:
+		if r.Status != "error" || !strings.Contains(r.Error, "engine stopped") {
+			t.Fatalf("result %+v", r)
+		}
+	case <-time.After(deadline):
+		t.Fatal("the waiting request got no answer")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("engine did not stop")
+	}
+}
+
+func TestMalformedControlMessagesAreCounted(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	startAgent(t, e.BrokerAddr(), "a1", map[string]string{"zone": "north"}, ok(`1`))
+	waitAgents(t, e, 1)
+	ops := connect(t, e.BrokerAddr(), "ops", nil, nil)
+	ops.pub(t, &paho.Publish{Topic: "deviceless/agents/a2/status", Payload: []byte("{not json"), QoS: 1})
+	ops.pub(t, &paho.Publish{Topic: "deviceless/agents/a3/status", Payload: []byte(`{"agent":"someone-else","online":true}`), QoS: 1})
+	ops.pub(t, &paho.Publish{Topic: "deviceless/agents/a1/result", Payload: []byte("garbage"), QoS: 1})
+	ops.pub(t, &paho.Publish{Topic: "deviceless/agents/a1/result", Payload: []byte(`{"id":"unknown","status":"ok"}`), QoS: 1})
+	eventually(t, "counters", func() bool {
+		return testutilValue(e, "deviceless_malformed_messages_total", "status") == 2 &&
+			testutilValue(e, "deviceless_malformed_messages_total", "result") == 1 &&
+			testutilValue(e, "deviceless_dispatch_late_results_total", "") == 1
+	})
+	// The registry still holds exactly the one good agent, and it still works.
+	var r protocol.Result
+	postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{}`, &r)
+	if r.Status != "ok" || e.registry.online() != 1 {
+		t.Fatalf("result %+v, online %d", r, e.registry.online())
+	}
+}
+
+// testutilValue reads a counter from the engine's registry (label value "" for none).
+func testutilValue(e *running, name, label string) float64 {
+	mfs, _ := e.metrics.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if label == "" || (len(m.GetLabel()) > 0 && m.GetLabel()[0].GetValue() == label) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// `deviceless engine -c FILE --http ADDR` serves until it is told to stop, then exits 0.
+func TestEngineCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "deviceless.yaml")
+	abs, _ := filepath.Abs("../../examples/greenhouse/rules")
+	os.WriteFile(cfg, []byte("broker: {listen: 127.0.0.1:0, allow_anonymous: true}\nrules: ["+abs+"]\n"), 0o644)
+	httpAddr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"engine", "-c", cfg, "--http", httpAddr}, &out, &errb) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("engine not ready: %s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("engine did not stop")
+	}
+	if !strings.Contains(errb.String(), "engine running") || !strings.Contains(errb.String(), "rules=4") {
+		t.Fatalf("log: %s", errb.String())
+	}
+	// A config with an unknown key is refused with its position.
+	os.WriteFile(cfg, []byte("broker: {listen: 127.0.0.1:0}\nrulez: []\n"), 0o644)
+	var e2 bytes.Buffer
+	if code := run(context.Background(), []string{"engine", "-c", cfg}, &out, &e2); code != 1 || !strings.Contains(e2.String(), "rulez") {
+		t.Fatalf("exit %d: %s", code, e2.String())
+	}
+}
