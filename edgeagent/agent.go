@@ -320,6 +320,9 @@ func (a *Agent) Status() protocol.Status {
 // publishes the online status: online means ready to take invocations.
 func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 	a.log.Info("connected to broker", "broker", a.cfg.Broker, "session_present", ack.SessionPresent)
+	a.mu.Lock()
+	a.cm = cm // NewConnection may not have returned yet
+	a.mu.Unlock()
 	a.pending.Go(func() {
 		defer a.publishStatus()
 		if ack.SessionPresent && a.subscribed.Load() {
