@@ -47,3 +47,47 @@ func TestMetricsReachInfluxDB(t *testing.T) {
 		return fmt.Sprint(row["last"]) == "9" && fmt.Sprint(row["last_1"]) == "3" && fmt.Sprint(row["last_2"]) == "3"
 	})
 }
+
+// InfluxDB hung mid-run: events and invocations go on, points are dropped and counted
+// (the buffer is small here), and writing resumes when InfluxDB answers again.
+func TestInfluxDBOutageDoesNotStopTheLoop(t *testing.T) {
+	influx := influxtest.Start(t)
+	influx.CreateDatabase("deviceless")
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	cfg := testConfig(t, dir)
+	cfg.Influx = &metrics.Config{URL: influx.URL, Bucket: "deviceless", FlushInterval: 20 * time.Millisecond, BatchSize: 10,
+		BufferLimit: 100, Timeout: 200 * time.Millisecond, RetryInterval: 50 * time.Millisecond, MaxRetryInterval: 100 * time.Millisecond}
+	cfg.MetricsInterval = 20 * time.Millisecond
+	e := startEngine(t, cfg)
+	startAgent(t, e.BrokerAddr(), "a1", map[string]string{"zone": "north"}, ok(`1`))
+	waitAgents(t, e, 1)
+	countOK := func() int {
+		res := influx.Query("deviceless", `SELECT count(total_ms) FROM deviceless_invocations WHERE status = 'ok'`)
+		if len(res) == 0 || len(res[0].Series) == 0 {
+			return 0
+		}
+		n, _ := res[0].Series[0].Rows()[0]["count"].(interface{ String() string })
+		var c int
+		fmt.Sscan(n.String(), &c)
+		return c
+	}
+	run := func(n int, from int) {
+		host := e.BrokerAddr()
+		for i := from; i < from+n; i++ {
+			mosquittoPub(t, host, "-t", fmt.Sprintf("sensors/s%d/t", i), "-m", `{"c": 50}`, "-q", "1")
+		}
+		eventually(t, fmt.Sprintf("%d results", from+n), func() bool { return len(e.history.list(0)) == from+n })
+	}
+	run(5, 0)
+	eventually(t, "5 invocation points", func() bool { return countOK() == 5 })
+
+	influx.Pause()
+	run(30, 5) // the loop keeps going while InfluxDB hangs
+	eventually(t, "points dropped", func() bool {
+		return e.influx.Stats().Dropped > 0
+	})
+	influx.Resume()
+	run(5, 35)
+	eventually(t, "writing resumes", func() bool { return countOK() >= 10 })
+}
