@@ -360,12 +360,23 @@ func containers(t testing.TB, sock, agent string) []container {
 
 // removeContainers force-removes every container of the agent.
 func removeContainers(t testing.TB, sock, agent string) {
+	var wg sync.WaitGroup
 	for _, c := range containers(t, sock, agent) {
-		req, _ := http.NewRequest(http.MethodDelete, "http://d/v4.0.0/libpod/containers/"+c.ID+"?force=true", nil)
-		if resp, err := podmanClient(sock).Do(req); err == nil {
-			resp.Body.Close()
-		}
+		wg.Go(func() {
+			pc := podmanClient(sock)
+			// SIGKILL first: a force removal waits 10s for a process that ignores SIGTERM.
+			for _, r := range []struct{ method, path string }{
+				{http.MethodPost, "/kill?signal=KILL"},
+				{http.MethodDelete, "?force=true"},
+			} {
+				req, _ := http.NewRequest(r.method, "http://d/v4.0.0/libpod/containers/"+c.ID+r.path, nil)
+				if resp, err := pc.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // waitContainer waits for a running container of agent for invocation id and returns it.
