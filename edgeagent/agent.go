@@ -89,6 +89,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		Memory:      int64(cfg.Limits.Memory),
 		CodeDir:     cfg.State + "/code",
 		Pull:        cfg.Podman.Pull,
+		Prepare:     *cfg.Podman.Prepare,
 		Logger:      logger,
 	})
 	if err != nil {

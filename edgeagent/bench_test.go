@@ -38,13 +38,20 @@ func reportPercentiles(b *testing.B, d []time.Duration) {
 	b.ReportMetric(0, "ns/op") // the mean of a few slow container starts says little
 }
 
-func benchInvocations(b *testing.B, warm bool) {
+type benchMode struct {
+	warm    bool
+	prepare bool          // podman.prepare: the next container is created ahead of time
+	gap     time.Duration // pause between invocations (not timed); 0 = back to back
+}
+
+func benchInvocations(b *testing.B, mode benchMode) {
 	broker := startBroker(b)
 	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
 	cfg := testConfig(b, broker)
 	cfg.Concurrency = 1
+	cfg.Podman.Prepare = &mode.prepare
 	fn := FunctionConfig{Runtime: "sh", Code: benchCode}
-	if warm {
+	if mode.warm {
 		fn.Warm = &WarmConfig{Idle: time.Minute, MaxUses: 100000}
 	}
 	cfg.Functions = map[string]FunctionConfig{"bench": fn}
@@ -56,10 +63,15 @@ func benchInvocations(b *testing.B, warm bool) {
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
+		if mode.gap > 0 {
+			b.StopTimer()
+			time.Sleep(mode.gap)
+			b.StartTimer()
+		}
 		start := time.Now()
 		r := cl.invoke(cfg.ID, protocol.Invocation{ID: fmt.Sprintf("bench-%d", i), Function: "bench"})
 		lat = append(lat, time.Since(start))
-		if r.Status != protocol.StatusOK || r.Cold == warm {
+		if r.Status != protocol.StatusOK || r.Cold == mode.warm {
 			b.Fatalf("invocation %d: %+v", i, r)
 		}
 	}
@@ -68,11 +80,19 @@ func benchInvocations(b *testing.B, warm bool) {
 }
 
 // BenchmarkColdInvocation: a new container per invocation (create, attach, start, exit,
-// inspect; removal after the reply), through MQTT and the agent.
-func BenchmarkColdInvocation(b *testing.B) { benchInvocations(b, false) }
+// inspect; removal after the reply), through MQTT and the agent. back-to-back sends the
+// next invocation as soon as the result arrives; spaced waits 500 ms in between (an event
+// stream below saturation). prepare=on is the default: the container for the next
+// invocation is created and attached ahead of time, so an invocation only starts it.
+func BenchmarkColdInvocation(b *testing.B) {
+	b.Run("spaced/prepare=on", func(b *testing.B) { benchInvocations(b, benchMode{prepare: true, gap: 500 * time.Millisecond}) })
+	b.Run("spaced/prepare=off", func(b *testing.B) { benchInvocations(b, benchMode{gap: 500 * time.Millisecond}) })
+	b.Run("back-to-back/prepare=on", func(b *testing.B) { benchInvocations(b, benchMode{prepare: true}) })
+	b.Run("back-to-back/prepare=off", func(b *testing.B) { benchInvocations(b, benchMode{}) })
+}
 
 // BenchmarkWarmInvocation: the same function in warm mode (one long-lived runner).
-func BenchmarkWarmInvocation(b *testing.B) { benchInvocations(b, true) }
+func BenchmarkWarmInvocation(b *testing.B) { benchInvocations(b, benchMode{warm: true}) }
 
 // BenchmarkPodmanRunBaseline: `podman run --rm -i` of the same image and code, with the same
 // isolation flags, as a user would without the agent.
@@ -97,6 +117,9 @@ func BenchmarkPodmanRunBaseline(b *testing.B) {
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
+		b.StopTimer()
+		time.Sleep(500 * time.Millisecond) // as the spaced cold benchmark
+		b.StartTimer()
 		start := time.Now()
 		run()
 		lat = append(lat, time.Since(start))

@@ -52,6 +52,9 @@ type PodmanConfig struct {
 	Runtime string `yaml:"runtime"` // OCI runtime (runc, crun); default the service's
 	Pull    bool   `yaml:"pull"`    // pull images missing locally from a registry
 	User    string `yaml:"user"`    // user functions run as; default 65534:65534 (nobody)
+	// Prepare creates the next container of a runtime function ahead of its invocation
+	// (default true); every invocation still gets a fresh container.
+	Prepare *bool `yaml:"prepare"`
 }
 
 // FunctionConfig defines a function on the agent, used when an invocation carries no spec.
@@ -216,6 +219,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Podman.Socket == "" {
 		c.Podman.Socket = DefaultPodmanSocket()
+	}
+	if c.Podman.Prepare == nil {
+		c.Podman.Prepare = new(true)
 	}
 	if c.Podman.User == "" {
 		c.Podman.User = "65534:65534"

@@ -225,6 +225,7 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 	}
 	if spec.Runtime != "" {
 		job.Image = a.cfg.Runtimes[spec.Runtime]
+		job.Prepare = true // runtime images have /bin/sh
 		if len(job.Command) == 0 {
 			job.Command = []string{spec.Runtime, container.CodePath}
 		}

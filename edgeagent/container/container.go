@@ -24,6 +24,7 @@ type Job struct {
 	Timeout  time.Duration     // run deadline, enforced by killing the container
 	Memory   int64             // memory limit in bytes
 	Warm     *Warm             // when set, reuse a long-lived runner for this function
+	Prepare  bool              // the image has /bin/sh: the next container may be created ahead of time
 }
 
 // Warm configures reuse of a runner container for one function.

@@ -11,7 +11,6 @@
 package podman
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -61,6 +60,11 @@ type Config struct {
 	Logger      *slog.Logger  // default slog.Default()
 	KillGrace   time.Duration // how long to wait for a killed container's streams (default 5s)
 	RemoveDelay time.Duration // how long a removal may wait for cold starts to finish (default 2s)
+	// Prepare creates the next container of a job marked Prepare as soon as one is used, so
+	// the next invocation only has to start it (see cold.go).
+	Prepare bool
+	// PreparedIdle removes a prepared container nobody used for this long (default 5m).
+	PreparedIdle time.Duration
 }
 
 // Runtime runs jobs in podman containers. It is safe for concurrent use.
@@ -75,6 +79,7 @@ type Runtime struct {
 	conn     context.Context // bindings connection values, no cancellation
 	active   map[string]struct{}
 	warm     map[string][]*runner // idle warm runners by job key
+	prepared map[string]*prepared // created, attached, not started containers by job key
 	closed   bool
 	removals sync.WaitGroup
 	starting atomic.Int64 // cold starts in progress
@@ -120,6 +125,9 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 5 * time.Second
 	}
+	if cfg.PreparedIdle == 0 {
+		cfg.PreparedIdle = 5 * time.Minute
+	}
 	if cfg.RemoveDelay == 0 {
 		cfg.RemoveDelay = 2 * time.Second
 	}
@@ -139,8 +147,9 @@ func New(cfg Config) (*Runtime, error) {
 	base, cancel := context.WithCancel(context.Background())
 	return &Runtime{
 		cfg: cfg, uri: uri, log: cfg.Logger, base: base, cancel: cancel,
-		active: map[string]struct{}{},
-		warm:   map[string][]*runner{},
+		active:   map[string]struct{}{},
+		warm:     map[string][]*runner{},
+		prepared: map[string]*prepared{},
 	}, nil
 }
 
@@ -200,92 +209,6 @@ func (r *Runtime) Run(ctx context.Context, job container.Job) (container.Outcome
 		return r.runWarm(ctx, job)
 	}
 	return r.runCold(ctx, job)
-}
-
-func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Outcome, error) {
-	t0 := time.Now()
-	r.starting.Add(1)
-	startDone := sync.OnceFunc(func() { r.starting.Add(-1) })
-	defer startDone()
-	c, err := r.client(ctx)
-	if err != nil {
-		return container.Outcome{}, err
-	}
-	codeDir, err := r.writeCode(job)
-	if err != nil {
-		return container.Outcome{}, err
-	}
-	s := r.spec(job, codeDir)
-	s.Env["DEVICELESS_INVOCATION_ID"] = job.ID
-	id, err := r.create(c, s)
-	if err != nil {
-		r.removeCode(codeDir)
-		return container.Outcome{}, err
-	}
-	defer r.removeLater(id, codeDir)
-	tCreated := time.Now()
-
-	stdout := &capped{limit: r.cfg.OutputLimit}
-	stderr := &tail{limit: r.cfg.StderrLimit}
-	ready := make(chan bool, 1)
-	attached := make(chan error, 1)
-	// Attach uses a context that outlives ctx so the streams drain after a kill.
-	streamCtx, stopStream := context.WithCancel(opCtx{Context: r.base, conn: c.(opCtx).conn})
-	defer stopStream()
-	go func() {
-		attached <- attach(streamCtx, id, bytes.NewReader(job.Stdin), stdout, stderr, ready)
-	}()
-	select {
-	case <-ready:
-	case err := <-attached:
-		return container.Outcome{}, fmt.Errorf("podman: attach %s: %w", job.Function, err)
-	case <-ctx.Done():
-		return container.Outcome{}, ctx.Err()
-	}
-	tAttached := time.Now()
-	if err := containers.Start(c, id, nil); err != nil {
-		return container.Outcome{}, fmt.Errorf("podman: start %s: %w", job.Function, err)
-	}
-	started := time.Now()
-	startDone()
-
-	var timedOut atomic.Bool
-	timer := time.AfterFunc(job.Timeout, func() {
-		timedOut.Store(true)
-		r.kill(id)
-	})
-	stopOnCancel := context.AfterFunc(ctx, func() { r.kill(id) })
-	var attachErr error
-	select {
-	case attachErr = <-attached:
-	case <-r.base.Done():
-		attachErr = errors.New("runtime closed")
-	}
-	exited := time.Now()
-	timer.Stop()
-	stopOnCancel()
-
-	out := container.Outcome{Cold: true, Start: started.Sub(t0), Run: exited.Sub(started), TimedOut: timedOut.Load()}
-	out.Stdout, out.Truncated = stdout.result()
-	out.Stderr = stderr.String()
-	if attachErr != nil {
-		r.kill(id)
-	}
-	state, err := r.exitState(id)
-	if err != nil {
-		if attachErr != nil {
-			err = fmt.Errorf("%w (attach: %v)", err, attachErr)
-		}
-		return out, fmt.Errorf("podman: %s: %w", job.Function, err)
-	}
-	out.ExitCode = int(state.ExitCode)
-	out.OOMKilled = state.OOMKilled || (out.ExitCode == 137 && !out.TimedOut)
-	r.log.Debug("cold run", "function", job.Function, "create", tCreated.Sub(t0), "attach", tAttached.Sub(tCreated),
-		"start", started.Sub(tAttached), "run", exited.Sub(started), "inspect", time.Since(exited))
-	if ctx.Err() != nil && !out.TimedOut {
-		return out, ctx.Err()
-	}
-	return out, nil
 }
 
 // attach is containers.Attach on a private copy of the connection: the bindings' Attach
@@ -550,9 +473,18 @@ func (r *Runtime) Close(ctx context.Context) error {
 		idle = append(idle, rs...)
 	}
 	r.warm = map[string][]*runner{}
+	var unused []*prepared
+	for _, p := range r.prepared {
+		unused = append(unused, p)
+	}
+	clear(r.prepared)
 	r.mu.Unlock()
 	for _, w := range idle {
 		w.retire()
+	}
+	for _, p := range unused {
+		<-p.ready
+		r.discard(p)
 	}
 	done := make(chan struct{})
 	go func() { r.removals.Wait(); close(done) }()

@@ -2,7 +2,9 @@ package podman
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -245,5 +247,48 @@ func TestWarmFaults(t *testing.T) {
 	out = run(t, rt, job)
 	if !out.Cold || strings.TrimSpace(string(out.Stdout)) != `{"ok":true}` {
 		t.Fatalf("after hang: cold=%v %q", out.Cold, out.Stdout)
+	}
+}
+
+func TestPreparedContainers(t *testing.T) {
+	rt := newRuntime(t)
+	rt.cfg.Prepare = true
+	job := shJob(`read -r inv; echo "{\"id\":\"$DEVICELESS_INVOCATION_ID\",\"host\":\"$(hostname)\",\"inv\":$inv}"`)
+	job.Prepare = true
+	hosts := map[string]bool{}
+	for i := range 4 {
+		job.ID = fmt.Sprintf("prep-%d", i)
+		out := run(t, rt, job)
+		var got struct {
+			ID, Host string
+			Inv      map[string]any
+		}
+		if err := json.Unmarshal(out.Stdout, &got); err != nil || got.ID != job.ID || got.Inv["id"] != "x" || !out.Cold {
+			t.Fatalf("run %d: %q %v (stderr %q)", i, out.Stdout, err, out.Stderr)
+		}
+		if hosts[got.Host] {
+			t.Fatalf("container %s ran two invocations", got.Host)
+		}
+		hosts[got.Host] = true
+	}
+	// Faults behave the same in a prepared container.
+	job.Code = `sleep 600`
+	job.Timeout = 300 * time.Millisecond
+	for range 2 {
+		if out := run(t, rt, job); !out.TimedOut {
+			t.Fatalf("hang: %+v", out)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rt2.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("left behind after close: %d, %v", n, err)
 	}
 }
