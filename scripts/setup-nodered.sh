@@ -17,8 +17,20 @@ installed() {
     [ "$(node -p "require('$dir/node_modules/node-red/package.json').version" 2>/dev/null)" = "$version" ]
 }
 
-command -v node >/dev/null || { echo "setup-nodered: node is not installed (Node-RED $version needs Node.js >= 18)" >&2; exit 1; }
-command -v npm >/dev/null || { echo "setup-nodered: npm is not installed" >&2; exit 1; }
+installed && command -v node >/dev/null && exit 0
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# Node-RED 4.1 runs on Node.js 18 to 22 (Debian 12 ships 18; 5.x would need >= 22.9).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup-nodered: installing nodejs and npm"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$major" -lt 18 ]; then
+  echo "setup-nodered: Node.js $(node --version) is too old for Node-RED $version (needs >= 18)" >&2
+  exit 1
+fi
 installed && exit 0
 
 echo "setup-nodered: installing node-red@$version into $dir (about 70 seconds the first time)"

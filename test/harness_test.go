@@ -217,6 +217,8 @@ type cluster struct {
 	users  []user
 	extra  string   // more engine YAML (top level)
 	paths  []string // rule files or folders instead of the test's own rules
+	// storeSync sets broker.store_sync (fsync every store write).
+	storeSync bool
 }
 
 type user struct{ name, role string }
@@ -229,6 +231,11 @@ func password(name string) string { return name + "-secret" }
 // anything.
 func newCluster(t testing.TB, rulesYAML string, agentIDs ...string) *cluster {
 	t.Helper()
+	for _, tool := range []string{"mosquitto_pub", "mosquitto_sub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: %s", tool, setupHint)
+		}
+	}
 	c := &cluster{
 		t: t, dir: t.TempDir(), mqtt: freeAddr(t), http: freeAddr(t),
 		agents: map[string]*proc{}, conf: map[string]string{},
@@ -250,7 +257,7 @@ func newCluster(t testing.TB, rulesYAML string, agentIDs ...string) *cluster {
 
 func (c *cluster) writeEngineConfig() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "broker:\n  listen: %s\n  store: %s\n  allow_anonymous: false\n  users:\n", c.mqtt, c.store)
+	fmt.Fprintf(&b, "broker:\n  listen: %s\n  store: %s\n  store_sync: %v\n  allow_anonymous: false\n  users:\n", c.mqtt, c.store, c.storeSync)
 	for _, u := range c.users {
 		// MinCost: the broker accepts any bcrypt cost, and the tests start many brokers.
 		h, err := bcrypt.GenerateFromPassword([]byte(password(u.name)), bcrypt.MinCost)
