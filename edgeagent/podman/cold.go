@@ -132,6 +132,14 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 		return container.Outcome{}, err
 	}
 	defer r.removeLater(p.id, p.codeDir)
+	select {
+	case err := <-p.attached:
+		// The streams of a waiting container ended (the service restarted?): its output
+		// would be lost.
+		_ = p.stdin.CloseWithError(net.ErrClosed)
+		return container.Outcome{}, fmt.Errorf("podman: %s: %w: streams closed before start: %v", job.Function, errNotStarted, err)
+	default:
+	}
 	go func() {
 		if p.wrapID {
 			if _, err := io.WriteString(p.stdin, job.ID+"\n"); err != nil {
