@@ -58,6 +58,12 @@ func TestInvokeAndStatus(t *testing.T) {
 		t.Fatalf("result topic: %s (%v)", m.Payload, err)
 	}
 
+	res = cl.invoke(cfg.ID, protocol.Invocation{ID: "image-1", Function: "image-fn",
+		Spec: protocol.FunctionSpec{Image: "localhost/deviceless/sh", Command: []string{"sh", "-c", `read -r inv; echo "[\"$DEVICELESS_FUNCTION\"]"`}}})
+	if res.Status != protocol.StatusOK || string(res.Output) != `["image-fn"]` {
+		t.Fatalf("image function: %+v", res)
+	}
+
 	res = cl.invoke(cfg.ID, protocol.Invocation{ID: "py-1", Function: "double",
 		Args: map[string]any{"n": 21},
 		Spec: protocol.FunctionSpec{Runtime: "python3", Code: "import json, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'n': inv['args']['n'] * 2}))\n"}})

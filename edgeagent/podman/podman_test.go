@@ -292,3 +292,19 @@ func TestPreparedContainers(t *testing.T) {
 		t.Fatalf("left behind after close: %d, %v", n, err)
 	}
 }
+
+func TestWarmPython(t *testing.T) {
+	rt := newRuntime(t)
+	job := shJob("import json, os, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'id': os.environ['DEVICELESS_INVOCATION_ID'], 'n': inv['args']['n']}))\n")
+	job.Image = "localhost/deviceless/python3"
+	job.Command = []string{"python3", container.CodePath}
+	job.Warm = &container.Warm{Idle: time.Minute}
+	for i := range 2 {
+		job.ID = fmt.Sprintf("py-warm-%d", i)
+		out := run(t, rt, job)
+		want := fmt.Sprintf(`{"id": "%s", "n": 1}`, job.ID)
+		if strings.TrimSpace(string(out.Stdout)) != want || out.Cold != (i == 0) {
+			t.Fatalf("run %d: cold=%v %q (stderr %q)", i, out.Cold, out.Stdout, out.Stderr)
+		}
+	}
+}
