@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/deviceless/deviceless/demo"
 )
@@ -23,6 +24,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := demo.Run(ctx, demo.Config{Listen: *listen, HTTP: *httpAddr, Rules: rules, Out: stdout, Log: newLogger(stderr, *logLevel)})
 	if err != nil {
 		fmt.Fprintln(stderr, "deviceless demo:", err)
+		if strings.Contains(err.Error(), "address already in use") {
+			fmt.Fprintln(stderr, "another program uses the port: pick others with --listen 127.0.0.1:PORT --http 127.0.0.1:PORT")
+		}
 		return 1
 	}
 	return 0
