@@ -110,7 +110,7 @@ func (d *dispatcher) send(p *pending) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		d.deadLetter(p, "engine stopping", protocol.StatusError)
+		d.deadLetter(p, "engine stopping: not dispatched", protocol.StatusError)
 		return
 	}
 	d.pending[p.inv.ID] = p

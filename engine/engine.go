@@ -158,10 +158,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	close(e.ready)
 	e.log.Info("engine running", "broker", e.BrokerAddr(), "http", e.HTTPAddr(), "rules", len(e.ruleSet().Rules))
 
-	e.eventLoop(ctx)
+	evCtx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents()
+	evDone := make(chan struct{})
+	go func() { defer close(evDone); e.eventLoop(evCtx) }()
+	<-ctx.Done()
 
-	// Shutdown: events stopped; let results arrive for what is in flight.
+	// Shutdown. The broker acknowledges QoS 1 publishes until it stops, so events are
+	// still evaluated while the invocations in flight finish; what arrives after that is
+	// evaluated too, and its invocations are dead-lettered rather than lost.
 	e.dispatch.drain(e.cfg.ShutdownGrace)
+	stopEvents()
+	<-evDone
 	stopControl()
 	if srv != nil {
 		shutCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -224,17 +232,18 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		process(batch)
 	}
 	// Take what the broker already accepted before stopping, so QoS 1 events that were
-	// acknowledged are evaluated.
-	e.t.CloseEvents()
-	for {
-		drainCtx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	// acknowledged are evaluated; closing the intake discards what is still in it.
+	// Devices that keep publishing would keep this going: it is bounded.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+		drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		batch, err := e.t.NextEvents(drainCtx)
 		cancel()
 		if err != nil {
-			return
+			break
 		}
 		process(batch)
 	}
+	e.t.CloseEvents()
 }
 
 // reportEvents writes the cumulative event counts to the metrics sink periodically.

@@ -102,8 +102,9 @@ func startEngine(t *testing.T, cfg Config) *running {
 // mqttClient is a real MQTT v5 client on the engine's broker.
 type mqttClient struct {
 	*paho.Client
-	conn net.Conn
-	msgs chan *paho.Publish
+	conn  net.Conn
+	msgs  chan *paho.Publish
+	stash []*paho.Publish // received, not yet asked for
 }
 
 func connect(t *testing.T, addr, user string, will *paho.WillMessage, handler func(*paho.Client, *paho.Publish)) *mqttClient {
@@ -156,8 +157,16 @@ func (c *mqttClient) pub(t *testing.T, p *paho.Publish) {
 	}
 }
 
+// next returns the next message on a topic starting with topicPrefix; messages on other
+// topics are kept for later calls.
 func (c *mqttClient) next(t *testing.T, topicPrefix string) *paho.Publish {
 	t.Helper()
+	for i, m := range c.stash {
+		if strings.HasPrefix(m.Topic, topicPrefix) {
+			c.stash = append(c.stash[:i], c.stash[i+1:]...)
+			return m
+		}
+	}
 	timeout := time.After(deadline)
 	for {
 		select {
@@ -165,6 +174,7 @@ func (c *mqttClient) next(t *testing.T, topicPrefix string) *paho.Publish {
 			if strings.HasPrefix(m.Topic, topicPrefix) {
 				return m
 			}
+			c.stash = append(c.stash, m)
 		case <-timeout:
 			t.Fatalf("no message on %s*", topicPrefix)
 			return nil
