@@ -60,8 +60,11 @@ type Config struct {
 	// Store is the directory of the persistent store (sessions, retained and in-flight
 	// messages). Empty: everything lives in memory only.
 	Store string `yaml:"store" json:"store"`
-	// StoreSync makes every store write wait for fsync (safer on power loss, slower).
-	StoreSync bool `yaml:"store_sync" json:"store_sync"`
+	// StoreSync (default true) makes every store write wait for the write-ahead log's
+	// fsync (pebble group-commits concurrent writes), so a crash or a power cut loses
+	// nothing the broker acknowledged. false is faster, but pebble then keeps the last
+	// log block (up to 32 KiB of writes) in memory, and a crash loses it.
+	StoreSync *bool `yaml:"store_sync" json:"store_sync"`
 	// AllowAnonymous admits clients that send no username; they get AnonymousRole.
 	AllowAnonymous bool `yaml:"allow_anonymous" json:"allow_anonymous"`
 	// AnonymousRole is the role of anonymous clients. Default device.

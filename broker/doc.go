@@ -34,11 +34,12 @@
 // Pebble rather than bolt, badger or redis: mochi calls storage hooks synchronously on
 // the publishing client's read loop; bolt commits (and fsyncs) one transaction per message,
 // so a few offline persistent subscribers would throttle every publisher to disk speed.
-// Pebble appends to a write-ahead log (no fsync per write unless store_sync is set) and
-// stays crash-consistent on power loss, where bolt with syncing off may corrupt its file.
+// Pebble appends to a write-ahead log, fsynced per write by default (store_sync, group
+// commit), and stays crash-consistent on power loss, where bolt with syncing off may
+// corrupt its file.
 // Badger's mochi hook leaks its GC goroutine on Stop and needs far more memory; redis is
-// a separate server. With store_sync: false a power cut may lose the last writes (not the
-// store); a process crash or restart loses nothing already written.
+// a separate server. With store_sync: false pebble keeps the last log block in memory:
+// a crash (even SIGKILL of the process) loses those writes; a clean stop loses nothing.
 //
 // # Intake: the engine's path
 //

@@ -111,7 +111,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("broker: Run called twice")
 	}
 	if s.cfg.Store != "" {
-		opts, err := storeOptions(s.cfg.Store, s.cfg.StoreSync, s.log)
+		opts, err := storeOptions(s.cfg.Store, s.cfg.StoreSync == nil || *s.cfg.StoreSync, s.log)
 		if err != nil {
 			s.markStopped()
 			return fmt.Errorf("broker: %w", err)

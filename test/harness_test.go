@@ -217,8 +217,6 @@ type cluster struct {
 	users  []user
 	extra  string   // more engine YAML (top level)
 	paths  []string // rule files or folders instead of the test's own rules
-	// storeSync sets broker.store_sync (fsync every store write).
-	storeSync bool
 }
 
 type user struct{ name, role string }
@@ -257,7 +255,7 @@ func newCluster(t testing.TB, rulesYAML string, agentIDs ...string) *cluster {
 
 func (c *cluster) writeEngineConfig() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "broker:\n  listen: %s\n  store: %s\n  store_sync: %v\n  allow_anonymous: false\n  users:\n", c.mqtt, c.store, c.storeSync)
+	fmt.Fprintf(&b, "broker:\n  listen: %s\n  store: %s\n  allow_anonymous: false\n  users:\n", c.mqtt, c.store)
 	for _, u := range c.users {
 		// MinCost: the broker accepts any bcrypt cost, and the tests start many brokers.
 		h, err := bcrypt.GenerateFromPassword([]byte(password(u.name)), bcrypt.MinCost)
