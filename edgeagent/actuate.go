@@ -34,7 +34,11 @@ func (a *Agent) actuate(act protocol.Actuation) error {
 	if err := a.checkActuation(act); err != nil {
 		return err
 	}
-	return a.reverts.set(act.Line, act.Value, act.For.D())
+	if err := a.reverts.set(act.Line, act.Value, act.For.D()); err != nil {
+		return err
+	}
+	a.metrics.actuation(a.cfg.ID, act)
+	return nil
 }
 
 // receiveActuation handles a message on the actuate topic. With a response topic the

@@ -54,6 +54,7 @@ type Agent struct {
 
 	edges   chan gpio.Edge
 	reverts *reverter
+	metrics *agentMetrics
 
 	mu         sync.Mutex
 	cm         *autopaho.ConnectionManager
@@ -125,6 +126,10 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("gpio: %w", err)
 	}
 	a.reverts = newReverter(a.lines, logger)
+	if a.metrics, err = newAgentMetrics(a); err != nil {
+		_ = a.lines.Close()
+		return nil, fmt.Errorf("influx: %w", err)
+	}
 	return a, nil
 }
 
@@ -202,6 +207,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { a.publishEdges(workCtx) })
 	bg.Go(func() { a.maintain(workCtx) })
+	bg.Go(func() { a.reportStats(workCtx) })
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	sinkDone := make(chan struct{})
+	go func() {
+		defer close(sinkDone)
+		if a.metrics.influx != nil {
+			_ = a.metrics.influx.Run(sinkCtx)
+		}
+	}()
 
 	a.log.Info("agent running", "broker", a.cfg.Broker, "podman", a.cfg.Podman.Socket,
 		"concurrency", a.cfg.Concurrency, "lines", len(a.cfg.GPIO.Lines))
@@ -229,6 +243,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.rt.Close(shutdown); err != nil {
 		a.log.Warn("closing podman runtime", "err", err)
 	}
+	stopSink() // flushes the last points
+	<-sinkDone
 	return nil
 }
 

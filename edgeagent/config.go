@@ -14,6 +14,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/deviceless/deviceless/edgeagent/gpio"
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -35,7 +36,7 @@ type Config struct {
 	Limits        Limits                    `yaml:"limits"`         // defaults for functions that set none
 	State         string                    `yaml:"state"`          // folder for inline code
 	GPIO          GPIOConfig                `yaml:"gpio"`           //
-	Influx        InfluxConfig              `yaml:"influx"`         // parsed; used by the metrics sink
+	Influx        *InfluxConfig             `yaml:"influx"`         // absent: no metrics to InfluxDB
 }
 
 // TLSConfig configures the broker connection's TLS.
@@ -91,13 +92,11 @@ type GPIOConfig struct {
 	Lines  map[string]gpio.LineConfig `yaml:"lines"`
 }
 
-// InfluxConfig is where agent metrics go (used by the metrics sink).
+// InfluxConfig is where agent metrics go: the metrics sink's settings, plus how often
+// the agent reports its CPU, memory, running and queued invocations.
 type InfluxConfig struct {
-	URL      string        `yaml:"url"`
-	Token    string        `yaml:"token"`
-	Org      string        `yaml:"org"`
-	Bucket   string        `yaml:"bucket"`
-	Interval time.Duration `yaml:"interval"`
+	metrics.Config `yaml:",inline"`
+	Interval       time.Duration `yaml:"interval"` // default 10s
 }
 
 // ByteSize is a size in bytes written as 128Mi, 64MiB, 32M, 512Ki or a plain number.

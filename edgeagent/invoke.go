@@ -85,7 +85,10 @@ func (a *Agent) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case t := <-a.queue:
-			a.finish(a.execute(ctx, t), true)
+			a.metrics.running.Add(1)
+			res := a.execute(ctx, t)
+			a.metrics.running.Add(-1)
+			a.finish(res, true)
 		}
 	}
 }
@@ -105,6 +108,7 @@ func (a *Agent) drainQueue() {
 
 // finish sends res to everyone waiting for it; store keeps it for repeated ids.
 func (a *Agent) finish(res protocol.Result, store bool) {
+	a.metrics.result(res)
 	for _, to := range a.dedupe.complete(res, store) {
 		a.reply(to, res)
 	}

@@ -1,0 +1,140 @@
+package edgeagent
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deviceless/deviceless/metrics"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// agentMetrics are the agent's figures, written to InfluxDB (when configured) and exposed
+// to Prometheus (deviceless agent --metrics ADDR).
+type agentMetrics struct {
+	sink    metrics.Sink
+	influx  *metrics.Influx // nil without an influx block
+	reg     *prometheus.Registry
+	results *prometheus.CounterVec // status, cold
+	stages  *prometheus.HistogramVec
+	actions *prometheus.CounterVec // line
+	running atomic.Int64
+}
+
+func newAgentMetrics(a *Agent) (*agentMetrics, error) {
+	m := &agentMetrics{sink: metrics.Nop{}, reg: prometheus.NewRegistry(),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_agent_invocations_total",
+			Help: "Invocations this agent finished, by status."}, []string{"function", "status", "cold"}),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deviceless_agent_invocation_stage_seconds",
+			Help: "Invocation time per stage.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"function", "stage"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_actuations_total",
+			Help: "Actuations applied to output lines."}, []string{"line"}),
+	}
+	if a.cfg.Influx != nil {
+		in, err := metrics.New(a.cfg.Influx.Config, a.log.With("component", "metrics"))
+		if err != nil {
+			return nil, err
+		}
+		m.influx, m.sink = in, in
+		m.reg.MustRegister(in)
+	}
+	m.reg.MustRegister(m.results, m.stages, m.actions,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_running", Help: "Invocations running."},
+			func() float64 { return float64(m.running.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_queue", Help: "Invocations waiting."},
+			func() float64 { return float64(len(a.queue)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_healthy", Help: "1 while the podman service answers."},
+			func() float64 {
+				if a.healthy.Load() {
+					return 1
+				}
+				return 0
+			}),
+	)
+	return m, nil
+}
+
+func (m *agentMetrics) result(r protocol.Result) {
+	cold := strconv.FormatBool(r.Cold)
+	m.results.WithLabelValues(r.Function, r.Status, cold).Inc()
+	if r.Status == protocol.StatusOK {
+		for stage, v := range map[string]float64{"queue": r.Timings.Queue, "start": r.Timings.Start, "run": r.Timings.Run, "total": r.Timings.Total} {
+			m.stages.WithLabelValues(r.Function, stage).Observe(v / 1000)
+		}
+	}
+}
+
+func (m *agentMetrics) actuation(agent string, act protocol.Actuation) {
+	m.actions.WithLabelValues(act.Line).Inc()
+	m.sink.Write(metrics.Actuation(agent, act))
+}
+
+// report writes the agent's CPU, RSS, running and queued invocations every interval.
+func (a *Agent) reportStats(ctx context.Context) {
+	if a.metrics.influx == nil {
+		return
+	}
+	every := a.cfg.Influx.Interval
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastCPU, lastAt := processCPU(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			cpu := processCPU()
+			pct := 0.0
+			if wall := now.Sub(lastAt); wall > 0 && cpu >= lastCPU {
+				pct = 100 * float64(cpu-lastCPU) / float64(wall)
+			}
+			lastCPU, lastAt = cpu, now
+			a.metrics.sink.Write(metrics.Agent(a.cfg.ID, metrics.AgentStats{
+				CPU: pct, RSS: processRSS(), Running: int(a.metrics.running.Load()), Queue: len(a.queue),
+			}))
+		}
+	}
+}
+
+// processCPU is the CPU time (user + system) this process used, from /proc/self/stat.
+func processCPU() time.Duration {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start after the last ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
+// processRSS is this process's resident set size in bytes, from /proc/self/statm.
+func processRSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
+
+// Metrics is the agent's Prometheus registry, for `deviceless agent --metrics ADDR`.
+func (a *Agent) Metrics() *prometheus.Registry { return a.metrics.reg }
