@@ -193,6 +193,14 @@ func TestDashboardQueries(t *testing.T) {
 		t.Fatalf("wrote %d points, sink stats %+v", n, st)
 	}
 
+	checkPanels(t, srv, d, "1h", "1m")
+}
+
+// checkPanels runs every dashboard query against srv, with Grafana's macros and the
+// template variables substituted as Grafana would for a view of the last `last` (e.g.
+// "1h") at `interval` resolution, and requires values back.
+func checkPanels(t *testing.T, srv *influxtest.Server, d dashboard.Dashboard, last, interval string) {
+	t.Helper()
 	// Template variables: run their queries; "All" becomes the regex of every value.
 	vars := map[string]string{}
 	for _, v := range d.Templating.List {
@@ -211,7 +219,7 @@ func TestDashboardQueries(t *testing.T) {
 		}
 		vars["$"+v.Name] = "(" + strings.Join(values, "|") + ")"
 	}
-	macros := []string{"$timeFilter", "time >= now() - 1h", "$__interval", "1m"}
+	macros := []string{"$timeFilter", "time >= now() - " + last, "$__interval", interval}
 	for k, v := range vars {
 		macros = append(macros, k, v)
 	}
