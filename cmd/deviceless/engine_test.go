@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deviceless/deviceless/edgeagent"
+	"github.com/deviceless/deviceless/engine"
 )
 
 func freePort(t *testing.T) string {
@@ -63,5 +66,27 @@ func TestEngineCommand(t *testing.T) {
 	var e2 bytes.Buffer
 	if code := run(context.Background(), []string{"engine", "-c", cfg}, &out, &e2); code != 1 || !strings.Contains(e2.String(), "rulez") {
 		t.Fatalf("exit %d: %s", code, e2.String())
+	}
+}
+
+// The example configurations load and validate.
+func TestExampleConfigs(t *testing.T) {
+	for _, dir := range []string{"greenhouse", "door-alarm"} {
+		base := filepath.Join("..", "..", "examples", dir)
+		ecfg, err := engine.LoadConfig(filepath.Join(base, "deviceless.yaml"))
+		if err != nil {
+			t.Fatalf("%s engine config: %v", dir, err)
+		}
+		ecfg.Broker.Listen, ecfg.HTTP, ecfg.Broker.Store = "127.0.0.1:0", "off", t.TempDir()
+		if _, err := engine.New(ecfg, nil); err != nil {
+			t.Fatalf("%s engine: %v", dir, err)
+		}
+		acfg, err := edgeagent.LoadConfig(filepath.Join(base, "agent.yaml"))
+		if err != nil {
+			t.Fatalf("%s agent config: %v", dir, err)
+		}
+		if err := acfg.Validate(); err != nil {
+			t.Fatalf("%s agent config: %v", dir, err)
+		}
 	}
 }
