@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -390,14 +389,6 @@ func newCerts(t testing.TB, dir, name string) certs {
 	return c
 }
 
-// wsClientConn is the client side of MQTT over WebSocket for paho.
-type wsClientConn struct {
-	net.Conn
-	ws  *websocket.Conn
-	r   io.Reader
-	wmu sync.Mutex
-}
-
 func dialWS(t testing.TB, addr string) net.Conn {
 	t.Helper()
 	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: deadline}
@@ -405,40 +396,8 @@ func dialWS(t testing.TB, addr string) net.Conn {
 	if err != nil {
 		t.Fatalf("websocket dial %s: %v", addr, err)
 	}
-	return &wsClientConn{Conn: ws.UnderlyingConn(), ws: ws}
+	return &wsConn{Conn: ws.UnderlyingConn(), ws: ws} // the listener's adapter works on the client side too
 }
-
-func (c *wsClientConn) Read(p []byte) (int, error) {
-	for {
-		if c.r == nil {
-			_, r, err := c.ws.NextReader()
-			if err != nil {
-				return 0, err
-			}
-			c.r = r
-		}
-		n, err := c.r.Read(p)
-		if errors.Is(err, io.EOF) {
-			c.r = nil
-			if n == 0 {
-				continue
-			}
-			err = nil
-		}
-		return n, err
-	}
-}
-
-func (c *wsClientConn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (c *wsClientConn) Close() error { return c.ws.Close() }
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
