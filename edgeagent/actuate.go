@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,15 +16,13 @@ import (
 
 // checkActuation accepts only declared output lines and values 0 or 1.
 func (a *Agent) checkActuation(act protocol.Actuation) error {
-	l, ok := a.cfg.GPIO.Lines[act.Line]
-	switch {
-	case !ok:
-		return fmt.Errorf("%w %q (declared: %v)", gpio.ErrUnknownLine, act.Line, sortedKeys(a.cfg.GPIO.Lines))
-	case l.Direction != gpio.Output:
-		return fmt.Errorf("line %s: %w", act.Line, gpio.ErrNotOutput)
-	case act.Value != 0 && act.Value != 1:
-		return fmt.Errorf("line %s: %w", act.Line, gpio.ErrBadValue)
-	case act.For < 0:
+	if err := gpio.CheckOutput(a.cfg.GPIO.Lines, act.Line, act.Value); err != nil {
+		if errors.Is(err, gpio.ErrUnknownLine) {
+			return fmt.Errorf("%w (declared: %v)", err, sortedKeys(a.cfg.GPIO.Lines))
+		}
+		return err
+	}
+	if act.For < 0 {
 		return fmt.Errorf("line %s: negative for", act.Line)
 	}
 	return nil

@@ -70,6 +70,21 @@ type Lines interface {
 	Close() error
 }
 
+// CheckOutput reports why value cannot be written to the line called name, or nil: the
+// line must be declared, an output, and the value 0 or 1. Drivers and the agent share it.
+func CheckOutput(lines map[string]LineConfig, name string, value int) error {
+	l, ok := lines[name]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w %q", ErrUnknownLine, name)
+	case l.Direction != Output:
+		return fmt.Errorf("line %s: %w", name, ErrNotOutput)
+	case value != 0 && value != 1:
+		return fmt.Errorf("line %s: %w", name, ErrBadValue)
+	}
+	return nil
+}
+
 // Validate checks line declarations and fills defaults in place.
 func Validate(lines map[string]LineConfig) error {
 	offsets := map[int]string{}

@@ -130,15 +130,10 @@ func eventHandler(name string, onEdge gpio.EdgeHandler) gpiocdev.EventHandler {
 func (l *Lines) Set(name string, value int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lc, ok := l.cfg[name]
-	switch {
-	case !ok:
-		return fmt.Errorf("gpiocdev: %w %q", gpio.ErrUnknownLine, name)
-	case lc.Direction != gpio.Output:
-		return fmt.Errorf("gpiocdev: %s: %w", name, gpio.ErrNotOutput)
-	case value != 0 && value != 1:
-		return fmt.Errorf("gpiocdev: %s: %w", name, gpio.ErrBadValue)
-	case l.closed:
+	if err := gpio.CheckOutput(l.cfg, name, value); err != nil {
+		return fmt.Errorf("gpiocdev: %w", err)
+	}
+	if l.closed {
 		return fmt.Errorf("gpiocdev: %s: lines closed", name)
 	}
 	if err := l.lines[name].SetValue(value); err != nil {

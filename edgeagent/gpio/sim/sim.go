@@ -42,15 +42,10 @@ func Open(lines map[string]gpio.LineConfig, onEdge gpio.EdgeHandler) (*Lines, er
 func (s *Lines) Set(name string, value int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.cfg[name]
-	switch {
-	case !ok:
-		return fmt.Errorf("sim: %w %q", gpio.ErrUnknownLine, name)
-	case l.Direction != gpio.Output:
-		return fmt.Errorf("sim: %s: %w", name, gpio.ErrNotOutput)
-	case value != 0 && value != 1:
-		return fmt.Errorf("sim: %s: %w", name, gpio.ErrBadValue)
-	case s.closed:
+	if err := gpio.CheckOutput(s.cfg, name, value); err != nil {
+		return fmt.Errorf("sim: %w", err)
+	}
+	if s.closed {
 		return fmt.Errorf("sim: %s: lines closed", name)
 	}
 	s.values[name] = value
