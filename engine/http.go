@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -115,7 +116,7 @@ func (e *Engine) apiRules(w http.ResponseWriter, r *http.Request) {
 	for name := range set.Functions {
 		out.Functions = append(out.Functions, name)
 	}
-	sortStrings(out.Functions)
+	slices.Sort(out.Functions)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -235,7 +236,7 @@ func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Errorf("rule files do not load: %w", err))
 		return
 	}
-	set.SetAgents(e.agentsForRules())
+	set.SetAgents(e.registry.forRules())
 	firings := set.NewEvaluator().Eval(&rules.Event{Topic: req.Topic, Payload: payload, Client: req.Client, QoS: req.QoS, Retain: req.Retain, Time: e.now()}, nil)
 	out := struct {
 		Firings []FiringView `json:"firings"`
@@ -244,17 +245,4 @@ func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 		out.Firings = append(out.Firings, FiringView{Rule: f.Rule, Key: f.Key, Actions: viewActions(f.Actions)})
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-func (e *Engine) agentsForRules() []rules.Agent {
-	var out []rules.Agent
-	for _, a := range e.registry.list() {
-		var lines []string
-		for l := range a.Lines {
-			lines = append(lines, l)
-		}
-		sortStrings(lines)
-		out = append(out, rules.Agent{ID: a.Agent, Online: a.Online, Labels: a.Labels, Lines: lines, InFlight: a.InFlight})
-	}
-	return out
 }

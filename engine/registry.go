@@ -73,9 +73,19 @@ func (r *registry) update(id string, payload []byte, now time.Time) error {
 }
 
 func (r *registry) changed() {
-	if r.onChange == nil {
-		return
+	if r.onChange != nil {
+		r.onChange(r.snapshotLocked())
 	}
+}
+
+// forRules returns the registry as the rules' `agents` variable sees it.
+func (r *registry) forRules() []rules.Agent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snapshotLocked()
+}
+
+func (r *registry) snapshotLocked() []rules.Agent {
 	out := make([]rules.Agent, 0, len(r.agents))
 	for _, a := range r.agents {
 		lines := make([]string, 0, len(a.status.Lines))
@@ -86,7 +96,7 @@ func (r *registry) changed() {
 		out = append(out, rules.Agent{ID: a.status.Agent, Online: a.status.Online, Labels: a.status.Labels, Lines: lines, InFlight: a.inFlight})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	r.onChange(out)
+	return out
 }
 
 // selectAgents returns the online agents a target names, in a stable order; for

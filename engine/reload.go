@@ -4,13 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
-
-func sortStrings(s []string) { slices.Sort(s) }
 
 // watchRules reloads the rules when their files change. A valid change is swapped in
 // atomically between two event batches (no event is dropped) and keeps the state of the
@@ -92,7 +89,7 @@ func (e *Engine) Reload() bool {
 	}
 	old := e.ruleSet()
 	kept := set.Adopt(old)
-	set.SetAgents(e.agentsForRules())
+	set.SetAgents(e.registry.forRules())
 	e.rules.Store(set)
 	e.rulesErr.Store(&reloadStatus{At: e.now()})
 	e.metrics.reloads.WithLabelValues("ok").Inc()
