@@ -94,6 +94,40 @@ func (h *guardHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 }
 
+// journalHook has the durable intake journal QoS 1 and 2 publishes before mochi
+// acknowledges them (OnPublish runs before the PUBACK is written).
+type journalHook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *journalHook) ID() string { return "deviceless-journal" }
+
+func (h *journalHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	in := h.s.durable
+	if in == nil {
+		return pk, nil
+	}
+	err := in.journalPublish(cl, pk)
+	switch {
+	case err == nil:
+		return pk, nil
+	case errors.Is(err, errResend):
+		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered again
+	case errors.Is(err, ErrIntakeClosed):
+		// Stopping: not acknowledged, so the client sends it again after the restart.
+		return pk, packets.ErrRejectPacket
+	}
+	// Not journaled, so not acknowledged: the client sends it again when it reconnects.
+	h.s.log.Error("intake journal write failed: message refused", "client", cl.ID, "topic", pk.TopicName, "err", err)
+	if !cl.Net.Inline {
+		_ = h.s.mqtt.DisconnectClient(cl, packets.ErrUnspecifiedError)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
 // v3Codes maps MQTT 5 CONNACK reasons to their MQTT 3.1.1 return codes.
 var v3Codes = map[packets.Code]packets.Code{
 	packets.ErrBadUsernameOrPassword:    packets.ErrMalformedUsernameOrPassword, // 0x04: bad user name or password

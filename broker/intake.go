@@ -34,6 +34,13 @@ type Event struct {
 	UserProperties  []UserProperty
 	// Expiry is the message expiry interval the publisher set (0: none).
 	Expiry time.Duration
+
+	// Durable intakes only (zero otherwise): the event's sequence number in the intake's
+	// journal, to pass to Commit; ID, a name for the event that stays the same when it is
+	// delivered again after a restart; Redelivered, set when it is.
+	Seq         uint64
+	ID          string
+	Redelivered bool
 }
 
 // UserProperty is an MQTT 5 user property.
@@ -46,9 +53,20 @@ type IntakeOptions struct {
 	// Filters are the MQTT topic filters the intake receives. Default ["#"] (every topic
 	// outside $SYS). Topics starting with '$' arrive only through filters starting with '$'.
 	Filters []string
+	// Exclude are topic filters whose messages the intake does not take even when Filters
+	// match them.
+	Exclude []string
 	// Buffer is how many events may wait before QoS 0 events are shed.
 	// Default: the broker's limits.intake_buffer.
 	Buffer int
+	// Durable journals every QoS 1 and 2 message the intake takes before the broker
+	// acknowledges it to its publisher, and delivers the messages the consumer did not
+	// Commit again after a restart (journal.go). It needs the broker's store (the journal
+	// is the folder "<store>-intake-<name>"), the intake must be created before Run, and a
+	// server has at most one durable intake. A device's resend of a message the journal
+	// already holds (its acknowledgement lost to a restart or a dropped connection) is
+	// acknowledged and not delivered again.
+	Durable bool
 }
 
 // Intake is the engine's in-process feed of published messages: no network hop, and it
@@ -66,8 +84,13 @@ type Intake struct {
 	name    string
 	id      int
 	filters []string
+	exclude []string
 	sys     bool // deliver '$' topics
 	limit   int64
+
+	durable   bool
+	journal   *journal    // set by Run for a durable intake
+	attaching atomic.Bool // retained messages are being delivered at subscription
 
 	mu      sync.Mutex
 	in      []Event // written by the broker, under mu
@@ -79,8 +102,10 @@ type Intake struct {
 	pos     int
 	backlog atomic.Int64
 
-	received atomic.Uint64
-	dropped  atomic.Uint64
+	received    atomic.Uint64
+	dropped     atomic.Uint64
+	redelivered atomic.Uint64
+	resends     atomic.Uint64
 }
 
 // IntakeStats are an intake's counters.
@@ -88,6 +113,10 @@ type IntakeStats struct {
 	Received uint64 // events accepted into the intake
 	Dropped  uint64 // QoS 0 events shed because the consumer was behind
 	Backlog  int64  // events waiting
+	// Durable intakes: events delivered again after a restart, and resends of journaled
+	// messages acknowledged without delivering them again.
+	Redelivered uint64
+	Resends     uint64
 }
 
 // Intake creates an in-process subscription named name (used as a metrics label). It may
@@ -112,6 +141,11 @@ func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
 			sys = true
 		}
 	}
+	for _, f := range opts.Exclude {
+		if !mqtt.IsValidFilter(f, false) || strings.HasPrefix(strings.ToLower(f), "$share/") {
+			return nil, fmt.Errorf("broker: intake %q: invalid exclude filter %q", name, f)
+		}
+	}
 	buffer := opts.Buffer
 	if buffer <= 0 {
 		buffer = s.cfg.Limits.IntakeBuffer
@@ -121,7 +155,9 @@ func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
 		name:    name,
 		id:      int(s.intakeSeq.Add(1)),
 		filters: append([]string(nil), filters...),
+		exclude: append([]string(nil), opts.Exclude...),
 		sys:     sys,
+		durable: opts.Durable,
 		limit:   int64(buffer),
 		notify:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -134,6 +170,17 @@ func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
 	if _, dup := s.intakes[name]; dup {
 		return nil, fmt.Errorf("broker: intake %q already exists", name)
 	}
+	if in.durable {
+		switch {
+		case s.cfg.Store == "":
+			return nil, fmt.Errorf("broker: intake %q: durable needs the broker's store", name)
+		case s.started:
+			return nil, fmt.Errorf("broker: intake %q: a durable intake must be created before Run", name)
+		case s.durable != nil:
+			return nil, fmt.Errorf("broker: intake %q: intake %q is already durable", name, s.durable.name)
+		}
+		s.durable = in
+	}
 	s.intakes[name] = in
 	if s.started {
 		if err := in.attach(); err != nil {
@@ -144,8 +191,29 @@ func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
 	return in, nil
 }
 
-// attach subscribes the intake's filters in mochi.
+// attach subscribes the intake's filters in mochi; for a durable intake it first opens
+// the journal and queues the events it delivers again.
 func (in *Intake) attach() error {
+	if in.durable {
+		dir := in.s.cfg.Store + "-intake-" + in.name
+		j, pending, err := openJournal(dir, in.s.cfg.StoreSync == nil || *in.s.cfg.StoreSync, in.s.log.With("intake", in.name))
+		if err != nil {
+			return fmt.Errorf("broker: intake %q: %w", in.name, err)
+		}
+		if len(pending) > 0 {
+			in.s.log.Info("intake: delivering again the events not handled before the restart", "intake", in.name, "events", len(pending))
+		}
+		in.mu.Lock()
+		in.journal = j
+		for _, ev := range pending {
+			in.push(ev)
+		}
+		in.mu.Unlock()
+		in.redelivered.Add(uint64(len(pending)))
+	}
+	// mochi hands the retained messages to the handler inside Subscribe.
+	in.attaching.Store(true)
+	defer in.attaching.Store(false)
 	for _, f := range in.filters {
 		if err := in.s.mqtt.Subscribe(f, in.id, in.deliver); err != nil {
 			in.detach()
@@ -166,10 +234,116 @@ func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 	if len(pk.TopicName) > 0 && pk.TopicName[0] == '$' && !in.sys {
 		return
 	}
+	if in.excluded(pk.TopicName) {
+		return
+	}
+	if in.durable && pk.FixedHeader.Qos > 0 && !in.attaching.Load() {
+		return // journalPublish took it
+	}
 	if pk.FixedHeader.Qos == 0 && in.backlog.Load() >= in.limit {
 		in.dropped.Add(1)
 		return
 	}
+	ev := in.event(pk)
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.push(ev)
+	in.mu.Unlock()
+	in.wake()
+}
+
+// journalPublish runs in the OnPublish hook, before mochi acknowledges pk: it journals a
+// QoS 1 or 2 message the durable intake takes and queues it.
+func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.FixedHeader.Qos == 0 || in.journal == nil {
+		return nil
+	}
+	if len(pk.TopicName) > 0 && pk.TopicName[0] == '$' && !in.sys {
+		return nil
+	}
+	if !in.takes(pk.TopicName) {
+		return nil
+	}
+	ev := in.event(pk)
+	client := ""
+	if !cl.Net.Inline {
+		client = cl.ID
+	}
+	err := in.journal.append(&ev, client, pk.PacketID, pk.FixedHeader.Dup, func() {
+		in.mu.Lock()
+		if !in.closed {
+			in.push(ev)
+		}
+		in.mu.Unlock()
+	})
+	if errors.Is(err, errResend) {
+		in.resends.Add(1)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("broker: intake %q: %w", in.name, err)
+	}
+	in.wake()
+	return nil
+}
+
+// takes reports whether topic matches the intake's filters and none of its exclusions.
+func (in *Intake) takes(topic string) bool {
+	for _, f := range in.filters {
+		if matchFilter(f, topic) {
+			return !in.excluded(topic)
+		}
+	}
+	return false
+}
+
+func (in *Intake) excluded(topic string) bool {
+	for _, f := range in.exclude {
+		if matchFilter(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// push queues ev; called with mu held.
+func (in *Intake) push(ev Event) {
+	in.in = append(in.in, ev)
+	in.backlog.Add(1)
+	in.received.Add(1)
+}
+
+func (in *Intake) wake() {
+	select {
+	case in.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Commit tells a durable intake that every event up to seq has been handled (its effects
+// handed to the broker): they are not delivered again after a restart. Call it in
+// delivery order; a no-op for other intakes.
+func (in *Intake) Commit(seq uint64) error {
+	if !in.durable || seq == 0 {
+		return nil
+	}
+	in.mu.Lock()
+	j := in.journal
+	in.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	if err := j.commit(seq); err != nil {
+		return fmt.Errorf("broker: intake %q: commit: %w", in.name, err)
+	}
+	return nil
+}
+
+// event converts a published packet.
+func (in *Intake) event(pk packets.Packet) Event {
 	ev := Event{
 		Topic:           pk.TopicName,
 		Payload:         pk.Payload,
@@ -193,18 +367,38 @@ func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 			ev.Username = string(cl.Properties.Username)
 		}
 	}
-	in.mu.Lock()
-	if in.closed {
-		in.mu.Unlock()
-		return
-	}
-	in.in = append(in.in, ev)
-	in.backlog.Add(1)
-	in.mu.Unlock()
-	in.received.Add(1)
-	select {
-	case in.notify <- struct{}{}:
-	default:
+	return ev
+}
+
+// matchFilter reports whether topic matches the MQTT topic filter. '$' topics match only
+// filters that start with '$' (the caller checks).
+func matchFilter(filter, topic string) bool {
+	for {
+		fi := strings.IndexByte(filter, '/')
+		fl := filter
+		if fi >= 0 {
+			fl = filter[:fi]
+		}
+		if fl == "#" {
+			return true
+		}
+		ti := strings.IndexByte(topic, '/')
+		tl := topic
+		if ti >= 0 {
+			tl = topic[:ti]
+		}
+		if fl != "+" && fl != tl {
+			return false
+		}
+		switch {
+		case fi < 0 && ti < 0:
+			return true
+		case fi < 0:
+			return false
+		case ti < 0:
+			return filter[fi+1:] == "#" // "a/#" matches "a"
+		}
+		filter, topic = filter[fi+1:], topic[ti+1:]
 	}
 }
 
@@ -268,7 +462,8 @@ func (in *Intake) fill(ctx context.Context) error {
 
 // Stats returns the intake's counters.
 func (in *Intake) Stats() IntakeStats {
-	return IntakeStats{Received: in.received.Load(), Dropped: in.dropped.Load(), Backlog: in.backlog.Load()}
+	return IntakeStats{Received: in.received.Load(), Dropped: in.dropped.Load(), Backlog: in.backlog.Load(),
+		Redelivered: in.redelivered.Load(), Resends: in.resends.Load()}
 }
 
 // Name returns the intake's name.
@@ -288,12 +483,20 @@ func (in *Intake) Close() error {
 func (in *Intake) shut() {
 	in.detach()
 	in.mu.Lock()
-	defer in.mu.Unlock()
 	if in.closed {
+		in.mu.Unlock()
 		return
 	}
 	in.closed = true
 	in.backlog.Add(-int64(len(in.in)))
 	in.in = nil
 	close(in.done)
+	j := in.journal
+	in.mu.Unlock()
+	// After in.mu: journalPublish holds the journal's lock while it takes in.mu.
+	if j != nil {
+		if err := j.close(); err != nil {
+			in.s.log.Warn("intake: closing the journal", "intake", in.name, "err", err)
+		}
+	}
 }

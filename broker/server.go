@@ -40,6 +40,7 @@ type Server struct {
 	intakeMu  sync.Mutex
 	intakes   map[string]*Intake
 	intakeSeq atomic.Int64
+	durable   *Intake // the durable intake, set before Run
 	started   bool // under intakeMu
 	stopped   bool // under intakeMu
 
@@ -99,6 +100,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.engine.Properties.ProtocolVersion = 5 // so message expiry applies to what the engine queues
 	if err := s.mqtt.AddHook(&guardHook{s: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add policy hook: %w", err)
+	}
+	if err := s.mqtt.AddHook(&journalHook{s: s}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add journal hook: %w", err)
 	}
 	return s, nil
 }

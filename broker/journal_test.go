@@ -1,0 +1,362 @@
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	mpackets "github.com/mochi-mqtt/server/v2/packets"
+)
+
+func openTestJournal(t *testing.T, dir string) (*journal, []Event) {
+	t.Helper()
+	j, pending, err := openJournal(dir, false, testLogger(t))
+	if err != nil {
+		t.Fatalf("openJournal: %v", err)
+	}
+	return j, pending
+}
+
+func appendN(t *testing.T, j *journal, from, n int) []Event {
+	t.Helper()
+	var evs []Event
+	for i := from; i < from+n; i++ {
+		ev := Event{Topic: fmt.Sprintf("sensors/%d", i), Payload: []byte(fmt.Sprintf(`{"n":%d}`, i)), QoS: 1,
+			ClientID: "dev", Username: "sensor1", Received: time.Unix(1700000000, int64(i)),
+			ResponseTopic: "r/t", CorrelationData: []byte{byte(i)}, ContentType: "application/json",
+			Expiry: 5 * time.Second, UserProperties: []UserProperty{{Key: "k", Value: "v"}}}
+		if err := j.append(&ev, "dev", uint16(i%65535+1), false, nil); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func TestJournalRedeliversWhatIsNotCommitted(t *testing.T) {
+	dir := t.TempDir()
+	j, pending := openTestJournal(t, dir)
+	if len(pending) != 0 {
+		t.Fatalf("new journal: %d pending", len(pending))
+	}
+	evs := appendN(t, j, 0, 10)
+	if err := j.commit(evs[5].Seq); err != nil {
+		t.Fatal(err)
+	}
+	// No close: the process dies.
+	j2, pending := openTestJournal(t, dir)
+	if len(pending) != 4 {
+		t.Fatalf("pending after reopen: %d, want 4 (events 7..10)", len(pending))
+	}
+	for i, got := range pending {
+		want := evs[6+i]
+		want.Redelivered = true
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("event %d read back:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+	// Sequence numbers and ids go on from where they were.
+	more := appendN(t, j2, 10, 1)
+	if more[0].Seq != 11 || more[0].ID == evs[9].ID || more[0].ID[:12] != evs[0].ID[:12] {
+		t.Errorf("next event after reopen: seq %d id %s (previous %s)", more[0].Seq, more[0].ID, evs[9].ID)
+	}
+	if err := j2.commit(more[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := j2.close(); err != nil {
+		t.Fatal(err)
+	}
+	_, pending = openTestJournal(t, dir)
+	if len(pending) != 0 {
+		t.Errorf("all committed, yet %d pending", len(pending))
+	}
+}
+
+func TestJournalTornTail(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openTestJournal(t, dir)
+	evs := appendN(t, j, 0, 3)
+	seg := j.segs[len(j.segs)-1].path
+	// A power cut in the middle of the next record.
+	var rec []byte
+	rec = encodeEvent(rec, 4, &evs[0], true, 1, false)
+	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write(rec[:len(rec)/2])
+	_ = f.Close()
+	j2, pending := openTestJournal(t, dir)
+	if len(pending) != 3 {
+		t.Fatalf("pending: %d, want the 3 whole events", len(pending))
+	}
+	if more := appendN(t, j2, 3, 1); more[0].Seq != 4 {
+		t.Errorf("seq after the torn record: %d, want 4", more[0].Seq)
+	}
+	_, pending = openTestJournal(t, dir)
+	if len(pending) != 4 {
+		t.Errorf("pending after appending past the cut: %d, want 4", len(pending))
+	}
+}
+
+func TestJournalSegmentsRollAndGo(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openTestJournal(t, dir)
+	j.segmentSize = 1 << 10
+	evs := appendN(t, j, 0, 100)
+	if len(j.segs) < 5 {
+		t.Fatalf("%d segments for 100 events at 1 KiB each", len(j.segs))
+	}
+	if err := j.commit(evs[49].Seq); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	if len(files) != len(j.segs) || j.segs[0].first > evs[49].Seq+1 {
+		t.Errorf("after committing half: %d files, %d segments, oldest starts at %d", len(files), len(j.segs), j.segs[0].first)
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	j, pending := openTestJournal(t, dir)
+	if len(pending) != 50 || pending[0].Seq != evs[50].Seq {
+		t.Fatalf("pending: %d from seq %d, want 50 from %d", len(pending), pending[0].Seq, evs[50].Seq)
+	}
+	if err := j.commit(evs[99].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.log")); len(files) != 1 {
+		t.Errorf("everything committed: %d segment files left, want 1", len(files))
+	}
+}
+
+func TestJournalRecognisesResends(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openTestJournal(t, dir)
+	ev := Event{Topic: "sensors/a", Payload: []byte("1"), QoS: 1, ClientID: "dev"}
+	if err := j.append(&ev, "dev", 7, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	again := ev
+	if err := j.append(&again, "dev", 7, true, nil); err != errResend {
+		t.Errorf("DUP resend of a journaled message: %v, want errResend", err)
+	}
+	for _, c := range []struct {
+		what   string
+		client string
+		pid    uint16
+		dup    bool
+		pay    string
+	}{
+		{"same packet id, not DUP (a new message)", "dev", 7, false, "1"},
+		{"DUP, other payload", "dev", 7, true, "2"},
+		{"DUP, other packet id", "dev", 8, true, "1"},
+		{"DUP, other client", "dev2", 7, true, "1"},
+	} {
+		e := Event{Topic: "sensors/a", Payload: []byte(c.pay), QoS: 1, ClientID: c.client}
+		if err := j.append(&e, c.client, c.pid, c.dup, nil); err != nil {
+			t.Errorf("%s: %v, want it journaled", c.what, err)
+		}
+	}
+	// The memory survives a restart.
+	j2, _ := openTestJournal(t, dir)
+	e := Event{Topic: "sensors/a", Payload: []byte("2"), QoS: 1, ClientID: "dev"}
+	if err := j2.append(&e, "dev", 7, true, nil); err != errResend {
+		t.Errorf("resend after a restart: %v, want errResend", err)
+	}
+}
+
+func TestMatchFilter(t *testing.T) {
+	for _, c := range []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"#", "a", true}, {"#", "a/b/c", true}, {"a/#", "a", true}, {"a/#", "a/b", true},
+		{"a/#", "b/a", false}, {"a/+", "a/b", true}, {"a/+", "a/b/c", false}, {"a/+", "a", false},
+		{"+/+", "a/b", true}, {"+", "a/b", false}, {"a/b", "a/b", true}, {"a/b", "a/bc", false},
+		{"a/+/c", "a//c", true}, {"deviceless/agents/#", "deviceless/agents/x/status", true},
+		{"deviceless/agents/#", "deviceless/results/x", false}, {"a/b/c", "a/b", false},
+	} {
+		if got := matchFilter(c.filter, c.topic); got != c.want {
+			t.Errorf("matchFilter(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
+		}
+	}
+}
+
+// FuzzJournalOpen feeds arbitrary segment contents to openJournal: it must not panic, and
+// what it keeps must read back the same after a reopen.
+func FuzzJournalOpen(f *testing.F) {
+	var b []byte
+	ev := Event{Topic: "t", Payload: []byte("p"), QoS: 1, ClientID: "c", UserProperties: []UserProperty{{"k", "v"}}}
+	b = encodeEvent(b, 1, &ev, true, 1, false)
+	b = appendRecord(b, recCommit, 1, nil)
+	b = encodeEvent(b, 2, &ev, false, 2, true)
+	f.Add(b)
+	f.Add(b[:len(b)-3])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "00000000000000000001.log"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		j, pending, err := openJournal(dir, false, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = j.close()
+		_, again, err := openJournal(dir, false, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(pending) != fmt.Sprint(again) {
+			t.Fatalf("reopen changed the pending events:\n%v\n%v", pending, again)
+		}
+	})
+}
+
+// rawClient speaks MQTT 3.1.1 over TCP with hand-made packets, so a test can send a
+// PUBLISH with the DUP flag as a device does after a reconnect.
+type rawClient struct {
+	t    *testing.T
+	conn net.Conn
+}
+
+func rawDevice(t *testing.T, addr, id string) *rawClient {
+	t.Helper()
+	conn := dialTCP(t, addr)
+	t.Cleanup(func() { _ = conn.Close() })
+	pk := mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Connect}, ProtocolVersion: 4,
+		Connect: mpackets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: false, ClientIdentifier: id,
+			Keepalive: 30, UsernameFlag: true, Username: []byte("root"), PasswordFlag: true, Password: []byte("pw-root")}}
+	var buf bytes.Buffer
+	if err := pk.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c := &rawClient{t: t, conn: conn}
+	c.write(buf.Bytes())
+	if ack := c.read(4); ack[0] != 0x20 || ack[3] != 0 {
+		t.Fatalf("CONNACK % x", ack)
+	}
+	return c
+}
+
+func (c *rawClient) write(b []byte) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(deadline))
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *rawClient) read(n int) []byte {
+	b := make([]byte, n)
+	_ = c.conn.SetReadDeadline(time.Now().Add(deadline))
+	if _, err := io.ReadFull(c.conn, b); err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	return b
+}
+
+// publish sends a QoS 1 PUBLISH and waits for its PUBACK.
+func (c *rawClient) publish(topic, payload string, pid uint16, dup bool) {
+	pk := mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Publish, Qos: 1, Dup: dup},
+		TopicName: topic, Payload: []byte(payload), PacketID: pid}
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		c.t.Fatal(err)
+	}
+	c.write(buf.Bytes())
+	if ack := c.read(4); ack[0] != 0x40 || uint16(ack[2])<<8|uint16(ack[3]) != pid {
+		c.t.Fatalf("PUBACK for %d: % x", pid, ack)
+	}
+}
+
+// A durable intake: QoS 1 events acknowledged but not committed come back after a
+// restart, with the same ids; committed ones do not; a device's DUP resend of an
+// acknowledged message is acknowledged and not delivered again, before and after the
+// restart; QoS 0 events and excluded topics are not journaled.
+func TestDurableIntake(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.Store = filepath.Join(t.TempDir(), "broker")
+	srv, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := srv.Intake("events", IntakeOptions{Filters: []string{"#"}, Exclude: []string{"internal/#"}, Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Intake("other", IntakeOptions{Durable: true}); err == nil {
+		t.Error("a second durable intake was accepted")
+	}
+	b1 := startServer(t, srv)
+	if _, err := srv.Intake("late", IntakeOptions{Durable: true}); err == nil {
+		t.Error("a durable intake created after Run was accepted")
+	}
+	dev := rawDevice(t, b1.Addr(ListenerTCP), "dev-raw")
+	ctx := testContext(t)
+	next := func(in *Intake) Event {
+		t.Helper()
+		ev, err := in.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	for i := 1; i <= 4; i++ {
+		dev.publish("sensors/x", fmt.Sprintf(`{"n":%d}`, i), uint16(i), false)
+	}
+	dev.publish("sensors/x", `{"n":4}`, 4, true) // the PUBACK was lost: a resend
+	dev.publish("internal/y", `{}`, 5, false)
+	pub := mustConnect(t, b1.Addr(ListenerTCP), connOpts{clientID: "pub0", user: "root"})
+	pub.mustPublish(t, "sensors/q0", "qos0", 0)
+	var ids []string
+	for i := 1; i <= 4; i++ {
+		ev := next(in)
+		if ev.Seq == 0 || ev.ID == "" || ev.Redelivered || string(ev.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		ids = append(ids, ev.ID)
+		if i == 2 {
+			if err := in.Commit(ev.Seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ev := next(in); ev.Topic != "sensors/q0" || ev.Seq != 0 {
+		t.Errorf("after the QoS 1 events: %+v, want the QoS 0 event, not journaled (no resend, no internal/y)", ev)
+	}
+	if st := in.Stats(); st.Resends != 1 {
+		t.Errorf("resends: %d, want 1", st.Resends)
+	}
+	b1.stop()
+
+	srv2, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in2, err := srv2.Intake("events", IntakeOptions{Filters: []string{"#"}, Exclude: []string{"internal/#"}, Durable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := startServer(t, srv2)
+	for i := 3; i <= 4; i++ {
+		ev := next(in2)
+		if !ev.Redelivered || ev.ID != ids[i-1] || string(ev.Payload) != fmt.Sprintf(`{"n":%d}`, i) || ev.ClientID != "dev-raw" {
+			t.Fatalf("redelivered event %d: %+v (id want %s)", i, ev, ids[i-1])
+		}
+	}
+	dev2 := rawDevice(t, b2.Addr(ListenerTCP), "dev-raw")
+	dev2.publish("sensors/x", `{"n":4}`, 4, true) // resent after the restart
+	dev2.publish("sensors/x", `{"n":5}`, 6, false)
+	if ev := next(in2); string(ev.Payload) != `{"n":5}` || ev.Redelivered {
+		t.Errorf("after the restart: %+v, want {\"n\":5} (the resend of 4 not delivered again)", ev)
+	}
+	if st := in2.Stats(); st.Redelivered != 2 || st.Resends != 1 {
+		t.Errorf("stats after restart: %+v", st)
+	}
+}
