@@ -39,7 +39,7 @@ const (
 	recCommit byte = 2
 
 	defaultSegmentSize = 8 << 20
-	maxRecord   = 512 << 20 // larger than any packet mochi accepts
+	maxRecord          = 512 << 20 // larger than any packet mochi accepts
 
 	// resendWindow is how many of a client's latest QoS 1/2 messages are remembered to
 	// recognise a resend (the DUP flag, same packet id, same topic and payload) after the

@@ -41,8 +41,8 @@ type Server struct {
 	intakes   map[string]*Intake
 	intakeSeq atomic.Int64
 	durable   *Intake // the durable intake, set before Run
-	started   bool // under intakeMu
-	stopped   bool // under intakeMu
+	started   bool    // under intakeMu
+	stopped   bool    // under intakeMu
 
 	ran   atomic.Bool
 	ready chan struct{}
