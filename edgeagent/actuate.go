@@ -42,27 +42,53 @@ func (a *Agent) actuate(act protocol.Actuation) error {
 
 // receiveActuation handles a message on the actuate topic. With a response topic the
 // outcome is answered as a result (status ok or error).
+//
+// An actuation whose id the agent has seen is not applied again (the engine sends the
+// same id again when it evaluates an event a second time after a crash, and QoS 1 may
+// deliver twice); it is answered with the first outcome.
 func (a *Agent) receiveActuation(p *paho.Publish) {
+	var to replyTo
+	if p.Properties != nil {
+		to = replyTo{topic: p.Properties.ResponseTopic, correlation: p.Properties.CorrelationData}
+	}
 	var act protocol.Actuation
+	joined := false
 	err := json.Unmarshal(p.Payload, &act)
 	if err != nil {
 		err = fmt.Errorf("malformed actuation: %w", err)
-	} else {
+	} else if act.ID != "" {
+		joined = true
+		if stored, done := a.dedupe.join(act.ID, to); done || stored.ID != "" {
+			// Seen: answered now, or by the delivery being applied when it finishes.
+			a.log.Debug("actuation repeated: not applied again", "id", act.ID, "line", act.Line)
+			a.metrics.repeatedActuation()
+			if done && to.topic != "" {
+				a.replyAsync(to, stored)
+			}
+			return
+		}
+	}
+	if err == nil {
 		err = a.actuate(act)
 	}
 	if err != nil {
 		a.log.Warn("actuation refused", "line", act.Line, "err", err)
 	} else {
-		a.log.Debug("actuated", "line", act.Line, "value", act.Value, "for", act.For.D())
-	}
-	if p.Properties == nil || p.Properties.ResponseTopic == "" {
-		return
+		a.log.Debug("actuated", "id", act.ID, "line", act.Line, "value", act.Value, "for", act.For.D())
 	}
 	res := protocol.Result{ID: act.ID, Agent: a.cfg.ID, Status: protocol.StatusOK}
 	if err != nil {
 		res.Status, res.Error = protocol.StatusError, err.Error()
 	}
-	a.replyAsync(replyTo{topic: p.Properties.ResponseTopic, correlation: p.Properties.CorrelationData}, res)
+	waiters := []replyTo{to}
+	if joined {
+		waiters = a.dedupe.complete(res, true)
+	}
+	for _, w := range waiters {
+		if w.topic != "" {
+			a.replyAsync(w, res)
+		}
+	}
 }
 
 // reverter sets lines and puts them back after a `for` duration. A new actuation of a line

@@ -245,6 +245,19 @@ func TestActuation(t *testing.T) {
 	}
 	waitFor(t, "fan to revert", func() bool { return slices.Equal(lines.History("fan"), []int{1, 0}) })
 
+	// The same id again (QoS 1 redelivery, or the engine evaluating an event again after
+	// a crash): answered with the first outcome, not applied again.
+	cl.publish(topics.AgentActuate(cfg.ID), act, &paho.PublishProperties{ResponseTopic: "test/replies/act-again", CorrelationData: []byte("a1")})
+	if again := cl.await("test/replies/act-again", nil); !strings.Contains(string(again.Payload), `"status":"ok"`) {
+		t.Fatalf("repeated actuation answer %s", again.Payload)
+	}
+	fresh, _ := json.Marshal(protocol.Actuation{ID: "a1b", Line: "fan", Value: 1})
+	cl.publish(topics.AgentActuate(cfg.ID), fresh, &paho.PublishProperties{ResponseTopic: "test/replies/act-b", CorrelationData: []byte("a1b")})
+	cl.await("test/replies/act-b", nil)
+	if h := lines.History("fan"); !slices.Equal(h, []int{1, 0, 1}) {
+		t.Fatalf("fan history %v: want [1 0 1] (the repeated a1 not applied)", h)
+	}
+
 	// Unknown line: refused with an error.
 	bad, _ := json.Marshal(protocol.Actuation{ID: "a2", Line: "heater", Value: 1})
 	cl.publish(topics.AgentActuate(cfg.ID), bad, &paho.PublishProperties{ResponseTopic: "test/replies/act2", CorrelationData: []byte("a2")})

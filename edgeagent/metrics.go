@@ -23,6 +23,7 @@ type agentMetrics struct {
 	results *prometheus.CounterVec // status, cold
 	stages  *prometheus.HistogramVec
 	actions *prometheus.CounterVec // line
+	repeats prometheus.Counter
 	running atomic.Int64
 }
 
@@ -34,6 +35,8 @@ func newAgentMetrics(a *Agent) (*agentMetrics, error) {
 			Help: "Invocation time per stage.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"function", "stage"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_actuations_total",
 			Help: "Actuations applied to output lines."}, []string{"line"}),
+		repeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_agent_actuations_repeated_total",
+			Help: "Actuations received again with an id already applied, and not applied again."}),
 	}
 	if a.cfg.Influx != nil {
 		in, err := metrics.New(a.cfg.Influx.Config, a.log.With("component", "metrics"))
@@ -43,7 +46,7 @@ func newAgentMetrics(a *Agent) (*agentMetrics, error) {
 		m.influx, m.sink = in, in
 		m.reg.MustRegister(in)
 	}
-	m.reg.MustRegister(m.results, m.stages, m.actions,
+	m.reg.MustRegister(m.results, m.stages, m.actions, m.repeats,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_running", Help: "Invocations running."},
 			func() float64 { return float64(m.running.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_queue", Help: "Invocations waiting."},
@@ -68,6 +71,8 @@ func (m *agentMetrics) result(r protocol.Result) {
 		}
 	}
 }
+
+func (m *agentMetrics) repeatedActuation() { m.repeats.Inc() }
 
 func (m *agentMetrics) actuation(agent string, act protocol.Actuation) {
 	m.actions.WithLabelValues(act.Line).Inc()

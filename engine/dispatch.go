@@ -64,10 +64,10 @@ func specOf(fn *rules.Function) protocol.FunctionSpec {
 	return s
 }
 
-// invoke starts an invocation of fn for each agent the target selects. reply, when set,
-// receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target rules.Target, args map[string]any, ev *protocol.Event, reply func(protocol.Result)) {
-	base := protocol.Invocation{ID: newID(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: specOf(fn)}
+// invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
+// random ids). reply, when set, receives the first result (or the dead-letter result).
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target rules.Target, args map[string]any, ev *protocol.Event, reply func(protocol.Result), ids *actionIDs) {
+	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: specOf(fn)}
 	if _, err := json.Marshal(args); err != nil {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply}, fmt.Sprintf("arguments cannot be encoded as JSON: %v", err), protocol.StatusError)
 		return
@@ -80,7 +80,7 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target rules.Target
 	for i, a := range agents {
 		inv := base
 		if i > 0 {
-			inv.ID = newID()
+			inv.ID = ids.next()
 		}
 		p := &pending{inv: inv, target: target, agent: a, reply: reply}
 		if i > 0 {

@@ -151,6 +151,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			_ = e.influx.Run(sinkCtx)
 		}
 	}()
+	// The agents' retained statuses are queued by now: take them before the first event, so
+	// events delivered again after a crash find their agents.
+	e.controlBacklog()
 	wg.Add(3)
 	go func() { defer wg.Done(); e.reportEvents(controlCtx) }()
 	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
@@ -199,10 +202,25 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		firings []rules.Firing
 		ev      rules.Event
 	)
+	var committed uint64
 	process := func(batch []broker.Event) {
 		if set := e.ruleSet(); set != cur {
 			cur, eval = set, set.NewEvaluator()
 		}
+		defer func() {
+			// Every action of the batch is with the broker (invocations and actuations are
+			// stored for their agents' sessions): the events need not come back.
+			var last uint64
+			for i := range batch {
+				last = max(last, batch[i].Seq)
+			}
+			if last > committed {
+				if err := e.t.CommitEvents(last); err != nil {
+					e.log.Error("cannot commit evaluated events: they will be evaluated again after a restart", "err", err)
+				}
+				committed = last
+			}
+		}()
 		for i := range batch {
 			b := &batch[i]
 			if !e.forRules(b) {
@@ -219,8 +237,9 @@ func (e *Engine) eventLoop(ctx context.Context) {
 				e.counts.matched.Add(1)
 				e.counts.fired.Add(int64(len(firings)))
 			}
+			ids := actionIDs{base: b.ID}
 			for j := range firings {
-				e.act(&firings[j], b)
+				e.act(&firings[j], b, &ids)
 			}
 		}
 	}
@@ -296,17 +315,34 @@ func hops(b *broker.Event) int {
 	return 0
 }
 
+// actionIDs names the invocations and actuations one event causes. An event from a
+// durable intake has an ID that stays the same when it is evaluated again after a crash,
+// so its actions get the same ids again and agents recognise the repeats (they keep the
+// results of the ids they have seen); other events get random ids.
+type actionIDs struct {
+	base string
+	n    int
+}
+
+func (a *actionIDs) next() string {
+	if a == nil || a.base == "" {
+		return newID()
+	}
+	a.n++
+	return a.base + "-" + strconv.Itoa(a.n)
+}
+
 // act carries out a firing's actions.
-func (e *Engine) act(f *rules.Firing, src *broker.Event) {
+func (e *Engine) act(f *rules.Firing, src *broker.Event, ids *actionIDs) {
 	e.metrics.firings.WithLabelValues(f.Rule).Inc()
 	for i := range f.Actions {
 		a := &f.Actions[i]
 		switch a.Kind {
 		case rules.Invoke:
 			ev := &protocol.Event{Topic: src.Topic, Payload: jsonPayload(src.Payload), ReceivedAt: src.Received}
-			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, ev, nil)
+			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, ev, nil, ids)
 		case rules.Actuate:
-			if err := e.actuate(f.Rule, a); err != nil {
+			if err := e.actuate(f.Rule, a, ids); err != nil {
 				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
 				e.log.Warn("actuation failed", "rule", f.Rule, "line", a.Line, "err", err)
 			}
@@ -325,7 +361,7 @@ func (e *Engine) act(f *rules.Firing, src *broker.Event) {
 }
 
 // actuate sends a direct actuation to every agent the target selects that has the line.
-func (e *Engine) actuate(rule string, a *rules.Action) error {
+func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 	v, err := lineValue(a.Value)
 	if err != nil {
 		return err
@@ -335,7 +371,7 @@ func (e *Engine) actuate(rule string, a *rules.Action) error {
 		return fmt.Errorf("no online agent matches %s with output line %q", targetString(a.Target), a.Line)
 	}
 	for _, id := range agents {
-		msg := protocol.Actuation{ID: newID(), Line: a.Line, Value: v, For: protocol.Duration(a.For)}
+		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For)}
 		b, _ := json.Marshal(msg)
 		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json"}); err != nil {
 			return err
@@ -387,6 +423,21 @@ func jsonPayload(b []byte) json.RawMessage {
 
 func (e *Engine) publish(m broker.Message) error {
 	return e.t.Publish(m)
+}
+
+// controlBacklog handles the control messages already queued, without waiting.
+func (e *Engine) controlBacklog() {
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		batch, err := e.t.NextControl(now)
+		if err != nil || len(batch) == 0 {
+			return
+		}
+		for i := range batch {
+			e.control1(&batch[i])
+		}
+	}
 }
 
 // controlLoop handles agent status, agent results and external invoke requests.
@@ -473,6 +524,6 @@ func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(
 			return fmt.Errorf("target pick %q: use one or all", t.Pick)
 		}
 	}
-	e.dispatch.invoke(fn, "", t, req.Args, nil, reply)
+	e.dispatch.invoke(fn, "", t, req.Args, nil, reply, nil)
 	return nil
 }

@@ -168,6 +168,9 @@ func (t *external) NextEvents(ctx context.Context) ([]broker.Event, error) {
 	return t.events.next(ctx)
 }
 
+// CommitEvents is a no-op: the external broker acknowledges events on receipt.
+func (t *external) CommitEvents(uint64) error { return nil }
+
 func (t *external) CloseEvents() { t.events.close() }
 
 func (t *external) NextControl(ctx context.Context) ([]broker.Event, error) {

@@ -17,6 +17,10 @@ type transport interface {
 	Ready() <-chan struct{}
 	// NextEvents returns the next device events (and everything else for the rules).
 	NextEvents(ctx context.Context) ([]broker.Event, error)
+	// CommitEvents reports that every event up to seq (broker.Event.Seq) has been
+	// evaluated and its actions handed to the broker: a durable intake does not deliver
+	// them again after a restart.
+	CommitEvents(seq uint64) error
 	// CloseEvents stops event intake; NextEvents then returns what is left, then an error.
 	CloseEvents()
 	// NextControl returns agent status and results, and external invoke requests.
@@ -42,7 +46,14 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	}
 	t := &embedded{Server: b}
 	topics := protocol.Topics{Prefix: b.Prefix()}
-	if t.events, err = b.Intake("events", broker.IntakeOptions{Filters: []string{"#"}}); err != nil {
+	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
+	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
+	// Agent and invoke traffic never reaches the rules (forRules), so it is not taken.
+	if t.events, err = b.Intake("events", broker.IntakeOptions{
+		Filters: []string{"#"},
+		Exclude: []string{topics.AgentAll("+"), topics.AllInvoke()},
+		Durable: e.cfg.Broker.Store != "",
+	}); err != nil {
 		return nil, err
 	}
 	if t.control, err = b.Intake("control", broker.IntakeOptions{Filters: []string{
@@ -56,6 +67,8 @@ func openEmbedded(e *Engine) (*embedded, error) {
 func (t *embedded) NextEvents(ctx context.Context) ([]broker.Event, error) {
 	return t.events.NextBatch(ctx)
 }
+
+func (t *embedded) CommitEvents(seq uint64) error { return t.events.Commit(seq) }
 
 func (t *embedded) CloseEvents() { t.events.Close() }
 

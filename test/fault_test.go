@@ -218,37 +218,35 @@ func (s *stream) finish() {
 
 // TestEngineKilledDuringQoS1Stream SIGKILLs the engine (embedded broker with a store) while
 // devices stream QoS 1 events from persistent sessions, restarts it on the same store, and
-// compares the events with the rule's firings.
+// compares the events with what the rules did. Each event fires two actions: a publish
+// carrying now in nanoseconds (so a second evaluation is told apart from a redelivery) and
+// an actuation of a sim GPIO line on an agent.
 //
-// What is guaranteed, and asserted:
-//   - every event first sent to the restarted engine fires exactly once;
-//   - every event whose publish failed at the kill is sent again and fires at least once;
-//   - so an event can only be missing if the killed engine had acknowledged it.
+// Asserted:
+//   - no event is lost: every event a device saw acknowledged fires, whichever engine
+//     acknowledged it (the durable intake journals QoS 1 events before the PUBACK and
+//     delivers what was not evaluated again after the restart);
+//   - no actuation happens twice: the agent applies each actuation id once, and an event
+//     evaluated again after the restart sends its actuations with the same ids;
+//   - every event first sent to the restarted engine fires exactly once.
 //
-// What is not guaranteed, and only measured (logged):
-//   - mochi acknowledges a QoS 1 PUBLISH before the engine evaluates it, and the engine's
-//     intake backlog lives in memory (docs/broker.md): events acknowledged but not yet
-//     evaluated at the kill are lost. The store keeps sessions, retained and in-flight
-//     messages, never that backlog.
-//   - the firings of the last moments before the kill may not reach the observer: with the
-//     default store_sync: false the pebble store does not even write its log to the OS
-//     before a 32 KiB block fills, so a SIGKILL loses the recent session state and queued
-//     messages (a bug, reported on issue 7; store_sync: true keeps them).
-//   - an event is evaluated twice when it was evaluated but its PUBACK did not reach the
-//     device before the kill (QoS 1 is at-least-once; rules do not de-duplicate).
-//
-// Each firing carries now in nanoseconds, so a redelivery of one firing is told apart from a
-// second evaluation.
+// Measured (logged): events evaluated by both engines (evaluated, not yet committed at the
+// kill: their publish actions happen twice, as QoS 1 allows), and the repeated actuations
+// the agent recognised.
 func TestEngineKilledDuringQoS1Stream(t *testing.T) {
+	const agent = "edge-kill"
 	const rules = `
 rules:
   - name: stream
     on: e2e/stream/+
     do:
       - publish: {topic: '"e2e/fired"', payload: '{"seq": payload.seq, "at": now.UnixNano()}', qos: 1}
+      - actuate: {line: fan, value: 'int(payload.seq) % 2 == 0', target: {agent: edge-kill}}
 `
-	c := newCluster(t, rules)
+	c := newCluster(t, rules, agent)
 	c.startEngine()
+	c.addAgent(agent, map[string]string{"pool": "kill"})
+	c.waitAgents(true, agent)
 	obs := c.observe("obs-stream-"+randHex(3), "e2e/fired", "e2e/probe")
 	obs.waitReady(c, "e2e/probe")
 
@@ -303,10 +301,14 @@ rules:
 		retried bool
 	}
 	var events []event
+	retried := 0
 	for _, s := range streams {
 		s.mu.Lock()
 		for seq, g := range s.acked {
 			events = append(events, event{seq, g, s.retried[seq]})
+			if s.retried[seq] {
+				retried++
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -315,10 +317,10 @@ rules:
 	// publisher has been evaluated (one publisher's events are evaluated in order).
 	c.pub("dev", "e2e/stream/0", `{"seq": -1}`, 1)
 	waitFor(t, 30*time.Second, "the last event to fire", func() bool { return len(firings()[-1]) > 0 })
-	waitFor(t, 60*time.Second, "every event acknowledged after the kill to fire", func() bool {
+	waitFor(t, 60*time.Second, "every acknowledged event to fire", func() bool {
 		f := firings()
 		for _, e := range events {
-			if e.gen != 1 && len(f[e.seq]) == 0 {
+			if len(f[e.seq]) == 0 {
 				return false
 			}
 		}
@@ -341,10 +343,38 @@ rules:
 			resent = append(resent, e.seq)
 		}
 	}
+	if len(lost) > 0 {
+		t.Errorf("%d acknowledged events never fired: %v", len(lost), lost)
+	}
+
+	// Actuations as the agent applied them: one per event, none twice. A device that sent
+	// an event again after a failed publish sent a second message, which may actuate
+	// again under another id; nothing else may.
+	applied := func() (total int, ids map[string]bool) {
+		ids = map[string]bool{}
+		for _, l := range c.agents[agent].out.Match(`msg=actuated`, "line=fan") {
+			ids[logValue(l, "id")] = true
+			total++
+		}
+		return total, ids
+	}
+	want := len(events) + 1 // and the last event
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d actuations applied", want), func() bool {
+		_, ids := applied()
+		return len(ids) >= want
+	})
+	total, ids := applied()
+	if total != len(ids) {
+		t.Errorf("the agent applied %d actuations with %d distinct ids: an actuation was applied twice", total, len(ids))
+	}
+	if len(ids) > want+retried {
+		t.Errorf("%d distinct actuations for %d events (%d sent twice by their device)", len(ids), want, retried)
+	}
+	repeats := len(c.agents[agent].out.Match("actuation repeated"))
 	t.Logf("engine SIGKILL during a QoS 1 stream from %d persistent-session publishers: %d events; "+
 		"%d acknowledged by the killed engine, %d by the restarted one; %d sent again after a failed publish %v; "+
-		"acknowledged by the killed engine but no firing seen %d %v; evaluated twice %d %v",
-		publishers, len(events), acked(1), acked(3), len(resent), resent, len(lost), lost, len(twice), twice)
+		"lost %d; evaluated by both engines %d %v; actuations applied %d, repeats recognised by the agent %d",
+		publishers, len(events), acked(1), acked(3), len(resent), resent, len(lost), len(twice), twice, total, repeats)
 }
 
 // snapshot lists a stream's acknowledged events.

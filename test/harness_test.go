@@ -155,7 +155,13 @@ func startProc(t testing.TB, dir, name string, env []string, argv ...string) *pr
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
-			lines := p.out.Lines()
+			var lines []string
+			for _, l := range p.out.Lines() {
+				// mochi's per-packet debug lines would push everything else out.
+				if !strings.Contains(l, "component=mochi") {
+					lines = append(lines, l)
+				}
+			}
 			if len(lines) > 80 {
 				lines = lines[len(lines)-80:]
 			}
