@@ -58,6 +58,9 @@ func BenchmarkClosedLoop(b *testing.B) {
 	quiet := slog.New(slog.DiscardHandler)
 	ecfg := engine.Config{Rules: []string{dir}, HTTP: "off"}
 	ecfg.Broker.Listen = "127.0.0.1:0"
+	// As the examples run: a store (so the event intake is durable and every QoS 1 event and
+	// message for the agent is on disk before it is acknowledged or sent).
+	ecfg.Broker.Store = filepath.Join(dir, "store")
 	ecfg.Broker.AllowAnonymous = true
 	ecfg.Broker.AnonymousRole = broker.RoleAdmin // the device
 	hash, err := broker.HashPassword("loop-secret")
