@@ -20,8 +20,9 @@ import (
 // ignored.
 type storeHook struct {
 	*pebble.Hook
-	mu     sync.RWMutex
-	closed bool
+	mu      sync.RWMutex
+	closed  bool
+	skipped sync.Map // skippedAck: incoming QoS 1 PUBACKs not stored
 }
 
 func newStoreHook() *storeHook { return &storeHook{Hook: new(pebble.Hook)} }
@@ -82,11 +83,29 @@ func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
 	h.guard(func() { h.Hook.OnRetainMessage(cl, pk, r) })
 }
+// OnQosPublish and OnQosComplete skip the PUBACK mochi holds for an incoming QoS 1
+// publish while it writes it: two synced writes per message (store, then delete) for a
+// record whose only use after a crash would be to acknowledge a message that was never
+// delivered (the durable intake journals what the engine needs). Both calls happen on the
+// client's read loop around the write, so the skipped PUBACK is remembered in between:
+// a client's PUBACK of an outgoing message carries the same type and still deletes.
 func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
+	if pk.FixedHeader.Type == packets.Puback {
+		h.skipped.Store(skippedAck{cl, pk.PacketID}, struct{}{})
+		return
+	}
 	h.guard(func() { h.Hook.OnQosPublish(cl, pk, sent, resends) })
 }
 func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if _, ok := h.skipped.LoadAndDelete(skippedAck{cl, pk.PacketID}); ok && pk.FixedHeader.Type == packets.Puback {
+		return
+	}
 	h.guard(func() { h.Hook.OnQosComplete(cl, pk) })
+}
+
+type skippedAck struct {
+	cl *mqtt.Client
+	id uint16
 }
 func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.guard(func() { h.Hook.OnQosDropped(cl, pk) })

@@ -33,11 +33,14 @@ func benchRules(b *testing.B, n int) string {
 	return dir
 }
 
-func benchEngine(b *testing.B, rulesDir string) (*Engine, func()) {
+func benchEngine(b *testing.B, rulesDir string, opts ...func(*Config)) (*Engine, func()) {
 	cfg := Config{HTTP: "off", Rules: []string{rulesDir}}
 	cfg.Broker.Listen = "127.0.0.1:0"
 	cfg.Broker.AllowAnonymous = true
 	cfg.Broker.AnonymousRole = "admin"
+	for _, o := range opts {
+		o(&cfg)
+	}
 	e, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -110,6 +113,45 @@ func BenchmarkMosquittoPubIntoRules(b *testing.B) {
 			b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(uint64(b.N)-got), "lost")
 			b.ReportMetric(float64(e.t.Stats().Dropped), "shed")
+		})
+	}
+}
+
+// BenchmarkDurableIntakeQoS1 drives an engine with a store (so its event intake is
+// durable: every QoS 1 event is journaled before its PUBACK) with `mosquitto_pub -q 1 -l`,
+// one publisher, with store_sync on (an fsync per acknowledgement, shared by concurrent
+// publishers) and off (a write(2): survives a SIGKILL, not a power cut).
+func BenchmarkDurableIntakeQoS1(b *testing.B) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		b.Fatal("mosquitto_pub not found: run `go tool task setup`")
+	}
+	for _, sync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("store_sync=%v", sync), func(b *testing.B) {
+			store := filepath.Join(b.TempDir(), "store")
+			e, stop := benchEngine(b, benchRules(b, 1), func(c *Config) {
+				c.Broker.Store, c.Broker.StoreSync = store, &sync
+			})
+			defer stop()
+			lines := writeLines(b)
+			host, port, _ := net.SplitHostPort(e.BrokerAddr())
+			r0 := e.ruleSet().Rules[0]
+			in, _ := os.Open(lines)
+			defer in.Close()
+			cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "1", "-l")
+			cmd.Stdin = in
+			b.ResetTimer()
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("mosquitto_pub: %v: %s", err, out)
+			}
+			for r0.Counters().Matched.Load() < uint64(b.N) {
+				if time.Since(start) > 5*time.Minute {
+					b.Fatalf("matched %d of %d", r0.Counters().Matched.Load(), b.N)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 		})
 	}
 }
