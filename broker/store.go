@@ -83,6 +83,7 @@ func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
 	h.guard(func() { h.Hook.OnRetainMessage(cl, pk, r) })
 }
+
 // OnQosPublish and OnQosComplete skip the PUBACK mochi holds for an incoming QoS 1
 // publish while it writes it: two synced writes per message (store, then delete) for a
 // record whose only use after a crash would be to acknowledge a message that was never
@@ -107,6 +108,7 @@ type skippedAck struct {
 	cl *mqtt.Client
 	id uint16
 }
+
 func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.guard(func() { h.Hook.OnQosDropped(cl, pk) })
 }

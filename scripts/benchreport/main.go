@@ -92,6 +92,7 @@ func report(r results) string {
 	row("in-process intake vs mosquitto forwarding", r.fmt("BenchmarkIntakeQoS0", "msgs/s", "%.0f")+" msgs/s ("+r.ratio("BenchmarkIntakeQoS0", "msgs/s", "BenchmarkForwardQoS0/broker=mosquitto", "msgs/s")+")", "≥ 2×")
 	row("engine (1 rule) vs mosquitto forwarding the same kind of stream", r.ratio("BenchmarkMosquittoPubIntoRules/rules=1", "events/s", "BenchmarkForwardQoS0/broker=mosquitto", "msgs/s"), "≥ 2×")
 	row("QoS 1 invocations dispatched per second", r.fmt("BenchmarkDispatchQoS1", "invocations/s", "%.0f"), "≥ 10,000")
+	row("one `mosquitto_pub -q 1 -l` into the durable intake, store_sync on / off (events/s)", r.fmt("BenchmarkDurableIntakeQoS1/store_sync=true", "events/s", "%.0f")+" / "+r.fmt("BenchmarkDurableIntakeQoS1/store_sync=false", "events/s", "%.0f"), "")
 	row("agent: cold invocation p50 / p95 (ms), spaced / back to back", r.fmt("BenchmarkColdInvocation/spaced/prepare=on", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkColdInvocation/spaced/prepare=on", "p95-ms", "%.0f")+", "+r.fmt("BenchmarkColdInvocation/back-to-back/prepare=on", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkColdInvocation/back-to-back/prepare=on", "p95-ms", "%.0f"), "p50 ≤ 250, below `podman run`")
 	row("agent: warm invocation p50 / p95 (ms)", r.fmt("BenchmarkWarmInvocation", "p50-ms", "%.1f")+" / "+r.fmt("BenchmarkWarmInvocation", "p95-ms", "%.1f"), "p50 ≤ 20")
 	row("`podman run --rm` of the same function p50 / p95 (ms)", r.fmt("BenchmarkPodmanRunBaseline", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkPodmanRunBaseline", "p95-ms", "%.0f"), "")
