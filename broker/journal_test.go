@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -333,7 +334,27 @@ func TestDurableIntake(t *testing.T) {
 	if st := in.Stats(); st.Resends != 1 {
 		t.Errorf("resends: %d, want 1", st.Resends)
 	}
+	// The store as a crash would leave it (a graceful stop unsubscribes the intakes).
+	crashed := t.TempDir()
+	if out, err := exec.Command("cp", "-a", cfg.Store, filepath.Join(crashed, "broker")).CombinedOutput(); err != nil {
+		t.Fatalf("copy the store: %v: %s", err, out)
+	}
 	b1.stop()
+	crashCfg := cfg
+	crashCfg.Store = filepath.Join(crashed, "broker")
+	srv3, err := New(crashCfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv3.Intake("events", IntakeOptions{Filters: []string{"#"}}); err != nil {
+		t.Fatal(err)
+	}
+	b3 := startServer(t, srv3)
+	if subs := srv3.mqtt.Topics.Subscribers("sensors/x"); len(subs.Subscriptions) != 0 || len(subs.InlineSubscriptions) != 1 {
+		t.Errorf("after a crash sensors/x goes to client subscriptions %v and %d inline ones; want only the intake's inline one",
+			subs.Subscriptions, len(subs.InlineSubscriptions))
+	}
+	b3.stop()
 
 	srv2, err := New(cfg, testLogger(t))
 	if err != nil {

@@ -114,13 +114,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("broker: Run called twice")
 	}
+	var store *storeHook
 	if s.cfg.Store != "" {
+		store = newStoreHook()
 		opts, err := storeOptions(s.cfg.Store, s.cfg.StoreSync == nil || *s.cfg.StoreSync, s.log)
 		if err != nil {
 			s.markStopped()
 			return fmt.Errorf("broker: %w", err)
 		}
-		if err := s.mqtt.AddHook(newStoreHook(), opts); err != nil {
+		if err := s.mqtt.AddHook(store, opts); err != nil {
 			s.markStopped()
 			return fmt.Errorf("broker: open store %q: %w", s.cfg.Store, err)
 		}
@@ -130,6 +132,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.mqtt.Serve(); err != nil {
 		s.shutdown()
 		return fmt.Errorf("broker: start: %w", err)
+	}
+	if store != nil {
+		store.dropInlineSubscriptions(s.mqtt)
 	}
 	if err := s.startIntakes(); err != nil {
 		s.shutdown()

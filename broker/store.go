@@ -74,10 +74,19 @@ func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 func (h *storeHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.guard(func() { h.Hook.OnDisconnect(cl, err, expire) })
 }
+// The intakes' inline subscriptions are not stored: the intakes subscribe again at every
+// start, and mochi would restore a stored one as an ordinary subscription of its inline
+// client, which the ACL then refuses on every delivery.
 func (h *storeHook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if cl.Net.Inline {
+		return
+	}
 	h.guard(func() { h.Hook.OnSubscribed(cl, pk, codes) })
 }
 func (h *storeHook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
 	h.guard(func() { h.Hook.OnUnsubscribed(cl, pk) })
 }
 func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64) {
@@ -102,6 +111,22 @@ func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	h.guard(func() { h.Hook.OnQosComplete(cl, pk) })
+}
+
+// dropInlineSubscriptions removes the inline client's subscriptions that earlier versions
+// stored (and that a crash left in the store), from mochi's topics and from the store.
+func (h *storeHook) dropInlineSubscriptions(srv *mqtt.Server) {
+	cl, ok := srv.Clients.Get(mqtt.InlineClientId)
+	if !ok {
+		return
+	}
+	for filter := range cl.State.Subscriptions.GetAll() {
+		srv.Topics.Unsubscribe(filter, cl.ID)
+		cl.State.Subscriptions.Delete(filter)
+		h.guard(func() {
+			h.Hook.OnUnsubscribed(cl, packets.Packet{Filters: packets.Subscriptions{{Filter: filter}}})
+		})
+	}
 }
 
 type skippedAck struct {
