@@ -74,6 +74,7 @@ func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 func (h *storeHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.guard(func() { h.Hook.OnDisconnect(cl, err, expire) })
 }
+
 // The intakes' inline subscriptions are not stored: the intakes subscribe again at every
 // start, and mochi would restore a stored one as an ordinary subscription of its inline
 // client, which the ACL then refuses on every delivery.
