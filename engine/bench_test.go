@@ -63,36 +63,15 @@ func BenchmarkMosquittoPubIntoRules(b *testing.B) {
 	}
 	// The baseline: how fast the same publisher sends the same lines to mosquitto 2.0.11.
 	b.Run("baseline=mosquitto", func(b *testing.B) {
-		addr := startMosquitto(b)
-		lines := writeLines(b)
-		host, port, _ := net.SplitHostPort(addr)
-		in, _ := os.Open(lines)
-		defer in.Close()
-		cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "0", "-l")
-		cmd.Stdin = in
-		b.ResetTimer()
-		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("mosquitto_pub: %v: %s", err, out)
-		}
+		start := publishLines(b, bin, startMosquitto(b), "0")
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 	})
 	for _, n := range []int{1, 100} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			e, stop := benchEngine(b, benchRules(b, n))
 			defer stop()
-			lines := writeLines(b)
-			host, port, _ := net.SplitHostPort(e.BrokerAddr())
 			r0 := e.ruleSet().Rules[0]
-			in, _ := os.Open(lines)
-			defer in.Close()
-			cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "0", "-l")
-			cmd.Stdin = in
-			b.ResetTimer()
-			start := time.Now()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("mosquitto_pub: %v: %s", err, out)
-			}
+			start := publishLines(b, bin, e.BrokerAddr(), "0")
 			// Wait for the rules to see the last event, or for the count to stop moving.
 			last, lastChange := uint64(0), time.Now()
 			for {
@@ -133,18 +112,8 @@ func BenchmarkDurableIntakeQoS1(b *testing.B) {
 				c.Broker.Store, c.Broker.StoreSync = store, &sync
 			})
 			defer stop()
-			lines := writeLines(b)
-			host, port, _ := net.SplitHostPort(e.BrokerAddr())
 			r0 := e.ruleSet().Rules[0]
-			in, _ := os.Open(lines)
-			defer in.Close()
-			cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "1", "-l")
-			cmd.Stdin = in
-			b.ResetTimer()
-			start := time.Now()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("mosquitto_pub: %v: %s", err, out)
-			}
+			start := publishLines(b, bin, e.BrokerAddr(), "1")
 			for r0.Counters().Matched.Load() < uint64(b.N) {
 				if time.Since(start) > 5*time.Minute {
 					b.Fatalf("matched %d of %d", r0.Counters().Matched.Load(), b.N)
@@ -202,6 +171,26 @@ func BenchmarkDispatchQoS1(b *testing.B) {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "invocations/s")
+}
+
+// publishLines has `mosquitto_pub -l` publish b.N JSON events to sensors/0/t at addr with
+// qos, resetting the timer first; it returns when the publisher exits, with its start time.
+func publishLines(b *testing.B, bin, addr, qos string) time.Time {
+	lines := writeLines(b)
+	host, port, _ := net.SplitHostPort(addr)
+	in, err := os.Open(lines)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", qos, "-l")
+	cmd.Stdin = in
+	b.ResetTimer()
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	return start
 }
 
 // writeLines writes b.N JSON events, one per line, for mosquitto_pub -l.
