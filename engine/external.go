@@ -38,6 +38,19 @@ type external struct {
 	once   sync.Once
 
 	events, control *queue
+
+	// Events are acknowledged to the broker once committed (evaluated, actions handed on):
+	// a crash leaves them unacknowledged, and the broker sends them again to the engine's
+	// persistent session (or, in a shared group, to another engine).
+	amu     sync.Mutex
+	seq     uint64
+	unacked []unacked
+}
+
+type unacked struct {
+	seq uint64
+	c   *paho.Client
+	p   *paho.Publish
 }
 
 func openExternal(e *Engine) (*external, error) {
@@ -103,9 +116,13 @@ func (t *external) Run(ctx context.Context) error {
 		},
 		OnConnectError: func(err error) { t.e.log.Warn("external broker: connect", "err", err) },
 		ClientConfig: paho.ClientConfig{
-			ClientID: clientID,
+			ClientID:                   clientID,
+			EnableManualAcknowledgment: true,
+			// paho sends the acknowledgements due every SendAcksInterval: with mosquitto's
+			// 20 messages in flight per client, this bounds the engine to 20 per interval.
+			SendAcksInterval: 2 * time.Millisecond,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-				t.receive(pr.Packet)
+				t.receive(pr.Client, pr.Packet)
 				return true, nil
 			}},
 		},
@@ -132,7 +149,9 @@ func intPtr(i int) *int { return &i }
 
 // receive routes one message. A control message can arrive twice (through the shared
 // subscription and the control one): the shared copy of status and results is dropped.
-func (t *external) receive(p *paho.Publish) {
+// Control messages are acknowledged at once (paho sends acknowledgements in the order
+// the messages arrived), events when committed.
+func (t *external) receive(c *paho.Client, p *paho.Publish) {
 	ev := broker.Event{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Received: t.e.now()}
 	viaControl := false
 	if pp := p.Properties; pp != nil {
@@ -151,15 +170,31 @@ func (t *external) receive(p *paho.Publish) {
 		switch {
 		case isAgent && viaControl:
 			t.control.push(ev)
+			t.ack(c, p)
 			return
 		case isAgent:
-			return // the control subscription delivers it
+			t.ack(c, p) // the control subscription delivers it
+			return
 		case strings.HasPrefix(rest, "invoke/"):
 			t.control.push(ev)
+			t.ack(c, p)
 			return
 		}
 	}
-	t.events.push(ev)
+	t.amu.Lock()
+	t.seq++
+	ev.Seq = t.seq
+	if t.events.push(ev) && p.QoS > 0 {
+		t.unacked = append(t.unacked, unacked{t.seq, c, p})
+	}
+	t.amu.Unlock()
+}
+
+func (t *external) ack(c *paho.Client, p *paho.Publish) {
+	if err := c.Ack(p); err != nil {
+		// The connection it came on is gone: the broker sends it again.
+		t.e.log.Debug("external broker: acknowledgement not sent", "topic", p.Topic, "err", err)
+	}
 }
 
 func (t *external) Ready() <-chan struct{} { return t.ready }
@@ -168,8 +203,21 @@ func (t *external) NextEvents(ctx context.Context) ([]broker.Event, error) {
 	return t.events.next(ctx)
 }
 
-// CommitEvents is a no-op: the external broker acknowledges events on receipt.
-func (t *external) CommitEvents(uint64) error { return nil }
+// CommitEvents acknowledges the QoS 1/2 events up to seq to the broker.
+func (t *external) CommitEvents(seq uint64) error {
+	t.amu.Lock()
+	n := 0
+	for n < len(t.unacked) && t.unacked[n].seq <= seq {
+		n++
+	}
+	done := t.unacked[:n:n]
+	t.unacked = t.unacked[n:]
+	t.amu.Unlock()
+	for _, u := range done {
+		t.ack(u.c, u.p)
+	}
+	return nil
+}
 
 func (t *external) CloseEvents() { t.events.close() }
 
@@ -227,14 +275,15 @@ type queue struct {
 
 func newQueue(limit int) *queue { return &queue{limit: limit, notify: make(chan struct{}, 1)} }
 
-func (q *queue) push(ev broker.Event) {
+// push queues ev and reports whether it did.
+func (q *queue) push(ev broker.Event) bool {
 	q.mu.Lock()
 	if q.closed || (ev.QoS == 0 && len(q.items) >= q.limit) {
 		if !q.closed {
 			q.dropped++
 		}
 		q.mu.Unlock()
-		return
+		return false
 	}
 	q.items = append(q.items, ev)
 	q.total++
@@ -243,6 +292,7 @@ func (q *queue) push(ev broker.Event) {
 	case q.notify <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 func (q *queue) next(ctx context.Context) ([]broker.Event, error) {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -106,5 +108,70 @@ func mosquittoPubAnon(t *testing.T, addr string, args ...string) {
 	cmd := exec.Command("mosquitto_pub", append([]string{"-h", host, "-p", port, "-V", "mqttv5"}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
+	}
+}
+
+// With an external broker an event is acknowledged only once the engine has committed it:
+// events received but not committed when the engine goes away come again to its
+// persistent session; committed ones do not.
+func TestExternalAcknowledgesCommittedEvents(t *testing.T) {
+	addr := startMosquitto(t)
+	dir := t.TempDir()
+	writeRules(t, dir, "rules:\n  - {name: r, on: 'sensors/#', do: [{publish: {topic: '\"seen\"'}}]}\n")
+	cfg := Config{HTTP: "off", Rules: []string{dir}}
+	cfg.Broker.External = "mqtt://" + addr
+	cfg.Broker.ClientID = "engine-acks"
+	run := func() (*external, func()) {
+		e, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := e.t.(*external)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tr.Run(ctx) }()
+		select {
+		case <-tr.Ready():
+		case <-time.After(deadline):
+			t.Fatal("external transport not ready")
+		}
+		return tr, func() { cancel(); <-done }
+	}
+	take := func(tr *external, n int) []broker.Event {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		var got []broker.Event
+		for len(got) < n {
+			batch, err := tr.NextEvents(ctx)
+			if err != nil {
+				t.Fatalf("%d of %d events: %v", len(got), n, err)
+			}
+			got = append(got, batch...)
+		}
+		return got
+	}
+
+	tr, stop := run()
+	for i := 1; i <= 3; i++ {
+		mosquittoPubAnon(t, addr, "-t", "sensors/x", "-m", fmt.Sprintf(`{"n": %d}`, i), "-q", "1")
+	}
+	evs := take(tr, 3)
+	if err := tr.CommitEvents(evs[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // paho sends due acknowledgements every 2 ms
+	stop()
+
+	tr2, stop2 := run()
+	defer stop2()
+	again := take(tr2, 2)
+	if string(again[0].Payload) != `{"n": 2}` || string(again[1].Payload) != `{"n": 3}` {
+		t.Fatalf("after the restart: %q, %q; want events 2 and 3 again", again[0].Payload, again[1].Payload)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if extra, err := tr2.NextEvents(ctx); err == nil {
+		t.Fatalf("more events came again: %+v", extra)
 	}
 }
