@@ -128,30 +128,61 @@ func BenchmarkPodmanRunBaseline(b *testing.B) {
 	reportPercentiles(b, lat)
 }
 
-// BenchmarkAgentResources runs the agent in a child process (this test binary re-executed)
-// and reports its resident memory when idle and its CPU use while serving 10 cold
-// invocations per second. b.N is ignored beyond the first round: use -benchtime 1x.
+// BenchmarkAgentResources builds the real binary (CGO_ENABLED=0 go build ./cmd/deviceless,
+// as `go tool task build` does), runs `deviceless agent -c agent.yaml` as a child process and
+// reports its resident memory when idle (after one invocation and 2 s of quiet) and its CPU
+// use while serving 10 invocations per second. b.N is ignored beyond the first round: use
+// -benchtime 1x.
 func BenchmarkAgentResources(b *testing.B) {
-	b.Run("cold", func(b *testing.B) { benchResources(b, false) })
-	b.Run("warm", func(b *testing.B) { benchResources(b, true) })
+	exe := buildAgentBinary(b)
+	b.Run("cold", func(b *testing.B) { benchResources(b, exe, false) })
+	b.Run("warm", func(b *testing.B) { benchResources(b, exe, true) })
 }
 
-func benchResources(b *testing.B, warm bool) {
+// buildAgentBinary builds ./cmd/deviceless into a temporary folder and returns its path.
+func buildAgentBinary(b *testing.B) string {
+	b.Helper()
+	exe := filepath.Join(b.TempDir(), "deviceless")
+	cmd := exec.Command("go", "build", "-o", exe, "./cmd/deviceless")
+	cmd.Dir = ".." // the module root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build ./cmd/deviceless: %v\n%s", err, out)
+	}
+	if fi, err := os.Stat(exe); err == nil {
+		b.Logf("binary %s: %.1f MB", exe, float64(fi.Size())/(1<<20))
+	}
+	return exe
+}
+
+// agentYAML is the agent.yaml of BenchmarkAgentResources.
+func agentYAML(cfg Config, warm bool) string {
+	warmLine := ""
+	if warm {
+		warmLine = "\n    warm: {idle: 1m}"
+	}
+	return fmt.Sprintf(`id: %s
+broker: %s
+podman: {socket: %q, runtime: runc}
+state: %q
+concurrency: 4
+queue: 100
+functions:
+  bench:
+    runtime: sh
+    code: %q%s
+`, cfg.ID, cfg.Broker, cfg.Podman.Socket, cfg.State, benchCode, warmLine)
+}
+
+func benchResources(b *testing.B, exe string, warm bool) {
 	broker := startBroker(b)
 	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
-	spec := childSpec{Warm: warm}
-	cfg := childConfig(testConfig(b, broker), spec)
-	spec.ID, spec.Broker, spec.Socket, spec.State = cfg.ID, cfg.Broker, cfg.Podman.Socket, cfg.State
-	cfgJSON, err := json.Marshal(spec)
-	if err != nil {
+	cfg := testConfig(b, broker)
+	conf := filepath.Join(b.TempDir(), "agent.yaml")
+	if err := os.WriteFile(conf, []byte(agentYAML(cfg, warm)), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run", "^TestAgentChild$")
-	cmd.Env = append(os.Environ(), "DEVICELESS_AGENT_CHILD="+string(cfgJSON))
+	cmd := exec.Command(exe, "agent", "-c", conf, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -165,9 +196,10 @@ func benchResources(b *testing.B, warm bool) {
 	if r := cl.invoke(cfg.ID, protocol.Invocation{ID: "res-warmup", Function: "bench"}); r.Status != protocol.StatusOK {
 		b.Fatalf("warm-up: %+v", r)
 	}
-	time.Sleep(2 * time.Second) // let the child settle before reading its idle RSS
+	time.Sleep(2 * time.Second) // let the agent settle before reading its idle RSS
 	rssIdle := rssKB(b, pid)
 	anonIdle := procStatusKB(b, pid, "RssAnon:")
+	fileIdle := procStatusKB(b, pid, "RssFile:")
 
 	const rate, seconds = 10, 5
 	cpu0, t0 := cpuTicks(b, pid), time.Now()
@@ -206,49 +238,10 @@ func benchResources(b *testing.B, warm bool) {
 	const clockTicks = 100 // USER_HZ on Linux
 	b.ReportMetric(float64(rssIdle)/1024, "rss-idle-MB")
 	b.ReportMetric(float64(anonIdle)/1024, "rss-anon-idle-MB")
+	b.ReportMetric(float64(fileIdle)/1024, "rss-file-idle-MB")
 	b.ReportMetric(float64(rssBusy)/1024, "rss-busy-MB")
 	b.ReportMetric(100*float64(cpu1-cpu0)/clockTicks/elapsed.Seconds(), "cpu-%-at-10/s")
 	b.ReportMetric(0, "ns/op")
-}
-
-// childSpec is what the parent passes to the agent child process.
-type childSpec struct {
-	ID, Broker, Socket, State string
-	Warm                      bool
-}
-
-func childConfig(cfg Config, spec childSpec) Config {
-	cfg.Concurrency = 4
-	cfg.Queue = 100
-	fn := FunctionConfig{Runtime: "sh", Code: benchCode}
-	if spec.Warm {
-		fn.Warm = &WarmConfig{Idle: time.Minute}
-	}
-	cfg.Functions = map[string]FunctionConfig{"bench": fn}
-	return cfg
-}
-
-// TestAgentChild is the agent process of BenchmarkAgentResources; it does nothing unless
-// DEVICELESS_AGENT_CHILD holds a config.
-func TestAgentChild(t *testing.T) {
-	raw := os.Getenv("DEVICELESS_AGENT_CHILD")
-	if raw == "" {
-		return
-	}
-	var spec childSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{ID: spec.ID, Broker: spec.Broker, Podman: PodmanConfig{Socket: spec.Socket}, State: spec.State}
-	a, err := New(childConfig(cfg, spec), quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	if err := a.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func rssKB(b *testing.B, pid int) int64 { return procStatusKB(b, pid, "VmRSS:") }

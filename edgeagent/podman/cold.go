@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containers/podman/v5/pkg/bindings/containers"
-
 	"github.com/deviceless/deviceless/edgeagent/container"
 )
 
@@ -93,7 +91,7 @@ func (r *Runtime) prepareNow(ctx context.Context, job container.Job, k string, w
 	} else {
 		s.Env["DEVICELESS_INVOCATION_ID"] = job.ID
 	}
-	id, err := r.create(c, s)
+	id, err := r.create(ctx, c, s)
 	if err != nil {
 		r.removeCode(codeDir)
 		return nil, err
@@ -106,9 +104,8 @@ func (r *Runtime) prepareNow(ctx context.Context, job container.Job, k string, w
 	p.stdin = pw
 	attachReady := make(chan bool, 1)
 	// The streams outlive ctx so they drain after a kill; Close ends them.
-	streamCtx := opCtx{Context: r.base, conn: c.(opCtx).conn}
 	go func() {
-		err := attach(streamCtx, id, pr, p.stdout, p.stderr, attachReady)
+		err := attach(r.base, c, id, pr, p.stdout, p.stderr, attachReady)
 		pr.CloseWithError(net.ErrClosed) // unblocks a writer once the container is gone
 		p.attached <- err
 	}()
@@ -149,7 +146,7 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 		_, _ = p.stdin.Write(job.Stdin)
 		_ = p.stdin.Close()
 	}()
-	if err := containers.Start(c, p.id, nil); err != nil {
+	if err := startContainer(ctx, c, p.id); err != nil {
 		_ = p.stdin.CloseWithError(err)
 		return container.Outcome{}, fmt.Errorf("podman: start %s: %w: %w", job.Function, errNotStarted, err)
 	}

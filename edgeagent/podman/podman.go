@@ -1,6 +1,7 @@
 // Package podman runs edge-agent functions in ephemeral podman containers through the
-// podman service API (github.com/containers/podman/v5/pkg/bindings). It is the only package
-// of the project that imports the podman bindings.
+// podman service's libpod REST API. It is the only package of the project that imports the
+// podman bindings, and it uses only their connection (github.com/containers/podman/v5/pkg/bindings):
+// the few calls it makes are in api.go.
 //
 // Each cold job gets one container: no network, read-only root, all capabilities dropped,
 // no-new-privileges, memory and pids limits, rlimits, PATH set; the job's stdin is written to
@@ -16,8 +17,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,11 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings"
-	"github.com/containers/podman/v5/pkg/bindings/containers"
-	"github.com/containers/podman/v5/pkg/bindings/images"
-	"github.com/containers/podman/v5/pkg/specgen"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/deviceless/deviceless/edgeagent/container"
@@ -76,7 +73,7 @@ type Runtime struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	conn     context.Context // bindings connection values, no cancellation
+	conn     *bindings.Connection // nil until the first successful connection
 	active   map[string]struct{}
 	warm     map[string][]*runner // idle warm runners by job key
 	prepared map[string]*prepared // created, attached, not started containers by job key
@@ -153,21 +150,8 @@ func New(cfg Config) (*Runtime, error) {
 	}, nil
 }
 
-// opCtx carries the cancellation of one operation and the values of the bindings connection.
-type opCtx struct {
-	context.Context
-	conn context.Context
-}
-
-func (c opCtx) Value(k any) any {
-	if v := c.Context.Value(k); v != nil {
-		return v
-	}
-	return c.conn.Value(k)
-}
-
-// client returns ctx extended with the bindings connection, connecting on first use.
-func (r *Runtime) client(ctx context.Context) (context.Context, error) {
+// client returns the connection to the service, connecting on first use.
+func (r *Runtime) client(ctx context.Context) (*bindings.Connection, error) {
 	r.mu.Lock()
 	conn := r.conn
 	closed := r.closed
@@ -175,17 +159,27 @@ func (r *Runtime) client(ctx context.Context) (context.Context, error) {
 	if closed {
 		return nil, errors.New("podman: runtime closed")
 	}
-	if conn == nil {
-		c, err := bindings.NewConnection(ctx, r.uri)
-		if err != nil {
-			return nil, fmt.Errorf("podman service at %s: %w", r.uri, err)
-		}
-		conn = context.WithoutCancel(c)
-		r.mu.Lock()
-		r.conn = conn
-		r.mu.Unlock()
+	if conn != nil {
+		return conn, nil
 	}
-	return opCtx{Context: ctx, conn: conn}, nil
+	c, err := bindings.NewConnection(ctx, r.uri)
+	if err != nil {
+		return nil, fmt.Errorf("podman service at %s: %w", r.uri, err)
+	}
+	if conn, err = bindings.GetClient(c); err != nil {
+		return nil, err
+	}
+	if t, ok := conn.Client.Transport.(*http.Transport); ok {
+		// Keep a connection per concurrent request (the default keeps 2).
+		t.MaxIdleConnsPerHost = 16
+	}
+	r.mu.Lock()
+	if r.conn == nil {
+		r.conn = conn
+	}
+	conn = r.conn
+	r.mu.Unlock()
+	return conn, nil
 }
 
 // Ping reports whether the podman service answers.
@@ -194,7 +188,7 @@ func (r *Runtime) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := images.Exists(c, "deviceless/ping-probe", nil); err != nil {
+	if _, err := imageExists(ctx, c, "deviceless/ping-probe"); err != nil {
 		return fmt.Errorf("podman service at %s: %w", r.uri, err)
 	}
 	return nil
@@ -211,51 +205,26 @@ func (r *Runtime) Run(ctx context.Context, job container.Job) (container.Outcome
 	return r.runCold(ctx, job)
 }
 
-// attach is containers.Attach on a private copy of the connection: the bindings' Attach
-// replaces the connection's HTTP transport with one bound to its own socket, which breaks
-// (and races with) every other request sharing that connection.
-func attach(ctx context.Context, id string, stdin io.Reader, stdout, stderr io.Writer, ready chan bool) error {
-	conn, err := bindings.GetClient(ctx)
-	if err != nil {
-		return err
-	}
-	own := *conn
-	client := *conn.Client
-	own.Client = &client
-	return containers.Attach(swapConn{Context: ctx, from: conn, to: &own}, id, stdin, stdout, stderr, ready, nil)
-}
-
-// swapConn hands out a different bindings connection than its parent context holds.
-type swapConn struct {
-	context.Context
-	from, to *bindings.Connection
-}
-
-func (c swapConn) Value(k any) any {
-	v := c.Context.Value(k)
-	if conn, ok := v.(*bindings.Connection); ok && conn == c.from {
-		return c.to
-	}
-	return v
-}
-
 // exitState inspects a container whose streams have ended. The streams close a moment
 // before podman records the exit, so a container still shown running is inspected again.
-func (r *Runtime) exitState(id string) (*define.InspectContainerState, error) {
-	ctx, cancel := r.detached(r.cfg.KillGrace)
+func (r *Runtime) exitState(id string) (containerState, error) {
+	c, ctx, cancel, err := r.detached(r.cfg.KillGrace)
+	if err != nil {
+		return containerState{}, err
+	}
 	defer cancel()
 	delay := 2 * time.Millisecond
 	for {
-		data, err := containers.Inspect(ctx, id, new(containers.InspectOptions).WithSize(false))
+		state, err := inspectState(ctx, c, id)
 		if err != nil {
-			return nil, fmt.Errorf("inspect: %w", err)
+			return containerState{}, fmt.Errorf("inspect: %w", err)
 		}
-		if data.State != nil && !data.State.Running && data.State.Status != "running" && data.State.Status != "stopping" {
-			return data.State, nil
+		if !state.Running && state.Status != "running" && state.Status != "stopping" {
+			return state, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, errors.New("container still running after its streams closed")
+			return containerState{}, errors.New("container still running after its streams closed")
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 100*time.Millisecond)
@@ -263,35 +232,35 @@ func (r *Runtime) exitState(id string) (*define.InspectContainerState, error) {
 }
 
 // create creates the container for s, pulling or reporting a missing image.
-func (r *Runtime) create(c context.Context, s *specgen.SpecGenerator) (string, error) {
-	resp, err := containers.CreateWithSpec(c, s, nil)
+func (r *Runtime) create(ctx context.Context, c *bindings.Connection, s *createSpec) (string, error) {
+	id, err := createContainer(ctx, c, s)
 	if err == nil {
-		r.track(resp.ID)
-		return resp.ID, nil
+		r.track(id)
+		return id, nil
 	}
-	exists, xerr := images.Exists(c, s.Image, nil)
+	exists, xerr := imageExists(ctx, c, s.Image)
 	if xerr != nil || exists {
 		return "", fmt.Errorf("podman: create container for %s: %w", s.Image, err)
 	}
 	if !r.cfg.Pull {
 		return "", fmt.Errorf("%w: %q is not present locally (pulling is off)", container.ErrImageNotFound, s.Image)
 	}
-	if _, perr := images.Pull(c, s.Image, new(images.PullOptions).WithQuiet(true)); perr != nil {
+	if perr := pullImage(ctx, c, s.Image); perr != nil {
 		return "", fmt.Errorf("%w: %q: pull: %v", container.ErrImageNotFound, s.Image, perr)
 	}
-	resp, err = containers.CreateWithSpec(c, s, nil)
+	id, err = createContainer(ctx, c, s)
 	if err != nil {
 		return "", fmt.Errorf("podman: create container for %s: %w", s.Image, err)
 	}
-	r.track(resp.ID)
-	return resp.ID, nil
+	r.track(id)
+	return id, nil
 }
 
 func ptr[T any](v T) *T { return &v }
 
 // spec builds the locked-down container spec for job.
-func (r *Runtime) spec(job container.Job, codeDir string) *specgen.SpecGenerator {
-	s := specgen.NewSpecGenerator(job.Image, false)
+func (r *Runtime) spec(job container.Job, codeDir string) *createSpec {
+	s := &createSpec{Image: job.Image}
 	s.Name = "deviceless-" + r.cfg.Agent + "-" + sanitize(job.Function) + "-" + randomHex(4)
 	s.Labels = map[string]string{
 		LabelAgent:      r.cfg.Agent,
@@ -303,16 +272,16 @@ func (r *Runtime) spec(job container.Job, codeDir string) *specgen.SpecGenerator
 	for k, v := range job.Env {
 		s.Env[k] = v
 	}
-	s.Stdin = ptr(true)
-	s.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
-	s.ReadOnlyFilesystem = ptr(true)
+	s.Stdin = true
+	s.NetNS = namespace{NSMode: "none"}
+	s.ReadOnlyFilesystem = true
 	s.CapDrop = []string{"ALL"}
-	s.NoNewPrivileges = ptr(true)
+	s.NoNewPrivileges = true
 	s.User = r.cfg.User
 	s.OCIRuntime = r.cfg.OCIRuntime
 	s.Systemd = "false"
 	// Output travels over attach; nothing is kept in container logs.
-	s.LogConfiguration = &specgen.LogConfig{Driver: "none"}
+	s.LogConfiguration = &logConfig{Driver: "none"}
 	mem := job.Memory
 	if mem <= 0 {
 		mem = r.cfg.Memory
@@ -383,22 +352,25 @@ func (r *Runtime) isClosed() bool {
 	return r.closed
 }
 
-// detached returns a context with the connection and a deadline, independent of callers.
-func (r *Runtime) detached(d time.Duration) (context.Context, context.CancelFunc) {
+// detached returns the connection and a context with a deadline, independent of callers.
+func (r *Runtime) detached(d time.Duration) (*bindings.Connection, context.Context, context.CancelFunc, error) {
 	r.mu.Lock()
 	conn := r.conn
 	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
 	if conn == nil {
-		conn = context.Background()
+		return nil, nil, nil, errors.New("podman: not connected")
 	}
-	return opCtx{Context: ctx, conn: conn}, cancel
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	return conn, ctx, cancel, nil
 }
 
 func (r *Runtime) kill(id string) {
-	ctx, cancel := r.detached(r.cfg.KillGrace)
-	defer cancel()
-	if err := containers.Kill(ctx, id, new(containers.KillOptions).WithSignal("KILL")); err != nil {
+	c, ctx, cancel, err := r.detached(r.cfg.KillGrace)
+	if err == nil {
+		defer cancel()
+		err = killContainer(ctx, c, id)
+	}
+	if err != nil {
 		r.log.Debug("kill container", "id", short(id), "err", err)
 	}
 }
@@ -420,9 +392,11 @@ func (r *Runtime) removeLater(id, codeDir string) {
 }
 
 func (r *Runtime) remove(id string) {
-	ctx, cancel := r.detached(30 * time.Second)
-	defer cancel()
-	_, err := containers.Remove(ctx, id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithIgnore(true))
+	c, ctx, cancel, err := r.detached(30 * time.Second)
+	if err == nil {
+		defer cancel()
+		err = removeContainer(ctx, c, id)
+	}
 	if err != nil {
 		// The sweep gets it later.
 		r.log.Warn("removing container", "id", short(id), "err", err)
@@ -439,21 +413,20 @@ func (r *Runtime) Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	list, err := containers.List(c, new(containers.ListOptions).WithAll(true).
-		WithFilters(map[string][]string{"label": {LabelAgent + "=" + r.cfg.Agent}}))
+	ids, err := listByLabel(ctx, c, LabelAgent+"="+r.cfg.Agent)
 	if err != nil {
 		return 0, fmt.Errorf("podman: list containers: %w", err)
 	}
 	n := 0
-	for _, ctr := range list {
+	for _, id := range ids {
 		r.mu.Lock()
-		_, busy := r.active[ctr.ID]
+		_, busy := r.active[id]
 		r.mu.Unlock()
 		if busy {
 			continue
 		}
-		if _, err := containers.Remove(c, ctr.ID, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithIgnore(true)); err != nil {
-			return n, fmt.Errorf("podman: remove orphan %s: %w", short(ctr.ID), err)
+		if err := removeContainer(ctx, c, id); err != nil {
+			return n, fmt.Errorf("podman: remove orphan %s: %w", short(id), err)
 		}
 		n++
 	}

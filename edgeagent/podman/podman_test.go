@@ -177,7 +177,7 @@ func TestSweepRemovesOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := rt.spec(shJob("true"), "")
-	if _, err := rt.create(c, s); err != nil {
+	if _, err := rt.create(ctx, c, s); err != nil {
 		t.Fatal(err)
 	}
 	rt.mu.Lock()

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containers/podman/v5/pkg/bindings/containers"
-
 	"github.com/deviceless/deviceless/edgeagent/container"
 )
 
@@ -223,7 +221,7 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 	s.Entrypoint = []string{"/bin/sh", "-c", runnerScript, "runner", w.boundary}
 	s.Command = job.Command
 	s.Labels[LabelInvocation] = "warm"
-	id, err := r.create(c, s)
+	id, err := r.create(ctx, c, s)
 	if err != nil {
 		r.removeCode(codeDir)
 		return nil, err
@@ -236,9 +234,8 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 
 	ready := make(chan bool, 1)
 	attached := make(chan error, 1)
-	streamCtx := opCtx{Context: r.base, conn: c.(opCtx).conn}
 	go func() {
-		err := attach(streamCtx, id, w.stdinR, w.stdoutW, w.stderr, ready)
+		err := attach(r.base, c, id, w.stdinR, w.stdoutW, w.stderr, ready)
 		w.stdoutW.CloseWithError(fmt.Errorf("container exited: %w", errOrEOF(err)))
 		w.stdinR.CloseWithError(net.ErrClosed) // quiets the bindings' stdin copier
 		close(w.exited)
@@ -250,7 +247,7 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 		r.removeLater(id, codeDir)
 		return nil, fmt.Errorf("podman: attach warm %s: %w", job.Function, err)
 	}
-	if err := containers.Start(c, id, nil); err != nil {
+	if err := startContainer(ctx, c, id); err != nil {
 		w.retire()
 		return nil, fmt.Errorf("podman: start warm %s: %w", job.Function, err)
 	}

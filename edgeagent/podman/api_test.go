@@ -1,0 +1,153 @@
+package podman
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/deviceless/deviceless/edgeagent/container"
+)
+
+func frame(fd byte, data string) []byte {
+	h := make([]byte, 8, 8+len(data))
+	h[0] = fd
+	binary.BigEndian.PutUint32(h[4:], uint32(len(data)))
+	return append(h, data...)
+}
+
+func TestDemux(t *testing.T) {
+	big := strings.Repeat("x", 100<<10) // larger than the copy buffer
+	var in bytes.Buffer
+	in.Write(frame(1, "out1 "))
+	in.Write(frame(2, "err1"))
+	in.Write(frame(0, "out2 "))
+	in.Write(frame(1, big))
+	var stdout, stderr bytes.Buffer
+	if err := demux(&in, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if stdout.String() != "out1 out2 "+big || stderr.String() != "err1" {
+		t.Fatalf("stdout %d bytes, stderr %q", stdout.Len(), stderr.String())
+	}
+
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want string
+	}{
+		{"service error", frame(3, "container gone"), "container gone"},
+		{"unknown stream", frame(7, "?"), "unknown stream 7"},
+		{"short frame", frame(1, "abc")[:9], io.ErrUnexpectedEOF.Error()},
+	} {
+		err := demux(bytes.NewReader(tc.in), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// fakeService answers the libpod calls of an image that is missing until pulled.
+type fakeService struct {
+	mu      sync.Mutex
+	pulled  bool
+	pullErr string
+	calls   []string
+}
+
+func (f *fakeService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if i := strings.Index(path, "/libpod/"); i >= 0 {
+		path = path[i+len("/libpod"):]
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, r.Method+" "+path)
+	switch {
+	case path == "/_ping":
+		w.Header().Set("Libpod-API-Version", "4.3.1")
+		_, _ = io.WriteString(w, "OK")
+	case path == "/containers/create" && !f.pulled:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"cause":"image not known","message":"localhost/x: image not known","response":404}`)
+	case path == "/containers/create":
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"Id":"c0ffee","Warnings":[]}`)
+	case strings.HasSuffix(path, "/exists"):
+		w.WriteHeader(http.StatusNotFound)
+	case path == "/images/pull":
+		if r.URL.Query().Get("reference") != "localhost/x" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(w, `{"stream":"Trying to pull localhost/x...\n"}`+"\n")
+		if f.pullErr != "" {
+			_, _ = io.WriteString(w, `{"error":"`+f.pullErr+`"}`+"\n")
+			return
+		}
+		f.pulled = true
+		_, _ = io.WriteString(w, `{"images":["1234"],"id":"1234"}`+"\n")
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func startFake(t *testing.T, f *fakeService) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "podman.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: f}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
+func TestCreatePullsMissingImage(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pull    bool
+		pullErr string
+		want    error // nil: created
+	}{
+		{"pull off", false, "", container.ErrImageNotFound},
+		{"pull fails", true, "unauthorized", container.ErrImageNotFound},
+		{"pulled", true, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeService{pullErr: tc.pullErr}
+			rt, err := New(Config{Socket: startFake(t, f), Agent: "a", CodeDir: t.TempDir(), Pull: tc.pull,
+				Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			t.Cleanup(func() { _ = rt.Close(ctx) })
+			c, err := rt.client(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := rt.create(ctx, c, rt.spec(container.Job{Function: "f", Image: "localhost/x"}, ""))
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) || (tc.pullErr != "" && !strings.Contains(err.Error(), tc.pullErr)) {
+					t.Fatalf("err %v, want %v", err, tc.want)
+				}
+				return
+			}
+			if err != nil || id != "c0ffee" {
+				t.Fatalf("create: %q, %v (calls %v)", id, err, f.calls)
+			}
+		})
+	}
+}
