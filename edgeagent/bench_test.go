@@ -133,17 +133,33 @@ func BenchmarkPodmanRunBaseline(b *testing.B) {
 // reports its resident memory when idle (after one invocation and 2 s of quiet) and its CPU
 // use while serving 10 invocations per second. b.N is ignored beyond the first round: use
 // -benchtime 1x.
+//
+// Two builds: bin/deviceless-agent (`go tool task build:agent`, tag agentonly: the agent
+// alone, what a device runs) and the full bin/deviceless (engine, broker, rules, demo too).
 func BenchmarkAgentResources(b *testing.B) {
-	exe := buildAgentBinary(b)
-	b.Run("cold", func(b *testing.B) { benchResources(b, exe, false) })
-	b.Run("warm", func(b *testing.B) { benchResources(b, exe, true) })
+	for _, build := range []struct{ name, tag string }{{"deviceless-agent", "agentonly"}, {"deviceless", ""}} {
+		exe := buildAgentBinary(b, build.tag)
+		b.Run("binary="+build.name+"/cold", func(b *testing.B) { benchResources(b, exe, false) })
+		b.Run("binary="+build.name+"/warm", func(b *testing.B) { benchResources(b, exe, true) })
+	}
 }
 
-// buildAgentBinary builds ./cmd/deviceless into a temporary folder and returns its path.
-func buildAgentBinary(b *testing.B) string {
+// buildAgentBinary builds ./cmd/deviceless, with tag added to the build tags of GOFLAGS,
+// into a temporary folder and returns its path.
+func buildAgentBinary(b *testing.B, tag string) string {
 	b.Helper()
 	exe := filepath.Join(b.TempDir(), "deviceless")
-	cmd := exec.Command("go", "build", "-o", exe, "./cmd/deviceless")
+	args := []string{"build", "-o", exe}
+	if tag != "" {
+		tags := tag
+		for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+			if t, ok := strings.CutPrefix(f, "-tags="); ok {
+				tags = t + "," + tag
+			}
+		}
+		args = append(args, "-tags="+tags)
+	}
+	cmd := exec.Command("go", append(args, "./cmd/deviceless")...)
 	cmd.Dir = ".." // the module root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

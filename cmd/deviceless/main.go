@@ -1,10 +1,13 @@
 // Command deviceless is the one Deviceless binary: engine, edge agent, demo and tools.
+// Built with the tag agentonly it holds the edge agent alone (bin/deviceless-agent,
+// `go tool task build:agent`): half the packages, for the RAM of a small device.
 package main
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,14 +19,7 @@ var version = "dev"
 const usage = `deviceless — serverless functions and closed control loops at the edge
 
 Usage:
-  deviceless demo                  the closed loop on one machine: engine, agent, simulated greenhouses
-  deviceless engine [-c deviceless.yaml] [--rules PATH] [--listen ADDR] [--http ADDR]
-                                   broker + rules engine + HTTP API
-  deviceless agent [-c agent.yaml]  an edge agent (podman functions, GPIO)
-  deviceless invoke FUNCTION --args JSON   invoke a function through the engine
-  deviceless passwd [PASSWORD]     print a bcrypt hash for the broker's users
-  deviceless rules check PATH...   validate rule files and folders
-  deviceless rules test PATH...    run rule test files (*_test.yaml)
+` + otherUsage + `  deviceless agent [-c agent.yaml]  an edge agent (podman functions, GPIO)
   deviceless version               print the version
 
 Run 'deviceless COMMAND -h' for a command's flags.
@@ -43,18 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "rules":
-		return rulesCmd(args[1:], stdout, stderr)
-	case "engine":
-		return engineCmd(ctx, args[1:], stdout, stderr)
-	case "demo":
-		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "agent":
 		return agentCmd(ctx, args[1:], stdout, stderr)
-	case "invoke":
-		return invokeCmd(ctx, args[1:], stdout, stderr)
-	case "passwd":
-		return passwdCmd(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "deviceless", version)
 		return 0
@@ -62,6 +48,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
+	if code, ok := otherCommand(ctx, args, stdout, stderr); ok {
+		return code
+	}
 	fmt.Fprintf(stderr, "deviceless: unknown command %q\n\n%s", args[0], usage)
 	return 2
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

@@ -96,8 +96,10 @@ func report(r results) string {
 	row("agent: cold invocation p50 / p95 (ms), spaced / back to back", r.fmt("BenchmarkColdInvocation/spaced/prepare=on", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkColdInvocation/spaced/prepare=on", "p95-ms", "%.0f")+", "+r.fmt("BenchmarkColdInvocation/back-to-back/prepare=on", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkColdInvocation/back-to-back/prepare=on", "p95-ms", "%.0f"), "p50 ≤ 250, below `podman run`")
 	row("agent: warm invocation p50 / p95 (ms)", r.fmt("BenchmarkWarmInvocation", "p50-ms", "%.1f")+" / "+r.fmt("BenchmarkWarmInvocation", "p95-ms", "%.1f"), "p50 ≤ 20")
 	row("`podman run --rm` of the same function p50 / p95 (ms)", r.fmt("BenchmarkPodmanRunBaseline", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkPodmanRunBaseline", "p95-ms", "%.0f"), "")
-	row("agent RSS idle (MB, anonymous MB)", r.fmt("BenchmarkAgentResources/warm", "rss-idle-MB", "%.1f")+" ("+r.fmt("BenchmarkAgentResources/warm", "rss-anon-idle-MB", "%.1f")+")", "≤ 15")
-	row("agent CPU at 10 invocations/s, cold / warm (% of a core)", r.fmt("BenchmarkAgentResources/cold", "cpu-%-at-10/s", "%.1f")+" / "+r.fmt("BenchmarkAgentResources/warm", "cpu-%-at-10/s", "%.1f"), "")
+	const slim, full = "BenchmarkAgentResources/binary=deviceless-agent/", "BenchmarkAgentResources/binary=deviceless/"
+	row("agent RSS idle, bin/deviceless-agent (MB, anonymous MB)", r.fmt(slim+"warm", "rss-idle-MB", "%.1f")+" ("+r.fmt(slim+"warm", "rss-anon-idle-MB", "%.1f")+")", "≤ 15")
+	row("agent RSS idle, full bin/deviceless (MB, anonymous MB)", r.fmt(full+"warm", "rss-idle-MB", "%.1f")+" ("+r.fmt(full+"warm", "rss-anon-idle-MB", "%.1f")+")", "")
+	row("agent CPU at 10 invocations/s, cold / warm (% of a core)", r.fmt(slim+"cold", "cpu-%-at-10/s", "%.1f")+" / "+r.fmt(slim+"warm", "cpu-%-at-10/s", "%.1f"), "")
 	for _, k := range []string{"cold", "cold-spaced", "warm", "direct"} {
 		target := map[string]string{"cold": "p50 ≤ 250", "cold-spaced": "p50 ≤ 250", "warm": "p50 ≤ 20", "direct": "p50 ≤ 2"}[k]
 		row("closed loop (publish → rules → agent → GPIO line), "+k+" p50 / p95 (ms)",

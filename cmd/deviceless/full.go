@@ -1,0 +1,35 @@
+//go:build !agentonly
+
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+)
+
+const otherUsage = `  deviceless demo                  the closed loop on one machine: engine, agent, simulated greenhouses
+  deviceless engine [-c deviceless.yaml] [--rules PATH] [--listen ADDR] [--http ADDR]
+                                   broker + rules engine + HTTP API
+  deviceless invoke FUNCTION --args JSON   invoke a function through the engine
+  deviceless passwd [PASSWORD]     print a bcrypt hash for the broker's users
+  deviceless rules check PATH...   validate rule files and folders
+  deviceless rules test PATH...    run rule test files (*_test.yaml)
+`
+
+// otherCommand runs the commands besides agent and version.
+func otherCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (int, bool) {
+	switch args[0] {
+	case "rules":
+		return rulesCmd(args[1:], stdout, stderr), true
+	case "engine":
+		return engineCmd(ctx, args[1:], stdout, stderr), true
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr), true
+	case "invoke":
+		return invokeCmd(ctx, args[1:], stdout, stderr), true
+	case "passwd":
+		return passwdCmd(args[1:], os.Stdin, stdout, stderr), true
+	}
+	return 0, false
+}
