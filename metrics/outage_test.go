@@ -95,6 +95,10 @@ func TestInfluxOutage(t *testing.T) {
 			t.Logf("while %s: %+v", phase.name, st)
 
 			phase.up()
+			// A request that fails from here on timed out against a live server (a
+			// restarted InfluxDB can be slow on a busy machine): its outcome is unknown,
+			// as against the hung server.
+			errsAtUp := sink.Stats().WriteErrors
 			write(after, 1000)
 			waitFor(t, "new points in InfluxDB", func() bool { return countIn(after) == 1000 })
 			waitFor(t, "buffer drained", func() bool { return sink.Stats().Buffered == 0 })
@@ -106,6 +110,10 @@ func TestInfluxOutage(t *testing.T) {
 			// 1,000 new points evicted the oldest of the full buffer once more). Not so
 			// against the hung server: the first batch, whose request timed out, may also
 			// have been stored when the server resumed, although the sink evicted it.
+			exact := phase.name == "stopped" && st.WriteErrors == errsAtUp
+			if phase.name == "stopped" && !exact {
+				t.Logf("%d write requests timed out after the restart: checking as for a hung server", st.WriteErrors-errsAtUp)
+			}
 			kept := countIn(during)
 			if kept < bufferLimit-1000-batchSize || kept > bufferLimit+batchSize {
 				t.Fatalf("%d outage points in InfluxDB, want about the buffer limit %d", kept, bufferLimit)
@@ -116,7 +124,7 @@ func TestInfluxOutage(t *testing.T) {
 				n, _ := r["count"].(json.Number).Int64()
 				lo, _ := r["min"].(json.Number).Int64()
 				hi, _ := r["max"].(json.Number).Int64()
-				if phase.name == "stopped" && (hi != outage/writers-1 || lo != hi-n+1) {
+				if exact && (hi != outage/writers-1 || lo != hi-n+1) {
 					t.Errorf("writer %s: kept %d points, queue %d..%d, want its newest: %d..%d", s.Tags["agent"], n, lo, hi, outage/writers-n, outage/writers-1)
 				}
 			}
@@ -126,7 +134,7 @@ func TestInfluxOutage(t *testing.T) {
 			// the sink retries or, once evicted, counts those points as dropped.
 			total := countAll()
 			switch {
-			case phase.name == "stopped" && total != st.Written:
+			case exact && total != st.Written:
 				t.Fatalf("InfluxDB holds %d points, sink counts %d written (%+v)", total, st.Written, st)
 			case total < st.Written || total > st.Written+batchSize*(st.WriteErrors-before.WriteErrors):
 				t.Fatalf("InfluxDB holds %d points, sink counts %d written and %d timed-out requests", total, st.Written, st.WriteErrors-before.WriteErrors)
