@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,16 +23,36 @@ import (
 // and starts it. Each invocation still runs in its own fresh container; the number of
 // containers created is the same, only earlier.
 
-// idReader is the entrypoint of a prepared container: the invocation id is the first line
-// of stdin (shells read pipes a byte at a time, so the rest is left to the function).
-const idReader = `IFS= read -r DEVICELESS_INVOCATION_ID; export DEVICELESS_INVOCATION_ID; exec "$@"`
+// preparedEntrypoint is the entrypoint of a prepared container. The invocation id is the
+// first line of stdin (shells read pipes a byte at a time, so the rest is left to the
+// function). When the function exits, a last stderr line reports its exit code and the
+// container's OOM kill count (cgroup v2 memory.events or v1 memory.oom_control; "-" when
+// neither is readable) after a per-container boundary, so that the agent does not have to
+// ask podman (inspect) in the common case; see exitFromMarker.
+const preparedEntrypoint = `b=$1; shift
+IFS= read -r DEVICELESS_INVOCATION_ID; export DEVICELESS_INVOCATION_ID
+"$@"; rc=$?
+oom=-
+for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+  if [ -r "$f" ]; then
+    while read -r k v; do if [ "$k" = oom_kill ]; then oom=$v; fi; done <"$f"
+    break
+  fi
+done
+printf '\n%s %s %s\n' "$b" "$rc" "$oom" >&2
+exit "$rc"`
+
+// markerRoom is how much longer than StderrLimit the stderr tail of a prepared container
+// is kept, for the exit marker.
+const markerRoom = 128
 
 // prepared is a created and attached container that has not been started.
 type prepared struct {
 	key      string
 	id       string
 	codeDir  string
-	wrapID   bool // reads the invocation id from its first stdin line
+	wrapID   bool   // reads the invocation id from its first stdin line, reports its exit
+	boundary string // of the exit marker, with wrapID
 	stdin    *io.PipeWriter
 	stdout   *capped
 	stderr   *tail
@@ -38,6 +60,8 @@ type prepared struct {
 	ready    chan struct{} // closed when preparation finished; err tells how
 	err      error
 	idle     *time.Timer
+	create   time.Duration // how long the create call took
+	attach   time.Duration // from created to attached (podman inits the container)
 }
 
 func (r *Runtime) runCold(ctx context.Context, job container.Job) (container.Outcome, error) {
@@ -85,19 +109,23 @@ func (r *Runtime) prepareNow(ctx context.Context, job container.Job, k string, w
 		return nil, err
 	}
 	s := r.spec(job, codeDir)
+	boundary, stderrLimit := "", r.cfg.StderrLimit
 	if wrapID {
-		s.Entrypoint = []string{"/bin/sh", "-c", idReader, "deviceless"}
+		boundary, stderrLimit = "--deviceless-exit-"+randomHex(12), stderrLimit+markerRoom
+		s.Entrypoint = []string{"/bin/sh", "-c", preparedEntrypoint, "deviceless", boundary}
 		s.Labels[LabelInvocation] = "prepared"
 	} else {
 		s.Env["DEVICELESS_INVOCATION_ID"] = job.ID
 	}
+	t0 := time.Now()
 	id, err := r.create(ctx, c, s)
 	if err != nil {
 		r.removeCode(codeDir)
 		return nil, err
 	}
-	p := &prepared{key: k, id: id, codeDir: codeDir, wrapID: wrapID,
-		stdout: &capped{limit: r.cfg.OutputLimit}, stderr: &tail{limit: r.cfg.StderrLimit},
+	created := time.Now()
+	p := &prepared{key: k, id: id, codeDir: codeDir, wrapID: wrapID, boundary: boundary, create: created.Sub(t0),
+		stdout: &capped{limit: r.cfg.OutputLimit}, stderr: &tail{limit: stderrLimit},
 		attached: make(chan error, 1), ready: make(chan struct{})}
 	close(p.ready)
 	pr, pw := io.Pipe()
@@ -111,6 +139,7 @@ func (r *Runtime) prepareNow(ctx context.Context, job container.Job, k string, w
 	}()
 	select {
 	case <-attachReady:
+		p.attach = time.Since(created)
 		return p, nil
 	case err := <-p.attached:
 		r.discard(p)
@@ -146,6 +175,7 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 		_, _ = p.stdin.Write(job.Stdin)
 		_ = p.stdin.Close()
 	}()
+	starting := time.Now()
 	if err := startContainer(ctx, c, p.id); err != nil {
 		_ = p.stdin.CloseWithError(err)
 		return container.Outcome{}, fmt.Errorf("podman: start %s: %w: %w", job.Function, errNotStarted, err)
@@ -175,17 +205,28 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 	if attachErr != nil {
 		r.kill(p.id)
 	}
-	state, err := r.exitState(p.id)
-	if err != nil {
-		if attachErr != nil {
-			err = fmt.Errorf("%w (attach: %v)", err, attachErr)
+	known := false // exit code and OOM verdict known without asking podman
+	if p.wrapID {
+		var m exitMarker
+		if out.Stderr, m = exitFromMarker(out.Stderr, p.boundary, r.cfg.StderrLimit); m.found && attachErr == nil && m.oomKills == 0 {
+			out.ExitCode, known = m.code, true
 		}
-		return out, fmt.Errorf("podman: %s: %w", job.Function, err)
 	}
-	out.ExitCode = int(state.ExitCode)
-	out.OOMKilled = state.OOMKilled || (out.ExitCode == 137 && !out.TimedOut)
-	r.log.Debug("cold run", "function", job.Function, "prepared", p.wrapID, "start", out.Start, "run", out.Run,
-		"inspect", time.Since(exited))
+	if !known {
+		state, err := r.exitState(p.id)
+		if err != nil {
+			if attachErr != nil {
+				err = fmt.Errorf("%w (attach: %v)", err, attachErr)
+			}
+			return out, fmt.Errorf("podman: %s: %w", job.Function, err)
+		}
+		out.ExitCode = int(state.ExitCode)
+		out.OOMKilled = state.OOMKilled
+	}
+	out.OOMKilled = out.OOMKilled || (out.ExitCode == 137 && !out.TimedOut)
+	r.log.Debug("cold run", "function", job.Function, "prepared", p.wrapID, "create", p.create, "attach", p.attach,
+		"wait", starting.Sub(t0), "start", started.Sub(starting), "run", out.Run, "inspected", !known,
+		"exit", time.Since(exited))
 	if ctx.Err() != nil && !out.TimedOut {
 		return out, ctx.Err()
 	}
@@ -232,8 +273,9 @@ func (r *Runtime) prepareLater(job container.Job, k string) {
 		if err != nil {
 			slot.err = err
 		} else {
-			slot.id, slot.codeDir, slot.wrapID, slot.stdin = p.id, p.codeDir, p.wrapID, p.stdin
+			slot.id, slot.codeDir, slot.wrapID, slot.boundary, slot.stdin = p.id, p.codeDir, p.wrapID, p.boundary, p.stdin
 			slot.stdout, slot.stderr, slot.attached = p.stdout, p.stderr, p.attached
+			slot.create, slot.attach = p.create, p.attach
 		}
 		r.mu.Lock()
 		if err == nil && r.prepared[k] == slot {
@@ -261,4 +303,42 @@ func (r *Runtime) discard(p *prepared) {
 	}
 	_ = p.stdin.CloseWithError(net.ErrClosed) // quiets the bindings' stdin copier
 	r.removeLater(p.id, p.codeDir)
+}
+
+// exitMarker is what the last stderr line of a prepared container reports.
+type exitMarker struct {
+	found    bool
+	code     int
+	oomKills int // -1: unknown
+}
+
+// exitFromMarker takes the exit marker (see preparedEntrypoint) off the end of a prepared
+// container's stderr tail, and returns the function's own stderr tail (at most limit bytes)
+// and the marker. Without a marker (the container was killed, or the wrapper died) stderr
+// is returned as it is, cut to limit.
+func exitFromMarker(stderr, boundary string, limit int) (string, exitMarker) {
+	cut := func(s string) string {
+		if len(s) > limit {
+			return s[len(s)-limit:]
+		}
+		return s
+	}
+	if boundary == "" || !strings.HasSuffix(stderr, "\n") {
+		return cut(stderr), exitMarker{}
+	}
+	start := strings.LastIndexByte(stderr[:len(stderr)-1], '\n') + 1
+	f := strings.Fields(stderr[start : len(stderr)-1])
+	if len(f) != 3 || f[0] != boundary || start == 0 {
+		return cut(stderr), exitMarker{}
+	}
+	code, err := strconv.Atoi(f[1])
+	if err != nil {
+		return cut(stderr), exitMarker{}
+	}
+	m := exitMarker{found: true, code: code, oomKills: -1}
+	if n, err := strconv.Atoi(f[2]); err == nil {
+		m.oomKills = n
+	}
+	// The wrapper starts the marker on a line of its own.
+	return cut(stderr[:start-1]), m
 }

@@ -392,11 +392,13 @@ func (r *Runtime) removeLater(id, codeDir string) {
 }
 
 func (r *Runtime) remove(id string) {
+	t0 := time.Now()
 	c, ctx, cancel, err := r.detached(30 * time.Second)
 	if err == nil {
 		defer cancel()
 		err = removeContainer(ctx, c, id)
 	}
+	r.log.Debug("removed container", "id", short(id), "took", time.Since(t0))
 	if err != nil {
 		// The sweep gets it later.
 		r.log.Warn("removing container", "id", short(id), "err", err)

@@ -308,3 +308,59 @@ func TestWarmPython(t *testing.T) {
 		}
 	}
 }
+
+// A prepared container reports its exit code and stderr through its exit marker; the
+// outcome is the same as an on-demand container's (which podman's inspect reports).
+func TestPreparedExitStatus(t *testing.T) {
+	for _, prepare := range []bool{false, true} {
+		rt := newRuntime(t)
+		rt.cfg.Prepare = prepare
+		for _, tc := range []struct {
+			name, code string
+			memory     int64
+			exit       int
+			stderr     string
+			oom        bool
+		}{
+			{name: "exit", code: `echo bad >&2; exit 3`, exit: 3, stderr: "bad\n"},
+			{name: "no newline", code: `printf 'half' >&2`, stderr: "half"},
+			{name: "empty line", code: `echo >&2`, stderr: "\n"},
+			{name: "forged marker", code: `echo "--deviceless-exit-0 0 0" >&2; exit 5`, exit: 5, stderr: "--deviceless-exit-0 0 0\n"},
+			{name: "oom", code: `x=a; while true; do x="$x$x"; done`, memory: 16 << 20, exit: 137, oom: true},
+		} {
+			job := shJob(tc.code)
+			job.Function = "exit-" + strings.ReplaceAll(tc.name, " ", "-")
+			job.Prepare, job.Memory = true, tc.memory
+			for i := range 2 { // the second run uses the prepared container
+				out := run(t, rt, job)
+				if out.ExitCode != tc.exit || out.OOMKilled != tc.oom || (!tc.oom && out.Stderr != tc.stderr) {
+					t.Errorf("prepare=%v %s run %d: exit %d oom %v stderr %q", prepare, tc.name, i, out.ExitCode, out.OOMKilled, out.Stderr)
+				}
+			}
+		}
+	}
+}
+
+func TestExitFromMarker(t *testing.T) {
+	const b = "--deviceless-exit-abc"
+	for _, tc := range []struct {
+		in, want string
+		m        exitMarker
+	}{
+		{"oops\n\n" + b + " 3 0\n", "oops\n", exitMarker{true, 3, 0}},
+		{"\n" + b + " 0 -\n", "", exitMarker{true, 0, -1}},
+		{"half\n" + b + " 0 2\n", "half", exitMarker{true, 0, 2}},
+		{"no marker\n", "no marker\n", exitMarker{}},
+		{b + " 0 0\n", b + " 0 0\n", exitMarker{}},                                             // not after the wrapper's newline
+		{"x\n--deviceless-exit-other 0 0\n", "x\n--deviceless-exit-other 0 0\n", exitMarker{}}, // another boundary
+		{"x\n" + b + " 0 0", "x\n" + b + " 0 0", exitMarker{}},                                 // cut short
+	} {
+		got, m := exitFromMarker(tc.in, b, 4096)
+		if got != tc.want || m != tc.m {
+			t.Errorf("%q: %q %+v, want %q %+v", tc.in, got, m, tc.want, tc.m)
+		}
+	}
+	if got, _ := exitFromMarker(strings.Repeat("a", 5000)+"\n"+b+" 0 0\n", b, 4096); len(got) != 4096 {
+		t.Errorf("tail of %d bytes, want 4096", len(got))
+	}
+}
