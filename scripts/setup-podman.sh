@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 state=${DEVICELESS_STATE:-$repo/.state}
 sock=${DEVICELESS_PODMAN_SOCKET:-$state/podman/podman.sock}
+sock=$(realpath -m "$sock") # the service starts in the socket's folder
 export CONTAINERS_CONF=$repo/test/podman/containers.conf
 
 command -v podman >/dev/null || { echo "setup-podman: podman is not installed" >&2; exit 1; }
@@ -22,7 +23,9 @@ if ! answering; then
   log=$(dirname "$sock")/service.log
   rm -f "$sock"
   echo "setup-podman: starting podman service on $sock"
-  setsid nohup podman system service --time=0 "unix://$sock" >"$log" 2>&1 </dev/null &
+  # Started in its own folder: conmon writes an "oom" file into the service's working
+  # directory when a container is OOM-killed.
+  (cd "$(dirname "$sock")" && exec setsid nohup podman system service --time=0 "unix://$sock" >"$log" 2>&1 </dev/null) &
   echo $! >"$(dirname "$sock")/service.pid"
   for _ in $(seq 100); do
     answering && break
