@@ -72,6 +72,13 @@ func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	h.guard(func() { h.Hook.OnWillSent(cl, pk) })
 }
 func (h *storeHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	// A PUBACK whose write failed never completes: forget it with its client.
+	h.skipped.Range(func(k, _ any) bool {
+		if k.(skippedAck).cl == cl {
+			h.skipped.Delete(k)
+		}
+		return true
+	})
 	h.guard(func() { h.Hook.OnDisconnect(cl, err, expire) })
 }
 

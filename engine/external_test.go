@@ -160,7 +160,7 @@ func TestExternalAcknowledgesCommittedEvents(t *testing.T) {
 	if err := tr.CommitEvents(evs[0].Seq); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // paho sends due acknowledgements every 2 ms
+	time.Sleep(500 * time.Millisecond) // paho sends due acknowledgements every 2 ms
 	stop()
 
 	tr2, stop2 := run()
