@@ -318,9 +318,9 @@ func TestWarmFunction(t *testing.T) {
 	broker := startBroker(t)
 	cl := newClient(t, broker, "deviceless/agents/+/status", "test/replies/#")
 	cfg := testConfig(t, broker)
-	cfg.Functions = map[string]FunctionConfig{
+	cfg.Functions = map[string]protocol.FunctionSpec{
 		"counter": {Runtime: "sh", Code: `read -r inv; echo "{\"pid\":$$,\"id\":\"$DEVICELESS_INVOCATION_ID\"}"`,
-			Warm: &WarmConfig{Idle: time.Minute, MaxUses: 100}},
+			Warm: &protocol.Warm{Idle: protocol.Duration(time.Minute), MaxUses: 100}},
 	}
 	startAgent(t, cfg, cl)
 	var pids []int

@@ -50,11 +50,11 @@ func benchInvocations(b *testing.B, mode benchMode) {
 	cfg := testConfig(b, broker)
 	cfg.Concurrency = 1
 	cfg.Podman.Prepare = &mode.prepare
-	fn := FunctionConfig{Runtime: "sh", Code: benchCode}
+	fn := protocol.FunctionSpec{Runtime: "sh", Code: benchCode}
 	if mode.warm {
-		fn.Warm = &WarmConfig{Idle: time.Minute, MaxUses: 100000}
+		fn.Warm = &protocol.Warm{Idle: protocol.Duration(time.Minute), MaxUses: 100000}
 	}
-	cfg.Functions = map[string]FunctionConfig{"bench": fn}
+	cfg.Functions = map[string]protocol.FunctionSpec{"bench": fn}
 	startAgent(b, cfg, cl)
 	// One invocation outside the measurement: image in page cache, runner started when warm.
 	if r := cl.invoke(cfg.ID, protocol.Invocation{ID: "bench-warmup", Function: "bench"}); r.Status != protocol.StatusOK {

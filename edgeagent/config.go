@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,23 +19,23 @@ import (
 
 // Config is the agent configuration (agent.yaml). Every key has a default; see docs/agent.md.
 type Config struct {
-	ID            string                    `yaml:"id"`             // agent id; default the host name
-	Broker        string                    `yaml:"broker"`         // mqtt://, mqtts://, ws:// or wss:// URL
-	Username      string                    `yaml:"username"`       // default the id
-	Password      string                    `yaml:"password"`       //
-	TLS           TLSConfig                 `yaml:"tls"`            // for mqtts:// and wss://
-	Prefix        string                    `yaml:"prefix"`         // topic prefix; default "deviceless"
-	SessionExpiry time.Duration             `yaml:"session_expiry"` // how long the broker keeps invocations for an offline agent
-	Labels        map[string]string         `yaml:"labels"`         // advertised in the status; rules target them
-	Podman        PodmanConfig              `yaml:"podman"`         //
-	Runtimes      map[string]string         `yaml:"runtimes"`       // runtime name → image
-	Functions     map[string]FunctionConfig `yaml:"functions"`      // functions defined on the agent itself
-	Concurrency   int                       `yaml:"concurrency"`    // invocations running at once
-	Queue         int                       `yaml:"queue"`          // invocations waiting; beyond it: rejected
-	Limits        Limits                    `yaml:"limits"`         // defaults for functions that set none
-	State         string                    `yaml:"state"`          // folder for inline code
-	GPIO          GPIOConfig                `yaml:"gpio"`           //
-	Influx        *InfluxConfig             `yaml:"influx"`         // absent: no metrics to InfluxDB
+	ID            string                           `yaml:"id"`             // agent id; default the host name
+	Broker        string                           `yaml:"broker"`         // mqtt://, mqtts://, ws:// or wss:// URL
+	Username      string                           `yaml:"username"`       // default the id
+	Password      string                           `yaml:"password"`       //
+	TLS           TLSConfig                        `yaml:"tls"`            // for mqtts:// and wss://
+	Prefix        string                           `yaml:"prefix"`         // topic prefix; default "deviceless"
+	SessionExpiry time.Duration                    `yaml:"session_expiry"` // how long the broker keeps invocations for an offline agent
+	Labels        map[string]string                `yaml:"labels"`         // advertised in the status; rules target them
+	Podman        PodmanConfig                     `yaml:"podman"`         //
+	Runtimes      map[string]string                `yaml:"runtimes"`       // runtime name → image
+	Functions     map[string]protocol.FunctionSpec `yaml:"functions"`      // functions defined on the agent itself
+	Concurrency   int                              `yaml:"concurrency"`    // invocations running at once
+	Queue         int                              `yaml:"queue"`          // invocations waiting; beyond it: rejected
+	Limits        Limits                           `yaml:"limits"`         // defaults for functions that set none
+	State         string                           `yaml:"state"`          // folder for inline code
+	GPIO          GPIOConfig                       `yaml:"gpio"`           //
+	Influx        *InfluxConfig                    `yaml:"influx"`         // absent: no metrics to InfluxDB
 }
 
 // TLSConfig configures the broker connection's TLS.
@@ -58,30 +57,12 @@ type PodmanConfig struct {
 	Prepare *bool `yaml:"prepare"`
 }
 
-// FunctionConfig defines a function on the agent, used when an invocation carries no spec.
-type FunctionConfig struct {
-	Runtime string            `yaml:"runtime"`
-	Image   string            `yaml:"image"`
-	Command []string          `yaml:"command"`
-	Code    string            `yaml:"code"`
-	Timeout time.Duration     `yaml:"timeout"`
-	Memory  ByteSize          `yaml:"memory"`
-	Env     map[string]string `yaml:"env"`
-	Warm    *WarmConfig       `yaml:"warm"`
-}
-
-// WarmConfig turns on warm mode for a function.
-type WarmConfig struct {
-	Idle    time.Duration `yaml:"idle"`
-	MaxUses int           `yaml:"max_uses"`
-}
-
 // Limits are the defaults and caps applied to every function.
 type Limits struct {
-	Timeout time.Duration `yaml:"timeout"` // default run deadline (30s)
-	Memory  ByteSize      `yaml:"memory"`  // default memory limit (128Mi)
+	Timeout time.Duration `yaml:"timeout"` // default run deadline (protocol.DefaultTimeout)
+	Memory  protocol.Size `yaml:"memory"`  // default memory limit (protocol.DefaultMemory)
 	Pids    int64         `yaml:"pids"`    // pids limit (64)
-	Output  ByteSize      `yaml:"output"`  // stdout kept (1Mi); more is an error
+	Output  protocol.Size `yaml:"output"`  // stdout kept (1Mi); more is an error
 	Sweep   time.Duration `yaml:"sweep"`   // how often orphan containers are removed (1m)
 }
 
@@ -97,45 +78,6 @@ type GPIOConfig struct {
 type InfluxConfig struct {
 	metrics.Config `yaml:",inline"`
 	Interval       time.Duration `yaml:"interval"` // default 10s
-}
-
-// ByteSize is a size in bytes written as 128Mi, 64MiB, 32M, 512Ki or a plain number.
-type ByteSize int64
-
-// UnmarshalText parses a size.
-func (b *ByteSize) UnmarshalText(text []byte) error {
-	v, err := ParseByteSize(string(text))
-	if err != nil {
-		return err
-	}
-	*b = ByteSize(v)
-	return nil
-}
-
-// ParseByteSize parses 128Mi, 64MiB, 32M, 1G, 512Ki, 512k or a plain number of bytes.
-func ParseByteSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-		{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
-		{"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"B", 1},
-	}
-	mult := int64(1)
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want a number of bytes or a number with Ki, Mi, Gi, K, M or G", s)
-	}
-	return n * mult, nil
 }
 
 // LoadConfig reads and validates an agent config file. Unknown keys are errors.
@@ -249,10 +191,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("queue %d: want 0 (default) or more", c.Queue)
 	}
 	if c.Limits.Timeout == 0 {
-		c.Limits.Timeout = 30 * time.Second
+		c.Limits.Timeout = protocol.DefaultTimeout
 	}
 	if c.Limits.Memory == 0 {
-		c.Limits.Memory = 128 << 20
+		c.Limits.Memory = protocol.DefaultMemory
 	}
 	if c.Limits.Pids == 0 {
 		c.Limits.Pids = 64
@@ -263,11 +205,11 @@ func (c *Config) Validate() error {
 	if c.Limits.Sweep == 0 {
 		c.Limits.Sweep = time.Minute
 	}
-	if c.Limits.Timeout < 0 || c.Limits.Memory < 4<<20 || c.Limits.Pids < 1 || c.Limits.Output < 1 || c.Limits.Sweep < 0 {
+	if c.Limits.Timeout < 0 || c.Limits.Memory < protocol.MinMemory || c.Limits.Pids < 1 || c.Limits.Output < 1 || c.Limits.Sweep < 0 {
 		return errors.New("limits: timeout and sweep must be positive, memory at least 4Mi, pids and output at least 1")
 	}
 	for name, f := range c.Functions {
-		if err := c.checkFunction(name, f.spec()); err != nil {
+		if err := c.checkFunction(name, f); err != nil {
 			return fmt.Errorf("functions: %w", err)
 		}
 	}
@@ -305,36 +247,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// checkFunction validates a function definition against the agent's runtimes.
+// checkFunction validates a function definition, and that this agent has its runtime.
 func (c *Config) checkFunction(name string, s protocol.FunctionSpec) error {
-	switch {
-	case s.Image == "" && s.Runtime == "":
-		return fmt.Errorf("%s: needs an image or a runtime", name)
-	case s.Image != "" && s.Runtime != "":
-		return fmt.Errorf("%s: image and runtime are exclusive", name)
-	case s.Runtime != "" && c.Runtimes[s.Runtime] == "":
-		return fmt.Errorf("%s: unknown runtime %q (this agent has %s)", name, s.Runtime, strings.Join(sortedKeys(c.Runtimes), ", "))
-	case s.Runtime != "" && s.Code == "" && len(s.Command) == 0:
-		return fmt.Errorf("%s: runtime %s needs code or a command", name, s.Runtime)
-	case s.Timeout < 0 || s.Memory < 0:
-		return fmt.Errorf("%s: timeout and memory must not be negative", name)
-	case s.Memory > 0 && s.Memory < 4<<20:
-		return fmt.Errorf("%s: memory %d: want at least 4Mi", name, s.Memory)
-	case s.Warm != nil && (s.Warm.Idle < 0 || s.Warm.MaxUses < 0):
-		return fmt.Errorf("%s: warm idle and max_uses must not be negative", name)
+	err := s.Validate()
+	if s.Runtime != "" && c.Runtimes[s.Runtime] == "" {
+		err = errors.Join(err, fmt.Errorf("unknown runtime %q (this agent has %s)", s.Runtime, strings.Join(sortedKeys(c.Runtimes), ", ")))
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-func (f FunctionConfig) spec() protocol.FunctionSpec {
-	s := protocol.FunctionSpec{
-		Image: f.Image, Runtime: f.Runtime, Command: f.Command, Code: f.Code,
-		Timeout: protocol.Duration(f.Timeout), Memory: int64(f.Memory), Env: f.Env,
-	}
-	if f.Warm != nil {
-		s.Warm = &protocol.Warm{Idle: protocol.Duration(f.Warm.Idle), MaxUses: f.Warm.MaxUses}
-	}
-	return s
 }
 
 // DefaultPodmanSocket is $DEVICELESS_PODMAN_SOCKET, else the project service's socket under

@@ -71,8 +71,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"gpio: {lines: {fan: {direction: sideways}}}", "direction"},
 		{"gpio: {lines: {b: {direction: input, edge: both, publish: deviceless/x}}}", "inside the deviceless/ prefix"},
 		{"functions: {f: {runtime: cobol, code: x}}", "unknown runtime"},
-		{"functions: {f: {image: x, runtime: sh}}", "exclusive"},
-		{"functions: {f: {code: x}}", "needs an image or a runtime"},
+		{"functions: {f: {image: x, runtime: sh}}", "both"},
+		{"functions: {f: {code: x}}", "needs `runtime`"},
 		{"tls: {cert: a.pem}", "cert and key"},
 	}
 	for _, tt := range tests {
@@ -93,19 +93,6 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
 		t.Fatal("missing file accepted")
-	}
-}
-
-func TestByteSize(t *testing.T) {
-	for in, want := range map[string]int64{"128Mi": 128 << 20, "64MiB": 64 << 20, "32M": 32e6, "1G": 1e9, "512Ki": 512 << 10, "100": 100, "5 Mi": 5 << 20} {
-		if got, err := ParseByteSize(in); err != nil || got != want {
-			t.Errorf("%s = %d, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"", "Mi", "-1", "1.5G", "12X"} {
-		if _, err := ParseByteSize(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
 	}
 }
 

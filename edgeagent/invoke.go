@@ -212,11 +212,18 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 		if !ok {
 			return container.Job{}, fmt.Errorf("unknown function %q: the invocation has no spec and the agent defines no such function", inv.Function)
 		}
-		spec = local.spec()
+		spec = local
 	}
 	if err := a.cfg.checkFunction(inv.Function, spec); err != nil {
 		return container.Job{}, err
 	}
+	if spec.Timeout == 0 {
+		spec.Timeout = protocol.Duration(a.cfg.Limits.Timeout)
+	}
+	if spec.Memory == 0 {
+		spec.Memory = a.cfg.Limits.Memory
+	}
+	spec = spec.WithDefaults()
 	job := container.Job{
 		ID:       inv.ID,
 		Function: inv.Function,
@@ -225,25 +232,14 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 		Code:     spec.Code,
 		Env:      spec.Env,
 		Timeout:  spec.Timeout.D(),
-		Memory:   spec.Memory,
+		Memory:   int64(spec.Memory),
+		Warm:     spec.Warm,
 	}
 	if spec.Runtime != "" {
 		job.Image = a.cfg.Runtimes[spec.Runtime]
 		job.Prepare = true // runtime images have /bin/sh
 		if len(job.Command) == 0 {
 			job.Command = []string{spec.Runtime, container.CodePath}
-		}
-	}
-	if job.Timeout <= 0 {
-		job.Timeout = a.cfg.Limits.Timeout
-	}
-	if job.Memory <= 0 {
-		job.Memory = int64(a.cfg.Limits.Memory)
-	}
-	if spec.Warm != nil {
-		job.Warm = &container.Warm{Idle: spec.Warm.Idle.D(), MaxUses: spec.Warm.MaxUses}
-		if job.Warm.Idle == 0 {
-			job.Warm.Idle = time.Minute
 		}
 	}
 	return job, nil

@@ -27,7 +27,7 @@ type dispatcher struct {
 
 type pending struct {
 	inv    protocol.Invocation
-	target rules.Target
+	target protocol.Target
 	agent  string
 	tried  []string
 	timer  *time.Timer
@@ -53,28 +53,17 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func specOf(fn *rules.Function) protocol.FunctionSpec {
-	s := protocol.FunctionSpec{
-		Image: fn.Image, Runtime: fn.Runtime, Command: fn.Command, Code: fn.Code,
-		Timeout: protocol.Duration(fn.Timeout), Memory: fn.Memory, Env: fn.Env,
-	}
-	if fn.Warm != nil {
-		s.Warm = &protocol.Warm{Idle: protocol.Duration(fn.Warm.Idle), MaxUses: fn.Warm.MaxUses}
-	}
-	return s
-}
-
 // invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
 // random ids). reply, when set, receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target rules.Target, args map[string]any, ev *protocol.Event, reply func(protocol.Result), ids *actionIDs) {
-	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: specOf(fn)}
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(protocol.Result), ids *actionIDs) {
+	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: fn.Spec}
 	if _, err := json.Marshal(args); err != nil {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply}, fmt.Sprintf("arguments cannot be encoded as JSON: %v", err), protocol.StatusError)
 		return
 	}
 	agents := d.e.registry.selectAgents(target, "", nil)
 	if len(agents) == 0 {
-		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+targetString(target), protocol.StatusError)
+		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
 		return
 	}
 	for i, a := range agents {
@@ -88,11 +77,6 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target rules.Target
 		}
 		d.send(p)
 	}
-}
-
-func targetString(t rules.Target) string {
-	b, _ := json.Marshal(t)
-	return string(b)
 }
 
 // send delivers one attempt of p to p.agent.
@@ -157,7 +141,7 @@ func (d *dispatcher) timeout(id string) {
 }
 
 func (d *dispatcher) retryOrDeadLetter(p *pending, reason, status string) {
-	if p.target.Pick != rules.PickAll && p.inv.Attempt < d.e.cfg.Dispatch.Attempts {
+	if p.target.Pick != protocol.PickAll && p.inv.Attempt < d.e.cfg.Dispatch.Attempts {
 		if next := d.e.registry.selectAgents(p.target, "", p.tried); len(next) > 0 {
 			backoff := d.e.cfg.Dispatch.Backoff << (p.inv.Attempt - 1)
 			d.e.log.Info("retrying invocation", "id", p.inv.ID, "function", p.inv.Function, "attempt", p.inv.Attempt+1, "agent", next[0], "after", backoff, "reason", reason)

@@ -368,7 +368,7 @@ func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 	}
 	agents := e.registry.selectAgents(a.Target, a.Line, nil)
 	if len(agents) == 0 {
-		return fmt.Errorf("no online agent matches %s with output line %q", targetString(a.Target), a.Line)
+		return fmt.Errorf("no online agent matches %s with output line %q", a.Target.String(), a.Line)
 	}
 	for _, id := range agents {
 		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For)}
@@ -513,16 +513,13 @@ func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(
 	if fn == nil {
 		return fmt.Errorf("%w %q", ErrUnknownFunction, function)
 	}
-	t := rules.Target{Pick: rules.PickOne}
+	var t protocol.Target
 	if req.Target != nil {
-		t = rules.Target{Agent: req.Target.Agent, Labels: req.Target.Labels, Pick: req.Target.Pick}
-		switch t.Pick {
-		case "":
-			t.Pick = rules.PickOne
-		case rules.PickOne, rules.PickAll:
-		default:
-			return fmt.Errorf("target pick %q: use one or all", t.Pick)
-		}
+		t = *req.Target
+	}
+	t, err := t.Normalize()
+	if err != nil {
+		return err
 	}
 	e.dispatch.invoke(fn, "", t, req.Args, nil, reply, nil)
 	return nil

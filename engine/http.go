@@ -150,7 +150,7 @@ func (e *Engine) apiInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The dispatcher always answers (result or dead letter) within the attempts' budget.
-	budget := time.Duration(e.cfg.Dispatch.Attempts)*(fn.Timeout+e.cfg.Dispatch.StartGrace+time.Second) + time.Second
+	budget := time.Duration(e.cfg.Dispatch.Attempts)*(fn.Spec.Timeout.D()+e.cfg.Dispatch.StartGrace+time.Second) + time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
 	defer cancel()
 	select {
@@ -174,7 +174,7 @@ type DryRunRequest struct {
 type ActionView struct {
 	Kind     string         `json:"kind"`
 	Function string         `json:"function,omitempty"`
-	Target   *rules.Target  `json:"target,omitempty"`
+	Target   *protocol.Target  `json:"target,omitempty"`
 	Args     map[string]any `json:"args,omitempty"`
 	Line     string         `json:"line,omitempty"`
 	Value    any            `json:"value,omitempty"`

@@ -102,7 +102,7 @@ func (r *registry) snapshotLocked() []rules.Agent {
 // selectAgents returns the online agents a target names, in a stable order; for
 // pick: one, the single least busy one (ties round-robin), skipping those in exclude.
 // line, when set, keeps only agents that declare that output line.
-func (r *registry) selectAgents(t rules.Target, line string, exclude []string) []string {
+func (r *registry) selectAgents(t protocol.Target, line string, exclude []string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var ids []string
@@ -124,7 +124,7 @@ func (r *registry) selectAgents(t rules.Target, line string, exclude []string) [
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	if t.Pick == rules.PickAll || len(ids) <= 1 {
+	if t.Pick == protocol.PickAll || len(ids) <= 1 {
 		return ids
 	}
 	least := r.agents[ids[0]].inFlight

@@ -96,25 +96,6 @@ type Event struct {
 	ReceivedAt time.Time       `json:"received_at,omitzero"`
 }
 
-// Warm configures a long-lived runner for a function.
-type Warm struct {
-	Idle    Duration `json:"idle,omitzero"`
-	MaxUses int      `json:"max_uses,omitempty"`
-}
-
-// FunctionSpec tells an agent how to run a function: an image plus a command, or a
-// runtime (a named image the agent maps) plus inline code.
-type FunctionSpec struct {
-	Image   string            `json:"image,omitempty"`
-	Runtime string            `json:"runtime,omitempty"`
-	Command []string          `json:"command,omitempty"`
-	Code    string            `json:"code,omitempty"`
-	Timeout Duration          `json:"timeout,omitzero"`
-	Memory  int64             `json:"memory,omitempty"` // bytes
-	Env     map[string]string `json:"env,omitempty"`
-	Warm    *Warm             `json:"warm,omitempty"`
-}
-
 // Invocation is an invocation request sent to an agent.
 type Invocation struct {
 	ID       string         `json:"id"`
@@ -186,13 +167,6 @@ type Output struct {
 type InvokeRequest struct {
 	Args   map[string]any `json:"args,omitempty"`
 	Target *Target        `json:"target,omitempty"`
-}
-
-// Target selects agents: by id, or by labels; Pick is "one" (default) or "all".
-type Target struct {
-	Agent  string            `json:"agent,omitempty"`
-	Labels map[string]string `json:"labels,omitempty"`
-	Pick   string            `json:"pick,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string ("30s") and also

@@ -14,6 +14,8 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // Options bound what a rule set may cost. The zero value takes the defaults.
@@ -55,44 +57,13 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Defaults applied to functions that do not say.
-const (
-	DefaultTimeout = 10 * time.Second
-	DefaultMemory  = 64 << 20
-)
-
-// Function is a compiled function definition.
+// Function is a function a rule file defines: its name, where, and its spec with the
+// defaults applied.
 type Function struct {
-	Name    string
-	Pos     Pos
-	Runtime string
-	Image   string
-	Command []string
-	Code    string
-	Timeout time.Duration
-	Memory  int64
-	Env     map[string]string
-	Warm    *Warm
+	Name string
+	Pos  Pos
+	Spec protocol.FunctionSpec
 }
-
-// Warm configures a function's long-lived runner.
-type Warm struct {
-	Idle    time.Duration
-	MaxUses int
-}
-
-// Target selects the agents an action goes to.
-type Target struct {
-	Agent  string            `json:"agent,omitempty"`
-	Labels map[string]string `json:"labels,omitempty"`
-	Pick   string            `json:"pick,omitempty"`
-}
-
-// Pick values.
-const (
-	PickOne = "one"
-	PickAll = "all"
-)
 
 // Rule is a compiled rule.
 type Rule struct {
@@ -172,7 +143,7 @@ func (k ActionKind) String() string {
 type actionSpec struct {
 	kind     ActionKind
 	function *Function
-	target   Target
+	target   protocol.Target
 	argNames []string
 	args     []*vm.Program
 	line     string
@@ -263,37 +234,12 @@ func (c *compiler) function(fd *FunctionDef) {
 	if !nameRE.MatchString(name.Value) {
 		c.errf(name.Pos, "function name %q: use letters, digits, '_', '-' and '.'", name.Value)
 	}
-	switch {
-	case fd.Runtime == "" && fd.Image == "":
-		c.errf(name.Pos, "function %q needs `runtime` (with `code`) or `image`", name.Value)
-	case fd.Runtime != "" && fd.Image != "":
-		c.errf(name.Pos, "function %q has both `runtime` and `image`; choose one", name.Value)
-	case fd.Runtime != "" && fd.Code == "" && len(fd.Command) == 0:
-		c.errf(name.Pos, "function %q: a runtime function needs `code` (or a `command`)", name.Value)
-	case fd.Image != "" && fd.Code != "":
-		c.errf(name.Pos, "function %q: inline `code` needs a `runtime`, not an `image`", name.Value)
-	}
-	fn := &Function{
-		Name: name.Value, Pos: name.Pos, Runtime: fd.Runtime, Image: fd.Image,
-		Command: fd.Command, Code: fd.Code, Timeout: fd.Timeout.D(), Memory: int64(fd.Memory), Env: fd.Env,
-	}
-	if fn.Timeout == 0 {
-		fn.Timeout = DefaultTimeout
-	}
-	if fn.Memory == 0 {
-		fn.Memory = DefaultMemory
-	} else if fn.Memory < 4<<20 {
-		c.errf(name.Pos, "function %q: memory %d bytes is below the 4Mi a container needs", name.Value, fn.Memory)
-	}
-	if fd.Warm != nil {
-		fn.Warm = &Warm{Idle: fd.Warm.Idle.D(), MaxUses: fd.Warm.MaxUses}
-		if fn.Warm.Idle == 0 {
-			fn.Warm.Idle = time.Minute
-		}
-		if fn.Warm.MaxUses < 0 {
-			c.errf(name.Pos, "function %q: warm.max_uses must not be negative", name.Value)
+	if err := fd.Spec.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			c.errf(name.Pos, "function %q: %v", name.Value, e)
 		}
 	}
+	fn := &Function{Name: name.Value, Pos: name.Pos, Spec: fd.Spec.WithDefaults()}
 	c.set.Functions[name.Value] = fn
 }
 
@@ -397,22 +343,26 @@ func windowSig(w *WindowDef) string {
 	return fmt.Sprintf("%v/%d/%q/%d", w.Over, w.Count, w.Of.Src, w.MaxSamples)
 }
 
-func (c *compiler) target(at Pos, t *TargetDef) Target {
+func (c *compiler) target(at Pos, t *protocol.Target) protocol.Target {
 	if t == nil {
-		return Target{Pick: PickOne}
+		return protocol.Target{Pick: protocol.PickOne}
 	}
-	out := Target{Agent: t.Agent, Labels: t.Labels, Pick: t.Pick}
-	switch out.Pick {
-	case "":
-		out.Pick = PickOne
-	case PickOne, PickAll:
-	default:
-		c.errf(at, "target pick %q: use `one` or `all`", t.Pick)
-	}
-	if t.Agent != "" && len(t.Labels) > 0 {
-		c.errf(at, "target takes `agent` or `labels`, not both")
+	out, err := t.Normalize()
+	for _, e := range unjoin(err) {
+		c.errf(at, "%v", e)
 	}
 	return out
+}
+
+// unjoin lists the errors errors.Join put together (nil: none).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
 }
 
 func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // Event is one message as the rules see it.
@@ -35,7 +37,7 @@ type Action struct {
 	Function *Function
 	Args     map[string]any
 	// Invoke and Actuate
-	Target Target
+	Target protocol.Target
 	// Actuate
 	Line  string
 	Value any

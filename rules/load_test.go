@@ -6,6 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 func writeFiles(t *testing.T, files map[string]string) string {
@@ -89,7 +94,7 @@ func TestLoadErrors(t *testing.T) {
 		{"window used without window", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x\n    if: window.avg > 1\n" + okAction},
 			"r.yaml:2:11: rule \"a\" uses `window` but defines no window"},
 		{"function with runtime and image", map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, image: busybox, code: echo}\n"},
-			"r.yaml:2:3: function \"f\" has both `runtime` and `image`"},
+			"r.yaml:2:3: function \"f\": has both `runtime` and `image`"},
 		{"function as a string", map[string]string{"r.yaml": "functions:\n  f: echo hi\n"},
 			"r.yaml:2:6: function \"f\" must be a mapping"},
 		{"publish qos", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x\n    do:\n      - publish: {topic: '\"t\"', qos: 3}\n"},
@@ -159,24 +164,15 @@ func TestParseEmptyAndDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, g := set.Functions["f"], set.Functions["g"]
-	if f.Timeout != DefaultTimeout || f.Memory != DefaultMemory || len(f.Command) != 3 {
-		t.Errorf("defaults not applied: %+v", f)
+	want := map[string]protocol.FunctionSpec{
+		"f": {Image: "busybox", Command: protocol.Command{"sh", "-c", "echo {}"},
+			Timeout: protocol.Duration(protocol.DefaultTimeout), Memory: protocol.DefaultMemory},
+		"g": {Runtime: "python3", Code: "print(1)", Timeout: protocol.Duration(time.Second), Memory: 8 << 20,
+			Warm: &protocol.Warm{Idle: protocol.Duration(protocol.DefaultWarmIdle), MaxUses: 10}},
 	}
-	if g.Timeout.Seconds() != 1 || g.Memory != 8<<20 || g.Warm == nil || g.Warm.MaxUses != 10 || g.Warm.Idle.Minutes() != 1 {
-		t.Errorf("function g: %+v warm %+v", g, g.Warm)
-	}
-}
-
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]Size{"32Mi": 32 << 20, "512Ki": 512 << 10, "1Gi": 1 << 30, "64M": 64e6, "100": 100, "10k": 10e3} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "Mi", "-1Mi", "1.5Gi", "99999999999999Gi"} {
-		if _, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) accepted", in)
+	for name, w := range want {
+		if diff := cmp.Diff(w, set.Functions[name].Spec); diff != "" {
+			t.Errorf("function %s (-want +got):\n%s", name, diff)
 		}
 	}
 }

@@ -2,6 +2,8 @@ package rules
 
 import (
 	"github.com/goccy/go-yaml/ast"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // The types in this file mirror the rule file format one to one (docs/rules.md). They are
@@ -13,25 +15,10 @@ type FileDef struct {
 	Rules     RuleDefs     `yaml:"rules"`
 }
 
-// FunctionDef defines a function: an image plus a command, or a runtime plus inline code.
+// FunctionDef is one entry of `functions`: its name and the canonical spec.
 type FunctionDef struct {
-	Description string            `yaml:"description"`
-	Runtime     string            `yaml:"runtime"`
-	Image       string            `yaml:"image"`
-	Command     StringList        `yaml:"command"`
-	Code        string            `yaml:"code"`
-	Timeout     Duration          `yaml:"timeout"`
-	Memory      Size              `yaml:"memory"`
-	Env         map[string]string `yaml:"env"`
-	Warm        *WarmDef          `yaml:"warm"`
-
-	Name Name `yaml:"-"`
-}
-
-// WarmDef opts a function into a long-lived runner.
-type WarmDef struct {
-	Idle    Duration `yaml:"idle"`
-	MaxUses int      `yaml:"max_uses"`
+	Name Name
+	Spec protocol.FunctionSpec
 }
 
 // RuleDef is one rule.
@@ -61,28 +48,21 @@ type WindowDef struct {
 
 // ActionDef is one entry of a rule's `do` list: exactly one of invoke, actuate, publish.
 type ActionDef struct {
-	Invoke  *Name       `yaml:"invoke"`
-	Target  *TargetDef  `yaml:"target"`
-	Args    Args        `yaml:"args"`
-	Actuate *ActuateDef `yaml:"actuate"`
-	Publish *PublishDef `yaml:"publish"`
+	Invoke  *Name            `yaml:"invoke"`
+	Target  *protocol.Target `yaml:"target"`
+	Args    Args             `yaml:"args"`
+	Actuate *ActuateDef      `yaml:"actuate"`
+	Publish *PublishDef      `yaml:"publish"`
 
 	Pos Pos `yaml:"-"`
 }
 
-// TargetDef selects agents.
-type TargetDef struct {
-	Agent  string            `yaml:"agent"`
-	Labels map[string]string `yaml:"labels"`
-	Pick   string            `yaml:"pick"`
-}
-
 // ActuateDef drives an agent's output line.
 type ActuateDef struct {
-	Target *TargetDef `yaml:"target"`
-	Line   Name       `yaml:"line"`
-	Value  Expr       `yaml:"value"`
-	For    Duration   `yaml:"for"`
+	Target *protocol.Target `yaml:"target"`
+	Line   Name             `yaml:"line"`
+	Value  Expr             `yaml:"value"`
+	For    Duration         `yaml:"for"`
 }
 
 // PublishDef publishes an MQTT message; topic and payload are expressions.
@@ -112,10 +92,11 @@ func (fs *FunctionDefs) UnmarshalYAML(n ast.Node) error {
 		}
 		def := &FunctionDef{}
 		if kv.Value.Type() != ast.NullType {
-			if _, ok := kv.Value.(*ast.MappingNode); !ok {
+			m, ok := kv.Value.(*ast.MappingNode)
+			if !ok {
 				return errorf(nodePos(kv.Value), "function %q must be a mapping (runtime/image, code/command, timeout, memory, ...)", name.Value)
 			}
-			if err := decodeStrict(kv.Value, def); err != nil {
+			if err := decodeFields(m, &def.Spec); err != nil {
 				return err
 			}
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // Rule test files (name_test.yaml) feed timestamped events to rule files and state the
@@ -66,19 +68,19 @@ type TestFiring struct {
 
 // TestAction is an expected action.
 type TestAction struct {
-	Invoke  string         `yaml:"invoke"`
-	Target  *Target        `yaml:"target"`
-	Args    map[string]any `yaml:"args"`
-	Actuate *TestActuate   `yaml:"actuate"`
-	Publish *TestPublish   `yaml:"publish"`
+	Invoke  string           `yaml:"invoke"`
+	Target  *protocol.Target `yaml:"target"`
+	Args    map[string]any   `yaml:"args"`
+	Actuate *TestActuate     `yaml:"actuate"`
+	Publish *TestPublish     `yaml:"publish"`
 }
 
 // TestActuate is an expected actuation.
 type TestActuate struct {
-	Target *Target   `yaml:"target"`
-	Line   string    `yaml:"line"`
-	Value  any       `yaml:"value"`
-	For    *Duration `yaml:"for"`
+	Target *protocol.Target `yaml:"target"`
+	Line   string           `yaml:"line"`
+	Value  any              `yaml:"value"`
+	For    *Duration        `yaml:"for"`
 }
 
 // TestPublish is an expected publication.
@@ -310,9 +312,9 @@ func jsonText(v any) string {
 	return strings.TrimSpace(buf.String())
 }
 
-func targetText(t Target) string {
+func targetText(t protocol.Target) string {
 	if t.Pick == "" {
-		t.Pick = PickOne
+		t.Pick = protocol.PickOne
 	}
 	return jsonText(t)
 }

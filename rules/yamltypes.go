@@ -3,13 +3,15 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"strconv"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // Pos is a position in a rule file. Line and Col start at 1.
@@ -97,6 +99,45 @@ func decodeStrict(n ast.Node, v any) error {
 	return yaml.NodeToValue(n, v, yaml.Strict())
 }
 
+// decodeFields decodes a mapping into the struct v points to key by key, so that an error
+// from a field's own parser (a size, a duration) is reported at that field's value.
+func decodeFields(m *ast.MappingNode, v any) error {
+	rv := reflect.ValueOf(v).Elem()
+	fields := map[string]reflect.Value{}
+	var keys []string
+	for i := 0; i < rv.NumField(); i++ {
+		tag, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" {
+			fields[tag] = rv.Field(i)
+			keys = append(keys, tag)
+		}
+	}
+	for _, kv := range m.Values {
+		key, _ := scalarText(kv.Key)
+		f, ok := fields[key]
+		if !ok {
+			return errorf(nodePos(kv.Key), "unknown key %q (keys: %s)", key, strings.Join(keys, ", "))
+		}
+		target, alloc := f.Addr(), f.Kind() == reflect.Pointer && kv.Value.Type() != ast.NullType
+		if alloc {
+			// goccy leaves a nil pointer field nil when decoding into its address.
+			target = reflect.New(f.Type().Elem())
+		}
+		if err := decodeStrict(kv.Value, target.Interface()); err != nil {
+			var ye yaml.Error
+			var pe *Error
+			if errors.As(err, &ye) || errors.As(err, &pe) {
+				return err
+			}
+			return errorf(nodePos(kv.Value), "%v", err)
+		}
+		if alloc {
+			f.Set(target)
+		}
+	}
+	return nil
+}
+
 func scalarText(n ast.Node) (string, bool) {
 	switch n := n.(type) {
 	case *ast.StringNode:
@@ -123,59 +164,11 @@ func (d *Duration) UnmarshalYAML(n ast.Node) error {
 	if !ok {
 		return errorf(nodePos(n), "expected a duration such as 30s or 5m")
 	}
-	if s == "0" {
-		*d = 0
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return errorf(nodePos(n), "bad duration %q: expected a number with a unit such as 500ms, 30s, 5m, 1h", s)
-	}
-	if v < 0 {
-		return errorf(nodePos(n), "negative duration %q", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// Size is a number of bytes written as 32Mi, 512Ki, 1Gi, 64M or a plain number.
-type Size int64
-
-var sizeUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30},
-	{"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"B", 1},
-}
-
-// ParseSize parses a size such as 32Mi.
-func ParseSize(s string) (Size, error) {
-	num, mult := s, int64(1)
-	for _, u := range sizeUnits {
-		if strings.HasSuffix(s, u.suffix) {
-			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	if err != nil || v < 0 || v > (1<<62)/mult {
-		return 0, fmt.Errorf("bad size %q: expected a number with an optional unit such as 32Mi, 512Ki, 1Gi", s)
-	}
-	return Size(v * mult), nil
-}
-
-// UnmarshalYAML reads a size.
-func (sz *Size) UnmarshalYAML(n ast.Node) error {
-	s, ok := scalarText(n)
-	if !ok {
-		return errorf(nodePos(n), "expected a size such as 32Mi")
-	}
-	v, err := ParseSize(s)
+	v, err := protocol.ParseDuration(s)
 	if err != nil {
 		return errorf(nodePos(n), "%v", err)
 	}
-	*sz = v
+	*d = Duration(v)
 	return nil
 }
 

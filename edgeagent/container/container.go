@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // ErrImageNotFound reports that a job's image is not present locally and could not be pulled.
@@ -23,14 +25,8 @@ type Job struct {
 	Stdin    []byte            // written to the container's stdin, which is then closed
 	Timeout  time.Duration     // run deadline, enforced by killing the container
 	Memory   int64             // memory limit in bytes
-	Warm     *Warm             // when set, reuse a long-lived runner for this function
+	Warm     *protocol.Warm    // when set, reuse a long-lived runner for this function (defaults applied)
 	Prepare  bool              // the image has /bin/sh: the next container may be created ahead of time
-}
-
-// Warm configures reuse of a runner container for one function.
-type Warm struct {
-	Idle    time.Duration // stop a runner unused this long
-	MaxUses int           // recycle a runner after this many invocations
 }
 
 // CodePath is where a job's inline code is mounted inside the container.

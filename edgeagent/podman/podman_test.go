@@ -13,6 +13,7 @@ import (
 
 	"github.com/deviceless/deviceless/edgeagent/container"
 	"github.com/deviceless/deviceless/edgeagent/internal/testenv"
+	"github.com/deviceless/deviceless/protocol"
 )
 
 const shImage = "localhost/deviceless/sh"
@@ -203,7 +204,7 @@ func TestPython(t *testing.T) {
 func TestWarmReusesRunner(t *testing.T) {
 	rt := newRuntime(t)
 	job := shJob(`read -r ev; echo "{\"pid\":$$,\"id\":\"$DEVICELESS_INVOCATION_ID\"}"`)
-	job.Warm = &container.Warm{Idle: time.Minute, MaxUses: 3}
+	job.Warm = &protocol.Warm{Idle: protocol.Duration(time.Minute), MaxUses: 3}
 	var outs []container.Outcome
 	for i := range 4 {
 		job.ID = "warm-" + string(rune('a'+i))
@@ -220,7 +221,7 @@ func TestWarmReusesRunner(t *testing.T) {
 func TestWarmFaults(t *testing.T) {
 	rt := newRuntime(t)
 	job := shJob(`read -r ev; case "$ev" in *hang*) sleep 600;; *fail*) echo bad >&2; exit 4;; *big*) head -c 3000000 /dev/zero | tr '\0' b;; *) echo '{"ok":true}';; esac`)
-	job.Warm = &container.Warm{Idle: time.Minute}
+	job.Warm = &protocol.Warm{Idle: protocol.Duration(time.Minute)}
 	job.Stdin = []byte(`{"x":"fail"}`)
 	out := run(t, rt, job)
 	if out.ExitCode != 4 || strings.TrimSpace(out.Stderr) != "bad" {
@@ -298,7 +299,7 @@ func TestWarmPython(t *testing.T) {
 	job := shJob("import json, os, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'id': os.environ['DEVICELESS_INVOCATION_ID'], 'n': inv['args']['n']}))\n")
 	job.Image = "localhost/deviceless/python3"
 	job.Command = []string{"python3", container.CodePath}
-	job.Warm = &container.Warm{Idle: time.Minute}
+	job.Warm = &protocol.Warm{Idle: protocol.Duration(time.Minute)}
 	for i := range 2 {
 		job.ID = fmt.Sprintf("py-warm-%d", i)
 		out := run(t, rt, job)

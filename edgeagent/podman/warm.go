@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/edgeagent/container"
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // runnerScript is the long-lived process of a warm container. For each invocation it reads
@@ -285,7 +286,7 @@ func (r *Runtime) takeIdle(k string) *runner {
 }
 
 // release puts w back in the pool, or retires it after its last use.
-func (r *Runtime) release(w *runner, cfg *container.Warm) {
+func (r *Runtime) release(w *runner, cfg *protocol.Warm) {
 	if cfg.MaxUses > 0 && w.uses >= cfg.MaxUses {
 		w.retire()
 		return
@@ -298,7 +299,7 @@ func (r *Runtime) release(w *runner, cfg *container.Warm) {
 	}
 	r.warm[w.key] = append(r.warm[w.key], w)
 	if cfg.Idle > 0 {
-		w.idle = time.AfterFunc(cfg.Idle, func() { r.expire(w) })
+		w.idle = time.AfterFunc(cfg.Idle.D(), func() { r.expire(w) })
 	}
 	r.mu.Unlock()
 }
