@@ -172,17 +172,17 @@ type DryRunRequest struct {
 
 // ActionView is an evaluated action in JSON.
 type ActionView struct {
-	Kind     string         `json:"kind"`
-	Function string         `json:"function,omitempty"`
-	Target   *protocol.Target  `json:"target,omitempty"`
-	Args     map[string]any `json:"args,omitempty"`
-	Line     string         `json:"line,omitempty"`
-	Value    any            `json:"value,omitempty"`
-	For      string         `json:"for,omitempty"`
-	Topic    string         `json:"topic,omitempty"`
-	Payload  any            `json:"payload,omitempty"`
-	QoS      byte           `json:"qos,omitempty"`
-	Retain   bool           `json:"retain,omitempty"`
+	Kind     string           `json:"kind"`
+	Function string           `json:"function,omitempty"`
+	Target   *protocol.Target `json:"target,omitempty"`
+	Args     map[string]any   `json:"args,omitempty"`
+	Line     string           `json:"line,omitempty"`
+	Value    any              `json:"value,omitempty"`
+	For      string           `json:"for,omitempty"`
+	Topic    string           `json:"topic,omitempty"`
+	Payload  any              `json:"payload,omitempty"`
+	QoS      byte             `json:"qos,omitempty"`
+	Retain   bool             `json:"retain,omitempty"`
 }
 
 // FiringView is a firing in JSON.
