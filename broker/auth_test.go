@@ -522,3 +522,21 @@ func TestTLSClientCertificates(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentials(t *testing.T) {
+	h, err := HashPassword("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCredentials([]User{{Username: "ops", PasswordHash: h, Role: RoleClient}})
+	for range 2 { // the second check is served by the cache
+		if role, ok := c.Check("ops", "s3cret"); !ok || role != RoleClient {
+			t.Fatalf("Check(ops, right) = %q, %v", role, ok)
+		}
+	}
+	for _, bad := range [][2]string{{"ops", "wrong"}, {"ops", ""}, {"nobody", "s3cret"}, {"", ""}} {
+		if role, ok := c.Check(bad[0], bad[1]); ok {
+			t.Errorf("Check(%q, %q) accepted as %q", bad[0], bad[1], role)
+		}
+	}
+}

@@ -80,7 +80,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// Credentials for this run only.
 	creds := map[string]string{agentID: secret(), "demo-sensors": secret(), "demo-watch": secret()}
 	roles := map[string]broker.Role{agentID: broker.RoleAgent, "demo-sensors": broker.RoleDevice, "demo-watch": broker.RoleAdmin}
-	ecfg := engine.Config{Rules: cfg.Rules, HTTP: cfg.HTTP, ShutdownGrace: 3 * time.Second}
+	// The demo's API is open (no credentials to type) and therefore loopback only; the
+	// engine refuses api.open anywhere else and logs a warning at start.
+	ecfg := engine.Config{Rules: cfg.Rules, HTTP: cfg.HTTP, ShutdownGrace: 3 * time.Second, API: engine.APIConfig{Open: true}}
 	ecfg.Broker.Listen = cfg.Listen
 	for user, pw := range creds {
 		h, err := broker.HashPassword(pw)

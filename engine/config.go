@@ -21,6 +21,7 @@ type Config struct {
 	Broker BrokerConfig    `yaml:"broker"`
 	Rules  []string        `yaml:"rules"`
 	HTTP   string          `yaml:"http"`
+	API    APIConfig       `yaml:"api"`    // who may use the HTTP API (docs/security.md)
 	Influx *metrics.Config `yaml:"influx"` // absent: metrics to InfluxDB off
 	// Name tags this engine's points in InfluxDB; default the host name.
 	Name string `yaml:"name"`
@@ -111,6 +112,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 			errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
 		}
+	}
+	if err := c.API.validate(c.HTTP); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))

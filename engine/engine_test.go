@@ -43,6 +43,7 @@ func testConfig(t *testing.T, rulesDir string) Config {
 	cfg := Config{HTTP: "127.0.0.1:0", Rules: []string{rulesDir}, ReloadDelay: 50 * time.Millisecond}
 	cfg.Broker.Listen = "127.0.0.1:0"
 	cfg.Broker.Users = users
+	cfg.API.Tokens = []APIToken{{Name: "tests", Hash: HashAPIToken(testToken), Role: broker.RoleAdmin}}
 	cfg.Dispatch = DispatchConfig{Attempts: 3, Backoff: 10 * time.Millisecond, StartGrace: 200 * time.Millisecond}
 	cfg.ShutdownGrace = time.Second
 	return cfg
@@ -258,12 +259,30 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func getJSON(t *testing.T, url string, v any) int {
+// testToken is the admin API token of testConfig's engines.
+const testToken = "test-token-of-engine-tests"
+
+// apiDo sends an API request with the test token.
+func apiDo(t *testing.T, method, url, body string) *http.Response {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp := apiDo(t, http.MethodGet, url, "")
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
@@ -273,10 +292,7 @@ func getJSON(t *testing.T, url string, v any) int {
 
 func postJSON(t *testing.T, url, body string, v any) int {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := apiDo(t, http.MethodPost, url, body)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(b, v); err != nil {
@@ -376,10 +392,7 @@ func TestEventToInvocationToResult(t *testing.T) {
 	if len(rl.Rules) != 1 || rl.Rules[0].Matched != 2 || rl.Rules[0].Fired != 1 {
 		t.Fatalf("rules %+v", rl)
 	}
-	resp, err := http.Get("http://" + e.HTTPAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := apiDo(t, http.MethodGet, "http://"+e.HTTPAddr()+"/metrics", "")
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{`deviceless_invocations_total{cold="true",function="echo",status="ok"} 1`, `deviceless_rule_firings_total{rule="hot"} 1`, "deviceless_agents_online 2", `deviceless_events_total{stage="matched"} 1`} {

@@ -29,7 +29,16 @@ func (e *Engine) serveHTTP() (*http.Server, error) {
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	e.httpAddr.Store(ln.Addr().String())
-	srv := &http.Server{Handler: e.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	if e.cfg.API.Open {
+		e.log.Warn("HTTP API OPEN: no authentication, every caller is admin (api.open; loopback only)", "http", ln.Addr().String())
+	}
+	g := newGuard(e.cfg.API, e.cfg.Broker.Users, ln.Addr().String(), func(reason string) {
+		e.metrics.apiRefused.WithLabelValues(reason).Inc()
+	})
+	// Timeouts so that a slow or silent client cannot hold a connection (and a request
+	// slot) for ever; the write timeout leaves room for an invocation's whole budget.
+	srv := &http.Server{Handler: e.handler(g), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http server failed", "err", err)
@@ -38,31 +47,31 @@ func (e *Engine) serveHTTP() (*http.Server, error) {
 	return srv, nil
 }
 
-// Handler is the engine's HTTP API.
-func (e *Engine) Handler() http.Handler {
+// handler is the engine's HTTP API; g decides who may call what (docs/security.md).
+func (e *Engine) handler(g *guard) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /healthz", g.wrap(accessNone, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /readyz", g.wrap(accessNone, func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-e.ready:
 			writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "agents_online": e.registry.online()})
 		default:
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting"})
 		}
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/v1/rules", e.apiRules)
-	mux.HandleFunc("GET /api/v1/agents", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /metrics", g.wrap(accessRead, promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP))
+	mux.HandleFunc("GET /api/v1/rules", g.wrap(accessRead, e.apiRules))
+	mux.HandleFunc("GET /api/v1/agents", g.wrap(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"agents": e.registry.list()})
-	})
-	mux.HandleFunc("GET /api/v1/invocations", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /api/v1/invocations", g.wrap(accessRead, func(w http.ResponseWriter, r *http.Request) {
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
 		writeJSON(w, http.StatusOK, map[string]any{"invocations": e.history.list(limit), "in_flight": e.dispatch.inFlight()})
-	})
-	mux.HandleFunc("POST /api/v1/invoke/{function}", e.apiInvoke)
-	mux.HandleFunc("POST /api/v1/dryrun", e.apiDryRun)
+	}))
+	mux.HandleFunc("POST /api/v1/invoke/{function}", g.wrap(accessInvoke, e.apiInvoke))
+	mux.HandleFunc("POST /api/v1/dryrun", g.wrap(accessRead, e.apiDryRun))
 	return mux
 }
 
@@ -211,9 +220,9 @@ func viewActions(as []rules.Action) []ActionView {
 	return out
 }
 
-// apiDryRun evaluates one event against a fresh copy of the running rules: nothing is
-// invoked, and the running rules' state is not touched (state starts empty, so `for`,
-// windows and throttles see this event as the first of its key).
+// apiDryRun evaluates one event against a fresh copy of the running rules (no file is
+// read): nothing is invoked, and the running rules' state is not touched (state starts
+// empty, so `for`, windows and throttles see this event as the first of its key).
 func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 	var req DryRunRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
@@ -231,12 +240,7 @@ func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 	if json.Unmarshal(req.Payload, &s) == nil {
 		payload = []byte(s) // a JSON string is the payload's text
 	}
-	set, err := e.loadRules()
-	if err != nil {
-		writeError(w, http.StatusConflict, fmt.Errorf("rule files do not load: %w", err))
-		return
-	}
-	set.SetAgents(e.registry.forRules())
+	set := e.ruleSet().Fresh()
 	firings := set.NewEvaluator().Eval(&rules.Event{Topic: req.Topic, Payload: payload, Client: req.Client, QoS: req.QoS, Retain: req.Retain, Time: e.now()}, nil)
 	out := struct {
 		Firings []FiringView `json:"firings"`

@@ -69,7 +69,8 @@ func TestDashboardAfterARealRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecfg := engine.Config{Rules: []string{dir}, HTTP: freeAddr(t), Name: "dash-engine", Influx: &fast, MetricsInterval: 100 * time.Millisecond}
+	ecfg := engine.Config{Rules: []string{dir}, HTTP: freeAddr(t), Name: "dash-engine", Influx: &fast, MetricsInterval: 100 * time.Millisecond,
+		API: engine.APIConfig{Open: true}}
 	ecfg.Broker.Listen = "127.0.0.1:0"
 	ecfg.Broker.AllowAnonymous, ecfg.Broker.AnonymousRole = true, broker.RoleAdmin
 	ecfg.Broker.Users = []broker.User{{Username: "dash-edge", PasswordHash: hash, Role: broker.RoleAgent}}

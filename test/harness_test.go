@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -275,6 +276,7 @@ func (c *cluster) writeEngineConfig() string {
 		paths = []string{c.rules}
 	}
 	fmt.Fprintf(&b, "rules: [%s]\nhttp: %s\n", strings.Join(paths, ", "), c.http)
+	fmt.Fprintf(&b, "api: {tokens: [{name: e2e, hash: %q, role: admin}]}\n", "sha256:"+hex.EncodeToString(tokenSum[:]))
 	// Short budgets keep the fault tests quick: a lost attempt is retried after the
 	// function's timeout plus 1s.
 	b.WriteString("dispatch: {attempts: 3, backoff: 50ms, start_grace: 1s}\nshutdown_grace: 3s\n")
@@ -487,8 +489,18 @@ func (c *cluster) waitAgents(online bool, ids ...string) {
 	})
 }
 
+// apiToken is the e2e engines' admin API token (a program's credentials, as users run them).
+const apiToken = "e2e-api-token-0123456789abcdef"
+
+var tokenSum = sha256.Sum256([]byte(apiToken))
+
 func getJSON(u string, v any) error {
-	resp, err := http.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}

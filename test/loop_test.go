@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -109,7 +110,9 @@ func TestClosedLoopTwoAgents(t *testing.T) {
 	// pick: one over both agents, through the CLI and the HTTP API.
 	seen := map[string]int{}
 	for range 4 {
-		out, err := exec.Command(bin, "invoke", "echo", "--http", c.http, "--target", `{"labels":{"site":"e2e"},"pick":"one"}`).Output()
+		cmd := exec.Command(bin, "invoke", "echo", "--http", c.http, "--target", `{"labels":{"site":"e2e"},"pick":"one"}`)
+		cmd.Env = append(os.Environ(), "DEVICELESS_TOKEN="+apiToken)
+		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("deviceless invoke echo: %v: %s", err, out)
 		}

@@ -92,3 +92,31 @@ func TestExampleConfigs(t *testing.T) {
 		}
 	}
 }
+
+// `deviceless token` prints a token and a config entry the engine loads, whose hash is
+// the token's.
+func TestTokenCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := tokenCmd([]string{"ci", "viewer"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	tok, entry, ok := strings.Cut(out.String(), "\n")
+	tok = strings.TrimPrefix(tok, "token: ")
+	if !ok || !strings.HasPrefix(tok, "dl_") {
+		t.Fatalf("output %q", out.String())
+	}
+	path := filepath.Join(t.TempDir(), "deviceless.yaml")
+	if err := os.WriteFile(path, []byte("http: 127.0.0.1:0\n"+entry), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := engine.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.API.Tokens) != 1 || cfg.API.Tokens[0].Hash != engine.HashAPIToken(tok) || cfg.API.Tokens[0].Role != engine.RoleViewer {
+		t.Fatalf("tokens %+v for token %s", cfg.API.Tokens, tok)
+	}
+	if code := tokenCmd([]string{"x", "device"}, &out, &errOut); code != 2 {
+		t.Errorf("role device: exit %d, want 2", code)
+	}
+}

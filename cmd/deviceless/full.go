@@ -13,6 +13,7 @@ const otherUsage = `  deviceless demo                  the closed loop on one ma
                                    broker + rules engine + HTTP API
   deviceless invoke FUNCTION --args JSON   invoke a function through the engine
   deviceless passwd [PASSWORD]     print a bcrypt hash for the broker's users
+  deviceless token [NAME [ROLE]]   make an HTTP API token and its api.tokens entry
   deviceless rules check PATH...   validate rule files and folders
   deviceless rules test PATH...    run rule test files (*_test.yaml)
 `
@@ -30,6 +31,8 @@ func otherCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return invokeCmd(ctx, args[1:], stdout, stderr), true
 	case "passwd":
 		return passwdCmd(args[1:], os.Stdin, stdout, stderr), true
+	case "token":
+		return tokenCmd(args[1:], stdout, stderr), true
 	}
 	return 0, false
 }

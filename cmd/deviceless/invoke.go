@@ -11,10 +11,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/engine"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -25,8 +27,10 @@ func invokeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	target := fs.String("target", "", `target as JSON, e.g. {"agent":"gh1-edge"} or {"labels":{"site":"greenhouse"}}`)
 	addr := fs.String("http", "127.0.0.1:8080", "the engine's HTTP API address")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long")
+	token := fs.String("token", os.Getenv("DEVICELESS_TOKEN"), "API token (default $DEVICELESS_TOKEN)")
+	user := fs.String("user", os.Getenv("DEVICELESS_USER"), "USER:PASSWORD of a broker user with the client or admin role (default $DEVICELESS_USER)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: deviceless invoke FUNCTION [--args JSON] [--target JSON] [--http ADDR]\n\nInvokes a function through the engine and prints the result. Exits 1 unless its status is ok.\n\n")
+		fmt.Fprint(stderr, "usage: deviceless invoke FUNCTION [--args JSON] [--target JSON] [--http ADDR] [--token T | --user U:P]\n\nInvokes a function through the engine and prints the result. Exits 1 unless its status is ok.\nCredentials: an API token (api.tokens) or a broker user with the client or admin role.\n\n")
 		fs.PrintDefaults()
 	}
 	// Accept the function name before or after the flags.
@@ -66,6 +70,13 @@ func invokeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	hreq.Header.Set("Content-Type", "application/json")
+	switch {
+	case *token != "":
+		hreq.Header.Set("Authorization", "Bearer "+*token)
+	case *user != "":
+		name, pass, _ := strings.Cut(*user, ":")
+		hreq.SetBasicAuth(name, pass)
+	}
 	resp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
 		fmt.Fprintf(stderr, "invoke %s: %v (is the engine running with its HTTP API on %s?)\n", function, err, *addr)
@@ -82,6 +93,31 @@ func invokeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if json.Unmarshal(out, &res) != nil || res.Status != protocol.StatusOK {
 		return 1
 	}
+	return 0
+}
+
+func tokenCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: deviceless token [NAME [ROLE]]\n\nMakes a random HTTP API token. Prints the token (give it to the program, e.g. as\nDEVICELESS_TOKEN) and the entry for the engine config's api.tokens (only its hash is stored).\nROLE is viewer (read only), client (read and invoke; default) or admin.\n")
+	}
+	if err := fs.Parse(args); err != nil || fs.NArg() > 2 {
+		return 2
+	}
+	name, role := "program", "client"
+	if fs.NArg() > 0 {
+		name = fs.Arg(0)
+	}
+	if fs.NArg() > 1 {
+		role = fs.Arg(1)
+	}
+	if role != "viewer" && role != "client" && role != "admin" {
+		fmt.Fprintf(stderr, "token: role %q: use viewer, client or admin\n", role)
+		return 2
+	}
+	tok, hash := engine.NewAPIToken()
+	fmt.Fprintf(stdout, "token: %s\napi:\n  tokens:\n    - {name: %s, hash: %q, role: %s}\n", tok, name, hash, role)
 	return 0
 }
 

@@ -1,0 +1,321 @@
+package engine
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deviceless/deviceless/broker"
+)
+
+// APIConfig secures the HTTP API (docs/security.md). By default every endpoint but
+// /healthz and /readyz needs credentials: HTTP basic with the broker's users, or a bearer
+// token for programs.
+type APIConfig struct {
+	// Open serves the API without authentication, every caller as admin. Only for a
+	// loopback listen address (the demo); the engine says so loudly at start.
+	Open bool `yaml:"open"`
+	// Tokens are API tokens for programs (`Authorization: Bearer <token>`).
+	Tokens []APIToken `yaml:"tokens"`
+	// AllowedHosts are Host header values accepted besides the listen address (a name
+	// the API is reached by through a proxy, e.g. "deviceless.example.com"); "*" turns the
+	// check off. The check stops DNS rebinding: a web page's name pointed at 127.0.0.1.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// MaxConcurrent bounds requests in progress; more are answered 503. Default 64.
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
+// APIToken is one token: only its SHA-256 is stored (`deviceless token` makes both).
+type APIToken struct {
+	Name string      `yaml:"name"`
+	Hash string      `yaml:"hash"` // "sha256:" + hex of the token
+	Role broker.Role `yaml:"role"` // viewer, client or admin
+}
+
+// RoleViewer is an HTTP-only role for tokens: it reads (rules, agents, invocations,
+// metrics, dry runs) and invokes nothing.
+const RoleViewer broker.Role = "viewer"
+
+// DefaultAPIConcurrency is the default bound on HTTP requests in progress.
+const DefaultAPIConcurrency = 64
+
+// access is what an endpoint needs.
+type access int
+
+const (
+	accessNone   access = iota // health probes
+	accessRead                 // viewer, client, admin
+	accessInvoke               // client, admin
+	accessAdmin                // admin
+)
+
+func (a access) allows(role broker.Role) bool {
+	switch a {
+	case accessNone:
+		return true
+	case accessRead:
+		return role == RoleViewer || role == broker.RoleClient || role == broker.RoleAdmin
+	case accessInvoke:
+		return role == broker.RoleClient || role == broker.RoleAdmin
+	}
+	return role == broker.RoleAdmin
+}
+
+// NewAPIToken returns a random token and the hash to put in the config.
+func NewAPIToken() (token, hash string) {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	token = "dl_" + hex.EncodeToString(b[:])
+	return token, HashAPIToken(token)
+}
+
+// HashAPIToken is the value of APIToken.Hash for token.
+func HashAPIToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func (c *APIConfig) validate(listen string) error {
+	var errs []error
+	if c.Open && listen != "off" && !loopbackListen(listen) {
+		errs = append(errs, fmt.Errorf("api.open: the API may be open only on a loopback address, not %q", listen))
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Tokens {
+		switch {
+		case t.Name == "":
+			errs = append(errs, fmt.Errorf("api.tokens[%d]: needs a name", i))
+		case seen[t.Name]:
+			errs = append(errs, fmt.Errorf("api.tokens[%d]: duplicate name %q", i, t.Name))
+		}
+		seen[t.Name] = true
+		if h, ok := strings.CutPrefix(t.Hash, "sha256:"); !ok || len(h) != 64 || !isHex(h) {
+			errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): hash must be sha256:<64 hex digits> (deviceless token prints one)", i, t.Name))
+		}
+		if t.Role != RoleViewer && t.Role != broker.RoleClient && t.Role != broker.RoleAdmin {
+			errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): role %q: use viewer, client or admin", i, t.Name, t.Role))
+		}
+	}
+	if c.MaxConcurrent < 0 {
+		errs = append(errs, fmt.Errorf("api.max_concurrent: %d is negative", c.MaxConcurrent))
+	}
+	return errors.Join(errs...)
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// guard authenticates and bounds HTTP requests before the API's handlers.
+type guard struct {
+	open      bool
+	users     *broker.Credentials
+	tokens    map[[32]byte]broker.Role
+	hosts     map[string]bool // accepted Host values (lower case, with port)
+	anyHost   bool
+	slots     chan struct{}
+	failures  *failureLimiter
+	onRefusal func(reason string)
+}
+
+func newGuard(cfg APIConfig, users []broker.User, listenAddr string, onRefusal func(string)) *guard {
+	g := &guard{open: cfg.Open, users: broker.NewCredentials(users), tokens: map[[32]byte]broker.Role{},
+		hosts: map[string]bool{}, failures: newFailureLimiter(10, time.Minute), onRefusal: onRefusal}
+	for _, t := range cfg.Tokens {
+		var sum [32]byte
+		h, _ := hex.DecodeString(strings.TrimPrefix(t.Hash, "sha256:"))
+		copy(sum[:], h)
+		g.tokens[sum] = t.Role
+	}
+	n := cfg.MaxConcurrent
+	if n == 0 {
+		n = DefaultAPIConcurrency
+	}
+	g.slots = make(chan struct{}, n)
+	if host, port, err := net.SplitHostPort(listenAddr); err == nil {
+		g.hosts[strings.ToLower(net.JoinHostPort(host, port))] = true
+		ip := net.ParseIP(host)
+		if host == "localhost" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+			for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+				g.hosts[net.JoinHostPort(h, port)] = true
+			}
+		}
+	}
+	for _, h := range cfg.AllowedHosts {
+		if h == "*" {
+			g.anyHost = true
+		}
+		g.hosts[strings.ToLower(h)] = true
+	}
+	return g
+}
+
+// wrap applies the checks in the order that costs least for a refused request.
+func (g *guard) wrap(need access, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !g.anyHost && !g.hosts[strings.ToLower(r.Host)] {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil || !g.hosts[strings.ToLower(host)] {
+				g.refuse(w, http.StatusMisdirectedRequest, "host", fmt.Sprintf("Host %q is not this API's address (api.allowed_hosts)", r.Host))
+				return
+			}
+		}
+		select {
+		case g.slots <- struct{}{}:
+			defer func() { <-g.slots }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			g.refuse(w, http.StatusServiceUnavailable, "busy", "too many requests in progress")
+			return
+		}
+		if r.Method == http.MethodPost {
+			// A web page can POST text/plain or a form to any address without a CORS
+			// preflight; requiring JSON makes a browser ask first, and we never allow it.
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+				g.refuse(w, http.StatusUnsupportedMediaType, "content_type", "POST bodies must be Content-Type: application/json")
+				return
+			}
+		}
+		if need == accessNone {
+			h(w, r)
+			return
+		}
+		role, status, msg := g.authenticate(r)
+		if status != 0 {
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Basic realm="deviceless", charset="UTF-8"`)
+			}
+			g.refuse(w, status, "auth", msg)
+			return
+		}
+		if !need.allows(role) {
+			g.refuse(w, http.StatusForbidden, "role", fmt.Sprintf("role %q may not do this", role))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (g *guard) authenticate(r *http.Request) (broker.Role, int, string) {
+	if g.open {
+		return broker.RoleAdmin, 0, ""
+	}
+	ip := remoteIP(r)
+	if g.failures.blocked(ip) {
+		return "", http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute"
+	}
+	auth := r.Header.Get("Authorization")
+	if tok, ok := strings.CutPrefix(auth, "Bearer "); ok {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+		for h, role := range g.tokens {
+			if subtle.ConstantTimeCompare(h[:], sum[:]) == 1 {
+				return role, 0, ""
+			}
+		}
+		g.failures.fail(ip)
+		return "", http.StatusUnauthorized, "unknown token"
+	}
+	if user, pass, ok := r.BasicAuth(); ok {
+		if role, ok := g.users.Check(user, pass); ok {
+			return role, 0, ""
+		}
+		g.failures.fail(ip)
+		return "", http.StatusUnauthorized, "wrong username or password"
+	}
+	return "", http.StatusUnauthorized, "authentication required: HTTP basic (a broker user) or Authorization: Bearer <token>"
+}
+
+func (g *guard) refuse(w http.ResponseWriter, code int, reason, msg string) {
+	if g.onRefusal != nil {
+		g.onRefusal(reason)
+	}
+	writeError(w, code, errors.New(msg))
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// failureLimiter blocks an address after max failed authentications within window, so
+// that guessing passwords costs time and every guess does not cost a bcrypt check.
+type failureLimiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	by     map[string]*failures
+	now    func() time.Time
+}
+
+type failures struct {
+	n     int
+	since time.Time
+}
+
+// maxTracked bounds the limiter's memory under a flood from many addresses.
+const maxTracked = 10000
+
+func newFailureLimiter(max int, window time.Duration) *failureLimiter {
+	return &failureLimiter{max: max, window: window, by: map[string]*failures{}, now: time.Now}
+}
+
+func (l *failureLimiter) blocked(ip string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.by[ip]
+	if f == nil {
+		return false
+	}
+	if l.now().Sub(f.since) > l.window {
+		delete(l.by, ip)
+		return false
+	}
+	return f.n >= l.max
+}
+
+func (l *failureLimiter) fail(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	f := l.by[ip]
+	if f == nil || now.Sub(f.since) > l.window {
+		if len(l.by) >= maxTracked {
+			for k, v := range l.by {
+				if now.Sub(v.since) > l.window {
+					delete(l.by, k)
+				}
+			}
+			if len(l.by) >= maxTracked {
+				clear(l.by) // a flood from everywhere: start over rather than grow
+			}
+		}
+		f = &failures{since: now}
+		l.by[ip] = f
+	}
+	f.n++
+}

@@ -1,0 +1,21 @@
+package rules
+
+// Fresh returns a copy of s that shares its compiled rules but has empty state and zeroed
+// counters: a dry run evaluates on it without touching the running rules and without
+// loading the rule files again.
+func (s *Set) Fresh() *Set {
+	out := &Set{Functions: s.Functions, matcher: s.matcher, opts: s.opts, files: s.files}
+	out.Rules = make([]*Rule, len(s.Rules))
+	for i, r := range s.Rules {
+		c := *r
+		c.counters = &Counters{}
+		if c.state != nil {
+			c.state = newRuleState(c.maxKeys)
+		}
+		out.Rules[i] = &c
+	}
+	if p := s.agents.Load(); p != nil {
+		out.agents.Store(p)
+	}
+	return out
+}
