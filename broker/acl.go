@@ -74,6 +74,7 @@ const (
 	failTakeover    authFailure = "client_id_owned"
 	failKeepalive   authFailure = "keepalive"
 	failReservedID  authFailure = "reserved_client_id"
+	failAgentID     authFailure = "agent_client_id"
 )
 
 // authenticate checks credentials and returns the user's role.

@@ -376,6 +376,29 @@ func TestClientIDTakeover(t *testing.T) {
 	}
 }
 
+// An agent's id belongs to that agent user only: a device cannot squat it while the agent
+// has no session (mosquitto_pub as the squatter, as an attacker would), and the agent then
+// connects with it.
+func TestAgentClientIDReserved(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	addr := b.Addr(ListenerTCP)
+	host, port := hostPort(t, addr)
+	if out, err := mosquitto(t, "mosquitto_pub", "-h", host, "-p", port, "-i", "a1", "-c", "-u", "sensor1", "-P", "pw-sensor1", "-t", "sensors/t", "-m", "1", "-q", "1"); err == nil {
+		t.Fatalf("a device connected with agent a1's client id: %s", out)
+	}
+	if _, err := connectConn(t, dialTCP(t, addr), connOpts{clientID: "a1", user: "root", persistent: true}); err == nil {
+		t.Fatal("an admin connected with agent a1's client id")
+	}
+	agent := mustConnect(t, addr, connOpts{clientID: "a1", user: "a1", persistent: true})
+	if agent.connack.SessionPresent {
+		t.Error("the agent inherited a session someone else created")
+	}
+	if got := counterValue(t, b.Server, "deviceless_broker_auth_failures_total", "reason", "agent_client_id"); got != 2 {
+		t.Errorf("auth_failures_total{reason=agent_client_id} = %v, want 2", got)
+	}
+}
+
 // The "Done when" list: TLS works with the right CA; a client with the wrong CA fails
 // the handshake. mosquitto_pub/sub and paho both.
 func TestTLS(t *testing.T) {

@@ -61,6 +61,11 @@ func (h *guardHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if existing, ok := s.mqtt.Clients.Get(cl.ID); ok && string(existing.Properties.Username) != username {
 		return refuse(failTakeover, packets.ErrNotAuthorized)
 	}
+	// An agent's id is its username: nobody else may hold that client id, even while the
+	// agent has no session (a squatter's session would make the agent's own refused).
+	if owner, ok := s.policy.users[cl.ID]; ok && owner.Role == RoleAgent && username != cl.ID {
+		return refuse(failAgentID, packets.ErrNotAuthorized)
+	}
 	if max := uint16(s.cfg.Limits.MaxKeepalive.Seconds()); max > 0 {
 		if ka := pk.Connect.Keepalive; ka == 0 || ka > max {
 			if cl.Properties.ProtocolVersion < 5 {

@@ -438,6 +438,11 @@ func (in *Intake) NextBatch(ctx context.Context) ([]Event, error) {
 // fill waits for events and moves them to the consumer side. Called with cmu held.
 func (in *Intake) fill(ctx context.Context) error {
 	for {
+		// The context first: under a flood there is always something queued, and a
+		// consumer told to stop must hear it (a stopping engine would never get here).
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		in.mu.Lock()
 		if len(in.in) > 0 {
 			recycled := in.out[:0]

@@ -226,3 +226,26 @@ func counterValue(t testing.TB, s *Server, name, label, value string) float64 {
 	t.Fatalf("metric %s{%s=%q} not found", name, label, value)
 	return 0
 }
+
+// A consumer whose context has ended hears it even with events waiting: under a flood
+// there is always something queued, and a stopping engine must stop.
+func TestIntakeNextBatchHonoursCancelWithEventsQueued(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "pub", user: "sensor1"})
+	pub.mustPublish(t, "sensors/q1", "queued", 1)
+	waitFor(t, "event queued", func() bool { return in.Stats().Backlog == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if batch, err := in.NextBatch(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("NextBatch with a cancelled context and an event queued = %d events, %v; want context.Canceled", len(batch), err)
+	}
+	batch, err := in.NextBatch(testContext(t))
+	if err != nil || len(batch) != 1 || string(batch[0].Payload) != "queued" {
+		t.Fatalf("the queued event after the refusal: %v, %v", batch, err)
+	}
+}

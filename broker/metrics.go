@@ -15,7 +15,7 @@ type metrics struct {
 	oversized    atomic.Uint64
 }
 
-var authReasons = []authFailure{failAnonymous, failUnknownUser, failPassword, failWill, failTakeover, failKeepalive, failReservedID}
+var authReasons = []authFailure{failAnonymous, failUnknownUser, failPassword, failWill, failTakeover, failKeepalive, failReservedID, failAgentID}
 
 func (m *metrics) authFailure(why authFailure) {
 	for i, r := range authReasons {
