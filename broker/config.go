@@ -15,18 +15,19 @@ import (
 
 // Defaults applied by New to zero-valued fields.
 const (
-	DefaultListen          = "127.0.0.1:1883"
-	DefaultPrefix          = "deviceless"
-	DefaultMaxPacketSize   = 1 << 20 // 1 MiB
-	DefaultMaxInflight     = 64
-	DefaultMaxQueued       = 1000
-	DefaultMaxPending      = 8192
-	DefaultIntakeBuffer    = 8192
-	DefaultSysInterval     = 10 * time.Second
-	DefaultConnectTimeout  = 10 * time.Second
-	DefaultSessionExpiry   = 7 * 24 * time.Hour
-	listenerDisabled       = "off"
-	maxBcryptPasswordBytes = 72
+	DefaultListen             = "127.0.0.1:1883"
+	DefaultPrefix             = "deviceless"
+	DefaultMaxPacketSize      = 1 << 20 // 1 MiB
+	DefaultMaxInflight        = 64
+	DefaultMaxQueued          = 1000
+	DefaultMaxPending         = 8192
+	DefaultIntakeBuffer       = 8192
+	DefaultMaxRetainedPerUser = 100
+	DefaultSysInterval        = 10 * time.Second
+	DefaultConnectTimeout     = 10 * time.Second
+	DefaultSessionExpiry      = 7 * 24 * time.Hour
+	listenerDisabled          = "off"
+	maxBcryptPasswordBytes    = 72
 )
 
 // Role is what a user may do on the broker (see docs/broker.md for the full table).
@@ -109,6 +110,10 @@ type Limits struct {
 	// MaxPending is the outbound buffer of one connected client, in packets; when a slow
 	// reader fills it, further messages to it are dropped and counted. Default 8192.
 	MaxPending int32 `yaml:"max_pending" json:"max_pending"`
+	// MaxRetainedPerUser bounds the retained topics one user may hold; a retained publish
+	// beyond it is refused (MQTT 5 QoS 1/2: PUBACK 0x97) or delivered without being
+	// retained. Default 100; admins are not bounded.
+	MaxRetainedPerUser int `yaml:"max_retained_per_user" json:"max_retained_per_user"`
 	// MaxClients is the number of simultaneous connections. Zero: unlimited.
 	MaxClients int64 `yaml:"max_clients" json:"max_clients"`
 	// MaxKeepalive caps the keepalive clients may ask for. MQTT 5 clients asking for more
@@ -159,6 +164,9 @@ func (c Config) withDefaults() Config {
 	}
 	if l.IntakeBuffer == 0 {
 		l.IntakeBuffer = DefaultIntakeBuffer
+	}
+	if l.MaxRetainedPerUser == 0 {
+		l.MaxRetainedPerUser = DefaultMaxRetainedPerUser
 	}
 	c.Users = append([]User(nil), c.Users...)
 	if c.TLS != nil {
@@ -235,6 +243,9 @@ func (c *Config) validate() error {
 	}
 	if l.MaxPending < 1 {
 		add("limits.max_pending %d: must be positive", l.MaxPending)
+	}
+	if l.MaxRetainedPerUser < 0 {
+		add("limits.max_retained_per_user %d: must not be negative", l.MaxRetainedPerUser)
 	}
 	if l.MaxClients < 0 {
 		add("limits.max_clients %d: must not be negative", l.MaxClients)

@@ -23,6 +23,7 @@ func (h *guardHook) Provides(b byte) bool {
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
 		mqtt.OnDisconnect,
+		mqtt.OnPublish,
 	}, []byte{b})
 }
 

@@ -67,6 +67,10 @@ type IntakeOptions struct {
 	// already holds (its acknowledgement lost to a restart or a dropped connection) is
 	// acknowledged and not delivered again.
 	Durable bool
+	// SkipRetained leaves out the retained messages the broker hands over when the intake
+	// subscribes (at every start): a retained event is taken once, when it is published,
+	// not again after each restart.
+	SkipRetained bool
 }
 
 // Intake is the engine's in-process feed of published messages: no network hop, and it
@@ -88,9 +92,10 @@ type Intake struct {
 	sys     bool // deliver '$' topics
 	limit   int64
 
-	durable   bool
-	journal   *journal    // set by Run for a durable intake
-	attaching atomic.Bool // retained messages are being delivered at subscription
+	durable      bool
+	skipRetained bool
+	journal      *journal    // set by Run for a durable intake
+	attaching    atomic.Bool // retained messages are being delivered at subscription
 
 	mu      sync.Mutex
 	in      []Event // written by the broker, under mu
@@ -151,16 +156,17 @@ func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
 		buffer = s.cfg.Limits.IntakeBuffer
 	}
 	in := &Intake{
-		s:       s,
-		name:    name,
-		id:      int(s.intakeSeq.Add(1)),
-		filters: append([]string(nil), filters...),
-		exclude: append([]string(nil), opts.Exclude...),
-		sys:     sys,
-		durable: opts.Durable,
-		limit:   int64(buffer),
-		notify:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
+		s:            s,
+		name:         name,
+		id:           int(s.intakeSeq.Add(1)),
+		filters:      append([]string(nil), filters...),
+		exclude:      append([]string(nil), opts.Exclude...),
+		sys:          sys,
+		durable:      opts.Durable,
+		skipRetained: opts.SkipRetained,
+		limit:        int64(buffer),
+		notify:       make(chan struct{}, 1),
+		done:         make(chan struct{}),
 	}
 	s.intakeMu.Lock()
 	defer s.intakeMu.Unlock()
@@ -235,6 +241,9 @@ func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 		return
 	}
 	if in.excluded(pk.TopicName) {
+		return
+	}
+	if in.skipRetained && pk.FixedHeader.Retain && in.attaching.Load() {
 		return
 	}
 	if in.durable && pk.FixedHeader.Qos > 0 && !in.attaching.Load() {

@@ -13,6 +13,9 @@ type metrics struct {
 	aclPublish   atomic.Uint64
 	aclRead      atomic.Uint64
 	oversized    atomic.Uint64
+	// retainedRefused counts retained invoke requests refused and retained messages
+	// beyond a user's limit.
+	retainedRefused atomic.Uint64
 }
 
 var authReasons = []authFailure{failAnonymous, failUnknownUser, failPassword, failWill, failTakeover, failKeepalive, failReservedID, failAgentID}
@@ -50,31 +53,32 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	descClients       = desc("clients_connected", "MQTT clients connected now.")
-	descClientsMax    = desc("clients_maximum", "Most MQTT clients connected at once.")
-	descSessions      = desc("sessions", "Sessions known to the broker, connected or not.")
-	descMsgsIn        = desc("messages_received_total", "PUBLISH packets received from clients and the engine.")
-	descMsgsOut       = desc("messages_sent_total", "PUBLISH packets sent to clients.")
-	descBytesIn       = desc("bytes_received_total", "Bytes received from clients.")
-	descBytesOut      = desc("bytes_sent_total", "Bytes sent to clients.")
-	descPacketsIn     = desc("packets_received_total", "MQTT packets received.")
-	descPacketsOut    = desc("packets_sent_total", "MQTT packets sent.")
-	descDropped       = desc("messages_dropped_total", "Messages dropped: reason=slow_client (outbound buffer full), queue_full (limits.max_queued reached for an offline or unacknowledging client).", "reason")
-	descInflight      = desc("inflight_messages", "QoS 1/2 messages held for clients (in flight or queued while offline).")
-	descRetained      = desc("retained_messages", "Retained messages.")
-	descSubscriptions = desc("subscriptions", "Client subscriptions.")
-	descAuthFailures  = desc("auth_failures_total", "Refused connections by reason.", "reason")
-	descACLDenied     = desc("acl_denied_total", "Publishes, subscriptions and deliveries refused by the ACL.", "action")
-	descOversized     = desc("oversized_packets_total", "Clients disconnected for sending a packet over limits.max_packet_size.")
-	descIntakeEvents  = desc("intake_events_total", "Events accepted by an in-process intake.", "intake")
-	descIntakeDropped = desc("intake_dropped_total", "QoS 0 events an in-process intake shed because its consumer was behind.", "intake")
-	descIntakeBacklog = desc("intake_backlog", "Events waiting in an in-process intake.", "intake")
+	descClients         = desc("clients_connected", "MQTT clients connected now.")
+	descClientsMax      = desc("clients_maximum", "Most MQTT clients connected at once.")
+	descSessions        = desc("sessions", "Sessions known to the broker, connected or not.")
+	descMsgsIn          = desc("messages_received_total", "PUBLISH packets received from clients and the engine.")
+	descMsgsOut         = desc("messages_sent_total", "PUBLISH packets sent to clients.")
+	descBytesIn         = desc("bytes_received_total", "Bytes received from clients.")
+	descBytesOut        = desc("bytes_sent_total", "Bytes sent to clients.")
+	descPacketsIn       = desc("packets_received_total", "MQTT packets received.")
+	descPacketsOut      = desc("packets_sent_total", "MQTT packets sent.")
+	descDropped         = desc("messages_dropped_total", "Messages dropped: reason=slow_client (outbound buffer full), queue_full (limits.max_queued reached for an offline or unacknowledging client).", "reason")
+	descInflight        = desc("inflight_messages", "QoS 1/2 messages held for clients (in flight or queued while offline).")
+	descRetained        = desc("retained_messages", "Retained messages.")
+	descSubscriptions   = desc("subscriptions", "Client subscriptions.")
+	descAuthFailures    = desc("auth_failures_total", "Refused connections by reason.", "reason")
+	descACLDenied       = desc("acl_denied_total", "Publishes, subscriptions and deliveries refused by the ACL.", "action")
+	descOversized       = desc("oversized_packets_total", "Clients disconnected for sending a packet over limits.max_packet_size.")
+	descRetainedRefused = desc("retained_refused_total", "Retained invoke requests refused, and retained messages beyond a user's limits.max_retained_per_user.")
+	descIntakeEvents    = desc("intake_events_total", "Events accepted by an in-process intake.", "intake")
+	descIntakeDropped   = desc("intake_dropped_total", "QoS 0 events an in-process intake shed because its consumer was behind.", "intake")
+	descIntakeBacklog   = desc("intake_backlog", "Events waiting in an in-process intake.", "intake")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descClients, descClientsMax, descSessions, descMsgsIn, descMsgsOut,
 		descBytesIn, descBytesOut, descPacketsIn, descPacketsOut, descDropped, descInflight, descRetained,
-		descSubscriptions, descAuthFailures, descACLDenied, descOversized, descIntakeEvents, descIntakeDropped,
+		descSubscriptions, descAuthFailures, descACLDenied, descOversized, descRetainedRefused, descIntakeEvents, descIntakeDropped,
 		descIntakeBacklog} {
 		ch <- d
 	}
@@ -109,6 +113,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descACLDenied, float64(s.metrics.aclPublish.Load()), "publish")
 	counter(descACLDenied, float64(s.metrics.aclRead.Load()), "read")
 	counter(descOversized, float64(s.metrics.oversized.Load()))
+	counter(descRetainedRefused, float64(s.metrics.retainedRefused.Load()))
 	s.intakeMu.Lock()
 	intakes := make([]*Intake, 0, len(s.intakes))
 	for _, in := range s.intakes {

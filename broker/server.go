@@ -37,6 +37,9 @@ type Server struct {
 	engine  *mqtt.Client
 	metrics metrics
 
+	invokePrefix string          // {prefix}/invoke/: no retained requests
+	retained     *retainedOwners // retained topics per user
+
 	intakeMu  sync.Mutex
 	intakes   map[string]*Intake
 	intakeSeq atomic.Int64
@@ -60,12 +63,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("broker config: %w", err)
 	}
 	s := &Server{
-		cfg:     c,
-		log:     log,
-		policy:  newPolicy(&c),
-		intakes: map[string]*Intake{},
-		ready:   make(chan struct{}),
-		addrs:   map[string]string{},
+		cfg:          c,
+		log:          log,
+		policy:       newPolicy(&c),
+		retained:     newRetainedOwners(c.Limits.MaxRetainedPerUser),
+		invokePrefix: c.Prefix + "/invoke/",
+		intakes:      map[string]*Intake{},
+		ready:        make(chan struct{}),
+		addrs:        map[string]string{},
 	}
 	if c.TLS != nil && c.TLS.Listen != "" {
 		t, err := c.TLS.tlsConfig()

@@ -476,6 +476,13 @@ func (e *Engine) control1(b *broker.Event) {
 // externalInvoke serves {prefix}/invoke/{function}: an MQTT v5 request whose result goes
 // to the request's response topic with its correlation data.
 func (e *Engine) externalInvoke(function string, b *broker.Event) {
+	if b.Retain {
+		// A retained request (left by a client before the broker refused them) would run
+		// again at every start: never served.
+		e.metrics.malformed.WithLabelValues("invoke").Inc()
+		e.log.Warn("retained invoke request ignored", "client", b.ClientID, "topic", b.Topic)
+		return
+	}
 	respond := func(res protocol.Result) {
 		if b.ResponseTopic == "" {
 			return

@@ -53,6 +53,8 @@ func openEmbedded(e *Engine) (*embedded, error) {
 		Filters: []string{"#"},
 		Exclude: []string{topics.AgentAll("+"), topics.AllInvoke()},
 		Durable: e.cfg.Broker.Store != "",
+		// A retained event is evaluated when it is published, not again at every start.
+		SkipRetained: true,
 	}); err != nil {
 		return nil, err
 	}
