@@ -81,7 +81,6 @@ type Rule struct {
 	uses     uses
 	stateful bool
 	maxKeys  int
-	sig      string // what the rule's state depends on; equal sig keeps state on reload
 
 	state    *ruleState
 	counters *Counters
@@ -325,7 +324,6 @@ func (c *compiler) rule(rd *RuleDef) {
 		c.errf(name.Pos, "rule %q uses `window` but defines no window", name.Value)
 	}
 	r.stateful = r.window != nil || r.For > 0 || r.Throttle > 0 || r.key != nil || r.uses&usePrev != 0
-	r.sig = fmt.Sprintf("%q|%q|%q|%+v|%v|%v|%d", r.Filters, rd.If.Src, rd.Key.Src, windowSig(rd.Window), r.For, r.Throttle, r.maxKeys)
 	if r.stateful {
 		r.state = newRuleState(r.maxKeys)
 	}
@@ -334,13 +332,6 @@ func (c *compiler) rule(rd *RuleDef) {
 	for _, f := range r.Filters {
 		_ = c.set.matcher.Add(f, idx) // validated above
 	}
-}
-
-func windowSig(w *WindowDef) string {
-	if w == nil {
-		return ""
-	}
-	return fmt.Sprintf("%v/%d/%q/%d", w.Over, w.Count, w.Of.Src, w.MaxSamples)
 }
 
 func (c *compiler) target(at Pos, t *protocol.Target) protocol.Target {
@@ -490,17 +481,22 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 }
 
 // Adopt carries state over from the set s replaces: a rule whose name and stateful
-// definition (filters, if, key, window, for, throttle, max_keys) are unchanged keeps its
-// windows, `for` clocks, throttles and counters; other rules start empty. It returns the
-// names of the rules that kept their state. Call it before s receives events.
+// definition (filters, if, key, window, for, throttle, max_keys; see equalState) are
+// unchanged keeps its windows, `for` clocks, throttles and counters; other rules start
+// empty. It returns the names of the rules that kept their state. Call it before s
+// receives events.
 func (s *Set) Adopt(old *Set) []string {
 	if old == nil {
 		return nil
 	}
+	byName := make(map[string]*Rule, len(old.Rules))
+	for _, o := range old.Rules {
+		byName[o.Name] = o
+	}
 	var kept []string
 	for _, r := range s.Rules {
-		o := old.Rule(r.Name)
-		if o == nil || o.sig != r.sig {
+		o := byName[r.Name]
+		if o == nil || !equalState(o, r) {
 			continue
 		}
 		r.state, r.counters = o.state, o.counters
