@@ -21,6 +21,8 @@ type promMetrics struct {
 	invocations *prometheus.CounterVec // function, status, cold
 	durations   *prometheus.HistogramVec
 	reloads     *prometheus.CounterVec // result: ok, error
+	// change: added, removed, reset, changed (rules.Diff; kept is no change)
+	reloadChanges *prometheus.CounterVec
 }
 
 func newPromMetrics(e *Engine) *promMetrics {
@@ -44,9 +46,11 @@ func newPromMetrics(e *Engine) *promMetrics {
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deviceless_invocation_stage_seconds",
 			Help: "Invocation time per stage as the agent measured it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"function", "stage"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reloads_total", Help: "Rule reloads by result."}, []string{"result"}),
+		reloadChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reload_changes_total",
+			Help: "Rules that successful reloads added, removed, reset (state started empty) or changed (state kept, other actions)."}, []string{"change"}),
 	}
 	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
-		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads,
+		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_invocations_in_flight", Help: "Invocations awaiting a result."},

@@ -480,30 +480,46 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 	return prog
 }
 
-// Adopt carries state over from the set s replaces: a rule whose name and stateful
-// definition (filters, if, key, window, for, throttle, max_keys; see equalState) are
-// unchanged keeps its windows, `for` clocks, throttles and counters; other rules start
-// empty. It returns the names of the rules that kept their state. Call it before s
-// receives events.
-func (s *Set) Adopt(old *Set) []string {
-	if old == nil {
-		return nil
+// Adopt carries state over from the set s replaces and returns what changed, rule by rule
+// (see Diff): a rule whose name and stateful definition (filters, if, key, window, for,
+// throttle, max_keys; see equalState) are unchanged keeps its windows, `for` clocks,
+// throttles, counters and last error; other rules start empty. Call it before s receives
+// events.
+func (s *Set) Adopt(old *Set) Diff {
+	d := Diff{Added: []string{}, Removed: []string{}, Reset: []string{}, Changed: []string{}, Kept: []string{}}
+	byName := map[string]*Rule{}
+	if old != nil {
+		for _, o := range old.Rules {
+			byName[o.Name] = o
+		}
 	}
-	byName := make(map[string]*Rule, len(old.Rules))
-	for _, o := range old.Rules {
-		byName[o.Name] = o
-	}
-	var kept []string
 	for _, r := range s.Rules {
 		o := byName[r.Name]
-		if o == nil || !equalState(o, r) {
-			continue
+		delete(byName, r.Name)
+		switch {
+		case o == nil:
+			d.Added = append(d.Added, r.Name)
+		case !equalState(o, r):
+			d.Reset = append(d.Reset, r.Name)
+		default:
+			r.state, r.counters = o.state, o.counters
+			if r.Description != o.Description || !equalActions(o, r) {
+				d.Changed = append(d.Changed, r.Name)
+			} else {
+				d.Kept = append(d.Kept, r.Name)
+			}
 		}
-		r.state, r.counters = o.state, o.counters
-		kept = append(kept, r.Name)
+	}
+	if old == nil {
+		return d
+	}
+	for _, o := range old.Rules {
+		if byName[o.Name] != nil {
+			d.Removed = append(d.Removed, o.Name)
+		}
 	}
 	if p := old.agents.Load(); p != nil && s.agents.Load() == nil {
 		s.agents.Store(p)
 	}
-	return kept
+	return d
 }

@@ -302,37 +302,3 @@ func TestNoMatchDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations for an event matching no rule, want 0", n)
 	}
 }
-
-func TestAdoptKeepsStateOfUnchangedRules(t *testing.T) {
-	src := func(action string) string {
-		return `
-rules:
-  - name: hot
-    on: s/+
-    window: {count: 3, of: payload.c}
-    if: window.count == 3
-    do: [{publish: {topic: '"` + action + `"'}}]
-  - name: once
-    on: s/+
-    throttle: 1h
-    do: [{publish: {topic: '"x"'}}]
-`
-	}
-	old := compileSrc(t, src("a"), Options{})
-	e := old.NewEvaluator()
-	e.Eval(ev("s/1", `{"c": 1}`, 0), nil)
-	e.Eval(ev("s/1", `{"c": 1}`, time.Second), nil)
-	// Changing only an action keeps the window; changing the throttle resets that rule.
-	next := compileSrc(t, strings.Replace(src("b"), "throttle: 1h", "throttle: 2h", 1), Options{})
-	kept := next.Adopt(old)
-	if strings.Join(kept, ",") != "hot" {
-		t.Fatalf("kept %v, want [hot]", kept)
-	}
-	fs := next.NewEvaluator().Eval(ev("s/1", `{"c": 1}`, 2*time.Second), nil)
-	if len(fs) != 2 || fs[0].Rule != "hot" || fs[0].Actions[0].Topic != "b" || fs[1].Rule != "once" {
-		t.Fatalf("firings after reload: %+v", fs)
-	}
-	if next.Rule("hot").Counters().Matched.Load() != 3 {
-		t.Fatal("counters were not carried over")
-	}
-}

@@ -3,6 +3,10 @@ package rules
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // A rule with every stateful part, and edits of one part each: does the edited rule take
@@ -59,13 +63,162 @@ rules:
 func TestAdoptActionStartsUsingPrev(t *testing.T) {
 	old := compileSrc(t, "rules:\n  - {name: r, on: s/+, do: [{publish: {topic: '\"x\"', payload: 'payload'}}]}\n", Options{})
 	next := compileSrc(t, "rules:\n  - {name: r, on: s/+, do: [{publish: {topic: '\"x\"', payload: 'prev ?? 0'}}]}\n", Options{})
-	if kept := next.Adopt(old); len(kept) != 0 {
-		t.Fatalf("kept %v, want none", kept)
+	if d := next.Adopt(old); len(d.Reset) != 1 {
+		t.Fatalf("diff %+v, want r reset", d)
 	}
 	e := next.NewEvaluator()
 	e.Eval(ev("s/1", `1`, 0), nil)
 	fs := e.Eval(ev("s/1", `2`, 0), nil)
 	if len(fs) != 1 || fs[0].Actions[0].Payload != 1.0 {
 		t.Fatalf("firings %+v, want one with payload 1 (the previous one)", fs)
+	}
+}
+
+func TestAdoptDiff(t *testing.T) {
+	rule := func(name, extra string) string {
+		return "  - {name: " + name + ", on: s/+" + extra + ", do: [{publish: {topic: '\"x\"'}}]}\n"
+	}
+	const fn = "functions:\n  f: {runtime: sh, code: cat}\n"
+	tests := []struct {
+		name     string
+		old, new string // rule lists
+		want     Diff
+	}{
+		{
+			name: "first load",
+			new:  rule("a", "") + rule("b", ""),
+			want: Diff{Added: []string{"a", "b"}},
+		},
+		{
+			name: "identical",
+			old:  rule("a", ", throttle: 1m") + rule("b", ""),
+			new:  rule("a", ", throttle: 1m") + rule("b", ""),
+			want: Diff{Kept: []string{"a", "b"}},
+		},
+		{
+			name: "moved and reordered",
+			old:  rule("a", "") + rule("b", ""),
+			new:  "\n" + rule("b", "") + rule("a", ""),
+			want: Diff{Kept: []string{"b", "a"}},
+		},
+		{
+			name: "one of each",
+			old:  rule("kept", "") + rule("gone", "") + rule("reset", ", for: 1m") + rule("changed", ", for: 1m"),
+			new: rule("new", "") + rule("kept", "") + rule("reset", ", for: 2m") +
+				"  - {name: changed, on: s/+, for: 1m, do: [{publish: {topic: '\"y\"'}}]}\n",
+			want: Diff{Added: []string{"new"}, Removed: []string{"gone"}, Reset: []string{"reset"}, Changed: []string{"changed"}, Kept: []string{"kept"}},
+		},
+		{
+			name: "description",
+			old:  rule("a", ", description: one"),
+			new:  rule("a", ", description: two"),
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "invoke args",
+			old:  "  - {name: a, on: s/+, do: [{invoke: f, args: {x: payload.x}}]}\n",
+			new:  "  - {name: a, on: s/+, do: [{invoke: f, args: {x: payload.y}}]}\n",
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "invoke target",
+			old:  "  - {name: a, on: s/+, do: [{invoke: f, target: {labels: {z: n}}}]}\n",
+			new:  "  - {name: a, on: s/+, do: [{invoke: f, target: {labels: {z: s}}}]}\n",
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "default pick is pick one",
+			old:  "  - {name: a, on: s/+, do: [{invoke: f, target: {agent: x}}]}\n",
+			new:  "  - {name: a, on: s/+, do: [{invoke: f, target: {agent: x, pick: one}}]}\n",
+			want: Diff{Kept: []string{"a"}},
+		},
+		{
+			name: "actuate value",
+			old:  "  - {name: a, on: s/+, do: [{actuate: {target: {agent: x}, line: fan, value: 1}}]}\n",
+			new:  "  - {name: a, on: s/+, do: [{actuate: {target: {agent: x}, line: fan, value: 0}}]}\n",
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "publish payload",
+			old:  rule("a", ""),
+			new:  "  - {name: a, on: s/+, do: [{publish: {topic: '\"x\"', payload: raw}}]}\n",
+			want: Diff{Kept: []string{"a"}}, // the default payload is `raw`
+		},
+		{
+			name: "publish qos",
+			old:  rule("a", ""),
+			new:  "  - {name: a, on: s/+, do: [{publish: {topic: '\"x\"', qos: 1}}]}\n",
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "an action added",
+			old:  rule("a", ""),
+			new:  "  - {name: a, on: s/+, do: [{publish: {topic: '\"x\"'}}, {invoke: f}]}\n",
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "disabled is removed",
+			old:  rule("a", "") + rule("b", ""),
+			new:  rule("a", "") + rule("b", ", disabled: true"),
+			want: Diff{Removed: []string{"b"}, Kept: []string{"a"}},
+		},
+		{
+			name: "renamed",
+			old:  rule("a", ", throttle: 1m"),
+			new:  rule("b", ", throttle: 1m"),
+			want: Diff{Added: []string{"b"}, Removed: []string{"a"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var old *Set
+			if tc.old != "" {
+				old = compileSrc(t, fn+"rules:\n"+tc.old, Options{})
+			}
+			next := compileSrc(t, fn+"rules:\n"+tc.new, Options{})
+			if d := cmp.Diff(tc.want, next.Adopt(old), cmpopts.EquateEmpty()); d != "" {
+				t.Fatalf("Adopt (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+// Kept and changed rules go on with their windows, throttles and counters; a reset rule
+// starts empty.
+func TestAdoptKeepsOrResetsState(t *testing.T) {
+	src := func(action, throttle string) string {
+		return `
+rules:
+  - name: hot
+    on: s/+
+    window: {count: 3, of: payload.c}
+    if: window.count == 3
+    do: [{publish: {topic: '"` + action + `"'}}]
+  - name: once
+    on: s/+
+    throttle: ` + throttle + `
+    do: [{publish: {topic: '"x"'}}]
+`
+	}
+	old := compileSrc(t, src("a", "1h"), Options{})
+	e := old.NewEvaluator()
+	e.Eval(ev("s/1", `{"c": 1}`, 0), nil)
+	e.Eval(ev("s/1", `{"c": 1}`, time.Second), nil)
+	next := compileSrc(t, src("b", "2h"), Options{})
+	want := Diff{Changed: []string{"hot"}, Reset: []string{"once"}}
+	if d := cmp.Diff(want, next.Adopt(old), cmpopts.EquateEmpty()); d != "" {
+		t.Fatalf("Adopt (-want +got):\n%s", d)
+	}
+	// hot's window holds its third sample and fires with the new action; once's throttle
+	// was reset, so it fires again within the old hour.
+	fs := next.NewEvaluator().Eval(ev("s/1", `{"c": 1}`, 2*time.Second), nil)
+	if len(fs) != 2 || fs[0].Rule != "hot" || fs[0].Actions[0].Topic != "b" || fs[1].Rule != "once" {
+		t.Fatalf("firings after reload: %+v", fs)
+	}
+	if n := next.Rule("hot").Counters().Matched.Load(); n != 3 {
+		t.Fatalf("hot matched %d, want 3: counters carried over", n)
+	}
+	if n := next.Rule("once").Counters().Matched.Load(); n != 1 {
+		t.Fatalf("once matched %d, want 1: counters start again", n)
 	}
 }

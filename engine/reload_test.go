@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/google/go-cmp/cmp"
+)
+
+// rulesAPI is /api/v1/rules as a client reads it: the JSON names are the contract.
+type rulesAPI struct {
+	LastReload *struct {
+		Error string              `json:"error"`
+		Diff  map[string][]string `json:"diff"`
+	} `json:"last_reload"`
+	Rules []struct {
+		Name    string `json:"name"`
+		Matched uint64 `json:"matched"`
+		Errors  uint64 `json:"errors"`
+		Keys    int    `json:"keys"`
+	} `json:"rules"`
+}
+
+func (a *rulesAPI) rule(t *testing.T, name string) int {
+	t.Helper()
+	for i, r := range a.Rules {
+		if r.Name == name {
+			return i
+		}
+	}
+	t.Fatalf("no rule %q in %+v", name, a.Rules)
+	return -1
+}
+
+const reloadRulesV1 = `
+rules:
+  - name: count   # unchanged: kept
+    on: in/+
+    window: {count: 100, of: "1"}
+    do: [{publish: {topic: '"out/count"', payload: window.count}}]
+  - name: flaky   # its action changes: changed
+    on: in/+
+    if: payload.c > 1
+    do: [{publish: {topic: '"out/flaky"'}}]
+  - name: slow    # its throttle changes: reset
+    on: in/+
+    throttle: 1h
+    do: [{publish: {topic: '"out/slow"'}}]
+  - name: gone    # removed
+    on: in/+
+    do: [{publish: {topic: '"out/gone"'}}]
+`
+
+const reloadRulesV2 = `
+rules:
+  - name: new     # added
+    on: in/+
+    do: [{publish: {topic: '"out/new"'}}]
+  - name: count
+    on: in/+
+    window: {count: 100, of: "1"}
+    do: [{publish: {topic: '"out/count"', payload: window.count}}]
+  - name: flaky
+    on: in/+
+    if: payload.c > 1
+    do: [{publish: {topic: '"out/flaky2"'}}]
+  - name: slow
+    on: in/+
+    throttle: 2h
+    do: [{publish: {topic: '"out/slow"'}}]
+`
+
+// A rule file rewritten on disk: the reload's diff shows in /api/v1/rules and the
+// metrics, and the kept rules' state with it.
+func TestReloadDiffInRulesAPI(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, reloadRulesV1)
+	e := startEngine(t, testConfig(t, dir))
+	url := "http://" + e.HTTPAddr() + "/api/v1/rules"
+	dev := connect(t, e.BrokerAddr(), "dev", nil, nil)
+	dev.pub(t, &paho.Publish{Topic: "in/a", Payload: []byte(`x`), QoS: 1})
+	var api rulesAPI
+	eventually(t, "the event evaluated", func() bool {
+		api = rulesAPI{}
+		getJSON(t, url, &api)
+		return api.Rules[api.rule(t, "count")].Keys == 1 && api.Rules[api.rule(t, "slow")].Keys == 1
+	})
+	if api.LastReload != nil {
+		t.Fatalf("last_reload before any reload: %+v", api.LastReload)
+	}
+
+	writeRules(t, dir, reloadRulesV2)
+	eventually(t, "reload", func() bool {
+		api = rulesAPI{}
+		getJSON(t, url, &api)
+		return api.LastReload != nil
+	})
+	want := map[string][]string{"added": {"new"}, "removed": {"gone"}, "reset": {"slow"}, "changed": {"flaky"}, "kept": {"count"}}
+	if d := cmp.Diff(want, api.LastReload.Diff); d != "" || api.LastReload.Error != "" {
+		t.Fatalf("last_reload error %q, diff (-want +got):\n%s", api.LastReload.Error, d)
+	}
+	for name, keys := range map[string]int{"new": 0, "count": 1, "flaky": 0, "slow": 0} {
+		if got := api.Rules[api.rule(t, name)].Keys; got != keys {
+			t.Errorf("rule %s holds %d keys, want %d", name, got, keys)
+		}
+	}
+	for change, n := range map[string]float64{"added": 1, "removed": 1, "reset": 1, "changed": 1} {
+		if got := testutilValue(e, "deviceless_rules_reload_changes_total", change); got != n {
+			t.Errorf("deviceless_rules_reload_changes_total{change=%q} = %v, want %v", change, got, n)
+		}
+	}
+}
