@@ -86,8 +86,9 @@ type Rule struct {
 	counters *Counters
 }
 
-// Counters are a rule's running totals. They are shared with the rule's successor
-// across reloads when its state is kept.
+// Counters are a rule's running totals and its last runtime error. They are shared with
+// the rule's successor across reloads when its state is kept, and safe for concurrent
+// readers.
 type Counters struct {
 	Matched   atomic.Uint64 // events whose topic matched
 	Fired     atomic.Uint64 // firings
@@ -95,7 +96,25 @@ type Counters struct {
 	Errors    atomic.Uint64 // runtime errors (missing field, wrong type, budget)
 	Evicted   atomic.Uint64 // keys evicted from state
 	lastLog   atomic.Int64
+	lastErr   atomic.Pointer[RuntimeError]
 }
+
+// RuntimeError is a rule's runtime error on one event, kept as the rule's last error (as
+// os.PathError keeps an operation and a path with its error). It is formatted when read,
+// so a failing event pays one allocation for it.
+type RuntimeError struct {
+	In    string    // the part of the rule that failed: key, condition, if, action
+	Err   error     // the expression's error
+	Topic string    // the event's topic
+	At    time.Time // the event's receive time (the rules' clock)
+}
+
+func (e *RuntimeError) Error() string { return e.In + ": " + e.Err.Error() }
+
+func (e *RuntimeError) Unwrap() error { return e.Err }
+
+// LastError is the rule's most recent runtime error, or nil.
+func (c *Counters) LastError() *RuntimeError { return c.lastErr.Load() }
 
 // Counters returns the rule's running totals.
 func (r *Rule) Counters() *Counters { return r.counters }

@@ -222,3 +222,31 @@ rules:
 		t.Fatalf("once matched %d, want 1: counters start again", n)
 	}
 }
+
+// The last error lives with the counters: a reload that keeps a rule's state keeps it, a
+// reset starts without one.
+func TestAdoptCarriesLastError(t *testing.T) {
+	src := func(topic, throttle string) string {
+		return "rules:\n  - {name: r, on: s/+, if: payload.a > 1, throttle: " + throttle + ", do: [{publish: {topic: '\"" + topic + "\"'}}]}\n"
+	}
+	old := compileSrc(t, src("x", "1m"), Options{})
+	old.NewEvaluator().Eval(ev("s/1", `not json`, 0), nil)
+	le := old.Rules[0].Counters().LastError()
+	if le == nil {
+		t.Fatal("no last error")
+	}
+	changed := compileSrc(t, src("y", "1m"), Options{})
+	if d := changed.Adopt(old); len(d.Changed) != 1 {
+		t.Fatalf("diff %+v, want r changed", d)
+	}
+	if got := changed.Rules[0].Counters().LastError(); got != le {
+		t.Fatalf("last error after a reload that keeps state: %v, want %v", got, le)
+	}
+	reset := compileSrc(t, src("y", "2m"), Options{})
+	if d := reset.Adopt(changed); len(d.Reset) != 1 {
+		t.Fatalf("diff %+v, want r reset", d)
+	}
+	if got := reset.Rules[0].Counters().LastError(); got != nil {
+		t.Fatalf("last error after a reset: %v, want none", got)
+	}
+}
