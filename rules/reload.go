@@ -36,7 +36,7 @@ type Diff struct {
 // depends on. Expressions are compared by their source text, sizes and durations by
 // their effective values (defaults applied). It is comparable with ==.
 type stateDef struct {
-	stateful   bool // whether the rule keeps state at all (an action may start using `prev`)
+	prev       bool // whether the rule remembers the previous payload (`prev` anywhere in it)
 	cond       string
 	key        string
 	over       time.Duration
@@ -49,7 +49,7 @@ type stateDef struct {
 }
 
 func (r *Rule) stateDef() stateDef {
-	d := stateDef{stateful: r.stateful, cond: src(r.cond), key: src(r.key), forD: r.For, throttle: r.Throttle, maxKeys: r.maxKeys}
+	d := stateDef{prev: r.uses&usePrev != 0, cond: src(r.cond), key: src(r.key), forD: r.For, throttle: r.Throttle, maxKeys: r.maxKeys}
 	if w := r.window; w != nil {
 		d.over, d.count, d.of, d.maxSamples = w.over, w.count, src(w.of), w.maxSamples
 	}

@@ -32,6 +32,7 @@ rules:
 	}{
 		{"unchanged", "", "", Options{}, true},
 		{"action", `topic: '"x"'`, `topic: '"y"'`, Options{}, true},
+		{"action starts using prev", `payload: window.avg`, `payload: prev`, Options{}, false},
 		{"description", "description: warm", "description: hot", Options{}, true},
 		{"moved", "  - name: r", "  - name: r\n", Options{}, true},
 		{"filter added", "[s/+/t, s/+/h]", "[s/+/t, s/+/h, s/+/p]", Options{}, false},
@@ -59,7 +60,8 @@ rules:
 }
 
 // A stateless rule whose action starts using `prev` becomes stateful: it must not take
-// over the old rule's (absent) state.
+// over the old rule's (absent) state. (A stateful rule is reset too: its keys have not
+// remembered payloads, and one that stops using prev would keep stale ones.)
 func TestAdoptActionStartsUsingPrev(t *testing.T) {
 	old := compileSrc(t, "rules:\n  - {name: r, on: s/+, do: [{publish: {topic: '\"x\"', payload: 'payload'}}]}\n", Options{})
 	next := compileSrc(t, "rules:\n  - {name: r, on: s/+, do: [{publish: {topic: '\"x\"', payload: 'prev ?? 0'}}]}\n", Options{})
