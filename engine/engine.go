@@ -54,8 +54,9 @@ type Engine struct {
 }
 
 type reloadStatus struct {
-	Error string    `json:"error,omitempty"`
-	At    time.Time `json:"at"`
+	Error string      `json:"error,omitempty"`
+	At    time.Time   `json:"at"`
+	Diff  *rules.Diff `json:"diff,omitempty"` // a successful reload's changes (engine/reload.go)
 }
 
 // New validates cfg, loads the rules and prepares the broker. Nothing listens until Run.

@@ -100,6 +100,11 @@ type RuleView struct {
 	Throttled   uint64   `json:"throttled"`
 	Errors      uint64   `json:"errors"`
 	Keys        int      `json:"keys"`
+	// The last runtime error ("in: message"), its event's receive time and topic; absent
+	// until the rule fails. Kept across reloads that keep the rule's state.
+	LastError      string     `json:"last_error,omitempty"`
+	LastErrorAt    *time.Time `json:"last_error_at,omitempty"`
+	LastErrorTopic string     `json:"last_error_topic,omitempty"`
 }
 
 func (e *Engine) apiRules(w http.ResponseWriter, r *http.Request) {
@@ -119,6 +124,9 @@ func (e *Engine) apiRules(w http.ResponseWriter, r *http.Request) {
 		}
 		if rl.Throttle > 0 {
 			v.Throttle = rl.Throttle.String()
+		}
+		if le := c.LastError(); le != nil {
+			v.LastError, v.LastErrorAt, v.LastErrorTopic = le.Error(), &le.At, le.Topic
 		}
 		out.Rules = append(out.Rules, v)
 	}

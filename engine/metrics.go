@@ -22,6 +22,8 @@ type promMetrics struct {
 	durations   *prometheus.HistogramVec
 	reloads     *prometheus.CounterVec // result: ok, error
 	apiRefused  *prometheus.CounterVec // reason: auth, role, host, busy, content_type
+	// change: added, removed, reset, changed (rules.Diff; kept is no change)
+	reloadChanges *prometheus.CounterVec
 }
 
 func newPromMetrics(e *Engine) *promMetrics {
@@ -47,9 +49,11 @@ func newPromMetrics(e *Engine) *promMetrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reloads_total", Help: "Rule reloads by result."}, []string{"result"}),
 		apiRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_http_refused_total",
 			Help: "HTTP API requests refused, by reason: auth, role, host, busy, content_type."}, []string{"reason"}),
+		reloadChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reload_changes_total",
+			Help: "Rules that successful reloads added, removed, reset (state started empty) or changed (state kept, other actions)."}, []string{"change"}),
 	}
 	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
-		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused,
+		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_invocations_in_flight", Help: "Invocations awaiting a result."},

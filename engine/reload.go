@@ -78,7 +78,9 @@ func (e *Engine) watchRules(ctx context.Context) {
 }
 
 // Reload loads the rule files again and swaps them in if they are valid. It reports
-// whether the new set is running.
+// whether the new set is running. What changed (rules.Diff: added, removed, reset,
+// changed, kept) goes to the log, deviceless_rules_reload_changes_total and
+// /api/v1/rules' last_reload.
 func (e *Engine) Reload() bool {
 	set, err := e.loadRules()
 	if err != nil {
@@ -87,12 +89,15 @@ func (e *Engine) Reload() bool {
 		e.log.Error("rule reload failed; the running rules stay", "err", err)
 		return false
 	}
-	old := e.ruleSet()
-	kept := set.Adopt(old)
+	d := set.Adopt(e.ruleSet())
 	set.SetAgents(e.registry.forRules())
 	e.rules.Store(set)
-	e.rulesErr.Store(&reloadStatus{At: e.now()})
+	e.rulesErr.Store(&reloadStatus{At: e.now(), Diff: &d})
 	e.metrics.reloads.WithLabelValues("ok").Inc()
-	e.log.Info("rules reloaded", "rules", len(set.Rules), "kept_state", len(kept))
+	for change, names := range map[string][]string{"added": d.Added, "removed": d.Removed, "reset": d.Reset, "changed": d.Changed} {
+		e.metrics.reloadChanges.WithLabelValues(change).Add(float64(len(names)))
+	}
+	e.log.Info("rules reloaded", "rules", len(set.Rules), "added", d.Added, "removed", d.Removed, "reset", d.Reset,
+		"changed", d.Changed, "kept", len(d.Kept))
 	return true
 }

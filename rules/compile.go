@@ -81,14 +81,14 @@ type Rule struct {
 	uses     uses
 	stateful bool
 	maxKeys  int
-	sig      string // what the rule's state depends on; equal sig keeps state on reload
 
 	state    *ruleState
 	counters *Counters
 }
 
-// Counters are a rule's running totals. They are shared with the rule's successor
-// across reloads when its state is kept.
+// Counters are a rule's running totals and its last runtime error. They are shared with
+// the rule's successor across reloads when its state is kept, and safe for concurrent
+// readers.
 type Counters struct {
 	Matched   atomic.Uint64 // events whose topic matched
 	Fired     atomic.Uint64 // firings
@@ -96,7 +96,25 @@ type Counters struct {
 	Errors    atomic.Uint64 // runtime errors (missing field, wrong type, budget)
 	Evicted   atomic.Uint64 // keys evicted from state
 	lastLog   atomic.Int64
+	lastErr   atomic.Pointer[RuntimeError]
 }
+
+// RuntimeError is a rule's runtime error on one event, kept as the rule's last error (as
+// os.PathError keeps an operation and a path with its error). It is formatted when read,
+// so a failing event pays one allocation for it.
+type RuntimeError struct {
+	In    string    // the part of the rule that failed: key, condition, if, action
+	Err   error     // the expression's error
+	Topic string    // the event's topic
+	At    time.Time // the event's receive time (the rules' clock)
+}
+
+func (e *RuntimeError) Error() string { return e.In + ": " + e.Err.Error() }
+
+func (e *RuntimeError) Unwrap() error { return e.Err }
+
+// LastError is the rule's most recent runtime error, or nil.
+func (c *Counters) LastError() *RuntimeError { return c.lastErr.Load() }
 
 // Counters returns the rule's running totals.
 func (r *Rule) Counters() *Counters { return r.counters }
@@ -325,7 +343,6 @@ func (c *compiler) rule(rd *RuleDef) {
 		c.errf(name.Pos, "rule %q uses `window` but defines no window", name.Value)
 	}
 	r.stateful = r.window != nil || r.For > 0 || r.Throttle > 0 || r.key != nil || r.uses&usePrev != 0
-	r.sig = fmt.Sprintf("%q|%q|%q|%+v|%v|%v|%d", r.Filters, rd.If.Src, rd.Key.Src, windowSig(rd.Window), r.For, r.Throttle, r.maxKeys)
 	if r.stateful {
 		r.state = newRuleState(r.maxKeys)
 	}
@@ -334,13 +351,6 @@ func (c *compiler) rule(rd *RuleDef) {
 	for _, f := range r.Filters {
 		_ = c.set.matcher.Add(f, idx) // validated above
 	}
-}
-
-func windowSig(w *WindowDef) string {
-	if w == nil {
-		return ""
-	}
-	return fmt.Sprintf("%v/%d/%q/%d", w.Over, w.Count, w.Of.Src, w.MaxSamples)
 }
 
 func (c *compiler) target(at Pos, t *protocol.Target) protocol.Target {
@@ -489,25 +499,46 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 	return prog
 }
 
-// Adopt carries state over from the set s replaces: a rule whose name and stateful
-// definition (filters, if, key, window, for, throttle, max_keys) are unchanged keeps its
-// windows, `for` clocks, throttles and counters; other rules start empty. It returns the
-// names of the rules that kept their state. Call it before s receives events.
-func (s *Set) Adopt(old *Set) []string {
-	if old == nil {
-		return nil
-	}
-	var kept []string
-	for _, r := range s.Rules {
-		o := old.Rule(r.Name)
-		if o == nil || o.sig != r.sig {
-			continue
+// Adopt carries state over from the set s replaces and returns what changed, rule by rule
+// (see Diff): a rule whose name and stateful definition (filters, if, key, window, for,
+// throttle, max_keys; see equalState) are unchanged keeps its windows, `for` clocks,
+// throttles, counters and last error; other rules start empty. Call it before s receives
+// events.
+func (s *Set) Adopt(old *Set) Diff {
+	d := Diff{Added: []string{}, Removed: []string{}, Reset: []string{}, Changed: []string{}, Kept: []string{}}
+	byName := map[string]*Rule{}
+	if old != nil {
+		for _, o := range old.Rules {
+			byName[o.Name] = o
 		}
-		r.state, r.counters = o.state, o.counters
-		kept = append(kept, r.Name)
+	}
+	for _, r := range s.Rules {
+		o := byName[r.Name]
+		delete(byName, r.Name)
+		switch {
+		case o == nil:
+			d.Added = append(d.Added, r.Name)
+		case !equalState(o, r):
+			d.Reset = append(d.Reset, r.Name)
+		default:
+			r.state, r.counters = o.state, o.counters
+			if r.Description != o.Description || !equalActions(o, r) {
+				d.Changed = append(d.Changed, r.Name)
+			} else {
+				d.Kept = append(d.Kept, r.Name)
+			}
+		}
+	}
+	if old == nil {
+		return d
+	}
+	for _, o := range old.Rules {
+		if byName[o.Name] != nil {
+			d.Removed = append(d.Removed, o.Name)
+		}
 	}
 	if p := old.agents.Load(); p != nil && s.agents.Load() == nil {
 		s.agents.Store(p)
 	}
-	return kept
+	return d
 }

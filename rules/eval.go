@@ -162,7 +162,7 @@ func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
 		if r.key != nil {
 			v, err := e.vm.Run(r.key, env)
 			if err != nil {
-				e.fail(r, "key", err)
+				e.fail(r, now, "key", err)
 				return Firing{}, false
 			}
 			key = keyString(v)
@@ -173,7 +173,7 @@ func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
 		fire, err = e.stateStep(r, key, now)
 		r.state.mu.Unlock()
 		if err != nil {
-			e.fail(r, "condition", err)
+			e.fail(r, now, "condition", err)
 			return Firing{}, false
 		}
 		if !fire {
@@ -182,7 +182,7 @@ func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
 	} else if r.cond != nil {
 		ok, err := e.cond(r)
 		if err != nil {
-			e.fail(r, "if", err)
+			e.fail(r, now, "if", err)
 			return Firing{}, false
 		}
 		if !ok {
@@ -191,7 +191,7 @@ func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
 	}
 	actions, err := e.actions(r)
 	if err != nil {
-		e.fail(r, "action", err)
+		e.fail(r, now, "action", err)
 		return Firing{}, false
 	}
 	r.counters.Fired.Add(1)
@@ -310,9 +310,11 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 	return out, nil
 }
 
-// fail counts a runtime error and logs it at most once per interval per rule.
-func (e *Evaluator) fail(r *Rule, what string, err error) {
+// fail counts a runtime error, keeps it as the rule's last error, and logs it at most
+// once per interval per rule.
+func (e *Evaluator) fail(r *Rule, at time.Time, what string, err error) {
 	n := r.counters.Errors.Add(1)
+	r.counters.lastErr.Store(&RuntimeError{In: what, Err: err, Topic: e.env.Topic, At: at})
 	now := time.Now().UnixNano()
 	last := r.counters.lastLog.Load()
 	if now-last < int64(e.set.opts.ErrorLogInterval) || !r.counters.lastLog.CompareAndSwap(last, now) {

@@ -198,6 +198,62 @@ rules:
 	}
 }
 
+// Each rule keeps its last runtime error: where it failed, the message, the event's topic
+// and receive time. Events without an error leave it as it is.
+func TestLastRuntimeError(t *testing.T) {
+	set := compileSrc(t, `
+rules:
+  - {name: if, on: s/+, if: payload.a.b > 1, do: [{publish: {topic: '"x"'}}]}
+  - {name: key, on: s/+, key: 'payload.k + 1', do: [{publish: {topic: '"x"'}}]}
+  - {name: window, on: s/+, window: {count: 2, of: payload.v}, do: [{publish: {topic: '"x"'}}]}
+  - {name: action, on: s/+, do: [{publish: {topic: 'payload.t'}}]}
+  - {name: fine, on: s/+, do: [{publish: {topic: '"ok"'}}]}
+`, Options{})
+	e := set.NewEvaluator()
+	e.Eval(ev("s/1", `{"a": {"b": 2}, "k": 1, "v": 1, "t": "out"}`, 0), nil)
+	for _, r := range set.Rules {
+		if le := r.Counters().LastError(); le != nil {
+			t.Fatalf("rule %s: last error %v after an event without errors", r.Name, le)
+		}
+	}
+	e.Eval(ev("s/2", `{"a": 5, "k": "x", "v": "high", "t": 7}`, time.Second), nil)
+	e.Eval(ev("s/3", `{"a": {"b": 2}, "k": 1, "v": 1, "t": "out"}`, 2*time.Second), nil) // no error: the last one stays
+	for name, want := range map[string]struct{ in, msg string }{
+		"if":     {"if", "cannot fetch b from float64"},
+		"key":    {"key", "invalid operation"},
+		"window": {"condition", "window of: high (string) is not a number"},
+		"action": {"action", "publish topic: 7 (float64) is not a string"},
+	} {
+		le := set.Rule(name).Counters().LastError()
+		if le == nil || le.In != want.in || !strings.Contains(le.Err.Error(), want.msg) || le.Topic != "s/2" || !le.At.Equal(t0.Add(time.Second)) ||
+			le.Error() != want.in+": "+le.Err.Error() {
+			t.Errorf("rule %s: last error %+v, want in %q, a message with %q, topic s/2 at 1s", name, le, want.in, want.msg)
+		}
+	}
+	if le := set.Rule("fine").Counters().LastError(); le != nil {
+		t.Errorf("rule fine: last error %v", le)
+	}
+
+	// Readers (the HTTP API) load it while the evaluator stores new ones (go test -race).
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 1000 {
+			if le := set.Rule("if").Counters().LastError(); le == nil || !strings.HasPrefix(le.Error(), "if: cannot fetch b") {
+				t.Error("torn last error")
+				return
+			}
+		}
+	}()
+	for i := range 1000 {
+		e.Eval(ev("s/4", `{"a": 5}`, time.Duration(i)*time.Millisecond), nil)
+	}
+	<-done
+	if le := set.Rule("if").Counters().LastError(); le.Topic != "s/4" || !le.At.Equal(t0.Add(999*time.Millisecond)) {
+		t.Fatalf("last error %+v, want the last event's", le)
+	}
+}
+
 func TestVariablesAndLazyPayload(t *testing.T) {
 	set := compileSrc(t, `
 rules:
@@ -300,39 +356,5 @@ func TestNoMatchDoesNotAllocate(t *testing.T) {
 	var dst []Firing
 	if n := testing.AllocsPerRun(200, func() { dst = e.Eval(x, dst[:0]) }); n != 0 {
 		t.Fatalf("%v allocations for an event matching no rule, want 0", n)
-	}
-}
-
-func TestAdoptKeepsStateOfUnchangedRules(t *testing.T) {
-	src := func(action string) string {
-		return `
-rules:
-  - name: hot
-    on: s/+
-    window: {count: 3, of: payload.c}
-    if: window.count == 3
-    do: [{publish: {topic: '"` + action + `"'}}]
-  - name: once
-    on: s/+
-    throttle: 1h
-    do: [{publish: {topic: '"x"'}}]
-`
-	}
-	old := compileSrc(t, src("a"), Options{})
-	e := old.NewEvaluator()
-	e.Eval(ev("s/1", `{"c": 1}`, 0), nil)
-	e.Eval(ev("s/1", `{"c": 1}`, time.Second), nil)
-	// Changing only an action keeps the window; changing the throttle resets that rule.
-	next := compileSrc(t, strings.Replace(src("b"), "throttle: 1h", "throttle: 2h", 1), Options{})
-	kept := next.Adopt(old)
-	if strings.Join(kept, ",") != "hot" {
-		t.Fatalf("kept %v, want [hot]", kept)
-	}
-	fs := next.NewEvaluator().Eval(ev("s/1", `{"c": 1}`, 2*time.Second), nil)
-	if len(fs) != 2 || fs[0].Rule != "hot" || fs[0].Actions[0].Topic != "b" || fs[1].Rule != "once" {
-		t.Fatalf("firings after reload: %+v", fs)
-	}
-	if next.Rule("hot").Counters().Matched.Load() != 3 {
-		t.Fatal("counters were not carried over")
 	}
 }
