@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,12 +87,65 @@ func FuzzTopicFilter(f *testing.F) {
 }
 
 // FuzzRuleTests: test files parse or fail with positions, never panic.
+// What parses runs against the example rule sets, bounded (fuzzMaxCases cases of
+// fuzzMaxEvents events, fuzzCaseBudget in all), and every case gives the same outcome
+// when run twice.
 func FuzzRuleTests(f *testing.F) {
 	addExampleSeeds(f, "_test.yaml")
 	f.Add([]byte("tests:\n  - name: x\n    events: [{at: 0s, topic: a, payload: {v: 1}, repeat: 3, every: 1s}]\n    expect: [{at: 0s, rule: r}]\n"))
+	dirs, _ := filepath.Glob("../examples/*/rules")
+	_, defs, err := parseAll(dirs)
+	if err != nil || len(defs) == 0 {
+		f.Fatalf("example rule files: %d, %v", len(defs), err)
+	}
+	if _, err := Compile(defs, Options{}); err != nil {
+		f.Fatalf("example rule files: %v", err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := ParseTestFile("t_test.yaml", data); err != nil {
+		tf, err := ParseTestFile("t_test.yaml", data)
+		if err != nil {
 			checkPositioned(t, err)
+			return
+		}
+		start, budget := tf.startTime(), time.Now().Add(fuzzCaseBudget)
+		for _, tc := range tf.Tests[:min(len(tf.Tests), fuzzMaxCases)] {
+			tc = boundCase(tc)
+			first, second := runFuzzCase(t, defs, start, tc), runFuzzCase(t, defs, start, tc)
+			if first != second {
+				t.Fatalf("case %q gave two outcomes:\n%s\n---\n%s", tc.Name, first, second)
+			}
+			if time.Now().After(budget) {
+				return
+			}
 		}
 	})
+}
+
+// Bounds of one FuzzRuleTests input: a test file may repeat an event a million times.
+const (
+	fuzzMaxCases   = 4
+	fuzzMaxEvents  = 16 // per case, each repeated at most fuzzMaxRepeat times
+	fuzzMaxRepeat  = 8
+	fuzzCaseBudget = 50 * time.Millisecond
+)
+
+// boundCase returns tc with at most fuzzMaxEvents events of at most fuzzMaxRepeat
+// repeats.
+func boundCase(tc TestCase) TestCase {
+	tc.Events = append([]TestEvent(nil), tc.Events[:min(len(tc.Events), fuzzMaxEvents)]...)
+	for i := range tc.Events {
+		tc.Events[i].Repeat = min(tc.Events[i].Repeat, fuzzMaxRepeat)
+	}
+	return tc
+}
+
+// runFuzzCase runs tc on a freshly compiled set, as RunTestFile does, and returns its
+// outcome as text.
+func runFuzzCase(t *testing.T, defs []*FileDef, start time.Time, tc TestCase) string {
+	set, err := Compile(defs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, err := runCase(set, start, tc)
+	return fmt.Sprintf("diff: %s\nerr: %v", diff, err)
 }
