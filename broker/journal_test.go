@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -108,6 +109,31 @@ func TestJournalTornTail(t *testing.T) {
 	_, pending = openTestJournal(t, dir)
 	if len(pending) != 4 {
 		t.Errorf("pending after appending past the cut: %d, want 4", len(pending))
+	}
+}
+
+// A damaged length in the last record's header is found without allocating it.
+func TestJournalTornLength(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openTestJournal(t, dir)
+	appendN(t, j, 0, 1)
+	seg := j.segs[len(j.segs)-1].path
+	_ = j.close()
+	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write([]byte{0, 0, 0, 16, 1, 2, 3, 4, recEvent, 2}) // 256 MiB, then 2 bytes
+	_ = f.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, pending := openTestJournal(t, dir)
+	runtime.ReadMemStats(&after)
+	if len(pending) != 1 {
+		t.Errorf("pending: %d, want the whole event", len(pending))
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 16<<20 {
+		t.Errorf("open allocated %d MiB for a 256 MiB length in a 10-byte tail", n>>20)
 	}
 }
 
