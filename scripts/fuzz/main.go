@@ -1,13 +1,15 @@
 // Command fuzz runs one fuzz target with its minimisation bounded, prints how many inputs
-// it executed, and fails when the target found a failure or executed fewer inputs than its
-// floor: a stalled fuzzer (tens of executions) passes `go test -fuzz` but fuzzes nothing.
+// it executed, and fails when the target found a failure, executed fewer inputs than its
+// floor, or spent all its time replaying its corpus: a stalled fuzzer (tens of
+// executions) passes `go test -fuzz` but fuzzes nothing.
 //
 //	go run ./scripts/fuzz -fuzztime 5s -floor 100 ./rules FuzzLoad
 //
 // The floor is in executions per second of -fuzztime, so that it holds for any
 // -fuzztime; a -fuzztime given as a count ("500x") has no floor. Go's default
 // -fuzzminimizetime is 60 s, spent on every new interesting input: it used up whole
-// budgets minimising a single seed.
+// budgets minimising a single seed. The corpus replayed first is the seeds, testdata/fuzz
+// and what earlier runs found (in GOCACHE/fuzz), so it grows from run to run.
 package main
 
 import (
@@ -60,10 +62,14 @@ func main() {
 	p := scan(r, os.Stdout)
 	runErr := cmd.Wait()
 
-	line := fmt.Sprintf("%s %s: %d executions in %s, %d new interesting", pkg, name, p.execs, *fuzztime, p.interesting)
+	line := fmt.Sprintf("%s %s: %d executions in %s (%d replaying the corpus), %d new interesting",
+		pkg, name, p.execs, *fuzztime, p.baseline, p.interesting)
 	switch {
 	case runErr != nil:
 		fmt.Printf("FAIL %s (go test: %v)\n", line, runErr)
+		os.Exit(1)
+	case !p.fuzzing:
+		fmt.Printf("FAIL %s; replaying the corpus took all of -fuzztime: give it more, or go clean -fuzzcache\n", line)
 		os.Exit(1)
 	case p.execs < want:
 		fmt.Printf("FAIL %s; the floor is %d (%g/s): the fuzzer stalled\n", line, want, *floor)
@@ -94,12 +100,19 @@ func minExecs(fuzztime string, perSecond float64) (int64, error) {
 // progress is what the fuzzer last reported.
 type progress struct {
 	execs, interesting int64
+	baseline           int64 // corpus entries replayed first (counted in execs)
+	fuzzing            bool  // the replay finished and fuzzing began
 }
 
-// A progress line: "fuzz: elapsed: 5s, execs: 12584 (3094/sec), new interesting: 77 (total: 82)".
+// The fuzzer's lines:
+//
+//	fuzz: elapsed: 0s, gathering baseline coverage: 5/82 completed
+//	fuzz: elapsed: 1s, gathering baseline coverage: 82/82 completed, now fuzzing with 2 workers
+//	fuzz: elapsed: 5s, execs: 12584 (3094/sec), new interesting: 77 (total: 159)
 var (
 	execsRE       = regexp.MustCompile(`\bexecs: (\d+)`)
 	interestingRE = regexp.MustCompile(`\bnew interesting: (\d+)`)
+	baselineRE    = regexp.MustCompile(`\b(?:gathering baseline coverage|testing seed corpus): \d+/(\d+) completed`)
 )
 
 // scan copies go test's output to w and returns the last figures it reported.
@@ -115,6 +128,12 @@ func scan(r io.Reader, w io.Writer) progress {
 		}
 		if m := interestingRE.FindStringSubmatch(line); m != nil {
 			p.interesting, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if m := baselineRE.FindStringSubmatch(line); m != nil {
+			p.baseline, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if strings.Contains(line, "now fuzzing") {
+			p.fuzzing = true
 		}
 	}
 	_, _ = io.Copy(w, r) // a line too long for the scanner: pass on the rest

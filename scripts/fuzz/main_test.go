@@ -15,14 +15,18 @@ ok  	github.com/deviceless/deviceless/rules	5.270s
 `
 	var echo strings.Builder
 	p := scan(strings.NewReader(out), &echo)
-	if p != (progress{execs: 12584, interesting: 77}) {
-		t.Errorf("scan: %+v, want the last figures, 12584 execs and 77 new interesting", p)
+	if p != (progress{execs: 12584, interesting: 77, baseline: 5, fuzzing: true}) {
+		t.Errorf("scan: %+v, want the last figures (12584 execs, 77 new interesting) after a baseline of 5", p)
 	}
 	if echo.String() != out {
 		t.Errorf("scan did not pass the output on:\n%s", echo.String())
 	}
 	if p := scan(strings.NewReader("PASS\n"), &echo); p != (progress{}) {
 		t.Errorf("scan without progress lines: %+v, want zeros", p)
+	}
+	stalled := "fuzz: elapsed: 0s, gathering baseline coverage: 0/120 completed\nfuzz: elapsed: 3s, execs: 120 (0/sec), new interesting: 0 (total: 120)\n"
+	if p := scan(strings.NewReader(stalled), &echo); p != (progress{execs: 120, baseline: 120}) {
+		t.Errorf("scan of a run that never fuzzed: %+v, want 120 execs replaying 120 entries, not fuzzing", p)
 	}
 }
 
