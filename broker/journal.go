@@ -194,6 +194,10 @@ func (j *journal) scan(name string, seg *segment, events *[]journaled) (int64, e
 		return 0, fmt.Errorf("journal: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("journal: %w", err)
+	}
 	r := bufio.NewReaderSize(f, 64<<10)
 	var off int64
 	var head [8]byte
@@ -206,7 +210,8 @@ func (j *journal) scan(name string, seg *segment, events *[]journaled) (int64, e
 			return off, nil
 		}
 		n := binary.LittleEndian.Uint32(head[:4])
-		if n == 0 || n > maxRecord {
+		// A length past the end of the file is a torn record: do not allocate it.
+		if n == 0 || n > maxRecord || int64(n) > st.Size()-off-8 {
 			return off, nil
 		}
 		if cap(body) < int(n) {

@@ -1,10 +1,19 @@
 package broker
 
 import (
-	"github.com/eclipse/paho.golang/paho"
+	"context"
+	"errors"
+	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+	"weak"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // The "Done when" list: a QoS 1 message for an offline persistent-session subscriber
@@ -94,4 +103,68 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	if m.Topic != "deviceless/agents/a1/status" || string(m.Payload) != `{"online":true}` || !m.Retain {
 		t.Fatalf("retained after restart: %q %q retain=%v", m.Topic, m.Payload, m.Retain)
 	}
+}
+
+// With a store, the broker skips storing the PUBACK of an incoming QoS 1 publish. When
+// writing that PUBACK fails, the skipped entry must go with the client on disconnect, or
+// it keeps the disconnected client in memory for good.
+func TestStoreForgetsAnUnwrittenPuback(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.Store = filepath.Join(t.TempDir(), "broker")
+	b := start(t, cfg)
+	dev, srv := net.Pipe()
+	conn := &failingConn{Conn: srv}
+	served := make(chan error, 1)
+	go func() { served <- b.mqtt.EstablishConnection(ListenerTCP, conn) }()
+	c, err := connectConn(t, dev, connOpts{clientID: "dev", user: "root"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	freed := func() weak.Pointer[mqtt.Client] { // no strong reference left in the test
+		cl, ok := b.mqtt.Clients.Get("dev")
+		if !ok {
+			t.Fatal("client dev not connected")
+		}
+		return weak.Make(cl)
+	}()
+	conn.fail.Store(true)
+	ctx, cancel := context.WithCancel(testContext(t))
+	published := make(chan error, 1)
+	go func() {
+		_, err := c.Publish(ctx, &paho.Publish{Topic: "sensors/x", QoS: 1, Payload: []byte("1")})
+		published <- err
+	}()
+	select {
+	case err := <-served:
+		if !errors.Is(err, errWriteFailed) {
+			t.Fatalf("the connection ended with %v, want the failed PUBACK write", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("the broker kept the connection after its write failed")
+	}
+	cancel() // paho waits for the PUBACK until its packet timeout
+	if err := <-published; err == nil {
+		t.Fatal("the publish was acknowledged; want the PUBACK write to fail")
+	}
+	waitFor(t, "the disconnected client to be garbage collected", func() bool {
+		runtime.GC()
+		return freed.Value() == nil
+	})
+}
+
+var errWriteFailed = errors.New("test: write failed")
+
+// failingConn is a connection whose writes fail once fail is set, as they do to a client
+// that has gone away.
+type failingConn struct {
+	net.Conn
+	fail atomic.Bool
+}
+
+func (c *failingConn) Write(b []byte) (int, error) {
+	if c.fail.Load() {
+		return 0, errWriteFailed
+	}
+	return c.Conn.Write(b)
 }

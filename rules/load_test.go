@@ -103,6 +103,8 @@ func TestLoadErrors(t *testing.T) {
 			"r.yaml:1:8: rules must be a list"},
 		{"two documents", map[string]string{"r.yaml": "rules: []\n---\nrules: []\n"},
 			"r.yaml:3:"},
+		{"an empty second document", map[string]string{"r.yaml": "00\n---"},
+			"r.yaml:2:1: a rule file holds one YAML document"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

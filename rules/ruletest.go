@@ -188,10 +188,7 @@ func RunTestFile(file string) ([]TestResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if tf.Start != "" {
-		start, _ = time.Parse(time.RFC3339, tf.Start)
-	}
+	start := tf.startTime()
 	var out []TestResult
 	for _, tc := range tf.Tests {
 		res := TestResult{File: file, Name: tc.Name, Pos: tc.Pos}
@@ -205,6 +202,16 @@ func RunTestFile(file string) ([]TestResult, error) {
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// startTime is when the file's clock starts: `start`, else 2026-01-01T00:00:00Z.
+func (tf *TestFile) startTime() time.Time {
+	if tf.Start != "" {
+		if t, err := time.Parse(time.RFC3339, tf.Start); err == nil {
+			return t
+		}
+	}
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 }
 
 type timedEvent struct {

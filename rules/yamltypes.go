@@ -69,6 +69,13 @@ func nodePos(n ast.Node) Pos {
 	if m, ok := n.(*ast.MappingValueNode); ok {
 		return tokenPos(m.Key.GetToken())
 	}
+	// A document is where its body is; an empty one (a last `---`) has only its `---`.
+	if d, ok := n.(*ast.DocumentNode); ok {
+		if d.Body == nil {
+			return tokenPos(d.Start)
+		}
+		return nodePos(d.Body)
+	}
 	return tokenPos(n.GetToken())
 }
 

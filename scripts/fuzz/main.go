@@ -1,0 +1,141 @@
+// Command fuzz runs one fuzz target with its minimisation bounded, prints how many inputs
+// it executed, and fails when the target found a failure, executed fewer inputs than its
+// floor, or spent all its time replaying its corpus: a stalled fuzzer (tens of
+// executions) passes `go test -fuzz` but fuzzes nothing.
+//
+//	go run ./scripts/fuzz -fuzztime 5s -floor 100 ./rules FuzzLoad
+//
+// The floor is in executions per second of -fuzztime, so that it holds for any
+// -fuzztime; a -fuzztime given as a count ("500x") has no floor. Go's default
+// -fuzzminimizetime is 60 s, spent on every new interesting input: it used up whole
+// budgets minimising a single seed. The corpus replayed first is the seeds, testdata/fuzz
+// and what earlier runs found (in GOCACHE/fuzz), so it grows from run to run.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	fuzztime := flag.String("fuzztime", "5s", "go test -fuzztime: a duration, or a count such as 500x")
+	minimize := flag.Duration("fuzzminimizetime", 200*time.Millisecond, "go test -fuzzminimizetime")
+	floor := flag.Float64("floor", 0, "fewest executions per second of -fuzztime")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: fuzz [flags] package target")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 2 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	pkg, name := flag.Arg(0), flag.Arg(1)
+	want, err := minExecs(*fuzztime, *floor)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fuzz:", err)
+		os.Exit(2)
+	}
+	cmd := exec.Command("go", "test", pkg, "-run", "^$", "-fuzz", "^"+name+"$",
+		"-fuzztime", *fuzztime, "-fuzzminimizetime", minimize.String())
+	// One pipe for both: the fuzzer's progress lines and failures may come on either.
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fuzz:", err)
+		os.Exit(1)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	_ = w.Close()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fuzz:", err)
+		os.Exit(1)
+	}
+	p := scan(r, os.Stdout)
+	runErr := cmd.Wait()
+
+	line := fmt.Sprintf("%s %s: %d executions in %s (%d replaying the corpus), %d new interesting",
+		pkg, name, p.execs, *fuzztime, p.baseline, p.interesting)
+	switch {
+	case runErr != nil:
+		fmt.Printf("FAIL %s (go test: %v)\n", line, runErr)
+		os.Exit(1)
+	case !p.fuzzing:
+		fmt.Printf("FAIL %s; replaying the corpus took all of -fuzztime: give it more, or go clean -fuzzcache\n", line)
+		os.Exit(1)
+	case p.execs < want:
+		fmt.Printf("FAIL %s; the floor is %d (%g/s): the fuzzer stalled\n", line, want, *floor)
+		os.Exit(1)
+	case want > 0:
+		fmt.Printf("ok   %s (floor %d)\n", line, want)
+	default:
+		fmt.Printf("ok   %s\n", line)
+	}
+}
+
+// minExecs is the floor in executions for a -fuzztime: perSecond times its seconds, or 0
+// when it is a count.
+func minExecs(fuzztime string, perSecond float64) (int64, error) {
+	if strings.HasSuffix(fuzztime, "x") {
+		if _, err := strconv.ParseUint(strings.TrimSuffix(fuzztime, "x"), 10, 64); err != nil {
+			return 0, fmt.Errorf("-fuzztime %q: want a duration or a count such as 500x", fuzztime)
+		}
+		return 0, nil
+	}
+	d, err := time.ParseDuration(fuzztime)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("-fuzztime %q: want a duration or a count such as 500x", fuzztime)
+	}
+	return int64(perSecond * d.Seconds()), nil
+}
+
+// progress is what the fuzzer last reported.
+type progress struct {
+	execs, interesting int64
+	baseline           int64 // corpus entries replayed first (counted in execs)
+	fuzzing            bool  // the replay finished and fuzzing began
+}
+
+// The fuzzer's lines:
+//
+//	fuzz: elapsed: 0s, gathering baseline coverage: 5/82 completed
+//	fuzz: elapsed: 1s, gathering baseline coverage: 82/82 completed, now fuzzing with 2 workers
+//	fuzz: elapsed: 5s, execs: 12584 (3094/sec), new interesting: 77 (total: 159)
+var (
+	execsRE       = regexp.MustCompile(`\bexecs: (\d+)`)
+	interestingRE = regexp.MustCompile(`\bnew interesting: (\d+)`)
+	baselineRE    = regexp.MustCompile(`\b(?:gathering baseline coverage|testing seed corpus): \d+/(\d+) completed`)
+)
+
+// scan copies go test's output to w and returns the last figures it reported.
+func scan(r io.Reader, w io.Writer) progress {
+	var p progress
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(w, line)
+		if m := execsRE.FindStringSubmatch(line); m != nil {
+			p.execs, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if m := interestingRE.FindStringSubmatch(line); m != nil {
+			p.interesting, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if m := baselineRE.FindStringSubmatch(line); m != nil {
+			p.baseline, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if strings.Contains(line, "now fuzzing") {
+			p.fuzzing = true
+		}
+	}
+	_, _ = io.Copy(w, r) // a line too long for the scanner: pass on the rest
+	return p
+}

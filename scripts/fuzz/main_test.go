@@ -1,0 +1,53 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestScan(t *testing.T) {
+	out := `fuzz: elapsed: 0s, gathering baseline coverage: 0/5 completed
+fuzz: elapsed: 0s, gathering baseline coverage: 5/5 completed, now fuzzing with 2 workers
+fuzz: elapsed: 3s, execs: 5756 (1918/sec), new interesting: 43 (total: 48)
+fuzz: elapsed: 5s, execs: 12584 (3094/sec), new interesting: 77 (total: 82)
+PASS
+ok  	github.com/deviceless/deviceless/rules	5.270s
+`
+	var echo strings.Builder
+	p := scan(strings.NewReader(out), &echo)
+	if p != (progress{execs: 12584, interesting: 77, baseline: 5, fuzzing: true}) {
+		t.Errorf("scan: %+v, want the last figures (12584 execs, 77 new interesting) after a baseline of 5", p)
+	}
+	if echo.String() != out {
+		t.Errorf("scan did not pass the output on:\n%s", echo.String())
+	}
+	if p := scan(strings.NewReader("PASS\n"), &echo); p != (progress{}) {
+		t.Errorf("scan without progress lines: %+v, want zeros", p)
+	}
+	stalled := "fuzz: elapsed: 0s, gathering baseline coverage: 0/120 completed\nfuzz: elapsed: 3s, execs: 120 (0/sec), new interesting: 0 (total: 120)\n"
+	if p := scan(strings.NewReader(stalled), &echo); p != (progress{execs: 120, baseline: 120}) {
+		t.Errorf("scan of a run that never fuzzed: %+v, want 120 execs replaying 120 entries, not fuzzing", p)
+	}
+}
+
+func TestMinExecs(t *testing.T) {
+	for _, c := range []struct {
+		fuzztime string
+		perSec   float64
+		want     int64
+		err      bool
+	}{
+		{"5s", 100, 500, false},
+		{"1m30s", 10, 900, false},
+		{"500ms", 100, 50, false},
+		{"500x", 100, 0, false},
+		{"x", 100, 0, true},
+		{"5", 100, 0, true},
+		{"-5s", 100, 0, true},
+	} {
+		got, err := minExecs(c.fuzztime, c.perSec)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("minExecs(%q, %g) = %d, %v; want %d, error %v", c.fuzztime, c.perSec, got, err, c.want, c.err)
+		}
+	}
+}
