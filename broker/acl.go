@@ -75,10 +75,17 @@ const (
 	failKeepalive   authFailure = "keepalive"
 	failReservedID  authFailure = "reserved_client_id"
 	failAgentID     authFailure = "agent_client_id"
+	failTooMany     authFailure = "too_many_failures"
 )
 
 // authenticate checks credentials and returns the user's role.
 func (p *policy) authenticate(username string, hasUsername bool, password []byte) (Role, authFailure) {
+	return p.check(username, hasUsername, password, true)
+}
+
+// check is authenticate; without slow, only a password the cache knows is accepted (no
+// bcrypt), which is what an address blocked for guessing still gets.
+func (p *policy) check(username string, hasUsername bool, password []byte, slow bool) (Role, authFailure) {
 	if !hasUsername || username == "" {
 		if !p.anonymous {
 			return "", failAnonymous
@@ -86,6 +93,9 @@ func (p *policy) authenticate(username string, hasUsername bool, password []byte
 		return p.anonRole, failNone
 	}
 	u, ok := p.users[username]
+	if !ok && !slow {
+		return "", failTooMany
+	}
 	if !ok {
 		// Spend the same time as a real check so usernames cannot be probed.
 		_ = bcrypt.CompareHashAndPassword(dummyHash, password)
@@ -102,6 +112,9 @@ func (p *policy) authenticate(username string, hasUsername bool, password []byte
 	p.mu.Unlock()
 	if ok && hmac.Equal(cached[:], sum[:]) {
 		return u.Role, failNone
+	}
+	if !slow {
+		return "", failTooMany
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), password) != nil {
 		return "", failPassword

@@ -2,12 +2,14 @@ package broker
 
 import (
 	"crypto/tls"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/goccy/go-yaml"
+	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -170,6 +172,44 @@ func TestAuthenticationMosquitto(t *testing.T) {
 	}
 	if got := counterValue(t, b.Server, "deviceless_broker_auth_failures_total", "reason", "bad_password"); got != 2 {
 		t.Errorf("auth_failures_total{reason=bad_password} = %v, want 2", got)
+	}
+}
+
+// A password guesser is stopped after limits.max_auth_failures failures a minute from its
+// address: its later CONNECTs are refused without a bcrypt check. Users whose password the
+// broker already verified (devices behind the same NAT) still connect; others wait.
+func TestConnectGuessingLimited(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.Limits.MaxAuthFailures = 3
+	b := start(t, cfg)
+	host, port := hostPort(t, b.Addr(ListenerTCP))
+	pub := func(user, pass string) error {
+		_, err := mosquitto(t, "mosquitto_pub", "-h", host, "-p", port, "-u", user, "-P", pass, "-t", "sensors/t", "-m", "1", "-q", "1")
+		return err
+	}
+	if err := pub("sensor1", "pw-sensor1"); err != nil {
+		t.Fatalf("right password refused: %v", err)
+	}
+	for i := range 3 {
+		if err := pub("sensor1", "guess"+itoa(i)); err == nil {
+			t.Fatal("wrong password accepted")
+		}
+	}
+	if err := pub("sensor1", "pw-sensor1"); err != nil {
+		t.Errorf("a verified user behind the blocked address was refused: %v", err)
+	}
+	if err := pub("a2", "pw-a2"); err == nil {
+		t.Error("an unverified password was checked while the address is blocked")
+	}
+	if err := pub("sensor1", "guess-more"); err == nil {
+		t.Error("wrong password accepted while blocked")
+	}
+	if got := counterValue(t, b.Server, "deviceless_broker_auth_failures_total", "reason", "too_many_failures"); got != 2 {
+		t.Errorf("auth_failures_total{reason=too_many_failures} = %v, want 2", got)
+	}
+	if got := counterValue(t, b.Server, "deviceless_broker_auth_failures_total", "reason", "bad_password"); got != 3 {
+		t.Errorf("auth_failures_total{reason=bad_password} = %v, want 3 (no bcrypt once blocked)", got)
 	}
 }
 
@@ -486,6 +526,45 @@ func TestWebSocket(t *testing.T) {
 	tcp := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "tcp", user: "sensor1"})
 	tcp.mustPublish(t, "sensors/tcp", "t", 1)
 	sub.expect(t, "sensors/tcp", "t")
+}
+
+// A web page on another origin cannot open an MQTT WebSocket (it could otherwise reach the
+// broker from the user's browser); the listener's own origin, allowed origins and
+// programs that send no Origin can.
+func TestWebSocketOrigin(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.WebSocket = "127.0.0.1:0"
+	cfg.WebSocketOrigins = []string{"https://dash.example.com"}
+	b := start(t, cfg)
+	ws := b.Addr(ListenerWebSocket)
+	dial := func(origin string) (int, error) {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: deadline}
+		c, resp, err := d.Dial("ws://"+ws+"/mqtt", h)
+		if c != nil {
+			c.Close()
+		}
+		if resp != nil {
+			return resp.StatusCode, err
+		}
+		return 0, err
+	}
+	for origin, want := range map[string]int{
+		"":                         http.StatusSwitchingProtocols,
+		"http://" + ws:             http.StatusSwitchingProtocols,
+		"https://dash.example.com": http.StatusSwitchingProtocols,
+		"https://evil.example.com": http.StatusForbidden,
+		"http://127.0.0.1:1":       http.StatusForbidden,
+		"null":                     http.StatusForbidden,
+	} {
+		if got, err := dial(origin); got != want {
+			t.Errorf("Origin %q: HTTP %d (%v), want %d", origin, got, err, want)
+		}
+	}
 }
 
 // The Config struct is the `broker:` block of deviceless.yaml, decoded strictly.

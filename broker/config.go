@@ -23,6 +23,8 @@ const (
 	DefaultMaxPending         = 8192
 	DefaultIntakeBuffer       = 8192
 	DefaultMaxRetainedPerUser = 100
+	DefaultMaxAuthFailures    = 10
+	DefaultMaxClients         = 10000
 	DefaultSysInterval        = 10 * time.Second
 	DefaultConnectTimeout     = 10 * time.Second
 	DefaultSessionExpiry      = 7 * 24 * time.Hour
@@ -56,6 +58,10 @@ type Config struct {
 	Listen string `yaml:"listen" json:"listen"`
 	// WebSocket is the MQTT-over-WebSocket address (any path). Empty: disabled.
 	WebSocket string `yaml:"websocket" json:"websocket"`
+	// WebSocketOrigins are the web origins (scheme://host[:port]) whose pages may open an
+	// MQTT WebSocket besides the listener's own; "*" allows any. Clients that send no Origin
+	// (programs, not browsers) are not affected. Default: same origin only.
+	WebSocketOrigins []string `yaml:"websocket_origins" json:"websocket_origins"`
 	// TLS is the MQTT-over-TLS listener. Nil or empty Listen: disabled.
 	TLS *TLSConfig `yaml:"tls" json:"tls"`
 	// Store is the directory of the persistent store (sessions, retained and in-flight
@@ -114,7 +120,11 @@ type Limits struct {
 	// beyond it is refused (MQTT 5 QoS 1/2: PUBACK 0x97) or delivered without being
 	// retained. Default 100; admins are not bounded.
 	MaxRetainedPerUser int `yaml:"max_retained_per_user" json:"max_retained_per_user"`
-	// MaxClients is the number of simultaneous connections. Zero: unlimited.
+	// MaxAuthFailures is how many failed authentications an address may make in a
+	// minute; further CONNECTs from it are refused without checking. Default 10.
+	MaxAuthFailures int `yaml:"max_auth_failures" json:"max_auth_failures"`
+	// MaxClients is the number of simultaneous connections (each holds buffers from its
+	// first byte). Default 10000.
 	MaxClients int64 `yaml:"max_clients" json:"max_clients"`
 	// MaxKeepalive caps the keepalive clients may ask for. MQTT 5 clients asking for more
 	// (or for 0) are told to use MaxKeepalive; MQTT 3.1.1 clients are refused, as mosquitto
@@ -164,6 +174,12 @@ func (c Config) withDefaults() Config {
 	}
 	if l.IntakeBuffer == 0 {
 		l.IntakeBuffer = DefaultIntakeBuffer
+	}
+	if l.MaxAuthFailures == 0 {
+		l.MaxAuthFailures = DefaultMaxAuthFailures
+	}
+	if l.MaxClients == 0 {
+		l.MaxClients = DefaultMaxClients
 	}
 	if l.MaxRetainedPerUser == 0 {
 		l.MaxRetainedPerUser = DefaultMaxRetainedPerUser
@@ -246,6 +262,9 @@ func (c *Config) validate() error {
 	}
 	if l.MaxRetainedPerUser < 0 {
 		add("limits.max_retained_per_user %d: must not be negative", l.MaxRetainedPerUser)
+	}
+	if l.MaxAuthFailures < 0 {
+		add("limits.max_auth_failures %d: must not be negative", l.MaxAuthFailures)
 	}
 	if l.MaxClients < 0 {
 		add("limits.max_clients %d: must not be negative", l.MaxClients)

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"net"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -46,7 +47,14 @@ func (h *guardHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.ID == mqtt.InlineClientId || cl.ID == engineClientID {
 		return refuse(failReservedID, packets.ErrClientIdentifierNotValid)
 	}
-	role, why := s.policy.authenticate(username, pk.Connect.UsernameFlag, pk.Connect.Password)
+	// An address that failed too often gets no bcrypt check (each costs ~50 ms of CPU):
+	// only a password the cache already knows passes, so the other devices behind the
+	// same NAT keep reconnecting while a guesser there is stopped.
+	ip := remoteHost(cl.Net.Remote)
+	role, why := s.policy.check(username, pk.Connect.UsernameFlag, pk.Connect.Password, !s.failures.Blocked(ip))
+	if why == failUnknownUser || why == failPassword {
+		s.failures.Fail(ip)
+	}
 	switch why {
 	case failNone:
 	case failAnonymous:
@@ -139,4 +147,12 @@ var v3Codes = map[packets.Code]packets.Code{
 	packets.ErrBadUsernameOrPassword:    packets.ErrMalformedUsernameOrPassword, // 0x04: bad user name or password
 	packets.ErrNotAuthorized:            packets.Err3NotAuthorized,
 	packets.ErrClientIdentifierNotValid: packets.Err3ClientIdentifierNotValid,
+}
+
+// remoteHost is the address part of a connection's remote address.
+func remoteHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
 }

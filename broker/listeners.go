@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -145,6 +147,7 @@ type wsListener struct {
 	log            *slog.Logger
 	establish      listeners.EstablishFn
 	upgrader       websocket.Upgrader
+	origins        []string // allowed cross-origin pages; "*" any
 	conns          connTracker
 	closeOnce      sync.Once
 }
@@ -172,8 +175,7 @@ func (l *wsListener) Init(log *slog.Logger) error {
 	l.upgrader = websocket.Upgrader{
 		Subprotocols:     []string{"mqtt"},
 		HandshakeTimeout: l.connectTimeout,
-		// Browsers on other origins (dashboards) are welcome: MQTT credentials guard access.
-		CheckOrigin: func(*http.Request) bool { return true },
+		CheckOrigin:      l.checkOrigin,
 	}
 	l.srv = &http.Server{
 		Handler:           http.HandlerFunc(l.handle),
@@ -181,6 +183,27 @@ func (l *wsListener) Init(log *slog.Logger) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return nil
+}
+
+// checkOrigin lets a browser page open a connection only from the listener's own origin or
+// an allowed one: otherwise any web page the user visits could reach the broker (and, with
+// anonymous access, publish to the devices). Non-browser clients send no Origin.
+func (l *wsListener) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err == nil && strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, o := range l.origins {
+		if o == "*" || strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	l.log.Info("websocket connection from another origin refused (broker.websocket_origins)", "origin", origin, "remote", r.RemoteAddr)
+	return false
 }
 
 func (l *wsListener) Serve(establish listeners.EstablishFn) {

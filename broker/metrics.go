@@ -9,7 +9,7 @@ import (
 // metrics holds the broker's own counters; mochi's counters are read from its $SYS info
 // at scrape time.
 type metrics struct {
-	authFailures [8]atomic.Uint64 // indexed by authReasons
+	authFailures [9]atomic.Uint64 // indexed by authReasons
 	aclPublish   atomic.Uint64
 	aclRead      atomic.Uint64
 	oversized    atomic.Uint64
@@ -18,7 +18,7 @@ type metrics struct {
 	retainedRefused atomic.Uint64
 }
 
-var authReasons = []authFailure{failAnonymous, failUnknownUser, failPassword, failWill, failTakeover, failKeepalive, failReservedID, failAgentID}
+var authReasons = []authFailure{failAnonymous, failUnknownUser, failPassword, failWill, failTakeover, failKeepalive, failReservedID, failAgentID, failTooMany}
 
 func (m *metrics) authFailure(why authFailure) {
 	for i, r := range authReasons {

@@ -39,6 +39,7 @@ type Server struct {
 
 	invokePrefix string          // {prefix}/invoke/: no retained requests
 	retained     *retainedOwners // retained topics per user
+	failures     *FailureLimiter // failed CONNECTs per address
 
 	intakeMu  sync.Mutex
 	intakes   map[string]*Intake
@@ -67,6 +68,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log:          log,
 		policy:       newPolicy(&c),
 		retained:     newRetainedOwners(c.Limits.MaxRetainedPerUser),
+		failures:     NewFailureLimiter(c.Limits.MaxAuthFailures, time.Minute),
 		invokePrefix: c.Prefix + "/invoke/",
 		intakes:      map[string]*Intake{},
 		ready:        make(chan struct{}),
@@ -88,9 +90,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	caps.ReceiveMaximum = c.Limits.MaxInflight
 	caps.MaximumInflight = c.Limits.MaxQueued
 	caps.MaximumClientWritesPending = c.Limits.MaxPending
-	if c.Limits.MaxClients > 0 {
-		caps.MaximumClients = c.Limits.MaxClients
-	}
+	caps.MaximumClients = c.Limits.MaxClients
 	caps.MaximumSessionExpiryInterval = uint32(c.Limits.SessionExpiry / time.Second)
 	// No broker-imposed message age: retained messages (agent status) live until replaced,
 	// and messages expire only when their publisher set an expiry.
@@ -153,7 +153,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ls = append(ls, &netListener{id: ListenerTLS, address: s.cfg.TLS.Listen, tls: s.tls, connectTimeout: s.cfg.Limits.ConnectTimeout})
 	}
 	if s.cfg.WebSocket != "" {
-		ls = append(ls, &wsListener{id: ListenerWebSocket, address: s.cfg.WebSocket, connectTimeout: s.cfg.Limits.ConnectTimeout})
+		ls = append(ls, &wsListener{id: ListenerWebSocket, address: s.cfg.WebSocket, connectTimeout: s.cfg.Limits.ConnectTimeout, origins: s.cfg.WebSocketOrigins})
 	}
 	for _, l := range ls {
 		if err := s.mqtt.AddListener(l); err != nil {

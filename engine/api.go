@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
@@ -136,13 +135,13 @@ type guard struct {
 	hosts     map[string]bool // accepted Host values (lower case, with port)
 	anyHost   bool
 	slots     chan struct{}
-	failures  *failureLimiter
+	failures  *broker.FailureLimiter
 	onRefusal func(reason string)
 }
 
 func newGuard(cfg APIConfig, users []broker.User, listenAddr string, onRefusal func(string)) *guard {
 	g := &guard{open: cfg.Open, users: broker.NewCredentials(users), tokens: map[[32]byte]broker.Role{},
-		hosts: map[string]bool{}, failures: newFailureLimiter(10, time.Minute), onRefusal: onRefusal}
+		hosts: map[string]bool{}, failures: broker.NewFailureLimiter(10, time.Minute), onRefusal: onRefusal}
 	for _, t := range cfg.Tokens {
 		var sum [32]byte
 		h, _ := hex.DecodeString(strings.TrimPrefix(t.Hash, "sha256:"))
@@ -223,7 +222,7 @@ func (g *guard) authenticate(r *http.Request) (broker.Role, int, string) {
 		return broker.RoleAdmin, 0, ""
 	}
 	ip := remoteIP(r)
-	if g.failures.blocked(ip) {
+	if g.failures.Blocked(ip) {
 		return "", http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute"
 	}
 	auth := r.Header.Get("Authorization")
@@ -234,14 +233,14 @@ func (g *guard) authenticate(r *http.Request) (broker.Role, int, string) {
 				return role, 0, ""
 			}
 		}
-		g.failures.fail(ip)
+		g.failures.Fail(ip)
 		return "", http.StatusUnauthorized, "unknown token"
 	}
 	if user, pass, ok := r.BasicAuth(); ok {
 		if role, ok := g.users.Check(user, pass); ok {
 			return role, 0, ""
 		}
-		g.failures.fail(ip)
+		g.failures.Fail(ip)
 		return "", http.StatusUnauthorized, "wrong username or password"
 	}
 	return "", http.StatusUnauthorized, "authentication required: HTTP basic (a broker user) or Authorization: Bearer <token>"
@@ -260,62 +259,4 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// failureLimiter blocks an address after max failed authentications within window, so
-// that guessing passwords costs time and every guess does not cost a bcrypt check.
-type failureLimiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	by     map[string]*failures
-	now    func() time.Time
-}
-
-type failures struct {
-	n     int
-	since time.Time
-}
-
-// maxTracked bounds the limiter's memory under a flood from many addresses.
-const maxTracked = 10000
-
-func newFailureLimiter(max int, window time.Duration) *failureLimiter {
-	return &failureLimiter{max: max, window: window, by: map[string]*failures{}, now: time.Now}
-}
-
-func (l *failureLimiter) blocked(ip string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.by[ip]
-	if f == nil {
-		return false
-	}
-	if l.now().Sub(f.since) > l.window {
-		delete(l.by, ip)
-		return false
-	}
-	return f.n >= l.max
-}
-
-func (l *failureLimiter) fail(ip string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	f := l.by[ip]
-	if f == nil || now.Sub(f.since) > l.window {
-		if len(l.by) >= maxTracked {
-			for k, v := range l.by {
-				if now.Sub(v.since) > l.window {
-					delete(l.by, k)
-				}
-			}
-			if len(l.by) >= maxTracked {
-				clear(l.by) // a flood from everywhere: start over rather than grow
-			}
-		}
-		f = &failures{since: now}
-		l.by[ip] = f
-	}
-	f.n++
 }
