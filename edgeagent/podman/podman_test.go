@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -134,6 +135,58 @@ grep -q '^NoNewPrivs:\s*1' /proc/self/status || echo nnp
 echo ok > /tmp/scratch && cat /tmp/scratch`))
 	if got := strings.TrimSpace(string(out.Stdout)); got != "ok" {
 		t.Fatalf("container not locked down: %q (stderr %q)", got, out.Stderr)
+	}
+}
+
+// The network probe from inside a function: the only interface is lo, there is no route,
+// and neither the host's loopback nor any of its other addresses answers (a listener is
+// opened on each of them for the probe). The probe checks its own tools first, so a
+// missing nc cannot pass for isolation.
+func TestNetworkIsolation(t *testing.T) {
+	var targets []string
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.To4() == nil || ipn.IP.IsLinkLocalUnicast() {
+			continue // busybox nc speaks IPv4; link-local needs a zone
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(ipn.IP.String(), "0"))
+		if err != nil {
+			t.Fatalf("listen on host address %s: %v", ipn.IP, err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Write([]byte("reached\n"))
+				c.Close()
+			}
+		}()
+		targets = append(targets, ln.Addr().String())
+	}
+	if len(targets) == 0 {
+		t.Fatal("no host IPv4 address to probe")
+	}
+	var script strings.Builder
+	script.WriteString(`command -v nc >/dev/null || { echo no-nc; exit 0; }
+echo "ifaces:$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')"
+echo "routes:$(tail -n +2 /proc/net/route | wc -l)"
+`)
+	for _, a := range targets {
+		host, port, _ := net.SplitHostPort(a)
+		fmt.Fprintf(&script, "if nc -w 1 %s %s </dev/null 2>/dev/null | grep -q reached; then echo reached-%s; fi\n", host, port, host)
+	}
+	rt := newRuntime(t)
+	out := run(t, rt, shJob(script.String()))
+	want := "ifaces:lo \nroutes:0"
+	if got := strings.TrimSpace(string(out.Stdout)); got != want {
+		t.Fatalf("network probe from inside (targets %v):\n%s\nwant:\n%s\n(stderr %q)", targets, got, want, out.Stderr)
 	}
 }
 
