@@ -461,6 +461,12 @@ func (h *Hooks) OnRetainPublished(cl *Client, pk packets.Packet) {
 // OnQosPublish is called when a publish packet with Qos >= 1 is issued to a subscriber.
 // In other words, this method is called when a new inflight message is created or resent.
 // It is typically used to store a new inflight message.
+//
+// OnQosPublish, OnQosComplete and OnQosDropped receive the record the server holds for the
+// flow (see Inflight): the server's PUBLISH or PUBREL for a flow it started, with the
+// server's packet id, or its PUBACK, PUBREC or PUBCOMP for a flow the client started, with
+// the client's packet id. IsInbound tells the two id spaces apart; a store must key its
+// records by client, id space and packet id, since both sides may use the same id.
 func (h *Hooks) OnQosPublish(cl *Client, pk packets.Packet, sent int64, resends int) {
 	for _, hook := range h.GetAll() {
 		if hook.Provides(OnQosPublish) {
@@ -472,6 +478,7 @@ func (h *Hooks) OnQosPublish(cl *Client, pk packets.Packet, sent int64, resends 
 // OnQosComplete is called when the Qos flow for a message has been completed.
 // In other words, when an inflight message is resolved.
 // It is typically used to delete an inflight message from a store.
+// pk is the record the flow held (see OnQosPublish), not the client's acknowledgement.
 func (h *Hooks) OnQosComplete(cl *Client, pk packets.Packet) {
 	for _, hook := range h.GetAll() {
 		if hook.Provides(OnQosComplete) {
@@ -483,6 +490,7 @@ func (h *Hooks) OnQosComplete(cl *Client, pk packets.Packet) {
 // OnQosDropped is called the Qos flow for a message expires. In other words, when
 // an inflight message expires or is abandoned. It is typically used to delete an
 // inflight message from a store.
+// pk is the record the flow held (see OnQosPublish), not the client's acknowledgement.
 func (h *Hooks) OnQosDropped(cl *Client, pk packets.Packet) {
 	for _, hook := range h.GetAll() {
 		if hook.Provides(OnQosDropped) {
