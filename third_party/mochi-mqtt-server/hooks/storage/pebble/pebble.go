@@ -37,9 +37,19 @@ func retainedKey(topic string) string {
 	return storage.RetainedKey + "_" + topic
 }
 
-// inflightKey returns a primary key for an inflight message.
+// inboundSuffix ends the keys of inflight records of flows the client started.
+const inboundSuffix = ":in"
+
+// inflightKey returns a primary key for an inflight message. A client's packet ids and
+// the server's are separate spaces (see mqtt.Inflight), so the same id may be in flight in
+// both: records of flows the client started (mqtt.IsInbound) get keys ending in ":in",
+// which no key of the server's space ends in (those end in the packet id, as before).
 func inflightKey(cl *mqtt.Client, pk packets.Packet) string {
-	return storage.InflightKey + "_" + cl.ID + ":" + pk.FormatID()
+	k := storage.InflightKey + "_" + cl.ID + ":" + pk.FormatID()
+	if mqtt.IsInbound(pk) {
+		k += inboundSuffix
+	}
+	return k
 }
 
 // sysInfoKey returns a primary key for system info.
@@ -140,7 +150,64 @@ func (h *Hook) Init(config any) error {
 		return err
 	}
 
+	if err := h.migrateInflightKeys(); err != nil {
+		_ = h.db.Close()
+		h.db = nil
+		return err
+	}
+
 	return nil
+}
+
+// migrateInflightKeys moves the inflight records of flows the client started from the key
+// earlier versions gave them, which they shared with the server's records of the same
+// packet id, to their own key (inflightKey), in one batch. Records of the server's flows
+// keep their key.
+func (h *Hook) migrateInflightKeys() error {
+	iter, err := h.db.NewIter(&pebbledb.IterOptions{
+		LowerBound: []byte(storage.InflightKey),
+		UpperBound: keyUpperBound([]byte(storage.InflightKey)),
+	})
+	if err != nil {
+		return err
+	}
+	batch := h.db.NewBatch()
+	defer batch.Close()
+	for iter.First(); iter.Valid(); iter.Next() {
+		m := storage.Message{}
+		if err := m.UnmarshalBinary(iter.Value()); err != nil {
+			continue // StoredInflightMessages skips it too
+		}
+		pk := m.ToPacket()
+		old := storage.InflightKey + "_" + m.Client + ":" + pk.FormatID()
+		if !mqtt.IsInbound(pk) || string(iter.Key()) != old {
+			continue
+		}
+		m.ID = inflightKey(&mqtt.Client{ID: m.Client}, pk)
+		bs, err := m.MarshalBinary()
+		if err != nil {
+			_ = iter.Close()
+			return err
+		}
+		if err := batch.Set([]byte(m.ID), bs, nil); err != nil {
+			_ = iter.Close()
+			return err
+		}
+		if err := batch.Delete([]byte(old), nil); err != nil {
+			_ = iter.Close()
+			return err
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return err
+	}
+	if batch.Empty() {
+		return nil
+	}
+	if h.Log != nil {
+		h.Log.Info("moved inflight records of client flows to their own keys", "count", batch.Count()/2)
+	}
+	return batch.Commit(h.mode)
 }
 
 // Stop closes the pebble instance.
@@ -380,6 +447,7 @@ func (h *Hook) StoredClients() (v []storage.Client, err error) {
 		LowerBound: []byte(storage.ClientKey),
 		UpperBound: keyUpperBound([]byte(storage.ClientKey)),
 	})
+	defer iter.Close() // an open iterator pins its version: Close fails, obsolete files stay
 
 	for iter.First(); iter.Valid(); iter.Next() {
 		item := storage.Client{}
@@ -401,6 +469,7 @@ func (h *Hook) StoredSubscriptions() (v []storage.Subscription, err error) {
 		LowerBound: []byte(storage.SubscriptionKey),
 		UpperBound: keyUpperBound([]byte(storage.SubscriptionKey)),
 	})
+	defer iter.Close() // an open iterator pins its version: Close fails, obsolete files stay
 
 	for iter.First(); iter.Valid(); iter.Next() {
 		item := storage.Subscription{}
@@ -422,6 +491,7 @@ func (h *Hook) StoredRetainedMessages() (v []storage.Message, err error) {
 		LowerBound: []byte(storage.RetainedKey),
 		UpperBound: keyUpperBound([]byte(storage.RetainedKey)),
 	})
+	defer iter.Close() // an open iterator pins its version: Close fails, obsolete files stay
 
 	for iter.First(); iter.Valid(); iter.Next() {
 		item := storage.Message{}
@@ -443,6 +513,7 @@ func (h *Hook) StoredInflightMessages() (v []storage.Message, err error) {
 		LowerBound: []byte(storage.InflightKey),
 		UpperBound: keyUpperBound([]byte(storage.InflightKey)),
 	})
+	defer iter.Close() // an open iterator pins its version: Close fails, obsolete files stay
 
 	for iter.First(); iter.Valid(); iter.Next() {
 		item := storage.Message{}
