@@ -2,6 +2,8 @@ package broker
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"io"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	mpackets "github.com/mochi-mqtt/server/v2/packets"
 )
 
 // A standard MQTT 3.1.1 client with a persistent session keeps working across a broker
@@ -76,6 +80,141 @@ func TestMosquittoSubResubscribesAfterRestart(t *testing.T) {
 		t.Fatalf("the resubscription did not reuse a packet id in flight from the broker:\n%s", out)
 	}
 	sub.alive(t)
+}
+
+// A client's QoS 1 and QoS 2 publishes and the broker's QoS 1 publish to that client may
+// carry the same packet id: both flows survive a restart and complete, each on its own.
+// mochi v2.7.9 kept both under one in-flight entry and one store key: the client's QoS 1
+// publish deleted the broker's PUBLISH from the session, the PUBREC of its QoS 2 publish
+// replaced it in the store, and it was never delivered again.
+func TestClientAndBrokerSamePacketIDAcrossRestart(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.Store = filepath.Join(t.TempDir(), "broker")
+	const id = "agent-raw"
+	restart := func(b *running) *running {
+		t.Helper()
+		b.stop()
+		return start(t, cfg)
+	}
+	inflight := func(b *running) int {
+		cl, ok := b.mqtt.Clients.Get(id)
+		if !ok {
+			t.Fatalf("session %s not restored", id)
+		}
+		return cl.State.Inflight.Len()
+	}
+
+	b := start(t, cfg)
+	dev := rawDevice(t, b.Addr(ListenerTCP), id)
+	dev.subscribe("sensors/to-agent", 1)
+	if err := b.Publish(Message{Topic: "sensors/to-agent", Payload: []byte("to the agent"), QoS: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if pk := dev.packet(); pk.FixedHeader.Type != mpackets.Publish || pk.PacketID != 1 {
+		t.Fatalf("want the broker's PUBLISH 1, got %+v", pk)
+	} // and not acknowledged yet
+	dev.publish("sensors/from-agent", "reading", 1, false) // QoS 1 with the agent's own id 1
+	dev.publishQos2("sensors/from-agent", "result", 1)     // then QoS 2 with it
+	if pk := dev.packet(); pk.FixedHeader.Type != mpackets.Pubrec || pk.PacketID != 1 {
+		t.Fatalf("want PUBREC 1, got %+v", pk)
+	}
+
+	b = restart(b)
+	if n := inflight(b); n != 2 {
+		t.Fatalf("%d in-flight records restored, want 2 (the broker's PUBLISH 1, its PUBREC 1)", n)
+	}
+	dev = rawDevice(t, b.Addr(ListenerTCP), id)
+	var publish, pubrec bool
+	for range 2 { // resent in any order
+		pk := dev.packet()
+		switch {
+		case pk.FixedHeader.Type == mpackets.Publish && pk.PacketID == 1 && pk.FixedHeader.Dup && string(pk.Payload) == "to the agent":
+			publish = true
+		case pk.FixedHeader.Type == mpackets.Pubrec && pk.PacketID == 1:
+			pubrec = true
+		default:
+			t.Fatalf("unexpected resend %+v", pk)
+		}
+	}
+	if !publish || !pubrec {
+		t.Fatalf("resent PUBLISH 1: %v, PUBREC 1: %v", publish, pubrec)
+	}
+	dev.ack(mpackets.Pubrel, 1)
+	if pk := dev.packet(); pk.FixedHeader.Type != mpackets.Pubcomp || pk.PacketID != 1 {
+		t.Fatalf("want PUBCOMP 1, got %+v", pk)
+	}
+	dev.ack(mpackets.Puback, 1)
+	waitFor(t, "both flows complete", func() bool { return inflight(b) == 0 })
+
+	b = restart(b) // both store records were deleted, each by its own flow
+	if n := inflight(b); n != 0 {
+		t.Fatalf("%d in-flight records restored after both flows completed", n)
+	}
+}
+
+// subscribe sends a SUBSCRIBE with packet id 1 and waits for its SUBACK.
+func (c *rawClient) subscribe(filter string, qos byte) {
+	pk := mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Subscribe, Qos: 1}, ProtocolVersion: 4,
+		PacketID: 1, Filters: mpackets.Subscriptions{{Filter: filter, Qos: qos}}}
+	var buf bytes.Buffer
+	if err := pk.SubscribeEncode(&buf); err != nil {
+		c.t.Fatal(err)
+	}
+	c.write(buf.Bytes())
+	if ack := c.packet(); ack.FixedHeader.Type != mpackets.Suback || len(ack.Payload) != 1 || ack.Payload[0] != qos {
+		c.t.Fatalf("SUBACK %+v", ack)
+	}
+}
+
+// publishQos2 sends a QoS 2 PUBLISH; the caller reads the PUBREC.
+func (c *rawClient) publishQos2(topic, payload string, pid uint16) {
+	pk := mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: mpackets.Publish, Qos: 2},
+		TopicName: topic, Payload: []byte(payload), PacketID: pid}
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		c.t.Fatal(err)
+	}
+	c.write(buf.Bytes())
+}
+
+// ack sends a PUBACK, PUBREC, PUBREL or PUBCOMP for packet id pid.
+func (c *rawClient) ack(typ byte, pid uint16) {
+	b := []byte{typ << 4, 2, byte(pid >> 8), byte(pid)}
+	if typ == mpackets.Pubrel {
+		b[0] |= 0x02 // reserved flags of PUBREL
+	}
+	c.write(b)
+}
+
+// packet reads one packet: its type, flags and packet id, and for a PUBLISH its topic
+// and payload; for other packets Payload is the rest after the packet id.
+func (c *rawClient) packet() mpackets.Packet {
+	c.t.Helper()
+	h := c.read(1)
+	n, mul := 0, 1
+	for {
+		d := c.read(1)[0]
+		n += int(d&0x7f) * mul
+		if d&0x80 == 0 {
+			break
+		}
+		mul *= 128
+	}
+	body := c.read(n)
+	pk := mpackets.Packet{FixedHeader: mpackets.FixedHeader{Type: h[0] >> 4, Dup: h[0]&0x08 != 0, Qos: h[0] >> 1 & 3, Retain: h[0]&1 != 0}}
+	if pk.FixedHeader.Type == mpackets.Publish {
+		tl := int(binary.BigEndian.Uint16(body))
+		pk.TopicName, body = string(body[2:2+tl]), body[2+tl:]
+		if pk.FixedHeader.Qos == 0 {
+			pk.Payload = body
+			return pk
+		}
+	}
+	if len(body) >= 2 {
+		pk.PacketID, pk.Payload = binary.BigEndian.Uint16(body), body[2:]
+	}
+	return pk
 }
 
 // tool is a long-running command-line client; its stdout and stderr are collected line by
