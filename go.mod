@@ -191,3 +191,5 @@ require (
 )
 
 tool github.com/go-task/task/v3/cmd/task
+
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt-server

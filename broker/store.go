@@ -20,9 +20,8 @@ import (
 // ignored.
 type storeHook struct {
 	*pebble.Hook
-	mu      sync.RWMutex
-	closed  bool
-	skipped sync.Map // skippedAck: incoming QoS 1 PUBACKs not stored
+	mu     sync.RWMutex
+	closed bool
 }
 
 func newStoreHook() *storeHook { return &storeHook{Hook: new(pebble.Hook)} }
@@ -72,13 +71,6 @@ func (h *storeHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	h.guard(func() { h.Hook.OnWillSent(cl, pk) })
 }
 func (h *storeHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	// A PUBACK whose write failed never completes: forget it with its client.
-	h.skipped.Range(func(k, _ any) bool {
-		if k.(skippedAck).cl == cl {
-			h.skipped.Delete(k)
-		}
-		return true
-	})
 	h.guard(func() { h.Hook.OnDisconnect(cl, err, expire) })
 }
 
@@ -104,18 +96,18 @@ func (h *storeHook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, r int64)
 // OnQosPublish and OnQosComplete skip the PUBACK mochi holds for an incoming QoS 1
 // publish while it writes it: two synced writes per message (store, then delete) for a
 // record whose only use after a crash would be to acknowledge a message that was never
-// delivered (the durable intake journals what the engine needs). Both calls happen on the
-// client's read loop around the write, so the skipped PUBACK is remembered in between:
-// a client's PUBACK of an outgoing message carries the same type and still deletes.
+// delivered (the durable intake journals what the engine needs). Our mochi fork hands
+// these hooks the record each flow holds, never the client's acknowledgement
+// (third_party/mochi-mqtt-server/PATCHES.md), so a PUBACK here is always the broker's own
+// answer to an incoming publish; a client's PUBACK completes the broker's PUBLISH record.
 func (h *storeHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, resends int) {
 	if pk.FixedHeader.Type == packets.Puback {
-		h.skipped.Store(skippedAck{cl, pk.PacketID}, struct{}{})
 		return
 	}
 	h.guard(func() { h.Hook.OnQosPublish(cl, pk, sent, resends) })
 }
 func (h *storeHook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
-	if _, ok := h.skipped.LoadAndDelete(skippedAck{cl, pk.PacketID}); ok && pk.FixedHeader.Type == packets.Puback {
+	if pk.FixedHeader.Type == packets.Puback {
 		return
 	}
 	h.guard(func() { h.Hook.OnQosComplete(cl, pk) })
@@ -135,11 +127,6 @@ func (h *storeHook) dropInlineSubscriptions(srv *mqtt.Server) {
 			h.Hook.OnUnsubscribed(cl, packets.Packet{Filters: packets.Subscriptions{{Filter: filter}}})
 		})
 	}
-}
-
-type skippedAck struct {
-	cl *mqtt.Client
-	id uint16
 }
 
 func (h *storeHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
