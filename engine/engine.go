@@ -74,7 +74,11 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.rules.Store(set)
 	e.registry = newRegistry(func(a []rules.Agent) { e.ruleSet().SetAgents(a) })
-	e.dispatch = newDispatcher(e)
+	prefix := cfg.Broker.Prefix
+	if prefix == "" {
+		prefix = protocol.DefaultPrefix
+	}
+	e.topics = protocol.Topics{Prefix: prefix}
 	if cfg.Broker.External != "" {
 		e.t, err = openExternal(e)
 	} else {
@@ -83,11 +87,6 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	prefix := cfg.Broker.Prefix
-	if prefix == "" {
-		prefix = protocol.DefaultPrefix
-	}
-	e.topics = protocol.Topics{Prefix: prefix}
 	e.sink = metrics.Nop{}
 	if cfg.Influx != nil {
 		if e.influx, err = metrics.New(*cfg.Influx, log.With("component", "metrics")); err != nil {
@@ -96,6 +95,23 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		e.sink = e.influx
 	}
 	e.metrics = newPromMetrics(e)
+	// A finished invocation goes to these, in this order, and nowhere else.
+	observers := []resultObserver{e.history, e.metrics}
+	if e.influx != nil {
+		observers = append(observers, sinkObserver{e.influx})
+	}
+	observers = append(observers, resultsTopic{publish: e.t.Publish, topics: e.topics})
+	m := e.metrics
+	e.dispatch = newDispatcher(dispatchDeps{
+		publish:   e.t.Publish,
+		agents:    e.registry,
+		clock:     systemClock{},
+		log:       log,
+		limits:    cfg.Dispatch,
+		topics:    e.topics,
+		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
+		observers: observers,
+	})
 	return e, nil
 }
 
@@ -170,7 +186,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Shutdown. The broker acknowledges QoS 1 publishes until it stops, so events are
 	// still evaluated while the invocations in flight finish; what arrives after that is
 	// evaluated too, and its invocations are dead-lettered rather than lost.
-	e.dispatch.drain(e.cfg.ShutdownGrace)
+	grace, endGrace := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
+	e.dispatch.drain(grace)
+	endGrace()
 	stopEvents()
 	<-evDone
 	stopControl()
@@ -476,12 +494,15 @@ func (e *Engine) control1(b *broker.Event) {
 // externalInvoke serves {prefix}/invoke/{function}: an MQTT v5 request whose result goes
 // to the request's response topic with its correlation data.
 func (e *Engine) externalInvoke(function string, b *broker.Event) {
-	respond := func(res protocol.Result) {
-		if b.ResponseTopic == "" {
+	respondJSON := func(out []byte) {
+		if b.ResponseTopic == "" || out == nil {
 			return
 		}
-		out, _ := json.Marshal(res)
 		_ = e.publish(broker.Message{Topic: b.ResponseTopic, Payload: out, QoS: 1, CorrelationData: b.CorrelationData, ContentType: "application/json"})
+	}
+	fail := func(err string) {
+		out, _ := json.Marshal(protocol.Result{Function: function, Status: protocol.StatusError, Error: err, ExitCode: -1})
+		respondJSON(out)
 	}
 	if b.ResponseTopic != "" && !e.t.Permits(b.Username, b.ResponseTopic, false) {
 		// The engine publishes without ACL checks: never onto a topic the requester
@@ -494,12 +515,12 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	if len(b.Payload) > 0 {
 		if err := json.Unmarshal(b.Payload, &req); err != nil {
 			e.metrics.malformed.WithLabelValues("invoke").Inc()
-			respond(protocol.Result{Function: function, Status: protocol.StatusError, Error: "malformed request: " + err.Error(), ExitCode: -1})
+			fail("malformed request: " + err.Error())
 			return
 		}
 	}
-	if err := e.Invoke(function, req, respond); err != nil {
-		respond(protocol.Result{Function: function, Status: protocol.StatusError, Error: err.Error(), ExitCode: -1})
+	if err := e.invoke(function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
+		fail(err.Error())
 	}
 }
 
@@ -509,6 +530,14 @@ var ErrUnknownFunction = errors.New("unknown function")
 // Invoke starts an invocation from outside the rules (MQTT, HTTP, CLI); reply receives
 // the result.
 func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(protocol.Result)) error {
+	var r func(*finished)
+	if reply != nil {
+		r = func(f *finished) { reply(f.Result) }
+	}
+	return e.invoke(function, req, r)
+}
+
+func (e *Engine) invoke(function string, req protocol.InvokeRequest, reply func(*finished)) error {
 	fn := e.ruleSet().Functions[function]
 	if fn == nil {
 		return fmt.Errorf("%w %q", ErrUnknownFunction, function)

@@ -64,7 +64,9 @@ func newPromMetrics(e *Engine) *promMetrics {
 	return m
 }
 
-func (m *promMetrics) observe(r protocol.Result) {
+// observe counts a finished invocation and its stage latencies.
+func (m *promMetrics) observe(f *finished) {
+	r := &f.Result
 	cold := "false"
 	if r.Cold {
 		cold = "true"
