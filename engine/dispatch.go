@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -302,7 +304,13 @@ func (d *dispatcher) deadLetter(p *pending, reason, status string) {
 	d.log.Warn("invocation dead-lettered", "id", p.inv.ID, "function", p.inv.Function, "rule", p.inv.Rule, "reason", reason)
 	d.counters.deadLetters.Inc()
 	dl := DeadLetter{Reason: reason, Invocation: p.inv, Tried: p.tried, At: d.clock.Now()}
-	if b, err := json.Marshal(dl); err == nil {
+	b, err := json.Marshal(dl)
+	if err != nil {
+		// Only the arguments can fail to encode (the reason says so): leave them out.
+		dl.Invocation.Args = nil
+		b, err = json.Marshal(dl)
+	}
+	if err == nil {
 		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json"})
 	}
 	res := protocol.Result{ID: p.inv.ID, Function: p.inv.Function, Rule: p.inv.Rule, Status: status, Error: reason, ExitCode: -1}
@@ -346,7 +354,12 @@ func (d *dispatcher) drain(ctx context.Context) {
 				left = append(left, p)
 			}
 			d.mu.Unlock()
+			slices.SortFunc(left, func(a, b *pending) int { return strings.Compare(a.inv.ID, b.inv.ID) })
 			for _, p := range left {
+				if p.sent {
+					p.sent = false
+					d.agents.addInFlight(p.agent, -1)
+				}
 				d.deadLetter(p, "engine stopped before the result arrived", protocol.StatusError)
 			}
 			return
