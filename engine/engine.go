@@ -46,7 +46,6 @@ type Engine struct {
 	metrics  *promMetrics
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
-	counts   struct{ received, matched, skipped, fired atomic.Int64 }
 
 	httpAddr atomic.Value // string
 	ready    chan struct{}
@@ -242,18 +241,14 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		for i := range batch {
 			b := &batch[i]
 			if !e.forRules(b) {
-				e.metrics.events.WithLabelValues("skipped").Inc()
-				e.counts.skipped.Add(1)
+				e.metrics.skipped.Inc()
 				continue
 			}
-			e.metrics.events.WithLabelValues("received").Inc()
-			e.counts.received.Add(1)
+			e.metrics.received.Inc()
 			ev = rules.Event{Topic: b.Topic, Payload: b.Payload, Client: b.ClientID, QoS: b.QoS, Retain: b.Retain, Time: b.Received}
 			firings = eval.Eval(&ev, firings[:0])
 			if len(firings) > 0 {
-				e.metrics.events.WithLabelValues("matched").Inc()
-				e.counts.matched.Add(1)
-				e.counts.fired.Add(int64(len(firings)))
+				e.metrics.matched.Inc()
 			}
 			ids := actionIDs{base: b.ID}
 			for j := range firings {
@@ -301,10 +296,9 @@ func (e *Engine) reportEvents(ctx context.Context) {
 }
 
 func (e *Engine) writeEventCounts() {
-	e.sink.Write(metrics.Events(e.cfg.Name, metrics.EventCounts{
-		Received: e.counts.received.Load(), Matched: e.counts.matched.Load(),
-		Dropped: int64(e.t.Stats().Dropped), Fired: e.counts.fired.Load(),
-	}))
+	c := e.metrics.eventCounts()
+	c.Dropped = int64(e.t.Stats().Dropped)
+	e.sink.Write(metrics.Events(e.cfg.Name, c))
 }
 
 // forRules reports whether an event goes to the rules: everything outside the prefix,

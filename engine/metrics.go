@@ -3,32 +3,37 @@ package engine
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 )
 
 // promMetrics are the engine's Prometheus figures, on a registry of its own.
 type promMetrics struct {
-	reg         *prometheus.Registry
-	events      *prometheus.CounterVec // stage: received, matched, skipped
-	firings     *prometheus.CounterVec // rule
-	dispatched  prometheus.Counter
-	retries     prometheus.Counter
-	timeouts    prometheus.Counter
-	late        prometheus.Counter
-	deadLetters prometheus.Counter
-	malformed   *prometheus.CounterVec // what
-	actionErrs  *prometheus.CounterVec // kind
-	invocations *prometheus.CounterVec // function, status, cold
-	durations   *prometheus.HistogramVec
-	reloads     *prometheus.CounterVec // result: ok, error
+	reg     *prometheus.Registry
+	events  *prometheus.CounterVec // stage: received, matched, skipped
+	firings *prometheus.CounterVec // rule
+	// The event loop's counters (children of events), and a registry of events and
+	// firings alone: the cumulative counts of the deviceless_events point (eventCounts).
+	received, matched, skipped prometheus.Counter
+	counts                     *prometheus.Registry
+	dispatched                 prometheus.Counter
+	retries                    prometheus.Counter
+	timeouts                   prometheus.Counter
+	late                       prometheus.Counter
+	deadLetters                prometheus.Counter
+	malformed                  *prometheus.CounterVec // what
+	actionErrs                 *prometheus.CounterVec // kind
+	invocations                *prometheus.CounterVec // function, status, cold
+	durations                  *prometheus.HistogramVec
+	reloads                    *prometheus.CounterVec // result: ok, error
 }
 
 func newPromMetrics(e *Engine) *promMetrics {
 	m := &promMetrics{
 		reg: prometheus.NewRegistry(),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_events_total",
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: eventsTotal,
 			Help: "Events by stage: received (into the rules), matched (by at least one rule), skipped (internal or loop)."}, []string{"stage"}),
-		firings:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rule_firings_total", Help: "Rule firings."}, []string{"rule"}),
+		firings:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: firingsTotal, Help: "Rule firings."}, []string{"rule"}),
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_attempts_total", Help: "Invocation attempts sent to agents."}),
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
 		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
@@ -45,6 +50,9 @@ func newPromMetrics(e *Engine) *promMetrics {
 			Help: "Invocation time per stage as the agent measured it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"function", "stage"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reloads_total", Help: "Rule reloads by result."}, []string{"result"}),
 	}
+	m.received, m.matched, m.skipped = m.events.WithLabelValues("received"), m.events.WithLabelValues("matched"), m.events.WithLabelValues("skipped")
+	m.counts = prometheus.NewRegistry()
+	m.counts.MustRegister(m.events, m.firings)
 	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
 		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
@@ -62,6 +70,39 @@ func newPromMetrics(e *Engine) *promMetrics {
 		m.reg.MustRegister(e.influx)
 	}
 	return m
+}
+
+const (
+	eventsTotal  = "deviceless_events_total"
+	firingsTotal = "deviceless_rule_firings_total"
+)
+
+// eventCounts reads the cumulative counts of the deviceless_events point from the
+// Prometheus counters: received and matched events, firings of every rule. Dropped is the
+// event source's.
+func (m *promMetrics) eventCounts() metrics.EventCounts {
+	var c metrics.EventCounts
+	mfs, _ := m.counts.Gather() // cannot fail: two vectors of counters
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			v := int64(mt.GetCounter().GetValue())
+			switch mf.GetName() {
+			case firingsTotal:
+				c.Fired += v
+			case eventsTotal:
+				for _, l := range mt.GetLabel() {
+					switch {
+					case l.GetName() != "stage":
+					case l.GetValue() == "received":
+						c.Received += v
+					case l.GetValue() == "matched":
+						c.Matched += v
+					}
+				}
+			}
+		}
+	}
+	return c
 }
 
 // observe counts a finished invocation and its stage latencies.
