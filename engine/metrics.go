@@ -63,8 +63,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 			func() float64 { return float64(len(e.ruleSet().Rules)) }),
 		&ruleCollector{e: e},
 	)
-	if c := e.t.Collector(); c != nil {
-		m.reg.MustRegister(c)
+	if c, ok := e.t.(collectorSource); ok {
+		m.reg.MustRegister(c.Collector())
 	}
 	if e.influx != nil {
 		m.reg.MustRegister(e.influx)
