@@ -86,10 +86,11 @@ type resultObserver interface {
 // result the dispatcher wrote for a dead letter.
 type finished struct {
 	Record
-	raw []byte // the result as JSON, made at the first call of JSON
+	raw []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
 }
 
-// JSON returns the result encoded as JSON, encoding it once (nil if it cannot be).
+// JSON returns the result encoded as JSON, encoding it at most once for every observer
+// and the reply (nil if it cannot be).
 func (f *finished) JSON() []byte {
 	if f.raw == nil {
 		f.raw, _ = json.Marshal(f.Result)
@@ -132,10 +133,6 @@ func newID() string {
 // random ids). reply, when set, receives the first result (or the dead-letter result).
 func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(*finished), ids *actionIDs) {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: fn.Spec}
-	if _, err := json.Marshal(args); err != nil {
-		d.deadLetter(&pending{inv: base, target: target, reply: reply}, fmt.Sprintf("arguments cannot be encoded as JSON: %v", err), protocol.StatusError)
-		return
-	}
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
@@ -150,7 +147,9 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Tar
 		if i > 0 {
 			p.reply = nil
 		}
-		d.send(p)
+		if !d.send(p) {
+			return // the others would not encode either: one dead letter
+		}
 	}
 }
 
@@ -159,23 +158,28 @@ func (d *dispatcher) budget(p *pending) time.Duration {
 	return p.inv.Spec.Timeout.D() + d.limits.StartGrace
 }
 
-// send delivers one attempt of p to p.agent.
-func (d *dispatcher) send(p *pending) {
-	now := d.clock.Now()
-	p.inv.Attempt++
-	p.tried = append(p.tried, p.agent)
+// send delivers one attempt of p to p.agent, encoding the invocation once. It reports
+// false when the invocation cannot be encoded: p is then dead-lettered as it was, without
+// the attempt.
+func (d *dispatcher) send(p *pending) bool {
 	budget := d.budget(p)
-	p.inv.Deadline = now.Add(budget)
-	payload, err := json.Marshal(p.inv)
+	inv := p.inv
+	inv.Attempt++
+	inv.Deadline = d.clock.Now().Add(budget)
+	payload, err := json.Marshal(&inv)
 	if err != nil {
-		d.deadLetter(p, "invocation cannot be encoded: "+err.Error(), protocol.StatusError)
-		return
+		// The event's payload is valid JSON or a string (jsonPayload), the spec is ours:
+		// only the arguments, values of rule expressions, can fail (NaN, say).
+		d.deadLetter(p, fmt.Sprintf("arguments cannot be encoded as JSON: %v", err), protocol.StatusError)
+		return false
 	}
+	p.inv = inv
+	p.tried = append(p.tried, p.agent)
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		d.deadLetter(p, "engine stopping: not dispatched", protocol.StatusError)
-		return
+		return true
 	}
 	d.pending[p.inv.ID] = p
 	id, agent := p.inv.ID, p.agent
@@ -196,9 +200,10 @@ func (d *dispatcher) send(p *pending) {
 		d.mu.Unlock()
 		d.agents.addInFlight(agent, -1)
 		d.deadLetter(p, "publish failed: "+err.Error(), protocol.StatusError)
-		return
+		return true
 	}
 	d.counters.attempts.Inc()
+	return true
 }
 
 // timeout handles an attempt whose result did not arrive in time.
@@ -281,17 +286,24 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 		d.signalIdle()
 		return
 	}
+	// The invocation's id, function and rule are the result's. When the agent's result
+	// already says so (the edge agent's do), its bytes are forwarded as they came.
+	var raw []byte
+	if res.ID == p.inv.ID && res.Function == p.inv.Function && res.Rule == p.inv.Rule && res.Agent != "" {
+		raw = payload
+	}
 	res.ID, res.Function, res.Rule = p.inv.ID, p.inv.Function, p.inv.Rule
 	if res.Agent == "" {
 		res.Agent = agentID
 	}
-	d.finish(p, res)
+	d.finish(p, res, raw)
 	d.signalIdle()
 }
 
-// finish hands a finished invocation to the observers, then to its reply.
-func (d *dispatcher) finish(p *pending, res protocol.Result) {
-	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}}
+// finish hands a finished invocation to the observers, then to its reply. raw, when set,
+// is res encoded as JSON.
+func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
+	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw}
 	for _, o := range d.observers {
 		o.observe(f)
 	}
@@ -317,7 +329,7 @@ func (d *dispatcher) deadLetter(p *pending, reason, status string) {
 	if len(p.tried) > 0 {
 		res.Agent = p.tried[len(p.tried)-1]
 	}
-	d.finish(p, res)
+	d.finish(p, res, nil)
 }
 
 func (d *dispatcher) signalIdle() {

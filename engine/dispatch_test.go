@@ -254,6 +254,42 @@ func TestDispatcher(t *testing.T) {
 	}
 }
 
+// The results topic carries an agent's result as it came when its id, function, rule and
+// agent agree with the invocation, else the result with the invocation's fields; the
+// reply gets the same bytes.
+func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
+	const asItCame = `{"id":"ev-1", "agent":"a1","function":"f","rule":"r","status":"ok","output":{"x": 1},"exit_code":0,"cold":true,"timings_ms":{"queue":1,"start":2,"run":3,"total":6}}`
+	for _, tc := range []struct {
+		name, payload, want string
+	}{{
+		name:    "all fields agree: forwarded",
+		payload: asItCame,
+		want:    asItCame,
+	}, {
+		name:    "no function, rule or agent: the invocation's",
+		payload: `{"id":"ev-1","status":"ok","output":{"x": 1}}`,
+		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","output":{"x":1},"exit_code":0,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
+	}, {
+		name:    "another function: the invocation's",
+		payload: `{"id":"ev-1","agent":"a1","function":"g","rule":"r","status":"error","error":"boom","exit_code":2}`,
+		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"error","error":"boom","exit_code":2,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
+			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
+			var reply []byte
+			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, func(f *finished) { reply = f.JSON() }, &h.ids)
+			h.d.result("a1", []byte(tc.payload), []byte("ev-1"))
+			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.results); diff != "" {
+				t.Errorf("results topic (-want +got):\n%s", diff)
+			}
+			if string(reply) != tc.want {
+				t.Errorf("reply %s, want %s", reply, tc.want)
+			}
+		})
+	}
+}
+
 // dispatchRun is what a dispatcher did: messages it published, invocations that finished
 // (as the observers saw them), replies, counters, in-flight counts and pending invocations.
 type dispatchRun struct {
@@ -298,6 +334,7 @@ type dispatchHarness struct {
 	replies  []string
 	counts   counts
 	lastInv  map[string]string // agent: the id of the last invocation it was sent
+	results  []string          // topic and payload on the results topic
 }
 
 func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness {
@@ -331,6 +368,8 @@ func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness
 
 func (h *dispatchHarness) publish(m broker.Message) error {
 	switch {
+	case strings.HasPrefix(m.Topic, "deviceless/results/"):
+		h.results = append(h.results, m.Topic+" "+string(m.Payload))
 	case m.Topic == h.d.topics.DeadLetter():
 		var dl DeadLetter
 		if err := json.Unmarshal(m.Payload, &dl); err != nil {

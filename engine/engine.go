@@ -279,9 +279,9 @@ func (e *Engine) evaluate(st *evaluation, events []broker.Event) {
 		if len(st.firings) > 0 {
 			e.metrics.matched.Inc()
 		}
-		ids := actionIDs{base: b.ID}
+		acts := eventActions{src: b, ids: actionIDs{base: b.ID}}
 		for j := range st.firings {
-			e.act(&st.firings[j], b, &ids)
+			e.act(&st.firings[j], &acts)
 		}
 	}
 }
@@ -352,15 +352,30 @@ func (a *actionIDs) next() string {
 	return a.base + "-" + strconv.Itoa(a.n)
 }
 
+// eventActions is what the actions of one event share: the event, the ids of its
+// invocations and actuations, and the event as its invocations carry it.
+type eventActions struct {
+	src *broker.Event
+	ids actionIDs
+	inv *protocol.Event // made at the first invocation, shared by the others
+}
+
+func (a *eventActions) invocationEvent() *protocol.Event {
+	if a.inv == nil {
+		a.inv = &protocol.Event{Topic: a.src.Topic, Payload: jsonPayload(a.src.Payload), ReceivedAt: a.src.Received}
+	}
+	return a.inv
+}
+
 // act carries out a firing's actions.
-func (e *Engine) act(f *rules.Firing, src *broker.Event, ids *actionIDs) {
+func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 	e.metrics.firings.WithLabelValues(f.Rule).Inc()
+	src, ids := acts.src, &acts.ids
 	for i := range f.Actions {
 		a := &f.Actions[i]
 		switch a.Kind {
 		case rules.Invoke:
-			ev := &protocol.Event{Topic: src.Topic, Payload: jsonPayload(src.Payload), ReceivedAt: src.Received}
-			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, ev, nil, ids)
+			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), nil, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
 				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
@@ -433,6 +448,7 @@ func payloadBytes(v any) ([]byte, error) {
 }
 
 // jsonPayload embeds an event payload in an invocation: JSON as is, else as a string.
+// It runs once per event (eventActions), however many invocations the event causes.
 func jsonPayload(b []byte) json.RawMessage {
 	if len(b) > 0 && json.Valid(b) {
 		return b
