@@ -2,8 +2,15 @@
 // evaluates the rules, dispatches invocations to edge agents, carries out actuations and
 // publications, tracks the agents, and serves the HTTP API.
 //
-// One event's path: broker intake → (*Engine).evaluate → rules.Evaluator.Eval →
-// (*Engine).act → dispatcher.invoke → agent → dispatcher.result → results topic.
+// One event's path (engine.go unless named):
+//
+//	eventSource.Next (transport.go, external.go) → (*Engine).eventLoop → (*Engine).evaluate
+//	  → rules.Evaluator.Eval → (*Engine).act → (*dispatcher).invoke → (*dispatcher).send
+//	  (dispatch.go) → {prefix}/agents/{id}/invoke; then eventBatch.Commit acknowledges it.
+//	{prefix}/agents/{id}/result → (*Engine).controlLoop → (*Engine).control1
+//	  → (*dispatcher).result → (*dispatcher).finish → the resultObservers New set up:
+//	  history (history.go), promMetrics (metrics.go), sinkObserver (Influx) and
+//	  resultsTopic ({prefix}/results/{function}); then the invoke request's reply.
 package engine
 
 import (
