@@ -77,7 +77,7 @@ type dispatchCounters struct {
 
 // resultObserver receives finished invocations: history, Prometheus, the Influx sink and
 // the results topic each are one (see New). observe must not block; it must not keep f
-// beyond the call, nor modify it.
+// beyond the call, nor change it (f.JSON keeps the encoding it makes, for the others).
 type resultObserver interface {
 	observe(f *finished)
 }
