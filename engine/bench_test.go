@@ -91,7 +91,7 @@ func BenchmarkMosquittoPubIntoRules(b *testing.B) {
 			got := r0.Counters().Matched.Load()
 			b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(uint64(b.N)-got), "lost")
-			b.ReportMetric(float64(e.t.Stats().Dropped), "shed")
+			b.ReportMetric(float64(e.events.Stats().Dropped), "shed")
 		})
 	}
 }

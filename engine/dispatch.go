@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,9 +19,10 @@ import (
 )
 
 // dispatcher delivers invocations to agents as MQTT v5 requests, matches their results,
-// retries on timeouts and dead-letters what cannot be delivered.
+// retries on timeouts and dead-letters what cannot be delivered. It knows nothing of the
+// engine: New hands it a dispatchDeps.
 type dispatcher struct {
-	e *Engine
+	dispatchDeps
 
 	mu      sync.Mutex
 	pending map[string]*pending
@@ -25,14 +30,82 @@ type dispatcher struct {
 	idle    chan struct{} // signalled when pending becomes empty
 }
 
+// dispatchDeps are a dispatcher's narrow inputs, as mochi hands a client its ops and
+// Prometheus' rule manager its ManagerOptions.
+type dispatchDeps struct {
+	publish  func(broker.Message) error // invocations and dead letters
+	agents   agentPicker
+	clock    clock
+	log      *slog.Logger
+	limits   DispatchConfig // attempts, backoff, start grace
+	topics   protocol.Topics
+	counters dispatchCounters
+	// observers receive every finished invocation, a result or a dead letter, in order.
+	observers []resultObserver
+}
+
+// agentPicker chooses the agents of an invocation and keeps their in-flight counts (the
+// registry).
+type agentPicker interface {
+	// selectAgents returns the online agents t names (for pick: one, the least busy),
+	// skipping those in exclude; line, when set, keeps agents with that output line.
+	selectAgents(t protocol.Target, line string, exclude []string) []string
+	addInFlight(agent string, delta int)
+}
+
+// clock is the dispatcher's time: the system's in the engine, a fake one in tests.
+type clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d, unless stopped first.
+	AfterFunc(d time.Duration, f func()) timer
+}
+
+type timer interface{ Stop() bool }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                            { return time.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) timer { return time.AfterFunc(d, f) }
+
+// counter is the part of a Prometheus counter the dispatcher uses.
+type counter interface{ Inc() }
+
+// dispatchCounters count what the dispatcher does (Prometheus counters in the engine).
+type dispatchCounters struct {
+	attempts, retries, timeouts, late, deadLetters, malformed counter
+}
+
+// resultObserver receives finished invocations: history, Prometheus, the Influx sink and
+// the results topic each are one (see New). observe must not block; it must not keep f
+// beyond the call, nor change it (f.JSON keeps the encoding it makes, for the others).
+type resultObserver interface {
+	observe(f *finished)
+}
+
+// finished is an invocation's end as the observers see it: the agent's result, or the
+// result the dispatcher wrote for a dead letter.
+type finished struct {
+	Record
+	raw []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
+}
+
+// JSON returns the result encoded as JSON, encoding it at most once for every observer
+// and the reply (nil if it cannot be).
+func (f *finished) JSON() []byte {
+	if f.raw == nil {
+		f.raw, _ = json.Marshal(f.Result)
+	}
+	return f.raw
+}
+
 type pending struct {
 	inv    protocol.Invocation
 	target protocol.Target
 	agent  string
 	tried  []string
-	timer  *time.Timer
+	timer  timer
 	sent   bool // an attempt is out (counted in the agent's in-flight)
-	reply  func(protocol.Result)
+	reply  func(*finished)
 }
 
 // DeadLetter is what the engine publishes on {prefix}/deadletter.
@@ -43,8 +116,11 @@ type DeadLetter struct {
 	At         time.Time           `json:"at"`
 }
 
-func newDispatcher(e *Engine) *dispatcher {
-	return &dispatcher{e: e, pending: map[string]*pending{}, idle: make(chan struct{}, 1)}
+func newDispatcher(deps dispatchDeps) *dispatcher {
+	if deps.log == nil {
+		deps.log = slog.New(slog.DiscardHandler)
+	}
+	return &dispatcher{dispatchDeps: deps, pending: map[string]*pending{}, idle: make(chan struct{}, 1)}
 }
 
 func newID() string {
@@ -55,13 +131,9 @@ func newID() string {
 
 // invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
 // random ids). reply, when set, receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(protocol.Result), ids *actionIDs) {
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(*finished), ids *actionIDs) {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: fn.Spec}
-	if _, err := json.Marshal(args); err != nil {
-		d.deadLetter(&pending{inv: base, target: target, reply: reply}, fmt.Sprintf("arguments cannot be encoded as JSON: %v", err), protocol.StatusError)
-		return
-	}
-	agents := d.e.registry.selectAgents(target, "", nil)
+	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
 		return
@@ -75,37 +147,49 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Tar
 		if i > 0 {
 			p.reply = nil
 		}
-		d.send(p)
+		if !d.send(p) {
+			return // the others would not encode either: one dead letter
+		}
 	}
 }
 
-// send delivers one attempt of p to p.agent.
-func (d *dispatcher) send(p *pending) {
-	now := d.e.now()
-	p.inv.Attempt++
-	p.tried = append(p.tried, p.agent)
-	budget := p.inv.Spec.Timeout.D() + d.e.cfg.Dispatch.StartGrace
-	p.inv.Deadline = now.Add(budget)
-	payload, err := json.Marshal(p.inv)
+// budget is how long an attempt of p may take: the function's timeout and the start grace.
+func (d *dispatcher) budget(p *pending) time.Duration {
+	return p.inv.Spec.Timeout.D() + d.limits.StartGrace
+}
+
+// send delivers one attempt of p to p.agent, encoding the invocation once. It reports
+// false when the invocation cannot be encoded: p is then dead-lettered as it was, without
+// the attempt.
+func (d *dispatcher) send(p *pending) bool {
+	budget := d.budget(p)
+	inv := p.inv
+	inv.Attempt++
+	inv.Deadline = d.clock.Now().Add(budget)
+	payload, err := json.Marshal(&inv)
 	if err != nil {
-		d.deadLetter(p, "invocation cannot be encoded: "+err.Error(), protocol.StatusError)
-		return
+		// The event's payload is valid JSON or a string (jsonPayload), the spec is ours:
+		// only the arguments, values of rule expressions, can fail (NaN, say).
+		d.deadLetter(p, fmt.Sprintf("arguments cannot be encoded as JSON: %v", err), protocol.StatusError)
+		return false
 	}
+	p.inv = inv
+	p.tried = append(p.tried, p.agent)
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		d.deadLetter(p, "engine stopping: not dispatched", protocol.StatusError)
-		return
+		return true
 	}
 	d.pending[p.inv.ID] = p
 	id, agent := p.inv.ID, p.agent
 	p.sent = true
-	p.timer = time.AfterFunc(budget+250*time.Millisecond, func() { d.timeout(id) })
+	p.timer = d.clock.AfterFunc(budget+250*time.Millisecond, func() { d.timeout(id) })
 	d.mu.Unlock()
-	d.e.registry.addInFlight(agent, 1)
-	err = d.e.publish(broker.Message{
-		Topic: d.e.topics.AgentInvoke(agent), Payload: payload, QoS: 1,
-		ResponseTopic: d.e.topics.AgentResult(agent), CorrelationData: []byte(id),
+	d.agents.addInFlight(agent, 1)
+	err = d.publish(broker.Message{
+		Topic: d.topics.AgentInvoke(agent), Payload: payload, QoS: 1,
+		ResponseTopic: d.topics.AgentResult(agent), CorrelationData: []byte(id),
 		ContentType: "application/json", Expiry: budget,
 	})
 	if err != nil {
@@ -114,11 +198,12 @@ func (d *dispatcher) send(p *pending) {
 		p.timer.Stop()
 		p.sent = false
 		d.mu.Unlock()
-		d.e.registry.addInFlight(agent, -1)
+		d.agents.addInFlight(agent, -1)
 		d.deadLetter(p, "publish failed: "+err.Error(), protocol.StatusError)
-		return
+		return true
 	}
-	d.e.metrics.dispatched.Inc()
+	d.counters.attempts.Inc()
+	return true
 }
 
 // timeout handles an attempt whose result did not arrive in time.
@@ -134,23 +219,23 @@ func (d *dispatcher) timeout(id string) {
 	if !sent {
 		return
 	}
-	d.e.registry.addInFlight(p.agent, -1)
-	d.e.metrics.timeouts.Inc()
-	d.retryOrDeadLetter(p, fmt.Sprintf("no result from agent %s within %v", p.agent, p.inv.Spec.Timeout.D()+d.e.cfg.Dispatch.StartGrace), protocol.StatusTimeout)
+	d.agents.addInFlight(p.agent, -1)
+	d.counters.timeouts.Inc()
+	d.retryOrDeadLetter(p, fmt.Sprintf("no result from agent %s within %v", p.agent, d.budget(p)), protocol.StatusTimeout)
 	d.signalIdle()
 }
 
 func (d *dispatcher) retryOrDeadLetter(p *pending, reason, status string) {
-	if p.target.Pick != protocol.PickAll && p.inv.Attempt < d.e.cfg.Dispatch.Attempts {
-		if next := d.e.registry.selectAgents(p.target, "", p.tried); len(next) > 0 {
-			backoff := d.e.cfg.Dispatch.Backoff << (p.inv.Attempt - 1)
-			d.e.log.Info("retrying invocation", "id", p.inv.ID, "function", p.inv.Function, "attempt", p.inv.Attempt+1, "agent", next[0], "after", backoff, "reason", reason)
-			d.e.metrics.retries.Inc()
+	if p.target.Pick != protocol.PickAll && p.inv.Attempt < d.limits.Attempts {
+		if next := d.agents.selectAgents(p.target, "", p.tried); len(next) > 0 {
+			backoff := d.limits.Backoff << (p.inv.Attempt - 1)
+			d.log.Info("retrying invocation", "id", p.inv.ID, "function", p.inv.Function, "attempt", p.inv.Attempt+1, "agent", next[0], "after", backoff, "reason", reason)
+			d.counters.retries.Inc()
 			d.mu.Lock()
 			p.agent = next[0]
 			// Hold the slot while backing off, so shutdown waits for it.
 			d.pending[p.inv.ID] = p
-			p.timer = time.AfterFunc(backoff, func() {
+			p.timer = d.clock.AfterFunc(backoff, func() {
 				d.mu.Lock()
 				_, still := d.pending[p.inv.ID]
 				delete(d.pending, p.inv.ID)
@@ -171,8 +256,8 @@ func (d *dispatcher) retryOrDeadLetter(p *pending, reason, status string) {
 func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 	var res protocol.Result
 	if err := json.Unmarshal(payload, &res); err != nil {
-		d.e.metrics.malformed.WithLabelValues("result").Inc()
-		d.e.log.Warn("malformed result", "agent", agentID, "err", err)
+		d.counters.malformed.Inc()
+		d.log.Warn("malformed result", "agent", agentID, "err", err)
 		return
 	}
 	id := string(correlation)
@@ -190,49 +275,61 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 	d.mu.Unlock()
 	if p == nil {
 		// A late answer to an attempt that was retried, or another engine's invocation.
-		d.e.metrics.late.Inc()
+		d.counters.late.Inc()
 		return
 	}
 	if sent {
-		d.e.registry.addInFlight(p.agent, -1)
+		d.agents.addInFlight(p.agent, -1)
 	}
 	if res.Status == protocol.StatusRejected {
 		d.retryOrDeadLetter(p, fmt.Sprintf("agent %s rejected the invocation: %s", agentID, res.Error), protocol.StatusRejected)
 		d.signalIdle()
 		return
 	}
+	// The invocation's id, function and rule are the result's. When the agent's result
+	// already says so (the edge agent's do), its bytes are forwarded as they came.
+	var raw []byte
+	if res.ID == p.inv.ID && res.Function == p.inv.Function && res.Rule == p.inv.Rule && res.Agent != "" {
+		raw = payload
+	}
 	res.ID, res.Function, res.Rule = p.inv.ID, p.inv.Function, p.inv.Rule
 	if res.Agent == "" {
 		res.Agent = agentID
 	}
-	d.finish(p, res)
+	d.finish(p, res, raw)
 	d.signalIdle()
 }
 
-func (d *dispatcher) finish(p *pending, res protocol.Result) {
-	d.e.history.add(Record{Result: res, Attempts: p.inv.Attempt, Finished: d.e.now()})
-	d.e.metrics.observe(res)
-	d.e.sink.Write(metrics.Invocation(res))
-	if b, err := json.Marshal(res); err == nil {
-		_ = d.e.publish(broker.Message{Topic: d.e.topics.Results(res.Function), Payload: b, ContentType: "application/json"})
+// finish hands a finished invocation to the observers, then to its reply. raw, when set,
+// is res encoded as JSON.
+func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
+	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw}
+	for _, o := range d.observers {
+		o.observe(f)
 	}
 	if p.reply != nil {
-		p.reply(res)
+		p.reply(f)
 	}
 }
 
 func (d *dispatcher) deadLetter(p *pending, reason, status string) {
-	d.e.log.Warn("invocation dead-lettered", "id", p.inv.ID, "function", p.inv.Function, "rule", p.inv.Rule, "reason", reason)
-	d.e.metrics.deadLetters.Inc()
-	dl := DeadLetter{Reason: reason, Invocation: p.inv, Tried: p.tried, At: d.e.now()}
-	if b, err := json.Marshal(dl); err == nil {
-		_ = d.e.publish(broker.Message{Topic: d.e.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json"})
+	d.log.Warn("invocation dead-lettered", "id", p.inv.ID, "function", p.inv.Function, "rule", p.inv.Rule, "reason", reason)
+	d.counters.deadLetters.Inc()
+	dl := DeadLetter{Reason: reason, Invocation: p.inv, Tried: p.tried, At: d.clock.Now()}
+	b, err := json.Marshal(dl)
+	if err != nil {
+		// Only the arguments can fail to encode (the reason says so): leave them out.
+		dl.Invocation.Args = nil
+		b, err = json.Marshal(dl)
+	}
+	if err == nil {
+		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json"})
 	}
 	res := protocol.Result{ID: p.inv.ID, Function: p.inv.Function, Rule: p.inv.Rule, Status: status, Error: reason, ExitCode: -1}
 	if len(p.tried) > 0 {
 		res.Agent = p.tried[len(p.tried)-1]
 	}
-	d.finish(p, res)
+	d.finish(p, res, nil)
 }
 
 func (d *dispatcher) signalIdle() {
@@ -253,15 +350,13 @@ func (d *dispatcher) inFlight() int {
 	return len(d.pending)
 }
 
-// drain waits up to grace for invocations in flight, then dead-letters the rest so that
-// nothing is silently lost.
-func (d *dispatcher) drain(grace time.Duration) {
-	deadline := time.NewTimer(grace)
-	defer deadline.Stop()
+// drain waits until ctx ends for invocations in flight, then dead-letters the rest so
+// that nothing is silently lost. Invocations started after drain are dead-lettered.
+func (d *dispatcher) drain(ctx context.Context) {
 	for d.inFlight() > 0 {
 		select {
 		case <-d.idle:
-		case <-deadline.C:
+		case <-ctx.Done():
 			d.mu.Lock()
 			d.closed = true
 			left := make([]*pending, 0, len(d.pending))
@@ -271,7 +366,12 @@ func (d *dispatcher) drain(grace time.Duration) {
 				left = append(left, p)
 			}
 			d.mu.Unlock()
+			slices.SortFunc(left, func(a, b *pending) int { return strings.Compare(a.inv.ID, b.inv.ID) })
 			for _, p := range left {
+				if p.sent {
+					p.sent = false
+					d.agents.addInFlight(p.agent, -1)
+				}
 				d.deadLetter(p, "engine stopped before the result arrived", protocol.StatusError)
 			}
 			return
@@ -280,4 +380,23 @@ func (d *dispatcher) drain(grace time.Duration) {
 	d.mu.Lock()
 	d.closed = true
 	d.mu.Unlock()
+}
+
+// Observers of finished invocations, set up in New.
+
+// sinkObserver writes a point per finished invocation to the metrics sink (Influx).
+type sinkObserver struct{ sink metrics.Sink }
+
+func (o sinkObserver) observe(f *finished) { o.sink.Write(metrics.Invocation(f.Result)) }
+
+// resultsTopic publishes every finished invocation on {prefix}/results/{function}.
+type resultsTopic struct {
+	publish func(broker.Message) error
+	topics  protocol.Topics
+}
+
+func (o resultsTopic) observe(f *finished) {
+	if b := f.JSON(); b != nil {
+		_ = o.publish(broker.Message{Topic: o.topics.Results(f.Function), Payload: b, ContentType: "application/json"})
+	}
 }

@@ -2,8 +2,15 @@
 // evaluates the rules, dispatches invocations to edge agents, carries out actuations and
 // publications, tracks the agents, and serves the HTTP API.
 //
-// One event's path: broker intake → (*Engine).evaluate → rules.Evaluator.Eval →
-// (*Engine).act → dispatcher.invoke → agent → dispatcher.result → results topic.
+// One event's path (engine.go unless named):
+//
+//	eventSource.Next (transport.go, external.go) → (*Engine).eventLoop → (*Engine).evaluate
+//	  → rules.Evaluator.Eval → (*Engine).act → (*dispatcher).invoke → (*dispatcher).send
+//	  (dispatch.go) → {prefix}/agents/{id}/invoke; then eventBatch.Commit acknowledges it.
+//	{prefix}/agents/{id}/result → (*Engine).controlLoop → (*Engine).control1
+//	  → (*dispatcher).result → (*dispatcher).finish → the resultObservers New set up:
+//	  history (history.go), promMetrics (metrics.go), sinkObserver (Influx) and
+//	  resultsTopic ({prefix}/results/{function}); then the invoke request's reply.
 package engine
 
 import (
@@ -36,7 +43,12 @@ type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	topics protocol.Topics
-	t      transport
+	// The transport, its sources, and its optional authorizer (nil: an external broker,
+	// whose ACLs the engine cannot see).
+	t       transport
+	events  eventSource
+	control controlSource
+	auth    authorizer
 
 	rules    atomic.Pointer[rules.Set]
 	rulesErr atomic.Pointer[reloadStatus]
@@ -46,7 +58,6 @@ type Engine struct {
 	metrics  *promMetrics
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
-	counts   struct{ received, matched, skipped, fired atomic.Int64 }
 
 	httpAddr atomic.Value // string
 	ready    chan struct{}
@@ -75,7 +86,11 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.rules.Store(set)
 	e.registry = newRegistry(func(a []rules.Agent) { e.ruleSet().SetAgents(a) })
-	e.dispatch = newDispatcher(e)
+	prefix := cfg.Broker.Prefix
+	if prefix == "" {
+		prefix = protocol.DefaultPrefix
+	}
+	e.topics = protocol.Topics{Prefix: prefix}
 	if cfg.Broker.External != "" {
 		e.t, err = openExternal(e)
 	} else {
@@ -84,11 +99,8 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	prefix := cfg.Broker.Prefix
-	if prefix == "" {
-		prefix = protocol.DefaultPrefix
-	}
-	e.topics = protocol.Topics{Prefix: prefix}
+	e.events, e.control = e.t.Events(), e.t.Control()
+	e.auth, _ = e.t.(authorizer)
 	e.sink = metrics.Nop{}
 	if cfg.Influx != nil {
 		if e.influx, err = metrics.New(*cfg.Influx, log.With("component", "metrics")); err != nil {
@@ -97,6 +109,23 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		e.sink = e.influx
 	}
 	e.metrics = newPromMetrics(e)
+	// A finished invocation goes to these, in this order, and nowhere else.
+	observers := []resultObserver{e.history, e.metrics}
+	if e.influx != nil {
+		observers = append(observers, sinkObserver{e.influx})
+	}
+	observers = append(observers, resultsTopic{publish: e.t.Publish, topics: e.topics})
+	m := e.metrics
+	e.dispatch = newDispatcher(dispatchDeps{
+		publish:   e.t.Publish,
+		agents:    e.registry,
+		clock:     systemClock{},
+		log:       log,
+		limits:    cfg.Dispatch,
+		topics:    e.topics,
+		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
+		observers: observers,
+	})
 	return e, nil
 }
 
@@ -171,7 +200,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	// Shutdown. The broker acknowledges QoS 1 publishes until it stops, so events are
 	// still evaluated while the invocations in flight finish; what arrives after that is
 	// evaluated too, and its invocations are dead-lettered rather than lost.
-	e.dispatch.drain(e.cfg.ShutdownGrace)
+	grace, endGrace := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
+	e.dispatch.drain(grace)
+	endGrace()
 	stopEvents()
 	<-evDone
 	stopControl()
@@ -195,75 +226,72 @@ func (e *Engine) Run(ctx context.Context) error {
 // eventLoop evaluates events in arrival order on one goroutine: rule state (windows,
 // `for`, throttle) sees every key's events in order, and at 1–4 µs per event one
 // goroutine keeps up with far more than a broker on an edge box delivers. Actions are
-// handed to the broker and the dispatcher, which do not block.
+// handed to the broker and the dispatcher, which do not block. Each batch is evaluated,
+// acted on, then acknowledged.
 func (e *Engine) eventLoop(ctx context.Context) {
-	var (
-		cur     *rules.Set
-		eval    *rules.Evaluator
-		firings []rules.Firing
-		ev      rules.Event
-	)
-	var committed uint64
-	process := func(batch []broker.Event) {
-		if set := e.ruleSet(); set != cur {
-			cur, eval = set, set.NewEvaluator()
-		}
-		defer func() {
-			// Every action of the batch is with the broker (invocations and actuations are
-			// stored for their agents' sessions): the events need not come back.
-			var last uint64
-			for i := range batch {
-				last = max(last, batch[i].Seq)
-			}
-			if last > committed {
-				if err := e.t.CommitEvents(last); err != nil {
-					e.log.Error("cannot commit evaluated events: they will be evaluated again after a restart", "err", err)
-				}
-				committed = last
-			}
-		}()
-		for i := range batch {
-			b := &batch[i]
-			if !e.forRules(b) {
-				e.metrics.events.WithLabelValues("skipped").Inc()
-				e.counts.skipped.Add(1)
-				continue
-			}
-			e.metrics.events.WithLabelValues("received").Inc()
-			e.counts.received.Add(1)
-			ev = rules.Event{Topic: b.Topic, Payload: b.Payload, Client: b.ClientID, QoS: b.QoS, Retain: b.Retain, Time: b.Received}
-			firings = eval.Eval(&ev, firings[:0])
-			if len(firings) > 0 {
-				e.metrics.events.WithLabelValues("matched").Inc()
-				e.counts.matched.Add(1)
-				e.counts.fired.Add(int64(len(firings)))
-			}
-			ids := actionIDs{base: b.ID}
-			for j := range firings {
-				e.act(&firings[j], b, &ids)
-			}
+	var st evaluation
+	handle := func(b eventBatch) {
+		e.evaluate(&st, b.Events)
+		// Every action of the batch is with the broker (invocations and actuations are
+		// stored for their agents' sessions): the events need not come back.
+		if err := b.Commit(); err != nil {
+			e.log.Error("cannot commit evaluated events: they will be evaluated again after a restart", "err", err)
 		}
 	}
 	for {
-		batch, err := e.t.NextEvents(ctx)
+		b, err := e.events.Next(ctx)
 		if err != nil {
 			break
 		}
-		process(batch)
+		handle(b)
 	}
 	// Take what the broker already accepted before stopping, so QoS 1 events that were
 	// acknowledged are evaluated; closing the intake discards what is still in it.
 	// Devices that keep publishing would keep this going: it is bounded.
 	for end := time.Now().Add(time.Second); time.Now().Before(end); {
 		drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		batch, err := e.t.NextEvents(drainCtx)
+		b, err := e.events.Next(drainCtx)
 		cancel()
 		if err != nil {
 			break
 		}
-		process(batch)
+		handle(b)
 	}
-	e.t.CloseEvents()
+	e.events.Close()
+}
+
+// evaluation is the event loop's state: the evaluator of the rule set it runs, and
+// buffers reused from event to event.
+type evaluation struct {
+	set     *rules.Set
+	eval    *rules.Evaluator
+	firings []rules.Firing
+	ev      rules.Event
+}
+
+// evaluate runs events through the rules and acts on the firings. A reloaded rule set is
+// taken up here, between two batches.
+func (e *Engine) evaluate(st *evaluation, events []broker.Event) {
+	if set := e.ruleSet(); set != st.set {
+		st.set, st.eval = set, set.NewEvaluator()
+	}
+	for i := range events {
+		b := &events[i]
+		if !e.forRules(b) {
+			e.metrics.skipped.Inc()
+			continue
+		}
+		e.metrics.received.Inc()
+		st.ev = rules.Event{Topic: b.Topic, Payload: b.Payload, Client: b.ClientID, QoS: b.QoS, Retain: b.Retain, Time: b.Received}
+		st.firings = st.eval.Eval(&st.ev, st.firings[:0])
+		if len(st.firings) > 0 {
+			e.metrics.matched.Inc()
+		}
+		acts := eventActions{src: b, ids: actionIDs{base: b.ID}}
+		for j := range st.firings {
+			e.act(&st.firings[j], &acts)
+		}
+	}
 }
 
 // reportEvents writes the cumulative event counts to the metrics sink periodically.
@@ -284,10 +312,9 @@ func (e *Engine) reportEvents(ctx context.Context) {
 }
 
 func (e *Engine) writeEventCounts() {
-	e.sink.Write(metrics.Events(e.cfg.Name, metrics.EventCounts{
-		Received: e.counts.received.Load(), Matched: e.counts.matched.Load(),
-		Dropped: int64(e.t.Stats().Dropped), Fired: e.counts.fired.Load(),
-	}))
+	c := e.metrics.eventCounts()
+	c.Dropped = int64(e.events.Stats().Dropped)
+	e.sink.Write(metrics.Events(e.cfg.Name, c))
 }
 
 // forRules reports whether an event goes to the rules: everything outside the prefix,
@@ -333,15 +360,30 @@ func (a *actionIDs) next() string {
 	return a.base + "-" + strconv.Itoa(a.n)
 }
 
+// eventActions is what the actions of one event share: the event, the ids of its
+// invocations and actuations, and the event as its invocations carry it.
+type eventActions struct {
+	src *broker.Event
+	ids actionIDs
+	inv *protocol.Event // made at the first invocation, shared by the others
+}
+
+func (a *eventActions) invocationEvent() *protocol.Event {
+	if a.inv == nil {
+		a.inv = &protocol.Event{Topic: a.src.Topic, Payload: jsonPayload(a.src.Payload), ReceivedAt: a.src.Received}
+	}
+	return a.inv
+}
+
 // act carries out a firing's actions.
-func (e *Engine) act(f *rules.Firing, src *broker.Event, ids *actionIDs) {
+func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 	e.metrics.firings.WithLabelValues(f.Rule).Inc()
+	src, ids := acts.src, &acts.ids
 	for i := range f.Actions {
 		a := &f.Actions[i]
 		switch a.Kind {
 		case rules.Invoke:
-			ev := &protocol.Event{Topic: src.Topic, Payload: jsonPayload(src.Payload), ReceivedAt: src.Received}
-			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, ev, nil, ids)
+			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), nil, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
 				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
@@ -414,6 +456,7 @@ func payloadBytes(v any) ([]byte, error) {
 }
 
 // jsonPayload embeds an event payload in an invocation: JSON as is, else as a string.
+// It runs once per event (eventActions), however many invocations the event causes.
 func jsonPayload(b []byte) json.RawMessage {
 	if len(b) > 0 && json.Valid(b) {
 		return b
@@ -431,7 +474,7 @@ func (e *Engine) controlBacklog() {
 	now, cancel := context.WithCancel(context.Background())
 	cancel()
 	for {
-		batch, err := e.t.NextControl(now)
+		batch, err := e.control.NextBatch(now)
 		if err != nil || len(batch) == 0 {
 			return
 		}
@@ -444,7 +487,7 @@ func (e *Engine) controlBacklog() {
 // controlLoop handles agent status, agent results and external invoke requests.
 func (e *Engine) controlLoop(ctx context.Context) {
 	for {
-		batch, err := e.t.NextControl(ctx)
+		batch, err := e.control.NextBatch(ctx)
 		if err != nil {
 			return
 		}
@@ -484,16 +527,25 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 		e.log.Warn("retained invoke request ignored", "client", b.ClientID, "topic", b.Topic)
 		return
 	}
-	respond := func(res protocol.Result) {
-		if b.ResponseTopic == "" {
+	respondJSON := func(out []byte) {
+		if b.ResponseTopic == "" || out == nil {
 			return
 		}
-		out, _ := json.Marshal(res)
 		_ = e.publish(broker.Message{Topic: b.ResponseTopic, Payload: out, QoS: 1, CorrelationData: b.CorrelationData, ContentType: "application/json"})
 	}
-	if b.ResponseTopic != "" && !e.t.Permits(b.Username, b.ResponseTopic, false) {
-		// The engine publishes without ACL checks: never onto a topic the requester
-		// could not read itself.
+	fail := func(err string) {
+		out, _ := json.Marshal(protocol.Result{Function: function, Status: protocol.StatusError, Error: err, ExitCode: -1})
+		respondJSON(out)
+	}
+	// The engine publishes without ACL checks: never onto a topic the requester could not
+	// read itself.
+	switch {
+	case b.ResponseTopic == "":
+	case e.auth == nil:
+		// An external broker: the engine cannot see its ACLs and answers on whatever
+		// response topic the request names; that broker's ACLs govern only who may send
+		// requests (docs/engine.md). Kept as it is; a separate security issue changes it.
+	case !e.auth.Permits(b.Username, b.ResponseTopic, false):
 		e.metrics.malformed.WithLabelValues("invoke").Inc()
 		e.log.Warn("invoke request refused: requester may not read its response topic", "client", b.ClientID, "response_topic", b.ResponseTopic)
 		return
@@ -502,12 +554,12 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	if len(b.Payload) > 0 {
 		if err := json.Unmarshal(b.Payload, &req); err != nil {
 			e.metrics.malformed.WithLabelValues("invoke").Inc()
-			respond(protocol.Result{Function: function, Status: protocol.StatusError, Error: "malformed request: " + err.Error(), ExitCode: -1})
+			fail("malformed request: " + err.Error())
 			return
 		}
 	}
-	if err := e.Invoke(function, req, respond); err != nil {
-		respond(protocol.Result{Function: function, Status: protocol.StatusError, Error: err.Error(), ExitCode: -1})
+	if err := e.invoke(function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
+		fail(err.Error())
 	}
 }
 
@@ -517,6 +569,14 @@ var ErrUnknownFunction = errors.New("unknown function")
 // Invoke starts an invocation from outside the rules (MQTT, HTTP, CLI); reply receives
 // the result.
 func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(protocol.Result)) error {
+	var r func(*finished)
+	if reply != nil {
+		r = func(f *finished) { reply(f.Result) }
+	}
+	return e.invoke(function, req, r)
+}
+
+func (e *Engine) invoke(function string, req protocol.InvokeRequest, reply func(*finished)) error {
 	fn := e.ruleSet().Functions[function]
 	if fn == nil {
 		return fmt.Errorf("%w %q", ErrUnknownFunction, function)

@@ -13,7 +13,6 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/autopaho/queue/memory"
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/protocol"
@@ -199,12 +198,25 @@ func (t *external) ack(c *paho.Client, p *paho.Publish) {
 
 func (t *external) Ready() <-chan struct{} { return t.ready }
 
-func (t *external) NextEvents(ctx context.Context) ([]broker.Event, error) {
-	return t.events.next(ctx)
+func (t *external) Events() eventSource { return externalEvents{t} }
+
+func (t *external) Control() controlSource { return t.control }
+
+// externalEvents is the external transport's event source: committing a batch
+// acknowledges its QoS 1/2 events to the broker.
+type externalEvents struct{ t *external }
+
+func (s externalEvents) Next(ctx context.Context) (eventBatch, error) {
+	events, err := s.t.events.NextBatch(ctx)
+	if err != nil {
+		return eventBatch{}, err
+	}
+	return newBatch(events, s), nil
 }
 
-// CommitEvents acknowledges the QoS 1/2 events up to seq to the broker.
-func (t *external) CommitEvents(seq uint64) error {
+// commit acknowledges the QoS 1/2 events up to seq to the broker.
+func (s externalEvents) commit(seq uint64) error {
+	t := s.t
 	t.amu.Lock()
 	n := 0
 	for n < len(t.unacked) && t.unacked[n].seq <= seq {
@@ -219,11 +231,9 @@ func (t *external) CommitEvents(seq uint64) error {
 	return nil
 }
 
-func (t *external) CloseEvents() { t.events.close() }
+func (s externalEvents) Close() { s.t.events.close() }
 
-func (t *external) NextControl(ctx context.Context) ([]broker.Event, error) {
-	return t.control.next(ctx)
-}
+func (s externalEvents) Stats() broker.IntakeStats { return s.t.events.stats() }
 
 // Publish queues m without waiting for the broker: the event loop must not wait for a
 // round trip per action.
@@ -250,15 +260,10 @@ func (t *external) Publish(m broker.Message) error {
 	return nil
 }
 
-// Permits cannot see an external broker's ACLs; that broker enforces them on the
-// requester's own publications.
-func (t *external) Permits(string, string, bool) bool { return true }
+// The external transport is no authorizer: it cannot see that broker's ACLs (see
+// externalInvoke). Nor is it a collectorSource.
 
 func (t *external) Addr() string { return t.url.Host }
-
-func (t *external) Collector() prometheus.Collector { return nil }
-
-func (t *external) Stats() broker.IntakeStats { return t.events.stats() }
 
 // queue is an unbounded-for-QoS-1, bounded-for-QoS-0 FIFO between the MQTT client's
 // receive path and the engine: QoS 0 events beyond limit are shed and counted, QoS 1
@@ -295,7 +300,10 @@ func (q *queue) push(ev broker.Event) bool {
 	return true
 }
 
-func (q *queue) next(ctx context.Context) ([]broker.Event, error) {
+// NextBatch returns what is queued, waiting for something if nothing is; once the queue is
+// closed, what is left, then broker.ErrIntakeClosed. (As broker.Intake's: a queue is a
+// controlSource.)
+func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 	for {
 		q.mu.Lock()
 		if len(q.items) > 0 {

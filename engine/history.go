@@ -24,6 +24,9 @@ type history struct {
 
 func newHistory(n int) *history { return &history{buf: make([]Record, n)} }
 
+// observe keeps a finished invocation.
+func (h *history) observe(f *finished) { h.add(f.Record) }
+
 func (h *history) add(r Record) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

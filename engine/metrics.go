@@ -3,25 +3,30 @@ package engine
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 )
 
 // promMetrics are the engine's Prometheus figures, on a registry of its own.
 type promMetrics struct {
-	reg         *prometheus.Registry
-	events      *prometheus.CounterVec // stage: received, matched, skipped
-	firings     *prometheus.CounterVec // rule
-	dispatched  prometheus.Counter
-	retries     prometheus.Counter
-	timeouts    prometheus.Counter
-	late        prometheus.Counter
-	deadLetters prometheus.Counter
-	malformed   *prometheus.CounterVec // what
-	actionErrs  *prometheus.CounterVec // kind
-	invocations *prometheus.CounterVec // function, status, cold
-	durations   *prometheus.HistogramVec
-	reloads     *prometheus.CounterVec // result: ok, error
-	apiRefused  *prometheus.CounterVec // reason: auth, role, host, busy, content_type
+	reg     *prometheus.Registry
+	events  *prometheus.CounterVec // stage: received, matched, skipped
+	firings *prometheus.CounterVec // rule
+	// The event loop's counters (children of events), and a registry of events and
+	// firings alone: the cumulative counts of the deviceless_events point (eventCounts).
+	received, matched, skipped prometheus.Counter
+	counts                     *prometheus.Registry
+	dispatched                 prometheus.Counter
+	retries                    prometheus.Counter
+	timeouts                   prometheus.Counter
+	late                       prometheus.Counter
+	deadLetters                prometheus.Counter
+	malformed                  *prometheus.CounterVec // what
+	actionErrs                 *prometheus.CounterVec // kind
+	invocations                *prometheus.CounterVec // function, status, cold
+	durations                  *prometheus.HistogramVec
+	reloads                    *prometheus.CounterVec // result: ok, error
+	apiRefused                 *prometheus.CounterVec // reason: auth, role, host, busy, content_type
 	// change: added, removed, reset, changed (rules.Diff; kept is no change)
 	reloadChanges *prometheus.CounterVec
 }
@@ -29,9 +34,9 @@ type promMetrics struct {
 func newPromMetrics(e *Engine) *promMetrics {
 	m := &promMetrics{
 		reg: prometheus.NewRegistry(),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_events_total",
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: eventsTotal,
 			Help: "Events by stage: received (into the rules), matched (by at least one rule), skipped (internal or loop)."}, []string{"stage"}),
-		firings:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rule_firings_total", Help: "Rule firings."}, []string{"rule"}),
+		firings:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: firingsTotal, Help: "Rule firings."}, []string{"rule"}),
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_attempts_total", Help: "Invocation attempts sent to agents."}),
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
 		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
@@ -52,6 +57,9 @@ func newPromMetrics(e *Engine) *promMetrics {
 		reloadChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_rules_reload_changes_total",
 			Help: "Rules that successful reloads added, removed, reset (state started empty) or changed (state kept, other actions)."}, []string{"change"}),
 	}
+	m.received, m.matched, m.skipped = m.events.WithLabelValues("received"), m.events.WithLabelValues("matched"), m.events.WithLabelValues("skipped")
+	m.counts = prometheus.NewRegistry()
+	m.counts.MustRegister(m.events, m.firings)
 	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
 		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
@@ -62,8 +70,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 			func() float64 { return float64(len(e.ruleSet().Rules)) }),
 		&ruleCollector{e: e},
 	)
-	if c := e.t.Collector(); c != nil {
-		m.reg.MustRegister(c)
+	if c, ok := e.t.(collectorSource); ok {
+		m.reg.MustRegister(c.Collector())
 	}
 	if e.influx != nil {
 		m.reg.MustRegister(e.influx)
@@ -71,7 +79,42 @@ func newPromMetrics(e *Engine) *promMetrics {
 	return m
 }
 
-func (m *promMetrics) observe(r protocol.Result) {
+const (
+	eventsTotal  = "deviceless_events_total"
+	firingsTotal = "deviceless_rule_firings_total"
+)
+
+// eventCounts reads the cumulative counts of the deviceless_events point from the
+// Prometheus counters: received and matched events, firings of every rule. Dropped is the
+// event source's.
+func (m *promMetrics) eventCounts() metrics.EventCounts {
+	var c metrics.EventCounts
+	mfs, _ := m.counts.Gather() // cannot fail: two vectors of counters
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			v := int64(mt.GetCounter().GetValue())
+			switch mf.GetName() {
+			case firingsTotal:
+				c.Fired += v
+			case eventsTotal:
+				for _, l := range mt.GetLabel() {
+					switch {
+					case l.GetName() != "stage":
+					case l.GetValue() == "received":
+						c.Received += v
+					case l.GetValue() == "matched":
+						c.Matched += v
+					}
+				}
+			}
+		}
+	}
+	return c
+}
+
+// observe counts a finished invocation and its stage latencies.
+func (m *promMetrics) observe(f *finished) {
+	r := &f.Result
 	cold := "false"
 	if r.Cold {
 		cold = "true"

@@ -10,34 +10,98 @@ import (
 )
 
 // transport is where the engine meets MQTT: the embedded broker in process, or an
-// external broker over the network (several engines sharing the load).
+// external broker over the network (several engines sharing the load). Each is a service
+// with an event source, a control source and a publisher. What only some transports can
+// do is an optional trait that New finds by type assertion: authorizer and
+// collectorSource.
 type transport interface {
 	// Run connects or serves until ctx ends.
 	Run(ctx context.Context) error
 	Ready() <-chan struct{}
-	// NextEvents returns the next device events (and everything else for the rules).
-	NextEvents(ctx context.Context) ([]broker.Event, error)
-	// CommitEvents reports that every event up to seq (broker.Event.Seq) has been
-	// evaluated and its actions handed to the broker: a durable intake does not deliver
-	// them again after a restart.
-	CommitEvents(seq uint64) error
-	// CloseEvents stops event intake; NextEvents then returns what is left, then an error.
-	CloseEvents()
-	// NextControl returns agent status and results, and external invoke requests.
-	NextControl(ctx context.Context) ([]broker.Event, error)
-	Publish(m broker.Message) error
-	// Permits reports whether username may read (or write) topic.
-	Permits(username, topic string, write bool) bool
 	Addr() string
-	Collector() prometheus.Collector // nil when there is none
+	publisher
+	// Events are the messages for the rules (device events and everything else that
+	// forRules lets through).
+	Events() eventSource
+	// Control are agent status and results, and external invoke requests.
+	Control() controlSource
+}
+
+// publisher sends the engine's messages: invocations, actuations, rule publications,
+// results and dead letters.
+type publisher interface {
+	Publish(m broker.Message) error
+}
+
+// eventSource delivers the events for the rules in batches; each batch carries its own
+// acknowledgement.
+type eventSource interface {
+	// Next returns the next batch; the caller commits it once its actions are handed on.
+	Next(ctx context.Context) (eventBatch, error)
+	// Close stops intake, at the end of the event loop.
+	Close()
 	Stats() broker.IntakeStats
 }
 
+// controlSource delivers control messages, acknowledged as they arrive (a
+// *broker.Intake, or the external transport's queue).
+type controlSource interface {
+	NextBatch(ctx context.Context) ([]broker.Event, error)
+}
+
+// eventBatch is a run of events from an eventSource.
+type eventBatch struct {
+	Events []broker.Event
+	upTo   uint64 // the highest broker.Event.Seq: 0, nothing to acknowledge
+	acker  acker
+}
+
+// acker acknowledges a source's events up to a sequence number.
+type acker interface {
+	commit(upTo uint64) error
+}
+
+func newBatch(events []broker.Event, a acker) eventBatch {
+	b := eventBatch{Events: events, acker: a}
+	for i := range events {
+		b.upTo = max(b.upTo, events[i].Seq)
+	}
+	return b
+}
+
+// Commit reports that every event of the batch has been evaluated and its actions handed
+// to the broker: a durable intake does not deliver them again after a restart, an external
+// broker gets their acknowledgements.
+func (b eventBatch) Commit() error {
+	if b.upTo == 0 || b.acker == nil {
+		return nil
+	}
+	return b.acker.commit(b.upTo)
+}
+
+// authorizer is a transport that knows its broker's ACLs (the embedded broker).
+type authorizer interface {
+	// Permits reports whether username may read (or write) topic.
+	Permits(username, topic string, write bool) bool
+}
+
+// collectorSource is a transport with Prometheus figures of its own (the embedded broker).
+type collectorSource interface {
+	Collector() prometheus.Collector
+}
+
 // embedded is the transport of the embedded broker: intakes in, Publish out, no network.
+// It is an authorizer and a collectorSource through *broker.Server.
 type embedded struct {
 	*broker.Server
-	events, control *broker.Intake
+	events  intakeEvents
+	control *broker.Intake
 }
+
+var (
+	_ authorizer      = (*embedded)(nil)
+	_ collectorSource = (*embedded)(nil)
+)
 
 func openEmbedded(e *Engine) (*embedded, error) {
 	b, err := broker.New(e.cfg.Broker.Config, e.log.With("component", "broker"))
@@ -49,7 +113,7 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
 	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
 	// Agent and invoke traffic never reaches the rules (forRules), so it is not taken.
-	if t.events, err = b.Intake("events", broker.IntakeOptions{
+	if t.events.in, err = b.Intake("events", broker.IntakeOptions{
 		Filters: []string{"#"},
 		Exclude: []string{topics.AgentAll("+"), topics.AllInvoke()},
 		Durable: e.cfg.Broker.Store != "",
@@ -66,18 +130,26 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	return t, nil
 }
 
-func (t *embedded) NextEvents(ctx context.Context) ([]broker.Event, error) {
-	return t.events.NextBatch(ctx)
-}
+func (t *embedded) Events() eventSource { return t.events }
 
-func (t *embedded) CommitEvents(seq uint64) error { return t.events.Commit(seq) }
-
-func (t *embedded) CloseEvents() { t.events.Close() }
-
-func (t *embedded) NextControl(ctx context.Context) ([]broker.Event, error) {
-	return t.control.NextBatch(ctx)
-}
+func (t *embedded) Control() controlSource { return t.control }
 
 func (t *embedded) Addr() string { return t.Server.Addr(broker.ListenerTCP) }
 
-func (t *embedded) Stats() broker.IntakeStats { return t.events.Stats() }
+// intakeEvents is the embedded broker's event intake: committing a batch commits it in
+// the intake's journal (a durable intake; a no-op otherwise).
+type intakeEvents struct{ in *broker.Intake }
+
+func (s intakeEvents) Next(ctx context.Context) (eventBatch, error) {
+	events, err := s.in.NextBatch(ctx)
+	if err != nil {
+		return eventBatch{}, err
+	}
+	return newBatch(events, s), nil
+}
+
+func (s intakeEvents) commit(upTo uint64) error { return s.in.Commit(upTo) }
+
+func (s intakeEvents) Close() { _ = s.in.Close() }
+
+func (s intakeEvents) Stats() broker.IntakeStats { return s.in.Stats() }
