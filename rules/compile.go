@@ -14,6 +14,8 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/deviceless/deviceless/topic"
 )
 
 // Options bound what a rule set may cost. The zero value takes the defaults.
@@ -190,7 +192,7 @@ type Set struct {
 	Rules     []*Rule
 	Functions map[string]*Function
 
-	matcher Matcher[int32]
+	matcher topic.Matcher[int32]
 	opts    Options
 	files   []string
 	agents  atomic.Pointer[[]Agent]
@@ -322,7 +324,7 @@ func (c *compiler) rule(rd *RuleDef) {
 		c.errf(name.Pos, "rule %q needs `on`: an MQTT topic filter or a list of them", name.Value)
 	}
 	for _, f := range rd.On {
-		if err := ValidateFilter(f.Value); err != nil {
+		if err := topic.ValidateFilter(f.Value); err != nil {
 			c.errf(f.Pos, "invalid topic filter %q: %v", f.Value, err)
 			continue
 		}
