@@ -102,7 +102,7 @@ func (t Topics) DeadLetter() string { return t.p() + "/deadletter" }
 // Internal reports whether name lies inside the prefix.
 func (t Topics) Internal(name string) bool {
 	p := t.p()
-	return name == p || strings.HasPrefix(name, p+"/")
+	return strings.HasPrefix(name, p) && (len(name) == len(p) || name[len(p)] == '/')
 }
 
 // Kind tells the Deviceless topics apart.

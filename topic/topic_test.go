@@ -59,6 +59,9 @@ func TestIntersects(t *testing.T) {
 		{"deviceless/results/#", "+/invoke/#", false},
 		{"a/+", "a", false}, {"a/+", "+/b/c", false}, {"a/+/c", "+/b/+", true}, {"+", "+", true},
 		{"#", "$SYS/#", false}, {"+/x", "$SYS/x", false}, {"$SYS/+", "$SYS/#", true}, {"#", "#", true},
+		{"a/b", "a/b", true}, {"a/b", "a/c", false}, {"a/+", "a/b", true}, {"a/#", "a", true},
+		{"a/b/c", "a/#", true}, {"a/b", "a/b/c", false}, {"+/+", "a/b/c", false}, {"#", "x", true},
+		{"+", "/#", false}, // they share only "", which is no topic
 	} {
 		if got := Intersects(c.a, c.b); got != c.want {
 			t.Errorf("Intersects(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
