@@ -53,9 +53,9 @@ type unacked struct {
 }
 
 func openExternal(e *Engine) (*external, error) {
-	u, err := url.Parse(e.cfg.Broker.External)
-	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "tcp" && u.Scheme != "mqtts" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return nil, fmt.Errorf("broker.external: %q is not a broker URL such as mqtt://host:1883", e.cfg.Broker.External)
+	u, err := protocol.ParseBrokerURL(e.cfg.Broker.External)
+	if err != nil {
+		return nil, fmt.Errorf("broker.external %q: %w", e.cfg.Broker.External, err)
 	}
 	buf := e.cfg.Broker.Limits.IntakeBuffer
 	if buf <= 0 {

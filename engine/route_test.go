@@ -52,3 +52,27 @@ func TestNewRefusesABadPrefix(t *testing.T) {
 		}
 	}
 }
+
+// The engine takes the same broker URLs as the agent (protocol.ParseBrokerURL).
+func TestNewExternalBrokerURL(t *testing.T) {
+	for _, c := range []struct {
+		url, want string // want: the URL dialled, or "" for an error
+	}{
+		{"mqtt://127.0.0.1:1883", "mqtt://127.0.0.1:1883"}, {"tcp://127.0.0.1:1883", "mqtt://127.0.0.1:1883"},
+		{"ssl://broker.example:8883", "mqtts://broker.example:8883"}, {"tls://broker.example:8883", "mqtts://broker.example:8883"},
+		{"wss://broker.example/mqtt", "wss://broker.example/mqtt"},
+		{"http://broker.example", ""}, {"mqtt://", ""}, {"broker.example:1883", ""},
+	} {
+		cfg := Config{HTTP: "off"}
+		cfg.Broker.External = c.url
+		e, err := New(cfg, nil)
+		switch {
+		case c.want == "" && (err == nil || !strings.Contains(err.Error(), "broker.external")):
+			t.Errorf("New with broker.external %q: %v, want a broker.external error", c.url, err)
+		case c.want != "" && err != nil:
+			t.Errorf("New with broker.external %q: %v", c.url, err)
+		case c.want != "" && e.t.(*external).url.String() != c.want:
+			t.Errorf("broker.external %q dials %s, want %s", c.url, e.t.(*external).url, c.want)
+		}
+	}
+}
