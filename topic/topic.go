@@ -68,23 +68,31 @@ func Match(filter, name string) bool {
 		return false
 	}
 	for {
-		fl, frest, fmore := strings.Cut(filter, "/")
+		fi := strings.IndexByte(filter, '/')
+		fl := filter
+		if fi >= 0 {
+			fl = filter[:fi]
+		}
 		if fl == "#" {
 			return true
 		}
-		tl, trest, tmore := strings.Cut(name, "/")
+		ti := strings.IndexByte(name, '/')
+		tl := name
+		if ti >= 0 {
+			tl = name[:ti]
+		}
 		if fl != "+" && fl != tl {
 			return false
 		}
 		switch {
-		case !fmore && !tmore:
+		case fi < 0 && ti < 0:
 			return true
-		case !fmore:
+		case fi < 0:
 			return false
-		case !tmore:
-			return frest == "#"
+		case ti < 0:
+			return filter[fi+1:] == "#" // "a/#" matches "a"
 		}
-		filter, name = frest, trest
+		filter, name = filter[fi+1:], name[ti+1:]
 	}
 }
 
@@ -97,8 +105,8 @@ func Intersects(a, b string) bool {
 		return false
 	}
 	for first := true; ; first = false {
-		al, arest, amore := strings.Cut(a, "/")
-		bl, brest, bmore := strings.Cut(b, "/")
+		al, arest, amore := cut(a)
+		bl, brest, bmore := cut(b)
 		if al == "#" || bl == "#" {
 			return true
 		}
@@ -126,4 +134,13 @@ func Intersects(a, b string) bool {
 // topic never matches.
 func dollarVersusWildcard(f, w string) bool {
 	return f != "" && f[0] == '$' && w != "" && (w[0] == '+' || w[0] == '#')
+}
+
+// cut splits the first level off a topic or filter: strings.Cut(s, "/") without its call
+// to strings.Index.
+func cut(s string) (level, rest string, more bool) {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i], s[i+1:], true
+	}
+	return s, "", false
 }
