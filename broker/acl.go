@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/topic"
 )
 
 // HashPassword returns the bcrypt hash (cost bcrypt.DefaultCost) of password, the value
@@ -31,12 +34,10 @@ func HashPassword(password string) (string, error) {
 // policy decides who may connect and which topics they may use. It is immutable after
 // construction except for the verified-password cache.
 type policy struct {
-	prefix      []string // prefix levels
-	prefixStr   string
-	prefixSlash string // prefix + "/"
-	users       map[string]User
-	anonymous   bool
-	anonRole    Role
+	topics    protocol.Topics
+	users     map[string]User
+	anonymous bool
+	anonRole  Role
 
 	// verified caches, per username, an HMAC of the last password that matched the
 	// bcrypt hash, so reconnect storms do not cost a bcrypt verification each.
@@ -47,13 +48,11 @@ type policy struct {
 
 func newPolicy(c *Config) *policy {
 	p := &policy{
-		prefix:      strings.Split(c.Prefix, "/"),
-		prefixStr:   c.Prefix,
-		prefixSlash: c.Prefix + "/",
-		users:       make(map[string]User, len(c.Users)),
-		anonymous:   c.AllowAnonymous,
-		anonRole:    c.AnonymousRole,
-		verified:    map[string][32]byte{},
+		topics:    protocol.Topics{Prefix: c.Prefix}, // validated with ValidatePrefix
+		users:     make(map[string]User, len(c.Users)),
+		anonymous: c.AllowAnonymous,
+		anonRole:  c.AnonymousRole,
+		verified:  map[string][32]byte{},
 	}
 	for _, u := range c.Users {
 		p.users[u.Username] = u
@@ -141,96 +140,48 @@ func (p *policy) role(username string) (Role, bool) {
 	return u.Role, ok
 }
 
-// allowed reports whether a user with role and username may write to topic (write) or
+// allowed reports whether a user with role and username may write to name (write) or
 // read from a topic filter or topic name (!write). A filter is allowed when it can match
 // at least one topic the user may read; every delivery is checked again against the
 // concrete topic, so a wide filter never leaks what the role may not read.
-func (p *policy) allowed(role Role, username, topic string, write bool) bool {
+func (p *policy) allowed(role Role, username, name string, write bool) bool {
 	if role == RoleAdmin {
 		return true
 	}
-	if !write && len(topic) > 7 && strings.EqualFold(topic[:7], "$share/") {
+	if !write && len(name) > 7 && strings.EqualFold(name[:7], "$share/") {
 		// $share/{group}/{filter}
-		i := strings.IndexByte(topic[7:], '/')
+		i := strings.IndexByte(name[7:], '/')
 		if i < 0 {
 			return false
 		}
-		topic = topic[7+i+1:]
+		name = name[7+i+1:]
 	}
-	if topic == "" {
+	if name == "" {
 		return false
 	}
-	if topic[0] == '$' {
+	if name[0] == '$' {
 		// $SYS is read-only broker state, readable by every authenticated client.
-		return !write && (topic == "$SYS" || strings.HasPrefix(topic, "$SYS/"))
+		return !write && (name == "$SYS" || strings.HasPrefix(name, "$SYS/"))
 	}
 	// Outside the prefix (the device space) every role reads and writes. A filter lies
 	// inside only when its first levels are literally the prefix.
-	if topic != p.prefixStr && !strings.HasPrefix(topic, p.prefixSlash) {
+	if !p.topics.Internal(name) {
 		return true
 	}
-	levels := strings.Split(topic, "/")
 	if write {
 		switch role {
 		case RoleAgent:
-			return matchLevels(levels, p.own(username, "status")) || matchLevels(levels, p.own(username, "result"))
+			return name == p.topics.AgentStatus(username) || name == p.topics.AgentResult(username)
 		case RoleClient:
-			return intersects(levels, p.under("invoke"))
+			return topic.Intersects(name, p.topics.InvokeTree())
 		}
 		return false
 	}
 	switch role {
 	case RoleAgent:
-		return intersects(levels, p.own(username, "#"))
+		return topic.Intersects(name, p.topics.AgentAll(username))
 	case RoleClient:
-		return intersects(levels, p.under("results"))
-	}
-	return false
-}
-
-// own returns {prefix}/agents/{agent}/{leaf}.
-func (p *policy) own(agent, leaf string) []string {
-	return append(append(append([]string{}, p.prefix...), "agents", agent), leaf)
-}
-
-// under returns {prefix}/{name}/#.
-func (p *policy) under(name string) []string {
-	return append(append([]string{}, p.prefix...), name, "#")
-}
-
-// matchLevels reports whether a concrete topic equals a literal pattern.
-func matchLevels(topic, pattern []string) bool {
-	if len(topic) != len(pattern) {
-		return false
-	}
-	for i := range topic {
-		if topic[i] != pattern[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// intersects reports whether some topic matches both MQTT filters a and b (a topic name
-// is a filter without wildcards).
-func intersects(a, b []string) bool {
-	i := 0
-	for ; i < len(a) && i < len(b); i++ {
-		if a[i] == "#" || b[i] == "#" {
-			return true
-		}
-		if a[i] == "+" || b[i] == "+" || a[i] == b[i] {
-			continue
-		}
-		return false
-	}
-	switch {
-	case len(a) == len(b):
-		return true
-	case len(a) == i+1 && a[i] == "#": // "x/#" also matches "x"
-		return true
-	case len(b) == i+1 && b[i] == "#":
-		return true
+		return topic.Intersects(name, p.topics.ResultsTree())
 	}
 	return false
 }

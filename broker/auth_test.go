@@ -125,27 +125,6 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
-func TestIntersects(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want bool
-	}{
-		{"a/b", "a/b", true},
-		{"a/b", "a/c", false},
-		{"a/+", "a/b", true},
-		{"a/#", "a", true},
-		{"a", "a/#", true},
-		{"a/b/c", "a/#", true},
-		{"a/b", "a/b/c", false},
-		{"+/+", "a/b/c", false},
-		{"#", "x", true},
-	} {
-		if got := intersects(strings.Split(tc.a, "/"), strings.Split(tc.b, "/")); got != tc.want {
-			t.Errorf("intersects(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
 // The "Done when" list: a wrong password is refused (mosquitto_pub exits non-zero), and
 // so are unknown users and, unless allowed, anonymous clients.
 func TestAuthenticationMosquitto(t *testing.T) {

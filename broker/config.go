@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // Defaults applied by New to zero-valued fields.
 const (
 	DefaultListen             = "127.0.0.1:1883"
-	DefaultPrefix             = "deviceless"
 	DefaultMaxPacketSize      = 1 << 20 // 1 MiB
 	DefaultMaxInflight        = 64
 	DefaultMaxQueued          = 1000
@@ -145,7 +146,7 @@ func (c Config) withDefaults() Config {
 		c.Listen = DefaultListen
 	}
 	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
+		c.Prefix = protocol.DefaultPrefix
 	}
 	if c.AnonymousRole == "" {
 		c.AnonymousRole = RoleDevice
@@ -197,7 +198,7 @@ func (c *Config) validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if err := validPrefix(c.Prefix); err != nil {
+	if err := protocol.ValidatePrefix(c.Prefix); err != nil {
 		add("prefix %q: %v", c.Prefix, err)
 	}
 	listeners := 0
@@ -322,21 +323,6 @@ func validAddr(addr string) error {
 	}
 	if port == "" {
 		return errors.New("missing port")
-	}
-	return nil
-}
-
-func validPrefix(p string) error {
-	if p == "" {
-		return errors.New("empty")
-	}
-	if strings.HasPrefix(p, "$") {
-		return errors.New("must not start with $")
-	}
-	for _, lvl := range strings.Split(p, "/") {
-		if err := validLevel(lvl); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/deviceless/deviceless/topic"
 )
 
 // ErrIntakeClosed is returned by Next and NextBatch once the intake is closed, by
@@ -300,18 +302,18 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // takes reports whether topic matches the intake's filters and none of its exclusions.
-func (in *Intake) takes(topic string) bool {
+func (in *Intake) takes(name string) bool {
 	for _, f := range in.filters {
-		if matchFilter(f, topic) {
-			return !in.excluded(topic)
+		if topic.Match(f, name) {
+			return !in.excluded(name)
 		}
 	}
 	return false
 }
 
-func (in *Intake) excluded(topic string) bool {
+func (in *Intake) excluded(name string) bool {
 	for _, f := range in.exclude {
-		if matchFilter(f, topic) {
+		if topic.Match(f, name) {
 			return true
 		}
 	}
@@ -377,38 +379,6 @@ func (in *Intake) event(pk packets.Packet) Event {
 		}
 	}
 	return ev
-}
-
-// matchFilter reports whether topic matches the MQTT topic filter. '$' topics match only
-// filters that start with '$' (the caller checks).
-func matchFilter(filter, topic string) bool {
-	for {
-		fi := strings.IndexByte(filter, '/')
-		fl := filter
-		if fi >= 0 {
-			fl = filter[:fi]
-		}
-		if fl == "#" {
-			return true
-		}
-		ti := strings.IndexByte(topic, '/')
-		tl := topic
-		if ti >= 0 {
-			tl = topic[:ti]
-		}
-		if fl != "+" && fl != tl {
-			return false
-		}
-		switch {
-		case fi < 0 && ti < 0:
-			return true
-		case fi < 0:
-			return false
-		case ti < 0:
-			return filter[fi+1:] == "#" // "a/#" matches "a"
-		}
-		filter, topic = filter[fi+1:], topic[ti+1:]
-	}
 }
 
 // Next returns the next event, waiting for one until ctx ends or the intake closes.

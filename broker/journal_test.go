@@ -203,23 +203,6 @@ func TestJournalRecognisesResends(t *testing.T) {
 	}
 }
 
-func TestMatchFilter(t *testing.T) {
-	for _, c := range []struct {
-		filter, topic string
-		want          bool
-	}{
-		{"#", "a", true}, {"#", "a/b/c", true}, {"a/#", "a", true}, {"a/#", "a/b", true},
-		{"a/#", "b/a", false}, {"a/+", "a/b", true}, {"a/+", "a/b/c", false}, {"a/+", "a", false},
-		{"+/+", "a/b", true}, {"+", "a/b", false}, {"a/b", "a/b", true}, {"a/b", "a/bc", false},
-		{"a/+/c", "a//c", true}, {"deviceless/agents/#", "deviceless/agents/x/status", true},
-		{"deviceless/agents/#", "deviceless/results/x", false}, {"a/b/c", "a/b", false},
-	} {
-		if got := matchFilter(c.filter, c.topic); got != c.want {
-			t.Errorf("matchFilter(%q, %q) = %v, want %v", c.filter, c.topic, got, c.want)
-		}
-	}
-}
-
 // FuzzJournalOpen feeds arbitrary segment contents to openJournal, as they are or (framed)
 // as record bodies framed with valid lengths and checksums, so that the fuzzer reaches the
 // record decoder past the checksum. Open never fails, torn tail or not; every event it

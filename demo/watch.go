@@ -32,6 +32,7 @@ func simLines() map[string]gpio.LineConfig {
 // watcher prints the loops as they close, from what a real MQTT client sees.
 type watcher struct {
 	out    io.Writer
+	topics protocol.Topics // the demo's engine uses the default prefix
 	lines  gpio.Lines
 	client *paho.Client
 	online chan string
@@ -68,9 +69,9 @@ func (w *watcher) connect(ctx context.Context, addr, user, password string) erro
 		Username: user, UsernameFlag: true, Password: []byte(password), PasswordFlag: true}); err != nil {
 		return fmt.Errorf("demo watcher: connect: %w", err)
 	}
-	t := protocol.Topics{}
+	t := w.topics
 	_, err = w.client.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
-		{Topic: t.AllStatus(), QoS: 1}, {Topic: "deviceless/results/#", QoS: 1}, {Topic: "deviceless/agents/+/actuate", QoS: 1},
+		{Topic: t.AllStatus(), QoS: 1}, {Topic: t.ResultsTree(), QoS: 1}, {Topic: t.AllActuate(), QoS: 1},
 		{Topic: "alerts/#", QoS: 1}, {Topic: t.DeadLetter(), QoS: 1},
 	}})
 	if err != nil {
@@ -114,8 +115,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (w *watcher) receive(p *paho.Publish) {
 	now := time.Now()
+	route, _ := w.topics.Parse(p.Topic)
 	switch {
-	case strings.HasSuffix(p.Topic, "/status"):
+	case route.Kind == protocol.AgentStatus:
 		var st protocol.Status
 		if json.Unmarshal(p.Payload, &st) == nil && st.Online {
 			select {
@@ -123,7 +125,7 @@ func (w *watcher) receive(p *paho.Publish) {
 			default:
 			}
 		}
-	case strings.HasPrefix(p.Topic, "deviceless/results/"):
+	case route.Kind == protocol.Results:
 		var r protocol.Result
 		if json.Unmarshal(p.Payload, &r) != nil {
 			return
@@ -162,7 +164,7 @@ func (w *watcher) receive(p *paho.Publish) {
 		}
 		fmt.Fprintf(w.out, "%s  %-4s %-16s → %s on %s  %s %-6s queue %.0f ms, start %.0f ms, run %.0f ms, total %.0f ms%s  %s\n",
 			stamp(now), out.Greenhouse, rule, r.Function, r.Agent, mode, r.Status, r.Timings.Queue, r.Timings.Start, r.Timings.Run, r.Timings.Total, loop, detail)
-	case strings.HasSuffix(p.Topic, "/actuate"):
+	case route.Kind == protocol.AgentActuate:
 		var a protocol.Actuation
 		if json.Unmarshal(p.Payload, &a) != nil {
 			return
@@ -182,7 +184,7 @@ func (w *watcher) receive(p *paho.Publish) {
 		w.alerts++
 		w.mu.Unlock()
 		fmt.Fprintf(w.out, "%s  alert on %s: %s\n", stamp(now), p.Topic, p.Payload)
-	case p.Topic == "deviceless/deadletter":
+	case route.Kind == protocol.DeadLetter:
 		fmt.Fprintf(w.out, "%s  dead letter: %s\n", stamp(now), p.Payload)
 	}
 }

@@ -161,7 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now().UTC()
 	a.startup(ctx)
 
-	brokerURL, err := url.Parse(a.cfg.Broker)
+	brokerURL, err := protocol.ParseBrokerURL(a.cfg.Broker)
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

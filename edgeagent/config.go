@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,17 +127,8 @@ func (c *Config) Validate() error {
 	if c.Broker == "" {
 		c.Broker = "mqtt://127.0.0.1:1883"
 	}
-	u, err := url.Parse(c.Broker)
-	if err != nil {
+	if _, err := protocol.ParseBrokerURL(c.Broker); err != nil {
 		return fmt.Errorf("broker %q: %w", c.Broker, err)
-	}
-	switch u.Scheme {
-	case "mqtt", "tcp", "mqtts", "tls", "ssl", "ws", "wss":
-	default:
-		return fmt.Errorf("broker %q: want mqtt://, mqtts://, ws:// or wss://", c.Broker)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("broker %q: no host", c.Broker)
 	}
 	if c.Username == "" {
 		c.Username = c.ID

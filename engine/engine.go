@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,17 +79,17 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{cfg: cfg, log: log, ready: make(chan struct{}), now: time.Now, history: newHistory(cfg.History)}
+	topics, err := protocol.NewTopics(cfg.Broker.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("engine: broker.prefix %q: %w", cfg.Broker.Prefix, err)
+	}
+	e.topics = topics
 	set, err := e.loadRules()
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e.rules.Store(set)
 	e.registry = newRegistry(func(a []rules.Agent) { e.ruleSet().SetAgents(a) })
-	prefix := cfg.Broker.Prefix
-	if prefix == "" {
-		prefix = protocol.DefaultPrefix
-	}
-	e.topics = protocol.Topics{Prefix: prefix}
 	if cfg.Broker.External != "" {
 		e.t, err = openExternal(e)
 	} else {
@@ -321,14 +320,8 @@ func (e *Engine) writeEventCounts() {
 // plus results and dead letters (so rules can react to them); agent and invoke traffic
 // stays internal, and chains of rule publications stop after maxHops.
 func (e *Engine) forRules(b *broker.Event) bool {
-	if e.topics.Internal(b.Topic) {
-		p := e.topics.Prefix
-		if p == "" {
-			p = protocol.DefaultPrefix
-		}
-		if !strings.HasPrefix(b.Topic, p+"/results/") && b.Topic != e.topics.DeadLetter() {
-			return false
-		}
+	if r, internal := e.topics.Parse(b.Topic); internal && r.Kind != protocol.Results && r.Kind != protocol.DeadLetter {
+		return false
 	}
 	return hops(b) < maxHops
 }
@@ -498,22 +491,17 @@ func (e *Engine) controlLoop(ctx context.Context) {
 }
 
 func (e *Engine) control1(b *broker.Event) {
-	p := e.topics.Prefix
-	if p == "" {
-		p = protocol.DefaultPrefix
-	}
-	rest := strings.TrimPrefix(b.Topic, p+"/")
-	parts := strings.Split(rest, "/")
-	switch {
-	case len(parts) == 3 && parts[0] == "agents" && parts[2] == "status":
-		if err := e.registry.update(parts[1], b.Payload, e.now()); err != nil {
+	r, _ := e.topics.Parse(b.Topic)
+	switch r.Kind {
+	case protocol.AgentStatus:
+		if err := e.registry.update(r.Agent, b.Payload, e.now()); err != nil {
 			e.metrics.malformed.WithLabelValues("status").Inc()
 			e.log.Warn("agent status ignored", "err", err)
 		}
-	case len(parts) == 3 && parts[0] == "agents" && parts[2] == "result":
-		e.dispatch.result(parts[1], b.Payload, b.CorrelationData)
-	case len(parts) == 2 && parts[0] == "invoke":
-		e.externalInvoke(parts[1], b)
+	case protocol.AgentResult:
+		e.dispatch.result(r.Agent, b.Payload, b.CorrelationData)
+	case protocol.Invoke:
+		e.externalInvoke(r.Function, b)
 	}
 }
 

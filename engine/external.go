@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,19 +52,15 @@ type unacked struct {
 }
 
 func openExternal(e *Engine) (*external, error) {
-	u, err := url.Parse(e.cfg.Broker.External)
-	if err != nil || (u.Scheme != "mqtt" && u.Scheme != "tcp" && u.Scheme != "mqtts" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return nil, fmt.Errorf("broker.external: %q is not a broker URL such as mqtt://host:1883", e.cfg.Broker.External)
-	}
-	prefix := e.cfg.Broker.Prefix
-	if prefix == "" {
-		prefix = protocol.DefaultPrefix
+	u, err := protocol.ParseBrokerURL(e.cfg.Broker.External)
+	if err != nil {
+		return nil, fmt.Errorf("broker.external %q: %w", e.cfg.Broker.External, err)
 	}
 	buf := e.cfg.Broker.Limits.IntakeBuffer
 	if buf <= 0 {
 		buf = broker.DefaultIntakeBuffer
 	}
-	return &external{e: e, url: u, topics: protocol.Topics{Prefix: prefix}, ready: make(chan struct{}),
+	return &external{e: e, url: u, topics: e.topics, ready: make(chan struct{}),
 		events: newQueue(buf), control: newQueue(buf)}, nil
 }
 
@@ -163,22 +158,18 @@ func (t *external) receive(c *paho.Client, p *paho.Publish) {
 		}
 		viaControl = pp.SubscriptionIdentifier != nil && *pp.SubscriptionIdentifier == subControl
 	}
-	if t.topics.Internal(p.Topic) {
-		rest := strings.TrimPrefix(p.Topic, t.topics.Prefix+"/")
-		isAgent := strings.HasPrefix(rest, "agents/") && (strings.HasSuffix(rest, "/status") || strings.HasSuffix(rest, "/result"))
-		switch {
-		case isAgent && viaControl:
+	r, _ := t.topics.Parse(p.Topic)
+	switch r.Kind {
+	case protocol.AgentStatus, protocol.AgentResult:
+		if viaControl {
 			t.control.push(ev)
-			t.ack(c, p)
-			return
-		case isAgent:
-			t.ack(c, p) // the control subscription delivers it
-			return
-		case strings.HasPrefix(rest, "invoke/"):
-			t.control.push(ev)
-			t.ack(c, p)
-			return
-		}
+		} // else the control subscription delivers it
+		t.ack(c, p)
+		return
+	case protocol.Invoke:
+		t.control.push(ev)
+		t.ack(c, p)
+		return
 	}
 	t.amu.Lock()
 	t.seq++

@@ -16,6 +16,7 @@ import (
 
 	"github.com/deviceless/deviceless/protocol"
 	"github.com/deviceless/deviceless/rules"
+	"github.com/deviceless/deviceless/topic"
 )
 
 const maxRequestBody = 1 << 20
@@ -239,7 +240,7 @@ func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
 		return
 	}
-	if err := rules.ValidateTopic(req.Topic); err != nil {
+	if err := topic.ValidateTopic(req.Topic); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("topic %q: %w", req.Topic, err))
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deviceless/deviceless/broker"
-	"github.com/deviceless/deviceless/protocol"
 )
 
 // transport is where the engine meets MQTT: the embedded broker in process, or an
@@ -109,13 +108,12 @@ func openEmbedded(e *Engine) (*embedded, error) {
 		return nil, err
 	}
 	t := &embedded{Server: b}
-	topics := protocol.Topics{Prefix: b.Prefix()}
 	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
 	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
 	// Agent and invoke traffic never reaches the rules (forRules), so it is not taken.
 	if t.events.in, err = b.Intake("events", broker.IntakeOptions{
 		Filters: []string{"#"},
-		Exclude: []string{topics.AgentAll("+"), topics.AllInvoke()},
+		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke()},
 		Durable: e.cfg.Broker.Store != "",
 		// A retained event is evaluated when it is published, not again at every start.
 		SkipRetained: true,
@@ -123,7 +121,7 @@ func openEmbedded(e *Engine) (*embedded, error) {
 		return nil, err
 	}
 	if t.control, err = b.Intake("control", broker.IntakeOptions{Filters: []string{
-		topics.AllStatus(), topics.AllResults(), topics.AllInvoke(),
+		e.topics.AllStatus(), e.topics.AllResults(), e.topics.AllInvoke(),
 	}}); err != nil {
 		return nil, err
 	}

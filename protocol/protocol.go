@@ -6,63 +6,8 @@ package protocol
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
-
-// DefaultPrefix is the topic prefix of every Deviceless topic unless configured otherwise.
-const DefaultPrefix = "deviceless"
-
-// Topics builds topic names under a prefix. The zero value uses DefaultPrefix.
-type Topics struct {
-	Prefix string
-}
-
-func (t Topics) p() string {
-	if t.Prefix == "" {
-		return DefaultPrefix
-	}
-	return t.Prefix
-}
-
-// AgentStatus is the retained status topic of an agent; its last will marks it offline.
-func (t Topics) AgentStatus(agent string) string { return t.p() + "/agents/" + agent + "/status" }
-
-// AgentInvoke carries invocation requests from the engine to one agent.
-func (t Topics) AgentInvoke(agent string) string { return t.p() + "/agents/" + agent + "/invoke" }
-
-// AgentResult carries invocation results from an agent to the engine.
-func (t Topics) AgentResult(agent string) string { return t.p() + "/agents/" + agent + "/result" }
-
-// AgentActuate carries direct actuations from the engine to one agent.
-func (t Topics) AgentActuate(agent string) string { return t.p() + "/agents/" + agent + "/actuate" }
-
-// AgentAll is the filter matching every topic of one agent.
-func (t Topics) AgentAll(agent string) string { return t.p() + "/agents/" + agent + "/#" }
-
-// AllStatus is the filter matching every agent's status.
-func (t Topics) AllStatus() string { return t.p() + "/agents/+/status" }
-
-// AllResults is the filter matching every agent's result topic.
-func (t Topics) AllResults() string { return t.p() + "/agents/+/result" }
-
-// Invoke is the request topic external clients use to invoke a function through the engine.
-func (t Topics) Invoke(function string) string { return t.p() + "/invoke/" + function }
-
-// AllInvoke is the filter matching every external invoke request.
-func (t Topics) AllInvoke() string { return t.p() + "/invoke/+" }
-
-// Results is where the engine republishes every finished invocation of a function.
-func (t Topics) Results(function string) string { return t.p() + "/results/" + function }
-
-// DeadLetter receives invocations that could not be delivered or exhausted their retries.
-func (t Topics) DeadLetter() string { return t.p() + "/deadletter" }
-
-// Internal reports whether topic lies inside the prefix.
-func (t Topics) Internal(topic string) bool {
-	p := t.p()
-	return topic == p || strings.HasPrefix(topic, p+"/")
-}
 
 // Line directions.
 const (

@@ -16,6 +16,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/topic"
 )
 
 // Options bound what a rule set may cost. The zero value takes the defaults.
@@ -179,7 +180,7 @@ type Set struct {
 	Rules     []*Rule
 	Functions map[string]*Function
 
-	matcher Matcher[int32]
+	matcher topic.Matcher[int32]
 	opts    Options
 	files   []string
 	agents  atomic.Pointer[[]Agent]
@@ -286,7 +287,7 @@ func (c *compiler) rule(rd *RuleDef) {
 		c.errf(name.Pos, "rule %q needs `on`: an MQTT topic filter or a list of them", name.Value)
 	}
 	for _, f := range rd.On {
-		if err := ValidateFilter(f.Value); err != nil {
+		if err := topic.ValidateFilter(f.Value); err != nil {
 			c.errf(f.Pos, "invalid topic filter %q: %v", f.Value, err)
 			continue
 		}

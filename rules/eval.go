@@ -10,6 +10,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/topic"
 )
 
 // Event is one message as the rules see it.
@@ -293,14 +294,14 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 			if err != nil {
 				return nil, fmt.Errorf("publish topic: %w", err)
 			}
-			topic, ok := t.(string)
+			name, ok := t.(string)
 			if !ok {
 				return nil, fmt.Errorf("publish topic: %v (%T) is not a string", t, t)
 			}
-			if err := ValidateTopic(topic); err != nil {
-				return nil, fmt.Errorf("publish topic %q: %w", topic, err)
+			if err := topic.ValidateTopic(name); err != nil {
+				return nil, fmt.Errorf("publish topic %q: %w", name, err)
 			}
-			act.Topic = topic
+			act.Topic = name
 			if act.Payload, err = e.vm.Run(a.payload, &e.env); err != nil {
 				return nil, fmt.Errorf("publish payload: %w", err)
 			}

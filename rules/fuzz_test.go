@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -108,36 +107,6 @@ func checkPositioned(t *testing.T, err error) {
 			t.Fatalf("bad error position or message: %#v", e)
 		}
 	}
-}
-
-// FuzzTopicFilter checks the trie against the reference matcher and the validator.
-func FuzzTopicFilter(f *testing.F) {
-	for _, s := range [][2]string{
-		{"a/+/c", "a/b/c"}, {"#", "$SYS/x"}, {"a/#", "a"}, {"+/+", "/"}, {"a/#/b", "a/x/b"},
-		{"a+/b", "a+/b"}, {"$SYS/#", "$SYS"}, {"", "a"}, {"+", ""}, {"a//+", "a//b"},
-	} {
-		f.Add(s[0], s[1])
-	}
-	f.Fuzz(func(t *testing.T, filter, topic string) {
-		var m Matcher[int]
-		err := m.Add(filter, 1)
-		if (err == nil) != (ValidateFilter(filter) == nil) {
-			t.Fatalf("Add and ValidateFilter disagree on %q", filter)
-		}
-		if err != nil {
-			if !strings.ContainsAny(filter, "+#") && filter != "" && len(filter) <= MaxTopicLength && ValidateTopic(filter) == nil {
-				t.Fatalf("filter %q without wildcards rejected: %v", filter, err)
-			}
-			return
-		}
-		if ValidateTopic(topic) != nil {
-			return
-		}
-		got := len(m.Match(topic, nil)) == 1
-		if want := refMatch(filter, topic); got != want {
-			t.Fatalf("Match(%q, %q) = %v, want %v", filter, topic, got, want)
-		}
-	})
 }
 
 // FuzzRuleTests: test files parse or fail with positions, never panic.

@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/topic"
 )
 
 // Rule test files (name_test.yaml) feed timestamped events to rule files and state the
@@ -136,7 +137,7 @@ func ParseTestFile(file string, data []byte) (*TestFile, error) {
 	}
 	for _, tc := range tf.Tests {
 		for _, ev := range tc.Events {
-			if err := ValidateTopic(ev.Topic); err != nil {
+			if err := topic.ValidateTopic(ev.Topic); err != nil {
 				errs = append(errs, errorf(tc.Pos, "test %q: event topic %q: %v", tc.Name, ev.Topic, err))
 			}
 			if ev.Repeat < 0 || ev.Repeat > 1e6 || (ev.Repeat > 1 && ev.Every == 0) {

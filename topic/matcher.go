@@ -1,60 +1,6 @@
-package rules
+package topic
 
-import (
-	"errors"
-	"fmt"
-	"strings"
-	"unicode/utf8"
-)
-
-// MaxTopicLength is the MQTT limit on a topic name or filter, in bytes.
-const MaxTopicLength = 65535
-
-// ValidateFilter reports whether filter is a valid MQTT topic filter: '+' and '#' must
-// occupy a whole level and '#' must be the last level.
-func ValidateFilter(filter string) error {
-	if err := validateTopicText(filter); err != nil {
-		return err
-	}
-	levels := strings.Split(filter, "/")
-	for i, l := range levels {
-		switch {
-		case l == "#":
-			if i != len(levels)-1 {
-				return errors.New("'#' must be the last level of a topic filter")
-			}
-		case l == "+":
-		case strings.ContainsAny(l, "+#"):
-			return fmt.Errorf("wildcard in level %q: '+' and '#' must occupy a whole level", l)
-		}
-	}
-	return nil
-}
-
-// ValidateTopic reports whether topic is a valid MQTT topic name (no wildcards).
-func ValidateTopic(topic string) error {
-	if err := validateTopicText(topic); err != nil {
-		return err
-	}
-	if strings.ContainsAny(topic, "+#") {
-		return errors.New("a topic name cannot contain wildcards '+' or '#'")
-	}
-	return nil
-}
-
-func validateTopicText(s string) error {
-	switch {
-	case s == "":
-		return errors.New("empty topic")
-	case len(s) > MaxTopicLength:
-		return fmt.Errorf("topic longer than %d bytes", MaxTopicLength)
-	case !utf8.ValidString(s):
-		return errors.New("topic is not valid UTF-8")
-	case strings.IndexByte(s, 0) >= 0:
-		return errors.New("topic contains a NUL character")
-	}
-	return nil
-}
+import "strings"
 
 // Matcher finds the values subscribed with filters matching a topic. Its cost depends on
 // the topic's depth and the number of matching filters, not on how many other filters
