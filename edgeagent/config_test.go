@@ -95,31 +95,3 @@ func TestLoadConfig(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
-
-func TestInterpret(t *testing.T) {
-	tests := []struct {
-		stdout, output, err string
-		actions             bool
-	}{
-		{"", "", "", false},
-		{"42\n", "42", "", false},
-		{`{"a":1}`, `{"a":1}`, "", false},
-		{`{"result":{"x":1},"actuate":[{"line":"fan","value":1,"for":"30s"}]}`, `{"x":1}`, "", true},
-		{`{"publish":[{"topic":"a","payload":1}],"other":2}`, `{"publish":[{"topic":"a","payload":1}],"other":2}`, "", true},
-		{`{"result":5}`, `{"result":5}`, "", false},
-		{"nope", "", "not one JSON value", false},
-		{`{"actuate":[{"line":1}]}`, "", "actuate/publish", false},
-	}
-	for _, tt := range tests {
-		out, acts, err := interpret([]byte(tt.stdout))
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%s: err %v", tt.stdout, err)
-			}
-			continue
-		}
-		if err != nil || string(out) != tt.output || (acts != nil) != tt.actions {
-			t.Errorf("%s: %s %v %v", tt.stdout, out, acts, err)
-		}
-	}
-}

@@ -245,39 +245,6 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 	return job, nil
 }
 
-// interpret reads a function's stdout: one JSON value. An object with actuate, publish or
-// result keys is the function asking the agent to act; its result (or, without one, the
-// whole value) is the output.
-func interpret(stdout []byte) (json.RawMessage, *protocol.Output, error) {
-	stdout = bytes.TrimSpace(stdout)
-	if len(stdout) == 0 {
-		return nil, nil, nil
-	}
-	if !json.Valid(stdout) {
-		return nil, nil, fmt.Errorf("function output is not one JSON value: %q", truncate(string(stdout), 200))
-	}
-	if stdout[0] != '{' {
-		return json.RawMessage(stdout), nil, nil
-	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(stdout, &keys); err != nil {
-		return nil, nil, fmt.Errorf("function output: %w", err)
-	}
-	_, hasActuate := keys["actuate"]
-	_, hasPublish := keys["publish"]
-	if !hasActuate && !hasPublish {
-		return json.RawMessage(stdout), nil, nil
-	}
-	var out protocol.Output
-	if err := json.Unmarshal(stdout, &out); err != nil {
-		return nil, nil, fmt.Errorf("function output: actuate/publish: %w", err)
-	}
-	if r, ok := keys["result"]; ok {
-		return r, &out, nil
-	}
-	return json.RawMessage(stdout), &out, nil
-}
-
 // perform applies a function's actuations and publishes. Every actuation is checked first:
 // one bad line and none is applied.
 func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
