@@ -214,8 +214,8 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 		}
 		spec = local
 	}
-	if err := a.cfg.checkFunction(inv.Function, spec); err != nil {
-		return container.Job{}, err
+	if err := a.cfg.checkFunction(spec); err != nil {
+		return container.Job{}, fmt.Errorf("%s: %w", inv.Function, err)
 	}
 	if spec.Timeout == 0 {
 		spec.Timeout = protocol.Duration(a.cfg.Limits.Timeout)
