@@ -46,19 +46,19 @@ func (a *Agent) receiveInvocation(p *paho.Publish) {
 		}
 		_ = json.Unmarshal(p.Payload, &idOnly)
 		a.log.Warn("malformed invocation", "err", err)
-		a.replyAsync(to, a.result(protocol.Invocation{ID: idOnly.ID, Function: idOnly.Function}, protocol.StatusError,
-			"malformed invocation: "+err.Error()))
+		a.replyAsync(to, a.encode(a.result(protocol.Invocation{ID: idOnly.ID, Function: idOnly.Function}, protocol.StatusError,
+			"malformed invocation: "+err.Error())))
 		return
 	}
 	if inv.ID == "" {
-		a.replyAsync(to, a.result(inv, protocol.StatusError, "malformed invocation: no id"))
+		a.replyAsync(to, a.encode(a.result(inv, protocol.StatusError, "malformed invocation: no id")))
 		return
 	}
-	if stored, done := a.dedupe.join(inv.ID, to); done {
+	if stored, seen, done := a.dedupe.join(inv.ID, to); done {
 		a.log.Debug("repeated invocation: answering the stored result", "id", inv.ID)
 		a.replyAsync(to, stored)
 		return
-	} else if stored.ID != "" {
+	} else if seen {
 		return // in flight: the answer goes to every requester
 	}
 	var raw bytes.Buffer
@@ -106,23 +106,35 @@ func (a *Agent) drainQueue() {
 	}
 }
 
-// finish sends res to everyone waiting for it; store keeps it for repeated ids.
+// finish sends res to everyone waiting for it; store keeps it for repeated ids. It is
+// encoded once, for all of them.
 func (a *Agent) finish(res protocol.Result, store bool) {
 	a.metrics.result(res)
-	for _, to := range a.dedupe.complete(res, store) {
-		a.reply(to, res)
+	payload := a.encode(res)
+	for _, to := range a.dedupe.complete(res.ID, payload, store) {
+		a.reply(to, payload)
 	}
 }
 
-// replyAsync replies from an MQTT callback, which must not wait for the broker.
-func (a *Agent) replyAsync(to replyTo, res protocol.Result) {
-	a.pending.Go(func() { a.reply(to, res) })
-}
-
-func (a *Agent) reply(to replyTo, res protocol.Result) {
+// encode returns res as published. The function's output, a json.RawMessage of validated
+// stdout, is not decoded again: json.Marshal copies it in (compacted, HTML-escaped).
+func (a *Agent) encode(res protocol.Result) []byte {
 	payload, err := json.Marshal(res)
 	if err != nil {
 		a.log.Error("encoding result", "id", res.ID, "err", err)
+		return nil
+	}
+	return payload
+}
+
+// replyAsync replies from an MQTT callback, which must not wait for the broker.
+func (a *Agent) replyAsync(to replyTo, payload []byte) {
+	a.pending.Go(func() { a.reply(to, payload) })
+}
+
+// reply publishes an encoded result (nil: it could not be encoded) to one requester.
+func (a *Agent) reply(to replyTo, payload []byte) {
+	if payload == nil {
 		return
 	}
 	p := &paho.Publish{Topic: to.topic, Payload: payload, QoS: 1}
@@ -310,7 +322,7 @@ type dedupe struct {
 
 type dedupeEntry struct {
 	done    bool
-	result  protocol.Result
+	payload []byte // the result as published
 	waiters []replyTo
 }
 
@@ -318,22 +330,22 @@ func newDedupe(max int) *dedupe {
 	return &dedupe{max: max, entries: map[string]*dedupeEntry{}}
 }
 
-// join registers to as waiting for id. It returns the stored result and true when id has
-// finished; a result with only the ID set when id is in flight; and a zero result when id is
-// new (the caller must run it and call complete).
-func (d *dedupe) join(id string, to replyTo) (protocol.Result, bool) {
+// join registers to as waiting for id. It returns seen false when id is new (the caller
+// must run it and call complete); done and the stored payload when id has finished; and
+// seen alone when id is in flight (to gets the answer when it finishes).
+func (d *dedupe) join(id string, to replyTo) (payload []byte, seen, done bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.entries[id]
 	switch {
 	case !ok:
 		d.entries[id] = &dedupeEntry{waiters: []replyTo{to}}
-		return protocol.Result{}, false
+		return nil, false, false
 	case e.done:
-		return e.result, true
+		return e.payload, true, true
 	default:
 		e.waiters = append(e.waiters, to)
-		return protocol.Result{ID: id}, false
+		return nil, true, false
 	}
 }
 
@@ -345,22 +357,22 @@ func (d *dedupe) inFlight(id string) bool {
 	return ok && !e.done
 }
 
-// complete returns who waits for res.ID; with store it keeps res for repeats, otherwise
-// it forgets the id.
-func (d *dedupe) complete(res protocol.Result, store bool) []replyTo {
+// complete returns who waits for id; with store it keeps its result's payload for
+// repeats, otherwise it forgets the id.
+func (d *dedupe) complete(id string, payload []byte, store bool) []replyTo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e, ok := d.entries[res.ID]
+	e, ok := d.entries[id]
 	if !ok {
 		return nil
 	}
 	waiters := e.waiters
 	if !store {
-		delete(d.entries, res.ID)
+		delete(d.entries, id)
 		return waiters
 	}
-	e.done, e.result, e.waiters = true, res, nil
-	d.order = append(d.order, res.ID)
+	e.done, e.payload, e.waiters = true, payload, nil
+	d.order = append(d.order, id)
 	for len(d.order) > d.max {
 		delete(d.entries, d.order[0])
 		d.order = d.order[1:]
