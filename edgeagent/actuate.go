@@ -58,7 +58,7 @@ func (a *Agent) receiveActuation(p *paho.Publish) {
 		err = fmt.Errorf("malformed actuation: %w", err)
 	} else if act.ID != "" {
 		joined = true
-		if stored, done := a.dedupe.join(act.ID, to); done || stored.ID != "" {
+		if stored, seen, done := a.dedupe.join(act.ID, to); seen {
 			// Seen: answered now, or by the delivery being applied when it finishes.
 			a.log.Debug("actuation repeated: not applied again", "id", act.ID, "line", act.Line)
 			a.metrics.repeatedActuation()
@@ -80,13 +80,14 @@ func (a *Agent) receiveActuation(p *paho.Publish) {
 	if err != nil {
 		res.Status, res.Error = protocol.StatusError, err.Error()
 	}
+	payload := a.encode(res)
 	waiters := []replyTo{to}
 	if joined {
-		waiters = a.dedupe.complete(res, true)
+		waiters = a.dedupe.complete(res.ID, payload, true)
 	}
 	for _, w := range waiters {
 		if w.topic != "" {
-			a.replyAsync(w, res)
+			a.replyAsync(w, payload)
 		}
 	}
 }

@@ -63,9 +63,10 @@ type Agent struct {
 	pending    sync.WaitGroup // goroutines started from MQTT callbacks
 }
 
-// New validates cfg (filling defaults), opens the GPIO lines and prepares the podman
+// New fills cfg's defaults and validates it, opens the GPIO lines and prepares the podman
 // runtime. It does not connect anywhere: Run does.
 func New(cfg Config, logger *slog.Logger) (*Agent, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,8 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
-// ParseConfig decodes agent YAML strictly and validates it (see Config.Validate).
+// ParseConfig decodes agent YAML strictly, fills the defaults and validates the result
+// (see Config.Validate).
 func ParseConfig(data []byte) (Config, error) {
 	var cfg Config
 	if len(bytes.TrimSpace(data)) > 0 {
@@ -100,6 +102,7 @@ func ParseConfig(data []byte) (Config, error) {
 			return Config{}, errors.New(yaml.FormatError(err, false, true))
 		}
 	}
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -112,41 +115,37 @@ var DefaultRuntimes = map[string]string{
 	"python3": "localhost/deviceless/python3",
 }
 
-// Validate fills defaults in place and rejects anything the agent could not honour.
-func (c *Config) Validate() error {
+// Defaults of the agent's keys (a function's own are protocol's: DefaultTimeout, ...).
+const (
+	DefaultBroker        = "mqtt://127.0.0.1:1883"
+	DefaultSessionExpiry = 24 * time.Hour
+	DefaultUser          = "65534:65534" // nobody
+	DefaultConcurrency   = 2
+	DefaultQueue         = 16
+	DefaultPids          = 64
+	DefaultOutput        = protocol.Size(1 << 20)
+	DefaultSweep         = time.Minute
+	DefaultGPIODriver    = "sim"
+	DefaultGPIOChip      = "gpiochip0" // gpiocdev only
+)
+
+// withDefaults returns c with every key left empty set to its default. Its maps are
+// copies where defaults go into them.
+func (c Config) withDefaults() Config {
 	if c.ID == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("id: not set and no host name: %w", err)
-		}
-		c.ID = host
-	}
-	if strings.ContainsAny(c.ID, "/+#") || strings.TrimSpace(c.ID) != c.ID {
-		return fmt.Errorf("id %q: must not contain '/', '+', '#' or surrounding spaces", c.ID)
+		c.ID, _ = os.Hostname() // none: Validate says so
 	}
 	if c.Broker == "" {
-		c.Broker = "mqtt://127.0.0.1:1883"
-	}
-	if _, err := protocol.ParseBrokerURL(c.Broker); err != nil {
-		return fmt.Errorf("broker %q: %w", c.Broker, err)
+		c.Broker = DefaultBroker
 	}
 	if c.Username == "" {
 		c.Username = c.ID
 	}
-	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		return errors.New("tls: cert and key go together")
-	}
 	if c.Prefix == "" {
 		c.Prefix = protocol.DefaultPrefix
 	}
-	if strings.ContainsAny(c.Prefix, "+#") || strings.HasSuffix(c.Prefix, "/") {
-		return fmt.Errorf("prefix %q: no wildcards or trailing '/'", c.Prefix)
-	}
 	if c.SessionExpiry == 0 {
-		c.SessionExpiry = 24 * time.Hour
-	}
-	if c.SessionExpiry < time.Second {
-		return fmt.Errorf("session_expiry %s: want at least 1s", c.SessionExpiry)
+		c.SessionExpiry = DefaultSessionExpiry
 	}
 	if c.Podman.Socket == "" {
 		c.Podman.Socket = DefaultPodmanSocket()
@@ -155,30 +154,16 @@ func (c *Config) Validate() error {
 		c.Podman.Prepare = new(true)
 	}
 	if c.Podman.User == "" {
-		c.Podman.User = "65534:65534"
+		c.Podman.User = DefaultUser
 	}
 	if c.Runtimes == nil {
-		c.Runtimes = map[string]string{}
-		for k, v := range DefaultRuntimes {
-			c.Runtimes[k] = v
-		}
-	}
-	for name, image := range c.Runtimes {
-		if name == "" || strings.ContainsAny(name, "/ ") || image == "" {
-			return fmt.Errorf("runtimes: %q: want a name without '/' or spaces and an image", name)
-		}
+		c.Runtimes = maps.Clone(DefaultRuntimes)
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 2
-	}
-	if c.Concurrency < 1 {
-		return fmt.Errorf("concurrency %d: want at least 1", c.Concurrency)
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.Queue == 0 {
-		c.Queue = 16
-	}
-	if c.Queue < 0 {
-		return fmt.Errorf("queue %d: want 0 (default) or more", c.Queue)
+		c.Queue = DefaultQueue
 	}
 	if c.Limits.Timeout == 0 {
 		c.Limits.Timeout = protocol.DefaultTimeout
@@ -187,21 +172,13 @@ func (c *Config) Validate() error {
 		c.Limits.Memory = protocol.DefaultMemory
 	}
 	if c.Limits.Pids == 0 {
-		c.Limits.Pids = 64
+		c.Limits.Pids = DefaultPids
 	}
 	if c.Limits.Output == 0 {
-		c.Limits.Output = 1 << 20
+		c.Limits.Output = DefaultOutput
 	}
 	if c.Limits.Sweep == 0 {
-		c.Limits.Sweep = time.Minute
-	}
-	if c.Limits.Timeout < 0 || c.Limits.Memory < protocol.MinMemory || c.Limits.Pids < 1 || c.Limits.Output < 1 || c.Limits.Sweep < 0 {
-		return errors.New("limits: timeout and sweep must be positive, memory at least 4Mi, pids and output at least 1")
-	}
-	for name, f := range c.Functions {
-		if err := c.checkFunction(name, f); err != nil {
-			return fmt.Errorf("functions: %w", err)
-		}
+		c.Limits.Sweep = DefaultSweep
 	}
 	if c.State == "" {
 		if s := os.Getenv("DEVICELESS_STATE"); s != "" {
@@ -210,43 +187,144 @@ func (c *Config) Validate() error {
 			c.State = filepath.Join(os.TempDir(), "deviceless-agent-"+c.ID)
 		}
 	}
-	switch c.GPIO.Driver {
-	case "":
-		c.GPIO.Driver = "sim"
-	case "sim", "gpiocdev":
-	default:
-		return fmt.Errorf("gpio: driver %q: want gpiocdev or sim", c.GPIO.Driver)
+	if c.GPIO.Driver == "" {
+		c.GPIO.Driver = DefaultGPIODriver
 	}
 	if c.GPIO.Driver == "gpiocdev" && c.GPIO.Chip == "" {
-		c.GPIO.Chip = "gpiochip0"
+		c.GPIO.Chip = DefaultGPIOChip
 	}
-	if c.GPIO.Lines == nil {
-		c.GPIO.Lines = map[string]gpio.LineConfig{}
+	lines := make(map[string]gpio.LineConfig, len(c.GPIO.Lines))
+	for name, l := range c.GPIO.Lines {
+		lines[name] = l.WithDefaults()
 	}
-	if err := gpio.Validate(c.GPIO.Lines); err != nil {
-		return err
+	c.GPIO.Lines = lines
+	return c
+}
+
+// Validate reports everything in c the agent could not honour, each problem naming its
+// key ("limits.memory: ..."). It checks c as it is: ParseConfig and New fill the defaults
+// first.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch {
+	case c.ID == "":
+		add("id: not set, and no host name to default to")
+	case strings.ContainsAny(c.ID, "/+#") || strings.TrimSpace(c.ID) != c.ID:
+		add("id: %q must not contain '/', '+', '#' or surrounding spaces", c.ID)
+	}
+	if err := c.checkBroker(); err != nil {
+		errs = append(errs, err)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		add("tls: cert and key go together")
+	}
+	if err := c.checkPrefix(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SessionExpiry < time.Second {
+		add("session_expiry: %s is less than 1s", c.SessionExpiry)
+	}
+	for _, name := range sortedKeys(c.Runtimes) {
+		if name == "" || strings.ContainsAny(name, "/ ") {
+			add("runtimes: %q: want a name without '/' or spaces", name)
+		} else if c.Runtimes[name] == "" {
+			add("runtimes.%s: no image", name)
+		}
+	}
+	if c.Concurrency < 1 {
+		add("concurrency: %d is less than 1", c.Concurrency)
+	}
+	if c.Queue < 0 {
+		add("queue: %d is negative", c.Queue)
+	}
+	if c.Limits.Timeout < 0 {
+		add("limits.timeout: %s is negative", c.Limits.Timeout)
+	}
+	if c.Limits.Memory < protocol.MinMemory {
+		add("limits.memory: %s is below the %s a container needs", c.Limits.Memory, protocol.MinMemory)
+	}
+	if c.Limits.Pids < 1 {
+		add("limits.pids: %d is less than 1", c.Limits.Pids)
+	}
+	if c.Limits.Output < 1 {
+		add("limits.output: %d is less than 1 byte", c.Limits.Output)
+	}
+	if c.Limits.Sweep < 0 {
+		add("limits.sweep: %s is negative", c.Limits.Sweep)
+	}
+	for _, name := range sortedKeys(c.Functions) {
+		for _, err := range joined(c.checkFunction(c.Functions[name])) {
+			add("functions.%s: %w", name, err)
+		}
+	}
+	switch c.GPIO.Driver {
+	case "sim", "gpiocdev":
+	default:
+		add("gpio.driver: %q: want gpiocdev or sim", c.GPIO.Driver)
+	}
+	for _, err := range joined(gpio.Check(c.GPIO.Lines)) {
+		var le *gpio.LineError
+		switch {
+		case errors.As(err, &le) && le.Line != "":
+			add("gpio.lines.%s: %w", le.Line, le.Err)
+		case le != nil:
+			add("gpio.lines: %w", le.Err)
+		default:
+			add("gpio.lines: %w", err)
+		}
 	}
 	topics := protocol.Topics{Prefix: c.Prefix}
-	for name, l := range c.GPIO.Lines {
-		if l.Publish != "" {
+	for _, name := range sortedKeys(c.GPIO.Lines) {
+		if l := c.GPIO.Lines[name]; l.Publish != "" {
 			if err := checkPublishTopic(topics, l.Publish); err != nil {
-				return fmt.Errorf("gpio: line %s: %w", name, err)
+				add("gpio.lines.%s: %w", name, err)
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkBroker checks the broker URL.
+func (c *Config) checkBroker() error {
+	if _, err := protocol.ParseBrokerURL(c.Broker); err != nil {
+		return fmt.Errorf("broker %q: %w", c.Broker, err)
 	}
 	return nil
 }
 
-// checkFunction validates a function definition, and that this agent has its runtime.
-func (c *Config) checkFunction(name string, s protocol.FunctionSpec) error {
+// checkPrefix checks the topic prefix the way the engine and the broker do.
+func (c *Config) checkPrefix() error {
+	if err := protocol.ValidatePrefix(c.Prefix); err != nil {
+		return fmt.Errorf("prefix %q: %w", c.Prefix, err)
+	}
+	return nil
+}
+
+// checkFunction reports every problem of a function definition (protocol.FunctionSpec's
+// own), and whether this agent has its runtime.
+func (c *Config) checkFunction(s protocol.FunctionSpec) error {
 	err := s.Validate()
 	if s.Runtime != "" && c.Runtimes[s.Runtime] == "" {
 		err = errors.Join(err, fmt.Errorf("unknown runtime %q (this agent has %s)", s.Runtime, strings.Join(sortedKeys(c.Runtimes), ", ")))
 	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	return err
+}
+
+// joined returns the errors err joins (errors.Join, nested or not), or err alone.
+func joined(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		if err == nil {
+			return nil
+		}
+		return []error{err}
 	}
-	return nil
+	var errs []error
+	for _, e := range j.Unwrap() {
+		errs = append(errs, joined(e)...)
+	}
+	return errs
 }
 
 // DefaultPodmanSocket is $DEVICELESS_PODMAN_SOCKET, else the project service's socket under

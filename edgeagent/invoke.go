@@ -46,19 +46,19 @@ func (a *Agent) receiveInvocation(p *paho.Publish) {
 		}
 		_ = json.Unmarshal(p.Payload, &idOnly)
 		a.log.Warn("malformed invocation", "err", err)
-		a.replyAsync(to, a.result(protocol.Invocation{ID: idOnly.ID, Function: idOnly.Function}, protocol.StatusError,
-			"malformed invocation: "+err.Error()))
+		a.replyAsync(to, a.encode(a.result(protocol.Invocation{ID: idOnly.ID, Function: idOnly.Function}, protocol.StatusError,
+			"malformed invocation: "+err.Error())))
 		return
 	}
 	if inv.ID == "" {
-		a.replyAsync(to, a.result(inv, protocol.StatusError, "malformed invocation: no id"))
+		a.replyAsync(to, a.encode(a.result(inv, protocol.StatusError, "malformed invocation: no id")))
 		return
 	}
-	if stored, done := a.dedupe.join(inv.ID, to); done {
+	if stored, seen, done := a.dedupe.join(inv.ID, to); done {
 		a.log.Debug("repeated invocation: answering the stored result", "id", inv.ID)
 		a.replyAsync(to, stored)
 		return
-	} else if stored.ID != "" {
+	} else if seen {
 		return // in flight: the answer goes to every requester
 	}
 	var raw bytes.Buffer
@@ -106,23 +106,35 @@ func (a *Agent) drainQueue() {
 	}
 }
 
-// finish sends res to everyone waiting for it; store keeps it for repeated ids.
+// finish sends res to everyone waiting for it; store keeps it for repeated ids. It is
+// encoded once, for all of them.
 func (a *Agent) finish(res protocol.Result, store bool) {
 	a.metrics.result(res)
-	for _, to := range a.dedupe.complete(res, store) {
-		a.reply(to, res)
+	payload := a.encode(res)
+	for _, to := range a.dedupe.complete(res.ID, payload, store) {
+		a.reply(to, payload)
 	}
 }
 
-// replyAsync replies from an MQTT callback, which must not wait for the broker.
-func (a *Agent) replyAsync(to replyTo, res protocol.Result) {
-	a.pending.Go(func() { a.reply(to, res) })
-}
-
-func (a *Agent) reply(to replyTo, res protocol.Result) {
+// encode returns res as published. The function's output, a json.RawMessage of validated
+// stdout, is not decoded again: json.Marshal copies it in (compacted, HTML-escaped).
+func (a *Agent) encode(res protocol.Result) []byte {
 	payload, err := json.Marshal(res)
 	if err != nil {
 		a.log.Error("encoding result", "id", res.ID, "err", err)
+		return nil
+	}
+	return payload
+}
+
+// replyAsync replies from an MQTT callback, which must not wait for the broker.
+func (a *Agent) replyAsync(to replyTo, payload []byte) {
+	a.pending.Go(func() { a.reply(to, payload) })
+}
+
+// reply publishes an encoded result (nil: it could not be encoded) to one requester.
+func (a *Agent) reply(to replyTo, payload []byte) {
+	if payload == nil {
 		return
 	}
 	p := &paho.Publish{Topic: to.topic, Payload: payload, QoS: 1}
@@ -214,8 +226,8 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 		}
 		spec = local
 	}
-	if err := a.cfg.checkFunction(inv.Function, spec); err != nil {
-		return container.Job{}, err
+	if err := a.cfg.checkFunction(spec); err != nil {
+		return container.Job{}, fmt.Errorf("%s: %w", inv.Function, err)
 	}
 	if spec.Timeout == 0 {
 		spec.Timeout = protocol.Duration(a.cfg.Limits.Timeout)
@@ -243,39 +255,6 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 		}
 	}
 	return job, nil
-}
-
-// interpret reads a function's stdout: one JSON value. An object with actuate, publish or
-// result keys is the function asking the agent to act; its result (or, without one, the
-// whole value) is the output.
-func interpret(stdout []byte) (json.RawMessage, *protocol.Output, error) {
-	stdout = bytes.TrimSpace(stdout)
-	if len(stdout) == 0 {
-		return nil, nil, nil
-	}
-	if !json.Valid(stdout) {
-		return nil, nil, fmt.Errorf("function output is not one JSON value: %q", truncate(string(stdout), 200))
-	}
-	if stdout[0] != '{' {
-		return json.RawMessage(stdout), nil, nil
-	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(stdout, &keys); err != nil {
-		return nil, nil, fmt.Errorf("function output: %w", err)
-	}
-	_, hasActuate := keys["actuate"]
-	_, hasPublish := keys["publish"]
-	if !hasActuate && !hasPublish {
-		return json.RawMessage(stdout), nil, nil
-	}
-	var out protocol.Output
-	if err := json.Unmarshal(stdout, &out); err != nil {
-		return nil, nil, fmt.Errorf("function output: actuate/publish: %w", err)
-	}
-	if r, ok := keys["result"]; ok {
-		return r, &out, nil
-	}
-	return json.RawMessage(stdout), &out, nil
 }
 
 // perform applies a function's actuations and publishes. Every actuation is checked first:
@@ -343,7 +322,7 @@ type dedupe struct {
 
 type dedupeEntry struct {
 	done    bool
-	result  protocol.Result
+	payload []byte // the result as published
 	waiters []replyTo
 }
 
@@ -351,22 +330,22 @@ func newDedupe(max int) *dedupe {
 	return &dedupe{max: max, entries: map[string]*dedupeEntry{}}
 }
 
-// join registers to as waiting for id. It returns the stored result and true when id has
-// finished; a result with only the ID set when id is in flight; and a zero result when id is
-// new (the caller must run it and call complete).
-func (d *dedupe) join(id string, to replyTo) (protocol.Result, bool) {
+// join registers to as waiting for id. It returns seen false when id is new (the caller
+// must run it and call complete); done and the stored payload when id has finished; and
+// seen alone when id is in flight (to gets the answer when it finishes).
+func (d *dedupe) join(id string, to replyTo) (payload []byte, seen, done bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.entries[id]
 	switch {
 	case !ok:
 		d.entries[id] = &dedupeEntry{waiters: []replyTo{to}}
-		return protocol.Result{}, false
+		return nil, false, false
 	case e.done:
-		return e.result, true
+		return e.payload, true, true
 	default:
 		e.waiters = append(e.waiters, to)
-		return protocol.Result{ID: id}, false
+		return nil, true, false
 	}
 }
 
@@ -378,22 +357,22 @@ func (d *dedupe) inFlight(id string) bool {
 	return ok && !e.done
 }
 
-// complete returns who waits for res.ID; with store it keeps res for repeats, otherwise
-// it forgets the id.
-func (d *dedupe) complete(res protocol.Result, store bool) []replyTo {
+// complete returns who waits for id; with store it keeps its result's payload for
+// repeats, otherwise it forgets the id.
+func (d *dedupe) complete(id string, payload []byte, store bool) []replyTo {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e, ok := d.entries[res.ID]
+	e, ok := d.entries[id]
 	if !ok {
 		return nil
 	}
 	waiters := e.waiters
 	if !store {
-		delete(d.entries, res.ID)
+		delete(d.entries, id)
 		return waiters
 	}
-	e.done, e.result, e.waiters = true, res, nil
-	d.order = append(d.order, res.ID)
+	e.done, e.payload, e.waiters = true, payload, nil
+	d.order = append(d.order, id)
 	for len(d.order) > d.max {
 		delete(d.entries, d.order[0])
 		d.order = d.order[1:]

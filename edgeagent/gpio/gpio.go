@@ -6,6 +6,8 @@ package gpio
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -85,59 +87,111 @@ func CheckOutput(lines map[string]LineConfig, name string, value int) error {
 	return nil
 }
 
-// Validate checks line declarations and fills defaults in place.
-func Validate(lines map[string]LineConfig) error {
+// WithDefaults returns l with the default direction (output), bias (as-is) and edge (none).
+func (l LineConfig) WithDefaults() LineConfig {
+	if l.Direction == "" {
+		l.Direction = Output
+	}
+	if l.Bias == "" {
+		l.Bias = BiasAsIs
+	}
+	if l.Edge == "" {
+		l.Edge = EdgeNone
+	}
+	return l
+}
+
+// Validate reports every problem of a line declaration, each naming its key; empty
+// direction, bias and edge mean the defaults.
+func (l LineConfig) Validate() error {
+	l = l.WithDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if l.Offset < 0 {
+		add("offset %d is negative", l.Offset)
+	}
+	switch l.Direction {
+	case Output, Input:
+	default:
+		add("direction %q: want output or input", l.Direction)
+	}
+	switch l.Bias {
+	case BiasAsIs, BiasDisabled, BiasPullUp, BiasPullDown:
+	default:
+		add("bias %q: want as-is, disabled, pull-up or pull-down", l.Bias)
+	}
+	switch l.Edge {
+	case EdgeNone, EdgeRising, EdgeFalling, EdgeBoth:
+	default:
+		add("edge %q: want none, rising, falling or both", l.Edge)
+	}
+	if l.Initial != 0 && l.Initial != 1 {
+		add("initial: %w", ErrBadValue)
+	}
+	if l.Direction == Output && (l.Edge != EdgeNone || l.Publish != "" || l.Debounce != 0) {
+		add("edge, publish and debounce are for input lines")
+	}
+	if l.Direction == Input && l.Edge != EdgeNone && l.Publish == "" {
+		add("edge %s needs a publish topic", l.Edge)
+	}
+	if l.Direction == Input && l.Publish != "" && l.Edge == EdgeNone {
+		add("publish needs an edge (rising, falling or both)")
+	}
+	if l.Debounce < 0 {
+		add("debounce is negative")
+	}
+	return errors.Join(errs...)
+}
+
+// A LineError is one problem of the declaration of one line.
+type LineError struct {
+	Line string // "" for a line declared without a name
+	Err  error
+}
+
+func (e *LineError) Error() string {
+	if e.Line == "" {
+		return "gpio: " + e.Err.Error()
+	}
+	return "gpio: line " + e.Line + ": " + e.Err.Error()
+}
+
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Check reports every problem of line declarations, each a *LineError, lines in name
+// order: each line's (LineConfig.Validate), an empty name, lines sharing an offset.
+func Check(lines map[string]LineConfig) error {
+	var errs []error
 	offsets := map[int]string{}
-	for name, l := range lines {
+	for _, name := range slices.Sorted(maps.Keys(lines)) {
+		l := lines[name]
 		if name == "" {
-			return errors.New("gpio: empty line name")
-		}
-		if l.Offset < 0 {
-			return fmt.Errorf("gpio: line %s: offset %d is negative", name, l.Offset)
+			errs = append(errs, &LineError{Err: errors.New("empty line name")})
 		}
 		if other, dup := offsets[l.Offset]; dup {
-			return fmt.Errorf("gpio: lines %s and %s share offset %d", other, name, l.Offset)
+			errs = append(errs, &LineError{name, fmt.Errorf("lines %s and %s share offset %d", other, name, l.Offset)})
+		} else {
+			offsets[l.Offset] = name
 		}
-		offsets[l.Offset] = name
-		switch l.Direction {
-		case "":
-			l.Direction = Output
-		case Output, Input:
-		default:
-			return fmt.Errorf("gpio: line %s: direction %q: want output or input", name, l.Direction)
+		err := l.Validate()
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				errs = append(errs, &LineError{name, e})
+			}
+		} else if err != nil {
+			errs = append(errs, &LineError{name, err})
 		}
-		switch l.Bias {
-		case "":
-			l.Bias = BiasAsIs
-		case BiasAsIs, BiasDisabled, BiasPullUp, BiasPullDown:
-		default:
-			return fmt.Errorf("gpio: line %s: bias %q: want as-is, disabled, pull-up or pull-down", name, l.Bias)
-		}
-		switch l.Edge {
-		case "":
-			l.Edge = EdgeNone
-		case EdgeNone, EdgeRising, EdgeFalling, EdgeBoth:
-		default:
-			return fmt.Errorf("gpio: line %s: edge %q: want none, rising, falling or both", name, l.Edge)
-		}
-		if l.Initial != 0 && l.Initial != 1 {
-			return fmt.Errorf("gpio: line %s: initial: %w", name, ErrBadValue)
-		}
-		if l.Direction == Output && (l.Edge != EdgeNone || l.Publish != "" || l.Debounce != 0) {
-			return fmt.Errorf("gpio: line %s: edge, publish and debounce are for input lines", name)
-		}
-		if l.Direction == Input && l.Edge != EdgeNone && l.Publish == "" {
-			return fmt.Errorf("gpio: line %s: edge %s needs a publish topic", name, l.Edge)
-		}
-		if l.Direction == Input && l.Publish != "" && l.Edge == EdgeNone {
-			return fmt.Errorf("gpio: line %s: publish needs an edge (rising, falling or both)", name)
-		}
-		if l.Debounce < 0 {
-			return fmt.Errorf("gpio: line %s: debounce is negative", name)
-		}
-		lines[name] = l
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// Validate fills the lines' defaults in place (LineConfig.WithDefaults) and reports every
+// problem of their declarations (Check).
+func Validate(lines map[string]LineConfig) error {
+	for name, l := range lines {
+		lines[name] = l.WithDefaults()
+	}
+	return Check(lines)
 }
 
 // Wants reports whether an edge to value matches the configured edge kind.

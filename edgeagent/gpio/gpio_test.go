@@ -1,8 +1,11 @@
 package gpio
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestValidate(t *testing.T) {
@@ -43,6 +46,43 @@ func TestValidate(t *testing.T) {
 	}
 	if l := lines["fan"]; l.Direction != Output || l.Bias != BiasAsIs || l.Edge != EdgeNone {
 		t.Fatalf("defaults not filled: %+v", l)
+	}
+}
+
+func TestCheckReportsEveryProblem(t *testing.T) {
+	err := Check(map[string]LineConfig{
+		"":       {Offset: 2},
+		"alarm":  {Offset: 1},
+		"fan":    {Offset: 1, Direction: "sideways", Initial: 2},
+		"button": {Offset: 4, Direction: Input, Edge: "up", Bias: "up", Debounce: -1},
+		"ok":     {Offset: 5},
+		"led":    {Offset: -1, Edge: EdgeBoth},
+	})
+	var lines []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var le *LineError
+		if !errors.As(e, &le) {
+			t.Errorf("%v is not a *LineError", e)
+		}
+		lines = append(lines, e.Error())
+	}
+	want := []string{
+		"gpio: empty line name",
+		`gpio: line button: bias "up": want as-is, disabled, pull-up or pull-down`,
+		`gpio: line button: edge "up": want none, rising, falling or both`,
+		"gpio: line button: edge up needs a publish topic",
+		"gpio: line button: debounce is negative",
+		"gpio: line fan: lines alarm and fan share offset 1",
+		`gpio: line fan: direction "sideways": want output or input`,
+		"gpio: line fan: initial: line value must be 0 or 1",
+		"gpio: line led: offset -1 is negative",
+		"gpio: line led: edge, publish and debounce are for input lines",
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	if !errors.Is(err, ErrBadValue) {
+		t.Errorf("%v does not wrap ErrBadValue", err)
 	}
 }
 

@@ -1,15 +1,15 @@
 package edgeagent
 
+// The test harness's MQTT side: a real broker and a test client standing in for the engine
+// and for devices.
+
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,21 +19,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
-	"github.com/deviceless/deviceless/edgeagent/gpio"
-	"github.com/deviceless/deviceless/edgeagent/internal/testenv"
 	"github.com/deviceless/deviceless/protocol"
 )
-
-// wait is the failure deadline for anything a test waits for; never a timing assertion.
-const wait = 60 * time.Second
-
-func quietLogger() *slog.Logger {
-	level := slog.LevelWarn
-	if os.Getenv("DEVICELESS_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
 
 // startBroker runs a real MQTT broker (mochi) on a free loopback port and returns its address.
 func startBroker(t testing.TB) string {
@@ -215,153 +202,3 @@ func (cl *client) status(agent string, accept func(protocol.Status) bool) protoc
 	})
 	return st
 }
-
-var agentSeq struct {
-	sync.Mutex
-	n int
-}
-
-// testConfig is an agent config against the test broker and the project's podman service.
-func testConfig(t testing.TB, broker string) Config {
-	agentSeq.Lock()
-	agentSeq.n++
-	n := agentSeq.n
-	agentSeq.Unlock()
-	return Config{
-		ID:          fmt.Sprintf("t%d-%d", os.Getpid(), n),
-		Broker:      "mqtt://" + broker,
-		Labels:      map[string]string{"zone": "test"},
-		Podman:      PodmanConfig{Socket: testenv.PodmanSocket(t), Runtime: "runc"},
-		State:       t.TempDir(),
-		Concurrency: 2,
-		GPIO: GPIOConfig{Driver: "sim", Lines: map[string]gpio.LineConfig{
-			"fan":    {Offset: 17},
-			"alarm":  {Offset: 18, Initial: 0},
-			"button": {Offset: 4, Direction: "input", Edge: "rising", Publish: "sensors/button"},
-		}},
-	}
-}
-
-// startAgent runs an agent until the test ends and waits for its online status.
-func startAgent(t testing.TB, cfg Config, cl *client) *Agent {
-	t.Helper()
-	a, _ := startAgentStop(t, cfg, cl)
-	return a
-}
-
-// startAgentStop is startAgent that also returns a function stopping the agent early.
-func startAgentStop(t testing.TB, cfg Config, cl *client) (*Agent, func()) {
-	t.Helper()
-	a, err := New(cfg, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Error(err)
-				}
-			case <-time.After(wait):
-				t.Error("agent did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	if cl != nil {
-		cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
-	}
-	return a, stop
-}
-
-// shInvocation invokes inline sh code.
-func shInvocation(id, code string) protocol.Invocation {
-	return protocol.Invocation{ID: id, Function: "fn-" + id, Attempt: 1,
-		Event: &protocol.Event{Topic: "sensors/gh1/temperature", Payload: json.RawMessage(`{"celsius":31}`)},
-		Args:  map[string]any{"celsius": 31},
-		Spec:  protocol.FunctionSpec{Runtime: "sh", Code: code, Timeout: protocol.Duration(20 * time.Second)}}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-var errProxyDown = errors.New("proxy down")
-
-// proxy forwards TCP (or unix) connections to a target and can cut them, standing in for a
-// broker or a podman service that goes away and comes back.
-type proxy struct {
-	network, target string
-	l               net.Listener
-	mu              sync.Mutex
-	up              bool
-	conns           []net.Conn
-}
-
-func newProxy(t testing.TB, network, listen, target string) *proxy {
-	t.Helper()
-	l, err := net.Listen(network, listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{network: network, target: target, l: l, up: true}
-	go p.serve()
-	t.Cleanup(func() { l.Close(); p.setUp(false) })
-	return p
-}
-
-func (p *proxy) addr() string { return p.l.Addr().String() }
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		up := p.up
-		p.mu.Unlock()
-		if !up {
-			c.Close()
-			continue
-		}
-		up2, err := net.Dial(p.network, p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, up2)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(up2, c); up2.Close(); c.Close() }()
-		go func() { _, _ = io.Copy(c, up2); up2.Close(); c.Close() }()
-	}
-}
-
-// setUp(false) drops every connection and refuses new ones until setUp(true).
-func (p *proxy) setUp(up bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.up = up
-	if !up {
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
-	}
-}
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
