@@ -1,0 +1,86 @@
+package wasm
+
+import (
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// PageSize is the size of a WebAssembly memory page.
+const PageSize = 64 << 10
+
+// maxPages is the most pages a 32-bit memory can have (4 GiB).
+const maxPages = 1 << 16
+
+// pages converts a memory limit in bytes to whole pages, within [1, maxPages].
+func pages(bytes int64) uint32 {
+	p := bytes / PageSize
+	switch {
+	case p < 1:
+		return 1
+	case p > maxPages:
+		return maxPages
+	}
+	return uint32(p)
+}
+
+// limitedMemory backs one instance's linear memory and holds it to the invocation's limit.
+// wazero refuses a memory.grow past the module's maximum itself (capped at the runtime's
+// WithMemoryLimitPages); below that, Reallocate refuses a size over the invocation's limit,
+// and remembers it: a run that fails after a refused grow is reported as killed for memory.
+// An instance is used by one goroutine at a time (no shared memories: threads are off).
+type limitedMemory struct {
+	buf     []byte
+	limit   uint64 // bytes
+	refused bool   // a grow past limit was refused
+	peak    uint64 // largest size reached
+	// overAtStart: the module's initial memory is over limit (it must not run).
+	overAtStart bool
+}
+
+// allocator hands out one limitedMemory per instance; its fields say what happened.
+type allocator struct {
+	limit uint64
+	mem   *limitedMemory
+}
+
+var _ experimental.MemoryAllocator = (*allocator)(nil)
+
+// Allocate implements experimental.MemoryAllocator. A module has at most one memory.
+func (a *allocator) Allocate(_, _ uint64) experimental.LinearMemory {
+	a.mem = &limitedMemory{limit: a.limit}
+	return a.mem
+}
+
+// Reallocate implements experimental.LinearMemory: it returns the memory grown to size
+// bytes (new bytes zero), or nil past the limit.
+func (m *limitedMemory) Reallocate(size uint64) []byte {
+	if size > m.limit {
+		if m.buf == nil {
+			// The module's initial memory is over the limit. wazero cannot take a refusal of
+			// the first allocation (it panics), so the memory is made and the instance is
+			// closed before it runs.
+			m.overAtStart = true
+		} else {
+			m.refused = true
+			return nil
+		}
+	}
+	if size > uint64(cap(m.buf)) {
+		// Grow the backing array geometrically (within the limit), as append would, so that a
+		// module growing page by page does not copy its memory each time.
+		c := max(size, min(2*uint64(cap(m.buf)), m.limit))
+		if m.buf == nil {
+			c = size
+		}
+		b := make([]byte, size, c)
+		copy(b, m.buf)
+		m.buf = b
+	} else {
+		// Memory never shrinks, so the bytes past len are still the zeros make gave them.
+		m.buf = m.buf[:size]
+	}
+	m.peak = max(m.peak, size)
+	return m.buf
+}
+
+// Free implements experimental.LinearMemory.
+func (m *limitedMemory) Free() { m.buf = nil }
