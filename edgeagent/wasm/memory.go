@@ -1,6 +1,8 @@
 package wasm
 
 import (
+	"sync"
+
 	"github.com/tetratelabs/wazero/experimental"
 )
 
@@ -36,10 +38,12 @@ type limitedMemory struct {
 	overAtStart bool
 }
 
-// allocator hands out one limitedMemory per instance; its fields say what happened.
+// allocator hands out one limitedMemory per instance; its fields say what happened. The
+// backing array comes from buffers when there is one (see recycle).
 type allocator struct {
-	limit uint64
-	mem   *limitedMemory
+	limit   uint64
+	buffers *sync.Pool // of *[]byte, all zero, len 0; nil: always allocate
+	mem     *limitedMemory
 }
 
 var _ experimental.MemoryAllocator = (*allocator)(nil)
@@ -47,14 +51,34 @@ var _ experimental.MemoryAllocator = (*allocator)(nil)
 // Allocate implements experimental.MemoryAllocator. A module has at most one memory.
 func (a *allocator) Allocate(_, _ uint64) experimental.LinearMemory {
 	a.mem = &limitedMemory{limit: a.limit}
+	if a.buffers != nil {
+		if b, ok := a.buffers.Get().(*[]byte); ok {
+			a.mem.buf = (*b)[:0]
+		}
+	}
 	return a.mem
+}
+
+// recycle gives the instance's memory back to the pool, zeroed, for a later instance of the
+// same module. Only once the instance's code has returned: wazero frees (Free) a memory
+// when it closes an instance, which can happen while the code still runs (a deadline, a
+// closing runtime), so Free never recycles.
+func (a *allocator) recycle() {
+	if a.buffers == nil || a.mem == nil || a.mem.buf == nil || a.mem.overAtStart {
+		return
+	}
+	b := a.mem.buf
+	a.mem.buf = nil
+	clear(b) // the bytes past len are zero already
+	b = b[:0]
+	a.buffers.Put(&b)
 }
 
 // Reallocate implements experimental.LinearMemory: it returns the memory grown to size
 // bytes (new bytes zero), or nil past the limit.
 func (m *limitedMemory) Reallocate(size uint64) []byte {
 	if size > m.limit {
-		if m.buf == nil {
+		if len(m.buf) == 0 {
 			// The module's initial memory is over the limit. wazero cannot take a refusal of
 			// the first allocation (it panics), so the memory is made and the instance is
 			// closed before it runs.
@@ -68,8 +92,8 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 		// Grow the backing array geometrically (within the limit), as append would, so that a
 		// module growing page by page does not copy its memory each time.
 		c := max(size, min(2*uint64(cap(m.buf)), m.limit))
-		if m.buf == nil {
-			c = size
+		if len(m.buf) == 0 {
+			c = size // the initial memory
 		}
 		b := make([]byte, size, c)
 		copy(b, m.buf)
@@ -82,5 +106,6 @@ func (m *limitedMemory) Reallocate(size uint64) []byte {
 	return m.buf
 }
 
-// Free implements experimental.LinearMemory.
-func (m *limitedMemory) Free() { m.buf = nil }
+// Free implements experimental.LinearMemory. The memory is left to the garbage collector
+// (or to recycle, which knows when the instance's code is done with it).
+func (m *limitedMemory) Free() {}

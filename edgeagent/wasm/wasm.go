@@ -112,6 +112,7 @@ type module struct {
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
 	load     time.Duration // reading, verifying and compiling (or loading compiled code)
+	buffers  sync.Pool     // linear memories of finished instances, zeroed (see allocator)
 
 	// guarded by Runtime.mu
 	users   int
@@ -357,7 +358,7 @@ func (r *Runtime) run(ctx context.Context, m *module, job container.Job, t0 time
 		limit = r.cfg.Memory
 	}
 	limit = min(limit, r.cfg.MaxMemory)
-	alloc := &allocator{limit: uint64(pages(limit)) * PageSize}
+	alloc := &allocator{limit: uint64(pages(limit)) * PageSize, buffers: &m.buffers}
 	timeout := job.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -410,7 +411,10 @@ func (r *Runtime) run(ctx context.Context, m *module, job container.Job, t0 time
 		finish()
 		return out, nil
 	}
-	defer inst.Close(context.Background())
+	defer func() {
+		_ = inst.Close(context.Background())
+		alloc.recycle() // _start has returned: no code of this instance runs
+	}()
 	if alloc.mem != nil && alloc.mem.overAtStart {
 		_, _ = fmt.Fprintf(stderr, "wasm: the module's initial memory (%d bytes) is over the memory limit of %d bytes\n",
 			len(alloc.mem.buf), alloc.limit)
