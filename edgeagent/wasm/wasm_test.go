@@ -375,6 +375,38 @@ func TestFreshInstances(t *testing.T) {
 	}
 }
 
+// TestMemoryIsFresh: an instance's memory starts as the module defines it, zero past its
+// data, though the runtime reuses memories of finished instances.
+func TestMemoryIsFresh(t *testing.T) {
+	r := shared(t)
+	d := put(t, r, testModule(t, "c/dirty"))
+	var first [2]int // by mode: the args take room too
+	for i := range 6 {
+		j := job(d, nil)
+		if i%2 == 0 {
+			j.Command = []string{"dirty"}
+		}
+		out := mustRun(t, r, j)
+		var got struct {
+			Heap  int `json:"heap_nonzero"`
+			Grown int `json:"grown_nonzero"`
+			Bytes int `json:"heap_bytes"`
+		}
+		if err := json.Unmarshal(out.Stdout, &got); err != nil || out.ExitCode != 0 {
+			t.Fatalf("run %d: %+v, %v", i, out, err)
+		}
+		// wasi-libc's start code allocates args and environment before main: those bytes are
+		// the same in every run.
+		if i < 2 {
+			first[i%2] = got.Heap
+		}
+		if got.Heap != first[i%2] || got.Grown != 0 || got.Bytes == 0 {
+			t.Fatalf("run %d: %d of %d heap bytes (%d in the first run) and %d grown bytes not zero",
+				i, got.Heap, got.Bytes, first[i%2], got.Grown)
+		}
+	}
+}
+
 func TestRefusedJobs(t *testing.T) {
 	r := shared(t)
 	cases := []struct {
