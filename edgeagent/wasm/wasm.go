@@ -288,7 +288,9 @@ func (r *Runtime) dropIdleLocked() {
 func (m *module) close() {
 	ctx := context.Background()
 	if m.rt != nil {
-		_ = m.rt.Close(ctx) // closes its compiled module and instances
+		// Closes its compiled module and instances; one still running (Close gave up waiting)
+		// ends with this exit code, which run tells from a deadline by runCtx.
+		_ = m.rt.CloseWithExitCode(ctx, sys.ExitCodeContextCanceled)
 	}
 	if m.cache != nil {
 		_ = m.cache.Close(ctx)
@@ -429,10 +431,13 @@ func (r *Runtime) run(ctx context.Context, m *module, job container.Job, t0 time
 	case err == nil:
 	case errors.As(err, &exit) && exit.ExitCode() != sys.ExitCodeDeadlineExceeded && exit.ExitCode() != sys.ExitCodeContextCanceled:
 		out.ExitCode = int(exit.ExitCode())
-	case errors.As(err, &exit): // closed because runCtx ended
-		if ctx.Err() != nil {
-			finish()
+	case errors.As(err, &exit): // closed: runCtx ended, or the runtime is closing
+		finish()
+		switch {
+		case ctx.Err() != nil:
 			return out, ctx.Err()
+		case runCtx.Err() == nil:
+			return out, fmt.Errorf("wasm: %s: stopped by the runtime closing", job.Function)
 		}
 		out.TimedOut, out.ExitCode = true, ExitKilled
 	default:

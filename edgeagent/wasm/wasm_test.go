@@ -533,7 +533,10 @@ func TestClose(t *testing.T) {
 		t.Errorf("close: %v, want it to give up waiting", err)
 	}
 	select {
-	case <-done: // the module was closed where it was
+	case err := <-done: // the module was closed where it was
+		if err == nil || !strings.Contains(err.Error(), "runtime closing") {
+			t.Errorf("the cut-off invocation answered %v, want an error", err)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a running module outlived Close")
 	}
