@@ -9,6 +9,11 @@
 // memory, closed when it ends: nothing survives from one invocation to the next, as with a
 // new container.
 //
+// Of a Job, Image (the digest), ID, Function, Env, Stdin, Timeout (DefaultTimeout when not
+// set) and Memory are used; Command adds arguments; Code is refused (a module has no inline
+// code); Warm and Prepare are ignored: every invocation gets a fresh instance anyway, and
+// instantiating a compiled module is what a prepared container saves.
+//
 // What an instance gets: the invocation JSON on stdin, then end of file; args = the function
 // name (then Job.Command, if any); environment = Job.Env plus DEVICELESS_FUNCTION and
 // DEVICELESS_INVOCATION_ID; the real clocks, a cryptographic random source, sleeping. What it
