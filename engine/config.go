@@ -36,6 +36,16 @@ type Config struct {
 	ReloadDelay time.Duration `yaml:"reload_delay"`
 	// MaxKeys bounds each rule's state (see rules.Options).
 	MaxKeys int `yaml:"max_keys"`
+	// Intake is what the engine does when devices publish faster than it evaluates.
+	Intake IntakeConfig `yaml:"intake"`
+}
+
+// IntakeConfig configures the event intake (docs/engine.md, "Ordering and overload").
+type IntakeConfig struct {
+	// Overflow: backpressure (default) holds a publisher's connection while the intake is
+	// full, so nothing is lost; shed drops QoS 0 events beyond the buffer instead
+	// (broker.limits.intake_buffer) and counts them.
+	Overflow broker.Overflow `yaml:"overflow"`
 }
 
 // BrokerConfig is the embedded broker's configuration, or the address of an external one.
@@ -112,6 +122,11 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 			errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
 		}
+	}
+	switch c.Intake.Overflow {
+	case "", broker.OverflowBackpressure, broker.OverflowShed:
+	default:
+		errs = append(errs, fmt.Errorf("intake.overflow: %q: want backpressure or shed", c.Intake.Overflow))
 	}
 	if err := c.API.validate(c.HTTP); err != nil {
 		errs = append(errs, err)

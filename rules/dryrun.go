@@ -19,3 +19,10 @@ func (s *Set) Fresh() *Set {
 	}
 	return out
 }
+
+// Matches reports whether some rule's `on` filter matches topic: a message no rule can
+// match need not be taken into the engine at all.
+func (s *Set) Matches(topic string) bool {
+	var buf [4]int32
+	return len(s.matcher.Match(topic, buf[:0])) > 0
+}
