@@ -223,7 +223,7 @@ func checkPodman(socket string) error {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		},
 	}}
-	const fix = "run `go tool task setup` in the repository (it installs podman, runc and busybox-static with apt, starts a podman service and builds the images), " +
+	const fix = "run `go tool task setup:demo` in the repository (it installs podman, runc and busybox-static with apt, starts a podman service and builds the images), " +
 		"or by hand: apt-get install -y podman runc busybox-static; then start `podman system service --time=0 unix://%s` and build the images with scripts/images.sh"
 	resp, err := c.Get("http://podman/_ping")
 	if err != nil {
