@@ -163,12 +163,19 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(cfg.Out, "try: curl -s http://%s/api/v1/invocations | head;  deviceless invoke fan-speed --http %s --args '{\"greenhouse\":\"gh9\",\"avg\":33}'\n\n", eng.HTTPAddr(), eng.HTTPAddr())
 
 	sim := newSimulation(agent.Lines(), w)
+	publish, disconnect, err := connectSensors(ctx, eng.BrokerAddr(), "demo-sensors", creds["demo-sensors"])
+	if err != nil {
+		w.close()
+		stopAll()
+		return fmt.Errorf("sensors: %w", err)
+	}
 	simCtx, stopSim := context.WithCancel(ctx)
 	var simWG sync.WaitGroup
 	simWG.Add(2)
 	go func() {
 		defer simWG.Done()
-		if err := sim.run(simCtx, eng.BrokerAddr(), "demo-sensors", creds["demo-sensors"], cfg.Every); err != nil && !errors.Is(err, context.Canceled) {
+		defer disconnect()
+		if err := sim.run(simCtx, publish, cfg.Every); err != nil && !errors.Is(err, context.Canceled) {
 			errs <- fmt.Errorf("sensors: %w", err)
 			cancel()
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -88,6 +89,11 @@ func TestDemoClosesLoops(t *testing.T) {
 	if !strings.HasSuffix(out.String(), "stopped.\n") {
 		t.Fatalf("output:\n%s", out.String())
 	}
+	// The first direct actuation's figure is its own loop, not the time since the previous
+	// reading (one sensor period: 200 ms here, 1 s in the demo).
+	if ms := firstFigure(t, out.String(), "direct actuation →", "event→actuation "); ms >= 100 {
+		t.Errorf("first direct actuation took %.1f ms by the demo's figure, half a sensor period or more:\n%s", ms, out.String())
+	}
 	// Nothing left behind: no container of the demo's agent.
 	socket := edgeagent.DefaultPodmanSocket()
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -106,4 +112,25 @@ func TestDemoClosesLoops(t *testing.T) {
 	if len(left) != 0 {
 		t.Fatalf("containers left behind: %+v", left)
 	}
+}
+
+// firstFigure returns the "<figure> X ms" number of the first output line holding what.
+func firstFigure(t *testing.T, out, what, figure string) float64 {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, what) {
+			continue
+		}
+		_, rest, ok := strings.Cut(l, figure)
+		if !ok {
+			t.Fatalf("line %q has no %q figure", l, figure)
+		}
+		var ms float64
+		if _, err := fmt.Sscanf(rest, "%f ms", &ms); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		return ms
+	}
+	t.Fatalf("no line with %q in:\n%s", what, out)
+	return 0
 }

@@ -48,10 +48,14 @@ func (s *simulation) state() string {
 		s.gh1Temp, onOff(s.fan), s.gh2Temp, onOff(s.heater), s.gh3Soil, onOff(s.valve), s.gh4Humid)
 }
 
-func (s *simulation) run(ctx context.Context, addr, user, password string, every time.Duration) error {
+// publisher sends one sensor reading (QoS 1) and returns once the broker acknowledged it.
+type publisher func(ctx context.Context, topic string, payload []byte) error
+
+// connectSensors connects the simulated sensors to the broker.
+func connectSensors(ctx context.Context, addr, user, password string) (publisher, func(), error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	c := paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn)})
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -59,36 +63,55 @@ func (s *simulation) run(ctx context.Context, addr, user, password string, every
 		Username: user, UsernameFlag: true, Password: []byte(password), PasswordFlag: true})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("connect: %w", err)
 	}
-	defer c.Disconnect(&paho.Disconnect{})
+	pub := func(ctx context.Context, topic string, payload []byte) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := c.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: 1})
+		return err
+	}
+	return pub, func() { _ = c.Disconnect(&paho.Disconnect{}) }, nil
+}
 
+// run publishes the sensors' readings every period until ctx ends.
+func (s *simulation) run(ctx context.Context, publish publisher, every time.Duration) error {
 	// Actuator changes are watched faster than sensors publish, to print them promptly.
 	watch := time.NewTicker(20 * time.Millisecond)
 	defer watch.Stop()
-	publish := time.NewTicker(every)
-	defer publish.Stop()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-watch.C:
 			s.readLines()
-		case <-publish.C:
-			s.step()
-			for _, m := range s.messages() {
-				at := time.Now()
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				_, err := c.Publish(pctx, &paho.Publish{Topic: m.topic, Payload: []byte(m.payload), QoS: 1})
-				cancel()
-				if err != nil {
-					return fmt.Errorf("publish %s: %w", m.topic, err)
-				}
-				s.n.Add(1)
-				s.w.published(m.greenhouse, at)
+		case <-tick.C:
+			if err := s.publishAll(ctx, publish); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// publishAll advances the physics by one period and publishes every sensor's reading.
+func (s *simulation) publishAll(ctx context.Context, publish publisher) error {
+	s.step()
+	for _, m := range s.messages() {
+		// The reading's time is taken, and handed to the watcher, before it is sent: the
+		// broker passes a QoS 1 message on to the engine while its PUBACK is on the way
+		// back, so the whole loop (rule, actuation, delivery to the watcher) can finish
+		// before Publish returns. Recorded after Publish, the watcher then measured that
+		// loop from the previous reading, one sensor period earlier (issue 16's 1000 ms).
+		s.w.published(m.greenhouse, s.w.now())
+		if err := publish(ctx, m.topic, []byte(m.payload)); err != nil {
+			return fmt.Errorf("publish %s: %w", m.topic, err)
+		}
+		s.n.Add(1)
+	}
+	return nil
 }
 
 func (s *simulation) readLines() {

@@ -32,6 +32,7 @@ func simLines() map[string]gpio.LineConfig {
 // watcher prints the loops as they close, from what a real MQTT client sees.
 type watcher struct {
 	out    io.Writer
+	now    func() time.Time
 	lines  gpio.Lines
 	client *paho.Client
 	online chan string
@@ -47,7 +48,7 @@ type watcher struct {
 }
 
 func newWatcher(out io.Writer, lines gpio.Lines) *watcher {
-	return &watcher{out: out, lines: lines, online: make(chan string, 8), lastEvent: map[string]time.Time{}, results: map[string]int{}}
+	return &watcher{out: out, now: time.Now, lines: lines, online: make(chan string, 8), lastEvent: map[string]time.Time{}, results: map[string]int{}}
 }
 
 func (w *watcher) connect(ctx context.Context, addr, user, password string) error {
@@ -113,7 +114,7 @@ func stamp(t time.Time) string { return t.Format("15:04:05.000") }
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (w *watcher) receive(p *paho.Publish) {
-	now := time.Now()
+	now := w.now()
 	switch {
 	case strings.HasSuffix(p.Topic, "/status"):
 		var st protocol.Status
@@ -192,7 +193,7 @@ func (w *watcher) lineChanged(line string, from, to int) {
 	w.mu.Lock()
 	w.actuated++
 	w.mu.Unlock()
-	fmt.Fprintf(w.out, "%s  %-4s %s %d → %d (GPIO line on %s)\n", stamp(time.Now()), lineGreenhouse[line], line, from, to, agentID)
+	fmt.Fprintf(w.out, "%s  %-4s %s %d → %d (GPIO line on %s)\n", stamp(w.now()), lineGreenhouse[line], line, from, to, agentID)
 }
 
 func (w *watcher) summaries(ctx context.Context, every time.Duration, sim *simulation) {
