@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/edgeagent"
+	"github.com/deviceless/deviceless/internal/version"
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // syncBuffer is the demo's output, read while it runs.
@@ -45,18 +47,26 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// The demo closes real loops: a direct actuation (frost → heater) and a function on
-// podman (dry soil → irrigate → valve), then stops cleanly.
+// The demo closes real loops on three agents, each way: a direct actuation (frost → heater
+// on, warm → heater off), a function on podman (dry soil → irrigate → valve open) and back
+// (wet → valve closed), a python3 function (heat → fan-speed → fan on) and back (cool → fan
+// off); the agents report the build's version; then it stops cleanly.
 func TestDemoClosesLoops(t *testing.T) {
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	httpAddr := freeAddr(t)
 	go func() {
-		done <- Run(ctx, Config{Listen: freeAddr(t), HTTP: freeAddr(t), Every: 200 * time.Millisecond, Summary: time.Second,
+		done <- Run(ctx, Config{Listen: freeAddr(t), HTTP: httpAddr, Every: 200 * time.Millisecond, Summary: time.Second,
 			Out: out, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}()
-	want := []string{"direct actuation → heater=1", "heater 0 → 1", "soil-dry", "→ irrigate on demo-edge  cold ok", "valve 0 → 1", "-- "}
-	deadline := time.After(90 * time.Second)
+	want := []string{
+		"gh2  direct actuation → heater=1", "gh2  heater 0 → 1 (GPIO line on gh2-edge)", "gh2  direct actuation → heater=0", "gh2  heater 1 → 0",
+		"gh3  soil-dry         → irrigate on gh3-edge  cold ok", "gh3  valve 0 → 1", "gh3  direct actuation → valve=0", "gh3  valve 1 → 0",
+		"gh1  greenhouse-hot   → fan-speed on gh1-edge", "gh1  fan 0 → 1", "gh1  direct actuation → fan=0", "gh1  fan 1 → 0",
+		"alert on alerts/greenhouse/gh2: {\"alert\":\"frost\"", "-- ", "gh1 temperature", "band 24–30, fan",
+	}
+	deadline := time.After(120 * time.Second)
 	for {
 		missing := ""
 		for _, w := range want {
@@ -75,6 +85,23 @@ func TestDemoClosesLoops(t *testing.T) {
 			cancel()
 			t.Fatalf("demo output lacks %q:\n%s", missing, out.String())
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// The agents' status carries the version of this build (here "(devel)": go test builds
+	// with -buildvcs=false and no tag; TestLinkerTag covers the tag).
+	resp, err := http.Get("http://" + httpAddr + "/api/v1/agents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var agents struct{ Agents []protocol.Status }
+	err = json.NewDecoder(resp.Body).Decode(&agents)
+	resp.Body.Close()
+	if err != nil || len(agents.Agents) != len(demoAgents) {
+		t.Fatalf("agents %+v (%v), want %d", agents, err, len(demoAgents))
+	}
+	for _, a := range agents.Agents {
+		if a.Version != version.String() || a.Version == "" {
+			t.Errorf("agent %s reports version %q, want %q", a.Agent, a.Version, version.String())
 		}
 	}
 	cancel()
@@ -99,18 +126,21 @@ func TestDemoClosesLoops(t *testing.T) {
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 	}}}
-	filter := url.QueryEscape(`{"label":["io.deviceless.agent=` + agentID + `"]}`)
-	resp, err := c.Get("http://podman/v4.0.0/libpod/containers/json?all=true&filters=" + filter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var left []struct{ Names []string }
-	if err := json.NewDecoder(resp.Body).Decode(&left); err != nil {
-		t.Fatal(err)
-	}
-	if len(left) != 0 {
-		t.Fatalf("containers left behind: %+v", left)
+	for _, a := range demoAgents {
+		filter := url.QueryEscape(`{"label":["io.deviceless.agent=` + a.id + `"]}`)
+		resp, err := c.Get("http://podman/v4.0.0/libpod/containers/json?all=true&filters=" + filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []struct{ Names []string }
+		err = json.NewDecoder(resp.Body).Decode(&left)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 0 {
+			t.Fatalf("containers of %s left behind: %+v", a.id, left)
+		}
 	}
 }
 

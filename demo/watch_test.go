@@ -10,6 +10,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/deviceless/deviceless/edgeagent/gpio"
 	"github.com/deviceless/deviceless/edgeagent/gpio/sim"
 	"github.com/deviceless/deviceless/protocol"
 )
@@ -28,15 +29,15 @@ func newFakeClock() *fakeClock               { return &fakeClock{t: time.Date(20
 // and measured such a loop from the previous reading: one sensor period (issue 16's
 // "event→actuation 1000.0 ms" on the first frost).
 func TestFirstActuationFigureIsTheLoops(t *testing.T) {
-	lines, err := sim.Open(simLines(), nil)
+	lines, err := sim.Open(agentLines("heater"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	clock := newFakeClock()
-	w := newWatcher(&out, lines)
+	w := newWatcher(&out)
 	w.now = clock.now
-	s := newSimulation(lines, w)
+	s := newSimulation(map[string]gpio.Lines{"gh2-edge": lines}, w)
 	const period = time.Second
 	frostSeen := false
 	// A broker that delivers the frost rule's heater actuation 0.7 ms after the reading,
@@ -48,7 +49,7 @@ func TestFirstActuationFigureIsTheLoops(t *testing.T) {
 			frostSeen = true
 			clock.advance(700 * time.Microsecond)
 			a, _ := json.Marshal(protocol.Actuation{ID: "a1", Line: "heater", Value: 1, For: protocol.Duration(15 * time.Minute)})
-			w.receive(&paho.Publish{Topic: "deviceless/agents/" + agentID + "/actuate", Payload: a})
+			w.receive(&paho.Publish{Topic: "deviceless/agents/gh2-edge/actuate", Payload: a})
 		}
 		clock.advance(300 * time.Microsecond)
 		return nil

@@ -61,7 +61,7 @@ func TestEngineCommand(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("engine did not stop")
 	}
-	if !strings.Contains(errb.String(), "engine running") || !strings.Contains(errb.String(), "rules=4") ||
+	if !strings.Contains(errb.String(), "engine running") || !strings.Contains(errb.String(), "rules=8") ||
 		!strings.Contains(errb.String(), `msg="deviceless engine" version=`+version.String()) {
 		t.Fatalf("log: %s", errb.String())
 	}
