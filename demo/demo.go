@@ -1,7 +1,8 @@
 // Package demo runs the whole Deviceless loop in one process: the engine with its
-// embedded broker, a local edge agent on podman with simulated GPIO, and simulated
-// greenhouses whose climate reacts to the agent's actuators. It prints one line per
-// closed loop and a summary every few seconds.
+// embedded broker, an edge agent per greenhouse on podman with simulated GPIO, and
+// simulated greenhouses whose climate reacts to the agents' actuators, held in their bands
+// by the greenhouse example's control loops. It prints one line per closed loop and every
+// few seconds each greenhouse against its band.
 package demo
 
 import (
@@ -35,7 +36,7 @@ type Config struct {
 	Listen  string        // MQTT listener, default 127.0.0.1:1883
 	HTTP    string        // HTTP API, default 127.0.0.1:8080
 	Rules   []string      // rule files or folders; default the embedded greenhouse example
-	Every   time.Duration // sensor period, default 1s
+	Every   time.Duration // sensor period, default 1s; the simulation advances a second per period
 	Summary time.Duration // summary period, default 10s
 	Out     io.Writer     // loop lines and summaries; default stdout
 	Log     *slog.Logger  // the components' logs; default warnings to stderr
