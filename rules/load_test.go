@@ -78,7 +78,12 @@ func TestLoadErrors(t *testing.T) {
 		{"yaml syntax error", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n   do:\n"},
 			"r.yaml:4:4: "},
 		{"unquoted flow expression", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: topic_parts[1]}\n"},
-			"r.yaml:5:"},
+			"r.yaml:5:37: ',' or '}' must be specified; an expression with '[', ']', '{', '}' or ',' inside a flow mapping {...} must be quoted: topic: 'topic_parts[1]'"},
+		// Issue 16's rule, as a new user wrote it.
+		{"unquoted flow expression in args", map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, code: echo}\nrules:\n  - name: a\n    on: weather/+/pressure\n    do:\n      - invoke: f\n        args: {bar: payload.bar, site: topic_parts[1]}\n"},
+			"r.yaml:8:51: ',' or '}' must be specified; an expression with '[', ']', '{', '}' or ',' inside a flow mapping {...} must be quoted: site: 'topic_parts[1]'"},
+		{"unquoted flow expression with spaces", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: '\"t\"', payload: raw[0:2] + raw[3], qos: 1}\n"},
+			"r.yaml:5:45: ',' or '}' must be specified; an expression with '[', ']', '{', '}' or ',' inside a flow mapping {...} must be quoted: payload: 'raw[0:2] + raw[3]'"},
 		{"publish to an unquoted topic", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: alerts/x}\n"},
 			`r.yaml:5:26: unknown name alerts (variables: topic, topic_parts, payload, raw, client, qos, retain, now, window, prev, agents); a fixed topic is a string: '"alerts/x"'`},
 		{"missing on", map[string]string{"r.yaml": "rules:\n  - name: a\n" + okAction},
