@@ -80,7 +80,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unquoted flow expression", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: topic_parts[1]}\n"},
 			"r.yaml:5:"},
 		{"publish to an unquoted topic", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: alerts/x}\n"},
-			`r.yaml:5:26: unknown name alerts (variables: topic, topic_parts, payload, raw, client, qos, retain, now, window, prev, agents); a fixed topic is a string: '"alerts/x"'`},
+			`r.yaml:5:26: unknown name alerts (variables: topic, topic_parts, payload, raw, client, qos, retain, now, window, prev, agents, schedule); a fixed topic is a string: '"alerts/x"'`},
 		{"missing on", map[string]string{"r.yaml": "rules:\n  - name: a\n" + okAction},
 			"r.yaml:2:11: rule \"a\" needs `on`"},
 		{"missing name", map[string]string{"r.yaml": "rules:\n  - on: x\n" + okAction},
