@@ -36,6 +36,10 @@ type Config struct {
 	ReloadDelay time.Duration `yaml:"reload_delay"`
 	// MaxKeys bounds each rule's state (see rules.Options).
 	MaxKeys int `yaml:"max_keys"`
+	// State is the engine's own state folder: the last runs of scheduled rules with
+	// catch_up (docs/engine.md#schedules). Default: broker.store + "-engine"; without
+	// either, the engine keeps no state of its own.
+	State string `yaml:"state"`
 }
 
 // BrokerConfig is the embedded broker's configuration, or the address of an external one.
@@ -100,6 +104,9 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
 	}
+	if c.State == "" && c.Broker.Store != "" {
+		c.State = c.Broker.Store + "-engine" // beside the intake's journal, store + "-intake-events"
+	}
 	return c
 }
 
@@ -140,6 +147,7 @@ func LoadConfig(path string) (Config, error) {
 	if c.Broker.Store != "" {
 		c.Broker.Store = joinPath(dir, c.Broker.Store)
 	}
+	c.State = joinPath(dir, c.State)
 	return c, nil
 }
 
