@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -234,4 +235,47 @@ func writeFileAtomic(path string, data []byte) error {
 func (e *Engine) actScheduled(f *rules.Firing) {
 	acts := eventActions{ids: actionIDs{base: "schedule-" + f.Rule + "-" + strconv.FormatInt(f.Schedule.At.UnixMilli(), 10)}}
 	e.act(f, &acts)
+}
+
+// dryRunSchedule is POST /api/v1/dryrun without an event, on set (a fresh copy of the
+// running rules), the clock at now (the request's `at`, else the engine's clock):
+// `{"schedule": "rule"}` runs that rule as at its next run after now, or as at `at` when
+// given; `{"at": T}` alone runs the rules due at exactly T. It returns the HTTP status of
+// an error.
+func dryRunSchedule(set *rules.Set, req DryRunRequest, now time.Time) ([]rules.Firing, int, error) {
+	if req.Topic != "" || len(req.Payload) > 0 || req.Client != "" {
+		return nil, http.StatusBadRequest, errors.New("a dry run takes an event (topic, payload, ...) or a schedule, not both")
+	}
+	ev := set.NewEvaluator()
+	if req.Schedule == "" {
+		set.Arm(now.Add(-time.Nanosecond))
+		return ev.Tick(now, nil), 0, nil
+	}
+	r := set.Rule(req.Schedule)
+	if r == nil || r.Schedule == nil {
+		return nil, http.StatusNotFound, fmt.Errorf("no scheduled rule %q", req.Schedule)
+	}
+	at := now
+	if req.At == nil {
+		at = r.Schedule.Next(now)
+	}
+	firings, err := ev.RunSchedule(req.Schedule, at, nil)
+	return firings, http.StatusBadRequest, err
+}
+
+// viewSchedule adds a scheduled rule's schedule, next and last run to its API view.
+func viewSchedule(r *rules.Rule, v *RuleView) {
+	if v.On == nil {
+		v.On = []string{}
+	}
+	if r.Schedule == nil {
+		return
+	}
+	v.Schedule = r.Schedule.String()
+	if t := r.NextRun(); !t.IsZero() {
+		v.NextRun = &t
+	}
+	if t := r.LastRun(); !t.IsZero() {
+		v.LastRun = &t
+	}
 }

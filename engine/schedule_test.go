@@ -306,3 +306,139 @@ rules:
 		t.Errorf("a corrupt file: %v", err)
 	}
 }
+
+const dryRunRules = `
+functions:
+  report: {runtime: sh, code: cat}
+rules:
+  - name: morning
+    schedule: {cron: "0 6 * * *", zone: Europe/Berlin}
+    do: [{invoke: report, args: {due: 'schedule.at.Format("2006-01-02 15:04")', now: now.Unix()}}]
+  - name: half-minute
+    schedule: {every: 30s}
+    do: [{publish: {topic: '"sched/half"', payload: 'schedule.at.Unix()'}}]
+  - name: on-event
+    on: in/+
+    do: [{publish: {topic: '"out"', payload: 'now.Unix()'}}]
+`
+
+// POST /api/v1/dryrun with a schedule or a time instead of an event.
+func TestDryRunSchedules(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, dryRunRules)
+	e := startEngine(t, testConfig(t, dir))
+	url := "http://" + e.HTTPAddr() + "/api/v1/dryrun"
+	type firing struct {
+		Rule    string
+		Key     string
+		At      time.Time
+		Due     *time.Time
+		Actions []ActionView
+	}
+	dry := func(body string, wantCode int) []firing {
+		t.Helper()
+		var out struct {
+			Firings []firing
+			Error   string
+		}
+		if code := postJSON(t, url, body, &out); code != wantCode {
+			t.Fatalf("POST %s: HTTP %d (%s), want %d", body, code, out.Error, wantCode)
+		}
+		return out.Firings
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+
+	// The next run of a rule: its next 06:00 in Berlin after now.
+	before := time.Now()
+	fs := dry(`{"schedule": "morning"}`, 200)
+	if len(fs) != 1 || fs[0].Due == nil || !fs[0].Due.After(before) || fs[0].Due.Sub(before) > 25*time.Hour ||
+		fs[0].Due.In(berlin).Hour() != 6 || !fs[0].At.Equal(*fs[0].Due) {
+		t.Fatalf("next run of morning: %+v", fs)
+	}
+	// A rule as at a given time.
+	fs = dry(`{"schedule": "morning", "at": "2026-03-29T06:00:00+02:00"}`, 200)
+	if len(fs) != 1 || fs[0].Key != "" || fs[0].Actions[0].Function != "report" ||
+		fs[0].Actions[0].Args["due"] != "2026-03-29 06:00" || fs[0].Actions[0].Args["now"] != float64(1774756800) {
+		t.Fatalf("morning at a time: %+v", fs)
+	}
+	// What runs at a time: both at 04:00 UTC (06:00 in Berlin), only the half minute at 04:00:30.
+	if fs := dry(`{"at": "2026-03-29T04:00:00Z"}`, 200); len(fs) != 2 || fs[0].Rule != "morning" || fs[1].Rule != "half-minute" {
+		t.Fatalf("runs at 04:00: %+v", fs)
+	}
+	if fs := dry(`{"at": "2026-03-29T04:00:30Z"}`, 200); len(fs) != 1 || fs[0].Rule != "half-minute" || fs[0].Actions[0].Payload != float64(1774756830) {
+		t.Fatalf("runs at 04:00:30: %+v", fs)
+	}
+	if fs := dry(`{"at": "2026-03-29T04:00:10Z"}`, 200); len(fs) != 0 {
+		t.Fatalf("runs at 04:00:10: %+v", fs)
+	}
+	// An event at a time.
+	if fs := dry(`{"topic": "in/a", "at": "2026-03-29T04:00:10Z"}`, 200); len(fs) != 1 || fs[0].Due != nil || fs[0].Actions[0].Payload != float64(1774756810) {
+		t.Fatalf("event at a time: %+v", fs)
+	}
+	dry(`{"schedule": "nope"}`, 404)
+	dry(`{"schedule": "on-event"}`, 404)
+	dry(`{"schedule": "morning", "topic": "in/a"}`, 400)
+
+	// The dry runs moved no schedule; the rules API shows them.
+	var rl struct{ Rules []RuleView }
+	getJSON(t, "http://"+e.HTTPAddr()+"/api/v1/rules", &rl)
+	byName := map[string]RuleView{}
+	for _, r := range rl.Rules {
+		byName[r.Name] = r
+	}
+	m, h := byName["morning"], byName["half-minute"]
+	if m.Schedule != "cron 0 6 * * * (Europe/Berlin)" || m.NextRun == nil || m.NextRun.In(berlin).Hour() != 6 || m.LastRun != nil || m.Fired != 0 || m.On == nil {
+		t.Errorf("morning in the rules API: %+v", m)
+	}
+	if h.Schedule != "every 30s" || h.NextRun == nil || h.NextRun.Unix()%30 != 0 || h.NextRun.Sub(time.Now()) > 30*time.Second {
+		t.Errorf("half-minute in the rules API: %+v", h)
+	}
+	if o := byName["on-event"]; o.Schedule != "" || o.NextRun != nil {
+		t.Errorf("on-event in the rules API: %+v", o)
+	}
+}
+
+// A reload keeps an unchanged schedule's next run and resets a changed one.
+func TestReloadKeepsUnchangedSchedules(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, dryRunRules)
+	e := startEngine(t, testConfig(t, dir))
+	url := "http://" + e.HTTPAddr() + "/api/v1/rules"
+	next := func() map[string]*time.Time {
+		var rl struct {
+			Rules      []RuleView
+			LastReload *reloadStatus `json:"last_reload"`
+		}
+		getJSON(t, url, &rl)
+		out := map[string]*time.Time{}
+		for _, r := range rl.Rules {
+			out[r.Name] = r.NextRun
+		}
+		return out
+	}
+	before := next()
+	writeRules(t, dir, strings.Replace(dryRunRules, `"0 6 * * *"`, `"0 7 * * *"`, 1))
+	var d *rules.Diff
+	eventually(t, "reload", func() bool {
+		var rl struct {
+			LastReload *reloadStatus `json:"last_reload"`
+		}
+		getJSON(t, url, &rl)
+		if rl.LastReload != nil {
+			d = rl.LastReload.Diff
+		}
+		return d != nil && len(d.Reset) == 1
+	})
+	if d.Reset[0] != "morning" || len(d.Kept) != 2 {
+		t.Fatalf("diff %+v, want morning reset, the others kept", d)
+	}
+	after := next()
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	if after["morning"] == nil || after["morning"].In(berlin).Hour() != 7 {
+		t.Errorf("morning after the reload runs next at %v, want 07:00 in Berlin", after["morning"])
+	}
+	// half-minute kept its next run, unless it ran meanwhile (then it moved on by 30 s).
+	if h0, h1 := before["half-minute"], after["half-minute"]; h1 == nil || !(h1.Equal(*h0) || h1.Equal(h0.Add(30*time.Second))) {
+		t.Errorf("half-minute's next run %v before the reload, %v after", h0, h1)
+	}
+}
