@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,8 +145,8 @@ func ParseTestFile(file string, data []byte) (*TestFile, error) {
 		}
 	}
 	for _, tc := range tf.Tests {
-		for name, at := range tc.LastRun {
-			if _, err := time.Parse(time.RFC3339, at); err != nil {
+		for _, name := range slices.Sorted(maps.Keys(tc.LastRun)) {
+			if at := tc.LastRun[name]; !validTime(at) {
 				errs = append(errs, errorf(tc.Pos, "test %q: last_run of %s %q: expected RFC 3339 time such as 2026-06-01T12:00:00Z", tc.Name, name, at))
 			}
 		}
@@ -167,6 +169,11 @@ func ParseTestFile(file string, data []byte) (*TestFile, error) {
 		return nil, errs
 	}
 	return tf, nil
+}
+
+func validTime(s string) bool {
+	_, err := time.Parse(time.RFC3339, s)
+	return err == nil
 }
 
 // TestResult is the outcome of one test case.

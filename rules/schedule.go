@@ -215,8 +215,8 @@ func (s *Schedule) Latest(after, now time.Time) (time.Time, bool) {
 	// forward: a few calls of Next whatever the downtime.
 	for w := time.Minute; ; w *= 2 {
 		from := now.Add(-w)
-		if !from.After(after) {
-			from = after
+		if w > 1000*24*time.Hour || !from.After(after) {
+			from = after // t is first then
 		}
 		t := s.Next(from)
 		if t.IsZero() || t.After(now) {
