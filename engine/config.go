@@ -38,6 +38,10 @@ type Config struct {
 	MaxKeys int `yaml:"max_keys"`
 	// Intake is what the engine does when devices publish faster than it evaluates.
 	Intake IntakeConfig `yaml:"intake"`
+	// State is the engine's own state folder: the last runs of scheduled rules with
+	// catch_up (docs/engine.md#schedules). Default: broker.store + "-engine"; without
+	// either, the engine keeps no state of its own.
+	State string `yaml:"state"`
 }
 
 // IntakeConfig configures the event intake (docs/engine.md, "Ordering and overload").
@@ -110,6 +114,9 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
 	}
+	if c.State == "" && c.Broker.Store != "" {
+		c.State = c.Broker.Store + "-engine" // beside the intake's journal, store + "-intake-events"
+	}
 	return c
 }
 
@@ -155,6 +162,7 @@ func LoadConfig(path string) (Config, error) {
 	if c.Broker.Store != "" {
 		c.Broker.Store = joinPath(dir, c.Broker.Store)
 	}
+	c.State = joinPath(dir, c.State)
 	return c, nil
 }
 

@@ -1,8 +1,8 @@
 package rules
 
-// Fresh returns a copy of s that shares its compiled rules but has empty state and zeroed
-// counters: a dry run evaluates on it without touching the running rules and without
-// loading the rule files again.
+// Fresh returns a copy of s that shares its compiled rules but has empty state, unarmed
+// schedules and zeroed counters: a dry run evaluates on it without touching the running
+// rules and without loading the rule files again.
 func (s *Set) Fresh() *Set {
 	out := &Set{Functions: s.Functions, matcher: s.matcher, opts: s.opts, files: s.files}
 	out.Rules = make([]*Rule, len(s.Rules))
@@ -11,6 +11,9 @@ func (s *Set) Fresh() *Set {
 		c.counters = &Counters{}
 		if c.state != nil {
 			c.state = newRuleState(c.maxKeys)
+		}
+		if c.sched != nil {
+			c.sched = &schedState{}
 		}
 		out.Rules[i] = &c
 	}

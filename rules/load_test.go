@@ -85,7 +85,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unquoted flow expression with spaces", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: '\"t\"', payload: raw[0:2] + raw[3], qos: 1}\n"},
 			"r.yaml:5:45: ',' or '}' must be specified; an expression with '[', ']', '{', '}' or ',' inside a flow mapping {...} must be quoted: payload: 'raw[0:2] + raw[3]'"},
 		{"publish to an unquoted topic", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - publish: {topic: alerts/x}\n"},
-			`r.yaml:5:26: unknown name alerts (variables: topic, topic_parts, payload, raw, client, qos, retain, now, window, prev, agents); a fixed topic is a string: '"alerts/x"'`},
+			`r.yaml:5:26: unknown name alerts (variables: topic, topic_parts, payload, raw, client, qos, retain, now, window, prev, agents, schedule); a fixed topic is a string: '"alerts/x"'`},
 		{"missing on", map[string]string{"r.yaml": "rules:\n  - name: a\n" + okAction},
 			"r.yaml:2:11: rule \"a\" needs `on`"},
 		{"missing name", map[string]string{"r.yaml": "rules:\n  - on: x\n" + okAction},
