@@ -375,3 +375,76 @@ func waitSubscribed(b *testing.B, pubBin, host, port string, ready <-chan struct
 		}
 	}
 }
+
+// BenchmarkQoS1Publishers16 is the durable intake (store_sync on: every acknowledged
+// event is on disk) under 16 concurrent `mosquitto_pub -q 1 -l` publishers, beside
+// mosquitto 2.0.11's QoS 1 (no fsync) with the same publishers, in the same run.
+// Group commit lets the publishers waiting at one moment share one fsync.
+func BenchmarkQoS1Publishers16(b *testing.B) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		b.Fatal("mosquitto_pub not found: run `go tool task setup`")
+	}
+	const publishers = 16
+	publishAll := func(b *testing.B, addr string) time.Time {
+		host, port, _ := net.SplitHostPort(addr)
+		per := b.N / publishers
+		paths := make([]string, publishers)
+		for p := range paths {
+			paths[p] = filepath.Join(b.TempDir(), fmt.Sprint("lines", p))
+			var sb strings.Builder
+			for i := 0; i < per; i++ {
+				fmt.Fprintf(&sb, "{\"c\": %d.5, \"seq\": %d}\n", i%40, i)
+			}
+			if err := os.WriteFile(paths[p], []byte(sb.String()), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		start := time.Now()
+		errs := make(chan error, publishers)
+		for p := range paths {
+			go func() {
+				in, err := os.Open(paths[p])
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer in.Close()
+				cmd := exec.Command(bin, "-h", host, "-p", port, "-i", fmt.Sprint("pub", p), "-t", "sensors/0/t", "-q", "1", "-l")
+				cmd.Stdin = in
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs <- fmt.Errorf("mosquitto_pub: %v: %s", err, out)
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range paths {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		return start
+	}
+	b.Run("mosquitto", func(b *testing.B) {
+		start := publishAll(b, startMosquitto(b))
+		b.ReportMetric(float64(b.N/publishers*publishers)/time.Since(start).Seconds(), "events/s")
+	})
+	b.Run("deviceless/durable", func(b *testing.B) {
+		store := filepath.Join(b.TempDir(), "store")
+		sync := true
+		e, stop := benchEngine(b, benchRules(b, 1), func(c *Config) { c.Broker.Store, c.Broker.StoreSync = store, &sync })
+		defer stop()
+		r0 := e.ruleSet().Rules[0]
+		start := publishAll(b, e.BrokerAddr())
+		want := uint64(b.N / publishers * publishers)
+		for r0.Counters().Matched.Load() < want {
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("matched %d of %d", r0.Counters().Matched.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(want)/time.Since(start).Seconds(), "events/s")
+	})
+}
