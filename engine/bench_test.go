@@ -17,6 +17,7 @@ import (
 
 	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/rules"
 )
 
 // benchRules writes n rules on sensors/{i%10}/t; the benchmark stream publishes on
@@ -73,20 +74,7 @@ func BenchmarkMosquittoPubIntoRules(b *testing.B) {
 			defer stop()
 			r0 := e.ruleSet().Rules[0]
 			start := publishLines(b, bin, e.BrokerAddr(), "0")
-			// Wait for the rules to see the last event, or for the count to stop moving.
-			last, lastChange := uint64(0), time.Now()
-			for {
-				got := r0.Counters().Matched.Load()
-				if got >= uint64(b.N) {
-					break
-				}
-				if got != last {
-					last, lastChange = got, time.Now()
-				} else if time.Since(lastChange) > time.Second {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitMatched(r0, uint64(b.N))
 			elapsed := time.Since(start)
 			b.StopTimer()
 			got := r0.Counters().Matched.Load()
@@ -306,19 +294,7 @@ func BenchmarkFullRate(b *testing.B) {
 			defer stop()
 			r := e.ruleSet().Rules[0]
 			start := publishTempLines(b, pubBin, e.BrokerAddr())
-			last, lastChange := uint64(0), time.Now()
-			for {
-				got := r.Counters().Matched.Load()
-				if got >= uint64(b.N) {
-					break
-				}
-				if got != last {
-					last, lastChange = got, time.Now()
-				} else if time.Since(lastChange) > time.Second {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitMatched(r, uint64(b.N))
 			elapsed := time.Since(start)
 			b.StopTimer()
 			got := r.Counters().Matched.Load()
@@ -447,4 +423,22 @@ func BenchmarkQoS1Publishers16(b *testing.B) {
 		}
 		b.ReportMetric(float64(want)/time.Since(start).Seconds(), "events/s")
 	})
+}
+
+// waitMatched waits for rule r to see n events, or for its count to stop moving for a
+// second (the rest were lost).
+func waitMatched(r *rules.Rule, n uint64) {
+	last, lastChange := uint64(0), time.Now()
+	for {
+		got := r.Counters().Matched.Load()
+		if got >= n {
+			return
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		} else if time.Since(lastChange) > time.Second {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
