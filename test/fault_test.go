@@ -46,7 +46,22 @@ rules:
     do:
       - invoke: hang
         target: {labels: {pool: e2e}}
+  - name: sentinel
+    on: e2e/sentinel
+    do:
+      - invoke: hang
+        target: {agent: nobody}
 `
+
+// deadLetterSentinel publishes an event whose invocation the engine dead-letters at once
+// (no agent "nobody") and waits for that dead letter: every dead letter the engine
+// published before it has arrived by then (one publisher, one topic, in order).
+func (c *cluster) deadLetterSentinel(sub *proc) {
+	c.t.Helper()
+	mark := "sentinel-" + randHex(4)
+	c.pub("dev", "e2e/sentinel", fmt.Sprintf(`{"mark": %q}`, mark), 1)
+	waitMessage(c.t, sub, 30*time.Second, "deviceless/deadletter", mark, "no online agent matches the target")
+}
 
 // waitRunning waits for a running container of function on one of the agents and returns
 // that agent and the invocation id.
@@ -102,8 +117,9 @@ func TestAgentKilledMidInvocation(t *testing.T) {
 	if rec.Attempts != 2 || rec.Agent != other[victim] {
 		t.Fatalf("/api/v1/invocations: %+v; want 2 attempts ending on %s", rec, other[victim])
 	}
-	if n := len(messages(sub, "deviceless/deadletter")); n != 0 {
-		t.Fatalf("%d dead letters after a successful retry", n)
+	c.deadLetterSentinel(sub)
+	if n := len(messages(sub, "deviceless/deadletter")); n != 1 {
+		t.Fatalf("%d dead letters after a successful retry (and the sentinel's)", n-1)
 	}
 
 	// The killed agent's container is an orphan; the agent removes it when it comes back.
@@ -139,8 +155,9 @@ func TestAgentKilledMidInvocation(t *testing.T) {
 	if res.Status != "timeout" {
 		t.Fatalf("hang result %+v; want status timeout", res)
 	}
-	if n := len(messages(sub, "deviceless/deadletter")); n != 1 {
-		t.Fatalf("%d dead letters; want 1", n)
+	c.deadLetterSentinel(sub)
+	if n := len(messages(sub, "deviceless/deadletter")); n != 3 {
+		t.Fatalf("%d dead letters besides the two sentinels'; want 1", n-2)
 	}
 }
 
