@@ -331,8 +331,9 @@ func (c *cluster) useMosquitto(acl string) *proc {
 	}
 	_, port, _ := net.SplitHostPort(c.mqtt)
 	// user root: mosquitto would otherwise drop to user mosquitto before reading the
-	// password file in this private folder.
-	cfg := fmt.Sprintf("user root\nlistener %s 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\npersistence false\nlog_dest stdout\nlog_type all\n",
+	// password file in this private folder. Log to stderr: its stdout is block-buffered
+	// into the pipe, and tests wait for log lines.
+	cfg := fmt.Sprintf("user root\nlistener %s 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\npersistence false\nlog_dest stderr\nlog_type all\n",
 		port, pw, aclFile)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		c.t.Fatal(err)
