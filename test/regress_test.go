@@ -32,12 +32,12 @@ func TestStoreSurvivesSIGKILL(t *testing.T) {
 	c.engine.Kill()
 	c.startEngine()
 	out, _ = exec.Command("mosquitto_sub", "-h", host, "-p", port, "-u", "obs", "-P", password("obs"),
-		"-V", "mqttv5", "-q", "1", "-c", "-x", "3600", "-i", id+"-r", "-t", "e2e/retained", "-C", "1", "-W", "3").CombinedOutput()
+		"-V", "mqttv5", "-q", "1", "-c", "-x", "3600", "-i", id+"-r", "-t", "e2e/retained", "-C", "1", "-W", "30").CombinedOutput()
 	if string(out) != "kept\n" {
 		t.Errorf("retained message after SIGKILL and restart: %q; want \"kept\"", out)
 	}
 	out, _ = exec.Command("mosquitto_sub", "-h", host, "-p", port, "-u", "obs", "-P", password("obs"),
-		"-V", "mqttv5", "-q", "1", "-c", "-x", "3600", "-i", id, "-t", "e2e/none", "-C", "1", "-W", "3").CombinedOutput()
+		"-V", "mqttv5", "-q", "1", "-c", "-x", "3600", "-i", id, "-t", "e2e/none", "-C", "1", "-W", "30").CombinedOutput()
 	if string(out) != "queued-while-offline\n" {
 		t.Errorf("queued QoS 1 message for the persistent session after SIGKILL and restart: %q; want it delivered", out)
 	}
