@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -95,8 +97,13 @@ func loadDashboard(t *testing.T) dashboard.Dashboard {
 // panelQuery is one query of a panel.
 type panelQuery struct {
 	panel, ref, query string
+	kind              string // panel type: stat, timeseries
 	datasource        string // uid
 }
+
+// name is how checks refer to the panel: its type and title ("stat Events/s"), as two
+// panels of different types share a title.
+func (q panelQuery) name() string { return q.kind + " " + q.panel }
 
 // queries returns every panel's queries (rows included), failing on a target that is not
 // a raw InfluxQL query of the expected datasource type.
@@ -134,7 +141,7 @@ func queries(t *testing.T, d dashboard.Dashboard) []panelQuery {
 			}
 			query, _ := q["query"].(string)
 			uid, _ := ds["uid"].(string)
-			out = append(out, panelQuery{panel: title, ref: fmt.Sprint(q["refId"]), query: query, datasource: uid})
+			out = append(out, panelQuery{panel: title, ref: fmt.Sprint(q["refId"]), query: query, kind: p.Type, datasource: uid})
 		}
 	}
 	return out
@@ -180,26 +187,421 @@ func TestDashboardValid(t *testing.T) {
 
 // TestDashboardQueries writes a realistic hour of every measurement through the sink,
 // then runs every dashboard query, with Grafana's macros and the template variables
-// substituted as Grafana would, against the real InfluxDB and requires values back.
+// substituted as Grafana would, against the real InfluxDB and compares each panel with
+// what was written (checkPanels).
 func TestDashboardQueries(t *testing.T) {
 	d := loadDashboard(t)
 	srv := influxtest.Start(t)
 	srv.CreateDatabase("deviceless")
 	sink, stop := startSink(t, srv, "deviceless", nil)
 
-	n := writeRealisticHour(sink, time.Now())
+	facts := writeRealisticHour(sink, time.Now())
 	stop()
-	if st := sink.Stats(); st.Written != uint64(n) {
-		t.Fatalf("wrote %d points, sink stats %+v", n, st)
+	if st := sink.Stats(); st.Written != uint64(facts.points) {
+		t.Fatalf("wrote %d points, sink stats %+v", facts.points, st)
 	}
 
-	checkPanels(t, srv, d, "1h", "1m")
+	checkPanels(t, srv, d, "1h", time.Minute, facts)
+}
+
+// runFacts is what a run is known to have written. checkPanels derives every panel's
+// expected result from it, without asking InfluxDB, and compares.
+type runFacts struct {
+	points int // points written
+
+	// events: per engine, its counts at the end of the first interval of the view that
+	// holds its samples (the baseline a derivative starts from) and its last counts. The
+	// rate panels show the increase between the two.
+	events map[string][2]metrics.EventCounts
+
+	invocations []invocationFact
+	actuations  []actuationFact // in the order they were written
+	agents      []string        // agents that reported stats, all within the last minute
+
+	// Sound bounds for the panels whose values are not counts: every stage of every
+	// invocation took at most latencyMs; an agent's cpu, rss, running and queue lay in
+	// these spans. A span marked reached must have its hi value in the panel (a max()
+	// panel shows the largest sample exactly).
+	latencyMs              float64
+	cpu, rss, running, que span
+}
+
+type invocationFact struct {
+	function, rule, status string
+	cold                   bool
+}
+
+type actuationFact struct {
+	agent, line string
+	value       int
+}
+
+type span struct {
+	lo, hi  float64
+	reached bool
+}
+
+func (s *span) add(v float64) {
+	if !s.reached {
+		s.lo, s.hi, s.reached = v, v, true
+		return
+	}
+	s.lo, s.hi = min(s.lo, v), max(s.hi, v)
+}
+
+// panelSeries is one series of a panel's result: its tags as a key ("k=v,k=v" sorted;
+// "" without tags), value columns, and rows (NaN for null) at times (ns).
+type panelSeries struct {
+	key   string
+	cols  []string
+	times []int64
+	rows  [][]float64
+}
+
+func (s panelSeries) col(name string) int {
+	for i, c := range s.cols {
+		if c == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func seriesOf(t *testing.T, res []influxtest.Result) []panelSeries {
+	t.Helper()
+	var out []panelSeries
+	for _, r := range res {
+		for _, s := range r.Series {
+			var kv []string
+			for k, v := range s.Tags {
+				kv = append(kv, k+"="+v)
+			}
+			sort.Strings(kv)
+			ps := panelSeries{key: strings.Join(kv, ","), cols: s.Columns[1:]}
+			for _, row := range s.Values {
+				ts, err := row[0].(json.Number).Int64()
+				if err != nil {
+					t.Fatalf("series %s: time %v", ps.key, row[0])
+				}
+				vals := make([]float64, len(row)-1)
+				for i, v := range row[1:] {
+					vals[i] = math.NaN()
+					if n, ok := v.(json.Number); ok {
+						if f, err := n.Float64(); err == nil {
+							vals[i] = f
+						}
+					}
+				}
+				ps.times = append(ps.times, ts)
+				ps.rows = append(ps.rows, vals)
+			}
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
+// sums adds up column col of each series: the total a count panel shows over the view.
+func sums(series []panelSeries, col string) map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range series {
+		c := s.col(col)
+		for _, r := range s.rows {
+			if c >= 0 && !math.IsNaN(r[c]) {
+				out[s.key] += r[c]
+			}
+		}
+	}
+	return out
+}
+
+// increases integrates column col (a per-second rate) of each series over the view: the
+// increase of the counter the rate was derived from. InfluxDB's derivative divides by the
+// time since the previous non-null interval; the first row follows the view's first
+// interval with data.
+func increases(series []panelSeries, col string, interval time.Duration) map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range series {
+		c := s.col(col)
+		for i, r := range s.rows {
+			if c < 0 || math.IsNaN(r[c]) {
+				continue
+			}
+			dt := interval
+			if i > 0 {
+				dt = time.Duration(s.times[i] - s.times[i-1])
+			}
+			out[s.key] += r[c] * dt.Seconds()
+		}
+	}
+	return out
+}
+
+// sameCounts compares per-series totals; series whose total is 0 on either side are left
+// out (InfluxDB returns no series for a count with nothing to count).
+func sameCounts(got, want map[string]float64) error {
+	for _, m := range []map[string]float64{got, want} {
+		for k, v := range m {
+			if math.Abs(v) < 1e-9 {
+				delete(m, k)
+			}
+		}
+	}
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	var diff []string
+	for k := range keys {
+		if g, w := got[k], want[k]; math.Abs(g-w) > 1e-6*max(1, math.Abs(w)) {
+			diff = append(diff, fmt.Sprintf("series %q: %g, want %g", k, g, w))
+		}
+	}
+	sort.Strings(diff)
+	if len(diff) > 0 {
+		return errors.New(strings.Join(diff, "; "))
+	}
+	return nil
+}
+
+func countBy[T any](items []T, key func(T) (string, bool)) map[string]float64 {
+	out := map[string]float64{}
+	for _, it := range items {
+		if k, ok := key(it); ok {
+			out[k]++
+		}
+	}
+	return out
+}
+
+func keysOf(m map[string]float64) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, " ")
+}
+
+func seriesKeys(series []panelSeries) string {
+	var ks []string
+	for _, s := range series {
+		ks = append(ks, s.key)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, " ")
+}
+
+// within checks that every non-null value of the columns lies in [lo, hi].
+func within(series []panelSeries, lo, hi float64, cols ...string) error {
+	for _, s := range series {
+		for _, col := range cols {
+			c := s.col(col)
+			if c < 0 {
+				return fmt.Errorf("series %q has no column %q (%v)", s.key, col, s.cols)
+			}
+			for i, r := range s.rows {
+				if v := r[c]; !math.IsNaN(v) && (v < lo || v > hi) {
+					return fmt.Errorf("series %q %s at %s: %g outside [%g, %g]", s.key, col, time.Unix(0, s.times[i]).UTC().Format(time.TimeOnly), v, lo, hi)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ordered checks that in every row column a <= column b (both non-null).
+func ordered(series []panelSeries, a, b string) error {
+	for _, s := range series {
+		ca, cb := s.col(a), s.col(b)
+		if ca < 0 || cb < 0 {
+			return fmt.Errorf("series %q lacks %q or %q (%v)", s.key, a, b, s.cols)
+		}
+		for i, r := range s.rows {
+			if !math.IsNaN(r[ca]) && !math.IsNaN(r[cb]) && r[ca] > r[cb]+1e-9 {
+				return fmt.Errorf("series %q at %s: %s %g > %s %g", s.key, time.Unix(0, s.times[i]).UTC().Format(time.TimeOnly), a, r[ca], b, r[cb])
+			}
+		}
+	}
+	return nil
+}
+
+// maxOf returns the largest non-null value of col over every series.
+func maxOf(series []panelSeries, col string) float64 {
+	m := math.Inf(-1)
+	for _, s := range series {
+		if c := s.col(col); c >= 0 {
+			for _, r := range s.rows {
+				if !math.IsNaN(r[c]) {
+					m = max(m, r[c])
+				}
+			}
+		}
+	}
+	return m
+}
+
+// expectPanel compares one panel's result with what the facts say it must show. Counts
+// are compared exactly (the sum of each series over the view); values that are not
+// counts get sound bounds. A panel the function does not know fails: every panel says
+// what it must show.
+func expectPanel(name string, series []panelSeries, f *runFacts, interval time.Duration) error {
+	var errs []error
+	check := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		}
+	}
+	keys := func(want string) {
+		if got := seriesKeys(series); got != want {
+			errs = append(errs, fmt.Errorf("series [%s], want [%s]", got, want))
+		}
+	}
+	increase := func(field func(metrics.EventCounts) int64, perEngine bool) map[string]float64 {
+		out := map[string]float64{}
+		for e, c := range f.events {
+			k := ""
+			if perEngine {
+				k = "engine=" + e
+			}
+			out[k] += float64(field(c[1]) - field(c[0]))
+		}
+		return out
+	}
+	all := func(inv invocationFact) (string, bool) { return "", true }
+	measured := func(inv invocationFact) bool {
+		return inv.status != protocol.StatusRejected && inv.status != protocol.StatusExpired
+	}
+	agents := map[string]float64{}
+	for _, a := range f.agents {
+		agents["agent="+a] = 1
+	}
+	lines := countBy(f.actuations, func(a actuationFact) (string, bool) { return "agent=" + a.agent + ",line=" + a.line, true })
+
+	switch name {
+	case "stat Events/s":
+		// Received events over the view, summed over engines: the rate integrated.
+		check("received", sameCounts(increases(series, "sum", interval), increase(func(c metrics.EventCounts) int64 { return c.Received }, false)))
+	case "stat Agents online":
+		check("agents", sameCounts(sums(series, "count"), map[string]float64{"": float64(len(f.agents))}))
+	case "stat Invocations":
+		check("invocations", sameCounts(sums(series, "count"), countBy(f.invocations, all)))
+	case "stat Failed invocations":
+		check("failed invocations", sameCounts(sums(series, "count"), countBy(f.invocations, func(inv invocationFact) (string, bool) {
+			return "", inv.status != protocol.StatusOK
+		})))
+	case "timeseries Events/s":
+		check("received", sameCounts(increases(series, "received", interval), increase(func(c metrics.EventCounts) int64 { return c.Received }, true)))
+		check("matched", sameCounts(increases(series, "matched", interval), increase(func(c metrics.EventCounts) int64 { return c.Matched }, true)))
+		check("dropped", sameCounts(increases(series, "dropped", interval), increase(func(c metrics.EventCounts) int64 { return c.Dropped }, true)))
+	case "timeseries Rule firings/s":
+		check("fired", sameCounts(increases(series, "fired", interval), increase(func(c metrics.EventCounts) int64 { return c.Fired }, true)))
+	case "timeseries Invocations by status":
+		check("by status", sameCounts(sums(series, "count"), countBy(f.invocations, func(inv invocationFact) (string, bool) { return "status=" + inv.status, true })))
+	case "timeseries Invocations by rule":
+		check("by rule", sameCounts(sums(series, "count"), countBy(f.invocations, func(inv invocationFact) (string, bool) { return "rule=" + inv.rule, true })))
+	case "timeseries Cold vs warm invocations":
+		check("cold/warm", sameCounts(sums(series, "count"), countBy(f.invocations, func(inv invocationFact) (string, bool) { return fmt.Sprintf("cold=%t", inv.cold), true })))
+	case "timeseries Latency per stage (p50, p95)":
+		// Percentiles of durations lie within the durations; p50 <= p95; and since every
+		// invocation's total is at least each of its stages, so is each percentile of it.
+		var cols []string
+		for _, stage := range []string{"queue", "start", "run", "total"} {
+			cols = append(cols, stage+" p50", stage+" p95")
+			check(stage, ordered(series, stage+" p50", stage+" p95"))
+		}
+		check("bounds", within(series, 0, f.latencyMs, cols...))
+		for _, stage := range []string{"queue", "start", "run"} {
+			for _, p := range []string{" p50", " p95"} {
+				check(stage+p+" <= total"+p, ordered(series, stage+p, "total"+p))
+			}
+		}
+		if n := countBy(f.invocations, func(inv invocationFact) (string, bool) { return "", measured(inv) }); n[""] > 0 {
+			keys("")
+		}
+	case "timeseries Start latency, cold vs warm (p50, p95)":
+		keys(keysOf(countBy(f.invocations, func(inv invocationFact) (string, bool) { return fmt.Sprintf("cold=%t", inv.cold), measured(inv) })))
+		check("p50 <= p95", ordered(series, "p50", "p95"))
+		check("bounds", within(series, 0, f.latencyMs, "p50", "p95"))
+	case "timeseries Agents online":
+		// Each interval counts the agents that reported in it: all of them from the first
+		// report to the last (they report several times per interval), none outside.
+		n := float64(len(f.agents))
+		check("bounds", within(series, 0, n, "count"))
+		if len(series) != 1 {
+			keys("")
+			break
+		}
+		first, last, full := -1, -1, 0
+		for i, r := range series[0].rows {
+			switch v := r[0]; {
+			case v == n:
+				if first < 0 {
+					first = i
+				}
+				last = i
+				full++
+			case v != 0:
+				check("count", fmt.Errorf("%g agents online at %s, want 0 or %g", v, time.Unix(0, series[0].times[i]).UTC().Format(time.TimeOnly), n))
+			}
+		}
+		if full == 0 || last-first+1 != full {
+			check("count", fmt.Errorf("%d intervals with all %g agents online, from row %d to %d: want one unbroken run", full, n, first, last))
+		}
+	case "timeseries Actuations":
+		check("by agent and line", sameCounts(sums(series, "count"), lines))
+	case "timeseries Output line values":
+		// The last value of each line, carried forward: only values written to the line,
+		// and the newest one at the end of the view.
+		keys(keysOf(lines))
+		written, lastValue := map[string]map[float64]bool{}, map[string]float64{}
+		for _, a := range f.actuations {
+			k := "agent=" + a.agent + ",line=" + a.line
+			if written[k] == nil {
+				written[k] = map[float64]bool{}
+			}
+			written[k][float64(a.value)] = true
+			lastValue[k] = float64(a.value)
+		}
+		for _, s := range series {
+			for i, r := range s.rows {
+				if !math.IsNaN(r[0]) && !written[s.key][r[0]] {
+					check("values", fmt.Errorf("series %q at %s: %g was never written", s.key, time.Unix(0, s.times[i]).UTC().Format(time.TimeOnly), r[0]))
+				}
+			}
+			if n := len(s.rows); n == 0 || s.rows[n-1][0] != lastValue[s.key] {
+				check("last value", fmt.Errorf("series %q ends with %v, want %g", s.key, s.rows[max(0, n-1):], lastValue[s.key]))
+			}
+		}
+	case "timeseries Agent CPU":
+		keys(keysOf(agents))
+		check("cpu", within(series, f.cpu.lo, f.cpu.hi, "mean"))
+	case "timeseries Agent RSS":
+		keys(keysOf(agents))
+		check("rss", within(series, f.rss.lo, f.rss.hi, "mean"))
+	case "timeseries Agent invocations running and queued":
+		keys(keysOf(agents))
+		check("running", within(series, f.running.lo, f.running.hi, "running"))
+		check("queued", within(series, f.que.lo, f.que.hi, "queued"))
+		for col, s := range map[string]span{"running": f.running, "queued": f.que} {
+			if m := maxOf(series, col); s.reached && m != s.hi {
+				check(col, fmt.Errorf("largest %g, want %g", m, s.hi))
+			}
+		}
+	default:
+		return errors.New("no expectation for this panel: add one to expectPanel")
+	}
+	return errors.Join(errs...)
 }
 
 // checkPanels runs every dashboard query against srv, with Grafana's macros and the
 // template variables substituted as Grafana would for a view of the last `last` (e.g.
-// "1h") at `interval` resolution, and requires values back.
-func checkPanels(t *testing.T, srv *influxtest.Server, d dashboard.Dashboard, last, interval string) {
+// "1h") at `interval` resolution, and compares each panel's result with what the facts
+// say it must show (expectPanel).
+func checkPanels(t *testing.T, srv *influxtest.Server, d dashboard.Dashboard, last string, interval time.Duration, f runFacts) {
 	t.Helper()
 	// Template variables: run their queries; "All" becomes the regex of every value.
 	vars := map[string]string{}
@@ -219,59 +621,64 @@ func checkPanels(t *testing.T, srv *influxtest.Server, d dashboard.Dashboard, la
 		}
 		vars["$"+v.Name] = "(" + strings.Join(values, "|") + ")"
 	}
-	macros := []string{"$timeFilter", "time >= now() - " + last, "$__interval", interval}
+	macros := []string{"$timeFilter", "time >= now() - " + last, "$__interval", fmt.Sprintf("%ds", int(interval.Seconds()))}
 	for k, v := range vars {
 		macros = append(macros, k, v)
 	}
 	expand := strings.NewReplacer(macros...)
 	unexpanded := regexp.MustCompile(`\$\w`)
 
+	seen := map[string]bool{}
 	for _, q := range queries(t, d) {
+		if seen[q.name()] {
+			t.Errorf("two panels named %q: checks could not tell them apart", q.name())
+		}
+		seen[q.name()] = true
 		query := expand.Replace(q.query)
 		if unexpanded.MatchString(query) {
-			t.Errorf("panel %q %s: unexpanded variable in %s", q.panel, q.ref, query)
+			t.Errorf("panel %q %s: unexpanded variable in %s", q.name(), q.ref, query)
 			continue
 		}
 		res, err := srv.Exec("deviceless", query)
 		if err != nil {
-			t.Errorf("panel %q %s: %v", q.panel, q.ref, err)
+			t.Errorf("panel %q %s: %v", q.name(), q.ref, err)
 			continue
 		}
-		series, values := 0, 0
-		for _, r := range res {
-			for _, s := range r.Series {
-				series++
-				for _, row := range s.Values {
-					for _, v := range row[1:] {
-						if v != nil && fmt.Sprint(v) != "0" {
-							values++
-						}
-					}
-				}
-			}
-		}
-		if series == 0 || values == 0 {
-			t.Errorf("panel %q %s: no data (%d series, %d values) from %s", q.panel, q.ref, series, values, query)
+		series := seriesOf(t, res)
+		if len(series) == 0 {
+			t.Errorf("panel %q %s: no data from %s", q.name(), q.ref, query)
 			continue
 		}
-		t.Logf("panel %q %s: %d series, %d values", q.panel, q.ref, series, values)
+		if err := expectPanel(q.name(), series, &f, interval); err != nil {
+			t.Errorf("panel %q %s: %v\nquery: %s", q.name(), q.ref, err, query)
+			continue
+		}
+		rows := 0
+		for _, s := range series {
+			rows += len(s.rows)
+		}
+		t.Logf("panel %q %s: as expected (%d series, %d rows)", q.name(), q.ref, len(series), rows)
 	}
 }
 
-// writeRealisticHour writes an hour ending at end of what two engines and three agents
-// report: event counters and agent stats every 10 s, invocations of three functions with
-// mixed statuses and cold/warm starts, and actuations. It returns the number of points.
-func writeRealisticHour(sink metrics.Sink, end time.Time) int {
+// writeRealisticHour writes about an hour ending at end of what two engines and three
+// agents report: event counters and agent stats every 10 s, invocations of three
+// functions with mixed statuses and cold/warm starts, and actuations. It returns what it
+// wrote. The first sample is the last of its minute and the hour starts a minute inside
+// the view of the last hour, so a view at 1m resolution holds every point and the rate
+// panels start from the first sample.
+func writeRealisticHour(sink metrics.Sink, end time.Time) runFacts {
 	rng := rand.New(rand.NewPCG(1, 2))
-	start := end.Add(-time.Hour)
-	n := 0
+	start := end.Truncate(time.Minute).Add(-59*time.Minute + 50*time.Second)
+	f := runFacts{events: map[string][2]metrics.EventCounts{}}
 	write := func(p metrics.Point, at time.Time) {
 		p.Time = at
 		sink.Write(p)
-		n++
+		f.points++
 	}
 	engines := []string{"engine-a", "engine-b"}
 	agents := []string{"gh1-edge", "gh2-edge", "door-edge"}
+	f.agents = agents
 	functions := []string{"cool-down", "classify", "notify"}
 	rules := []string{"hot-greenhouse", "door-open", ""}
 	statuses := []string{protocol.StatusOK, protocol.StatusOK, protocol.StatusOK, protocol.StatusOK, protocol.StatusError, protocol.StatusTimeout, protocol.StatusRejected}
@@ -285,12 +692,23 @@ func writeRealisticHour(sink metrics.Sink, end time.Time) int {
 			c.Fired += recv/10 + int64(rng.IntN(3))
 			c.Dropped += int64(rng.IntN(2))
 			write(metrics.Events(e, *c), at)
+			ec := f.events[e]
+			if at.Equal(start) {
+				ec[0] = *c
+			}
+			ec[1] = *c
+			f.events[e] = ec
 		}
 		for i, a := range agents {
-			write(metrics.Agent(a, metrics.AgentStats{
+			s := metrics.AgentStats{
 				CPU: 2 + 10*rng.Float64(), RSS: int64(30+i*5)<<20 + int64(rng.IntN(1<<20)),
 				Running: rng.IntN(3), Queue: rng.IntN(2),
-			}), at.Add(time.Duration(i)*time.Millisecond))
+			}
+			f.cpu.add(s.CPU)
+			f.rss.add(float64(s.RSS))
+			f.running.add(float64(s.Running))
+			f.que.add(float64(s.Queue))
+			write(metrics.Agent(a, s), at.Add(time.Duration(i)*time.Millisecond))
 		}
 		for k := range 3 {
 			fn := rng.IntN(len(functions))
@@ -313,12 +731,15 @@ func writeRealisticHour(sink metrics.Sink, end time.Time) int {
 				r.Agent, r.Timings = "", protocol.Timings{}
 			}
 			r.Timings.Total = r.Timings.Queue + r.Timings.Start + r.Timings.Run
+			f.latencyMs = max(f.latencyMs, r.Timings.Total)
+			f.invocations = append(f.invocations, invocationFact{function: r.Function, rule: r.Rule, status: r.Status, cold: r.Cold})
 			write(metrics.Invocation(r), at.Add(time.Duration(100+k)*time.Millisecond))
 		}
 		if rng.IntN(3) == 0 {
-			line := []string{"fan", "alarm"}[rng.IntN(2)]
-			write(metrics.Actuation(agents[rng.IntN(2)], protocol.Actuation{Line: line, Value: rng.IntN(2), For: protocol.Duration(30 * time.Second)}), at.Add(200*time.Millisecond))
+			a := actuationFact{agent: agents[rng.IntN(2)], line: []string{"fan", "alarm"}[rng.IntN(2)], value: rng.IntN(2)}
+			f.actuations = append(f.actuations, a)
+			write(metrics.Actuation(a.agent, protocol.Actuation{Line: a.line, Value: a.value, For: protocol.Duration(30 * time.Second)}), at.Add(200*time.Millisecond))
 		}
 	}
-	return n
+	return f
 }

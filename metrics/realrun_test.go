@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/deviceless/deviceless/engine"
 	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/metrics/influxtest"
+	"github.com/deviceless/deviceless/protocol"
 )
 
 const realRunRules = `
@@ -53,8 +56,10 @@ func freeAddr(t *testing.T) string {
 
 // TestDashboardAfterARealRun: a real engine and a real agent (podman, simulated GPIO)
 // write to a real InfluxDB while events cause cold, warm and failing invocations and
-// actuations; then every dashboard panel's query must return data.
+// actuations; then every dashboard panel must show what the run is known to have produced
+// (checkPanels): exact counts of events, invocations and actuations, bounds on the rest.
 func TestDashboardAfterARealRun(t *testing.T) {
+	began := time.Now()
 	d := loadDashboard(t)
 	srv := influxtest.Start(t)
 	srv.CreateDatabase("deviceless")
@@ -153,11 +158,37 @@ func TestDashboardAfterARealRun(t *testing.T) {
 		return v.AgentsOnline == 1
 	}
 	waitFor("the agent online", online)
+
+	// The rate panels start from the counts of the first second with a sample of them: keep
+	// that second free of events (its samples all say 0), so that they show every event.
+	waitFor("an events sample of 0 in an earlier second", func() bool {
+		res := srv.Query("deviceless", fmt.Sprintf(`SELECT count(received), max(received) FROM deviceless_events WHERE time < %d`, time.Now().Truncate(time.Second).UnixNano()))
+		if len(res) == 0 || len(res[0].Series) == 0 {
+			return false
+		}
+		r := res[0].Series[0].Rows()[0]
+		return fmt.Sprint(r["count"]) != "0" && fmt.Sprint(r["max"]) == "0"
+	})
+	// Three rounds, each: cold-fn (actuates fan), warm-fn twice, failing, a direct
+	// actuation of heater, and an event no rule matches. Each invocation is awaited before
+	// the next event, so warm-fn's first run is its only cold start.
+	facts := runFacts{events: map[string][2]metrics.EventCounts{}, agents: []string{"dash-edge"}}
 	want := 0
 	for round := 0; round < 3; round++ {
 		for _, topic := range []string{"run/cold", "run/warm", "run/warm", "run/fail", "run/direct", "run/nothing"} {
 			if _, err := dev.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(fmt.Sprintf(`{"round": %d}`, round))}); err != nil {
 				t.Fatal(err)
+			}
+			switch topic {
+			case "run/cold":
+				facts.invocations = append(facts.invocations, invocationFact{function: "cold-fn", rule: "cold", status: protocol.StatusOK, cold: true})
+				facts.actuations = append(facts.actuations, actuationFact{agent: "dash-edge", line: "fan", value: 1})
+			case "run/warm":
+				facts.invocations = append(facts.invocations, invocationFact{function: "warm-fn", rule: "warm", status: protocol.StatusOK, cold: want == 1})
+			case "run/fail":
+				facts.invocations = append(facts.invocations, invocationFact{function: "failing", rule: "fail", status: protocol.StatusError, cold: true})
+			case "run/direct":
+				facts.actuations = append(facts.actuations, actuationFact{agent: "dash-edge", line: "heater", value: 1})
 			}
 			if topic != "run/direct" && topic != "run/nothing" {
 				want++
@@ -165,8 +196,44 @@ func TestDashboardAfterARealRun(t *testing.T) {
 			}
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // a few more agent and event samples
+	// Every actuation applied before the agent stops (the last direct one follows the last
+	// invocation); the engine counts every event when it stops.
+	applied := func(line string) int {
+		mfs, err := agent.Metrics().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "deviceless_actuations_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "line" && l.GetValue() == line {
+						return int(m.GetCounter().GetValue())
+					}
+				}
+			}
+		}
+		return 0
+	}
+	waitFor("3 fan and 3 heater actuations applied", func() bool { return applied("fan") >= 3 && applied("heater") >= 3 })
 	stop()
+
+	// Events: 18 from the device (15 match a rule, each firing once) and the engine's own
+	// 12 results on deviceless/results/+, which rules may match too.
+	facts.events["dash-engine"] = [2]metrics.EventCounts{{}, {Received: 18 + 12, Matched: 15, Fired: 15}}
+	facts.latencyMs = float64(time.Since(began).Milliseconds())
+	var si syscall.Sysinfo_t
+	if err := syscall.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	facts.cpu = span{lo: 0, hi: 100 * float64(runtime.NumCPU())}
+	facts.rss = span{lo: 1 << 20, hi: float64(si.Totalram) * float64(si.Unit)}
+	// One invocation at a time: at most one running or waiting, and cold starts last
+	// several of the agent's 100 ms reports.
+	facts.running = span{lo: 0, hi: 1, reached: true}
+	facts.que = span{lo: 0, hi: 1}
 	// The run lasts seconds: the view Grafana shows for "last 5 minutes", 1 s resolution.
-	checkPanels(t, srv, d, "5m", "1s")
+	checkPanels(t, srv, d, "5m", time.Second, facts)
 }

@@ -224,6 +224,11 @@ type cluster struct {
 	users  []user
 	extra  string   // more engine YAML (top level)
 	paths  []string // rule files or folders instead of the test's own rules
+	ws     string   // the embedded broker's WebSocket listener (host:port), if any
+
+	// external: the broker is a mosquitto started by useMosquitto at mqtt, and the engine
+	// connects to it as user engine.
+	external bool
 }
 
 type user struct{ name, role string }
@@ -262,8 +267,18 @@ func newCluster(t testing.TB, rulesYAML string, agentIDs ...string) *cluster {
 
 func (c *cluster) writeEngineConfig() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "broker:\n  listen: %s\n  store: %s\n  allow_anonymous: false\n  users:\n", c.mqtt, c.store)
+	switch {
+	case c.external:
+		fmt.Fprintf(&b, "broker:\n  external: mqtt://%s\n  username: engine\n  password: %s\n", c.mqtt, password("engine"))
+	case c.ws != "":
+		fmt.Fprintf(&b, "broker:\n  listen: %s\n  websocket: %s\n  store: %s\n  allow_anonymous: false\n  users:\n", c.mqtt, c.ws, c.store)
+	default:
+		fmt.Fprintf(&b, "broker:\n  listen: %s\n  store: %s\n  allow_anonymous: false\n  users:\n", c.mqtt, c.store)
+	}
 	for _, u := range c.users {
+		if c.external {
+			break // mosquitto has them
+		}
 		// MinCost: the broker accepts any bcrypt cost, and the tests start many brokers.
 		h, err := bcrypt.GenerateFromPassword([]byte(password(u.name)), bcrypt.MinCost)
 		if err != nil {
@@ -286,6 +301,56 @@ func (c *cluster) writeEngineConfig() string {
 		c.t.Fatal(err)
 	}
 	return path
+}
+
+// useMosquitto makes the cluster's broker a mosquitto 2.0.11 on a free port, with every
+// user of the cluster (and "engine") in its password file and acl as its ACL file; the
+// engine connects to it (broker.external) as user engine. Call it before startEngine.
+func (c *cluster) useMosquitto(acl string) *proc {
+	c.t.Helper()
+	for _, tool := range []string{"mosquitto", "mosquitto_passwd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			c.t.Fatalf("%s is not installed: %s", tool, setupHint)
+		}
+	}
+	dir := filepath.Join(c.dir, "mosquitto")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	pw, aclFile, conf := filepath.Join(dir, "passwd"), filepath.Join(dir, "acl"), filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(pw, nil, 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, u := range append([]user{{"engine", "admin"}}, c.users...) {
+		if out, err := exec.Command("mosquitto_passwd", "-b", pw, u.name, password(u.name)).CombinedOutput(); err != nil {
+			c.t.Fatalf("mosquitto_passwd %s: %v: %s", u.name, err, out)
+		}
+	}
+	if err := os.WriteFile(aclFile, []byte(acl), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(c.mqtt)
+	// user root: mosquitto would otherwise drop to user mosquitto before reading the
+	// password file in this private folder. Log to stderr: its stdout is block-buffered
+	// into the pipe, and tests wait for log lines.
+	cfg := fmt.Sprintf("user root\nlistener %s 127.0.0.1\nallow_anonymous false\npassword_file %s\nacl_file %s\npersistence false\nlog_dest stderr\nlog_type all\n",
+		port, pw, aclFile)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	p := startProc(c.t, c.dir, "mosquitto", nil, "mosquitto", "-c", conf)
+	waitFor(c.t, 10*time.Second, "mosquitto listening on "+c.mqtt, func() bool {
+		if p.exited() {
+			c.t.Fatalf("mosquitto exited: %v\n%s", p.err, strings.Join(p.out.Lines(), "\n"))
+		}
+		conn, err := net.Dial("tcp", c.mqtt)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+	c.external = true
+	return p
 }
 
 // startEngine starts (or restarts, with the same store) the engine and waits for /readyz.

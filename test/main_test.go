@@ -1,7 +1,9 @@
 // Package e2e holds the end-to-end tests: real processes of the built deviceless binary
 // (engine with its embedded broker, two edge agents on the project's podman service),
-// mosquitto_pub/mosquitto_sub as devices and observers, and Node-RED 4.1.15 running the
-// example flow. Everything binds to 127.0.0.1 on free ports and lives in temporary folders.
+// mosquitto_pub/mosquitto_sub as devices and observers, Node-RED 4.1.15 running the example
+// flow, an MQTT.js 5.16.0 application over the WebSocket listener, and mosquitto 2.0.11 with
+// an ACL file as the external broker of the engine and an agent. Everything binds to
+// 127.0.0.1 on free ports and lives in temporary folders.
 //
 // Prerequisites come from `go tool task setup` (scripts/setup*.sh). A missing one fails the
 // tests that need it with a message saying so; nothing is skipped.

@@ -145,8 +145,10 @@ func TestNodeREDFlow(t *testing.T) {
 	// The flow subscribes to its reply topic right after connecting; ask until the first
 	// answer comes back (each ask is a separate, correlated request).
 	var command string
+	asks := 0
 	waitFor(t, 90*time.Second, "a fan command from the Node-RED flow", func() bool {
 		postNodeRED(t, base+"/inject/dl.ask", nil, nil)
+		asks++
 		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
 			if m := messages(sub, "greenhouse/gh1/fan/command"); len(m) > 0 {
@@ -176,6 +178,16 @@ func TestNodeREDFlow(t *testing.T) {
 	// The reply went to the flow's own response topic.
 	waitMessage(t, sub, 10*time.Second, "nodered/replies/fan-speed", fmt.Sprintf(`"id":%q`, cmd.Invocation))
 
+	// Every ask answered before the last one: the flow handles replies in the order they
+	// arrive, so once the last one's alert is out, the flow has handled every reply.
+	waitFor(t, 60*time.Second, fmt.Sprintf("replies to all %d asks", asks), func() bool {
+		ids := map[string]bool{}
+		for _, m := range messages(sub, "nodered/replies/fan-speed") {
+			ids[decode[result](t, m).ID] = true
+		}
+		return len(ids) >= asks
+	})
+
 	// A site without agents: the engine dead-letters at once and answers with an error;
 	// the flow turns it into an alert.
 	postNodeRED(t, base+"/inject/dl.ask-nowhere", nil, nil)
@@ -191,6 +203,7 @@ func TestNodeREDFlow(t *testing.T) {
 	}
 	t.Logf("Node-RED fan command: %s", command)
 	t.Logf("Node-RED alert: %s", messages(sub, "nodered/alerts")[0])
+	// Ordered: the alert came after every reply (see above).
 	if len(nr.out.Match("result for an unknown request")) > 0 {
 		t.Fatalf("the flow received a reply it could not correlate:\n%v", nr.out.Match("unknown request"))
 	}
