@@ -25,3 +25,4 @@ done
 
 bash scripts/setup-influxdb.sh
 bash scripts/setup-nodered.sh
+bash scripts/setup-mqttjs.sh
