@@ -73,6 +73,8 @@ type counter interface{ Inc() }
 // dispatchCounters count what the dispatcher does (Prometheus counters in the engine).
 type dispatchCounters struct {
 	attempts, retries, timeouts, late, deadLetters, malformed counter
+	// foreign counts results from an agent the invocation was not sent to (ignored).
+	foreign counter
 }
 
 // resultObserver receives finished invocations: history, Prometheus, the Influx sink and
@@ -252,7 +254,11 @@ func (d *dispatcher) retryOrDeadLetter(p *pending, reason, status string) {
 	d.deadLetter(p, reason, status)
 }
 
-// result handles a result message from an agent.
+// result handles a result message that agentID published on its own result topic (the
+// broker lets no other agent write there). It counts only when an attempt of the
+// invocation is out to that very agent: a result for an invocation sent elsewhere is
+// foreign and ignored, so an agent can neither answer another's invocation nor pull it
+// over by answering "rejected". The result's agent is the topic's, never the payload's.
 func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 	var res protocol.Result
 	if err := json.Unmarshal(payload, &res); err != nil {
@@ -266,36 +272,38 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 	}
 	d.mu.Lock()
 	p := d.pending[id]
-	sent := false
-	if p != nil {
+	mine := p != nil && p.sent && p.agent == agentID
+	tried := p != nil && slices.Contains(p.tried, agentID)
+	if mine {
 		p.timer.Stop()
 		delete(d.pending, id)
-		sent, p.sent = p.sent, false
+		p.sent = false
 	}
 	d.mu.Unlock()
-	if p == nil {
+	switch {
+	case p == nil || (!mine && tried):
 		// A late answer to an attempt that was retried, or another engine's invocation.
 		d.counters.late.Inc()
 		return
+	case !mine:
+		d.counters.foreign.Inc()
+		d.log.Warn("result ignored: the invocation was not sent to this agent", "agent", agentID, "id", id, "function", p.inv.Function)
+		return
 	}
-	if sent {
-		d.agents.addInFlight(p.agent, -1)
-	}
+	d.agents.addInFlight(p.agent, -1)
 	if res.Status == protocol.StatusRejected {
 		d.retryOrDeadLetter(p, fmt.Sprintf("agent %s rejected the invocation: %s", agentID, res.Error), protocol.StatusRejected)
 		d.signalIdle()
 		return
 	}
-	// The invocation's id, function and rule are the result's. When the agent's result
-	// already says so (the edge agent's do), its bytes are forwarded as they came.
+	// The invocation's id, function and rule are the result's, and the topic's agent. When
+	// the agent's result already says so (the edge agent's do), its bytes are forwarded as
+	// they came.
 	var raw []byte
-	if res.ID == p.inv.ID && res.Function == p.inv.Function && res.Rule == p.inv.Rule && res.Agent != "" {
+	if res.ID == p.inv.ID && res.Function == p.inv.Function && res.Rule == p.inv.Rule && res.Agent == agentID {
 		raw = payload
 	}
-	res.ID, res.Function, res.Rule = p.inv.ID, p.inv.Function, p.inv.Rule
-	if res.Agent == "" {
-		res.Agent = agentID
-	}
+	res.ID, res.Function, res.Rule, res.Agent = p.inv.ID, p.inv.Function, p.inv.Rule, agentID
 	d.finish(p, res, raw)
 	d.signalIdle()
 }

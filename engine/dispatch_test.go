@@ -195,14 +195,61 @@ func TestDispatcher(t *testing.T) {
 			Counts:  counts{Attempts: 2, Timeouts: 1, Retries: 1, Late: 2},
 		},
 	}, {
-		name:   "the invocation's id, function and rule win over the agent's",
+		name:   "the invocation's id, function and rule, and the topic's agent, win over the result's",
 		agents: []string{"a1"},
 		steps:  []step{invoke(one), result("a1", `{"id":"other","function":"g","rule":"s","agent":"a9","status":"ok"}`, "ev-1")},
 		want: dispatchRun{
 			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
-			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a9", Status: "ok", Attempts: 1}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "ok", Attempts: 1}},
 			Replies:  []string{"ev-1"},
 			Counts:   counts{Attempts: 1},
+		},
+	}, {
+		// Issue 12: a2 answers, on its own result topic, an invocation sent to a1, naming a1.
+		name:   "a result from an agent the invocation was not sent to is foreign: ignored",
+		agents: []string{"a1", "a2"},
+		steps: []step{invoke(protocol.Target{Agent: "a1", Pick: protocol.PickOne}),
+			result("a2", `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","output":"forged"}`, "ev-1"),
+			answer("a1", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "ok", Attempts: 1}},
+			Replies:  []string{"ev-1"},
+			Counts:   counts{Attempts: 1, Foreign: 1},
+		},
+	}, {
+		// Issue 12: a2 answers "rejected" to a1's invocation to have it retried on itself.
+		name:   "a rejection from another agent does not pull the invocation over",
+		agents: []string{"a1", "a2"},
+		steps:  []step{invoke(one), result("a2", `{"id":"ev-1","status":"rejected"}`, "ev-1"), advance(time.Second)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
+			Counts:   counts{Attempts: 1, Foreign: 1},
+			InFlight: map[string]int{"a1": 1},
+			Pending:  1,
+		},
+	}, {
+		name:   "a result while the retry backs off, from the agent it will go to, is foreign",
+		agents: []string{"a1", "a2"},
+		steps: []step{invoke(one), answer("a1", protocol.StatusRejected),
+			result("a2", `{"id":"ev-1","status":"ok"}`, "ev-1"), advance(100 * time.Millisecond), answer("a2", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: 100 * time.Millisecond}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2, At: 100 * time.Millisecond}},
+			Replies:  []string{"ev-1"},
+			Counts:   counts{Attempts: 2, Retries: 1, Foreign: 1},
+		},
+	}, {
+		name:   "a result from an agent tried before, after the retry went out, is late",
+		agents: []string{"a1", "a2"},
+		steps: []step{invoke(one), advance(timeout), advance(100 * time.Millisecond),
+			result("a1", `{"id":"ev-1","status":"ok"}`, "ev-1"), answer("a2", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: timeout + 100*time.Millisecond}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2,
+				At: timeout + 100*time.Millisecond}},
+			Replies: []string{"ev-1"},
+			Counts:  counts{Attempts: 2, Timeouts: 1, Retries: 1, Late: 1},
 		},
 	}, {
 		name:   "a malformed result is counted and ignored",
@@ -273,6 +320,10 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 		name:    "another function: the invocation's",
 		payload: `{"id":"ev-1","agent":"a1","function":"g","rule":"r","status":"error","error":"boom","exit_code":2}`,
 		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"error","error":"boom","exit_code":2,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
+	}, {
+		name:    "another agent named: the topic's",
+		payload: `{"id":"ev-1","agent":"a2","function":"f","rule":"r","status":"ok","exit_code":0}`,
+		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","exit_code":0,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
@@ -318,7 +369,7 @@ type outcome struct {
 }
 
 type counts struct {
-	Attempts, Retries, Timeouts, Late, DeadLetters, Malformed int
+	Attempts, Retries, Timeouts, Late, Foreign, DeadLetters, Malformed int
 }
 
 type dispatchHarness struct {
@@ -357,7 +408,7 @@ func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness
 		clock:   h.clock,
 		limits:  limits,
 		counters: dispatchCounters{attempts: fakeCounter{&c.Attempts}, retries: fakeCounter{&c.Retries}, timeouts: fakeCounter{&c.Timeouts},
-			late: fakeCounter{&c.Late}, deadLetters: fakeCounter{&c.DeadLetters}, malformed: fakeCounter{&c.Malformed}},
+			late: fakeCounter{&c.Late}, foreign: fakeCounter{&c.Foreign}, deadLetters: fakeCounter{&c.DeadLetters}, malformed: fakeCounter{&c.Malformed}},
 		observers: []resultObserver{observerFunc(func(f *finished) {
 			h.finished = append(h.finished, outcome{ID: f.ID, Function: f.Function, Rule: f.Rule, Agent: f.Agent, Status: f.Status,
 				Error: f.Error, Attempts: f.Attempts, At: f.Finished.Sub(h.start)})

@@ -122,7 +122,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		log:       log,
 		limits:    cfg.Dispatch,
 		topics:    e.topics,
-		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
+		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, foreign: m.foreign, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
 		observers: observers,
 	})
 	return e, nil

@@ -306,14 +306,21 @@ func waitAgents(t *testing.T, e *running, n int) {
 	eventually(t, fmt.Sprintf("%d agents online", n), func() bool { return e.registry.online() == n })
 }
 
+// mosquittoPub publishes with the real mosquitto client as the device "dev".
 func mosquittoPub(t *testing.T, addr string, args ...string) {
+	t.Helper()
+	mosquittoPubAs(t, addr, "dev", args...)
+}
+
+// mosquittoPubAs publishes with the real mosquitto client (MQTT 5) as one of testUsers.
+func mosquittoPubAs(t *testing.T, addr, user string, args ...string) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	bin, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Fatal("mosquitto_pub not found: run `go tool task setup` to install mosquitto-clients")
 	}
-	cmd := exec.Command(bin, append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-u", "dev", "-P", "pw-dev"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-u", user, "-P", "pw-" + user}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
 	}
@@ -508,6 +515,76 @@ func TestExternalInvokeOverMQTT(t *testing.T) {
 	_ = json.Unmarshal(m.Payload, &r)
 	if string(m.Properties.CorrelationData) != "req-3" || !strings.Contains(r.Error, "malformed request") {
 		t.Fatalf("reply %s %+v", m.Properties.CorrelationData, r)
+	}
+}
+
+// Issue 12: agent a2, publishing with mosquitto_pub on its own result topic, can neither
+// answer the invocation another agent was sent (naming that agent in the result) nor pull
+// it onto itself by answering "rejected": a result counts only from the agent the
+// invocation went to, and its agent is the topic's.
+func TestForgedResultsAreIgnored(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, "functions:\n  echo: {runtime: sh, code: cat, timeout: 10s}\n")
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	honest := func(protocol.Invocation) *protocol.Result {
+		mu.Lock()
+		g := gate
+		mu.Unlock()
+		<-g
+		return &protocol.Result{Status: "ok", Output: json.RawMessage(`"genuine"`)}
+	}
+	agents := map[string]*scriptedAgent{
+		"a1": startAgent(t, addr, "a1", map[string]string{"zone": "north"}, honest),
+		"a2": startAgent(t, addr, "a2", map[string]string{"zone": "north"}, honest),
+	}
+	waitAgents(t, e, 2)
+	seen := map[string]bool{}
+	for i, forged := range []string{
+		`{"id":%q,"agent":%q,"function":"echo","status":"ok","output":"forged"}`,
+		`{"id":%q,"agent":%q,"function":"echo","status":"rejected","error":"busy"}`,
+	} {
+		got := make(chan protocol.Result, 1)
+		go func() {
+			var r protocol.Result
+			postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{"target":{"labels":{"zone":"north"}}}`, &r)
+			got <- r
+		}()
+		var inv protocol.Invocation
+		var owner, rogue string
+		eventually(t, "the invocation", func() bool {
+			for id, a := range agents {
+				for _, v := range a.invocations() {
+					if !seen[v.ID] {
+						inv, owner = v, id
+					}
+				}
+			}
+			return owner != ""
+		})
+		seen[inv.ID] = true
+		rogue = map[string]string{"a1": "a2", "a2": "a1"}[owner]
+		mosquittoPubAs(t, addr, rogue, "-t", "deviceless/agents/"+rogue+"/result", "-q", "1",
+			"-m", fmt.Sprintf(forged, inv.ID, owner), "-D", "publish", "correlation-data", inv.ID)
+		time.Sleep(300 * time.Millisecond) // the forged result is handled by now
+		mu.Lock()
+		close(gate)
+		gate = make(chan struct{})
+		mu.Unlock()
+		r := <-got
+		if r.ID != inv.ID || r.Agent != owner || r.Status != "ok" || string(r.Output) != `"genuine"` {
+			t.Fatalf("forged result %d from %s for %s's invocation %s: the engine answered %+v", i+1, rogue, owner, inv.ID, r)
+		}
+		for _, v := range agents[rogue].invocations() {
+			if v.ID == inv.ID {
+				t.Fatalf("forged rejection: invocation %s of %s was retried on %s", inv.ID, owner, rogue)
+			}
+		}
+		if n := testutilValue(e, "deviceless_dispatch_foreign_results_total", ""); n != float64(i+1) {
+			t.Fatalf("foreign results counted %v, want %d", n, i+1)
+		}
 	}
 }
 

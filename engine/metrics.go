@@ -20,6 +20,7 @@ type promMetrics struct {
 	retries                    prometheus.Counter
 	timeouts                   prometheus.Counter
 	late                       prometheus.Counter
+	foreign                    prometheus.Counter
 	deadLetters                prometheus.Counter
 	malformed                  *prometheus.CounterVec // what
 	actionErrs                 *prometheus.CounterVec // kind
@@ -41,6 +42,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
 		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
 		late:       prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_late_results_total", Help: "Results for invocations no longer pending here."}),
+		foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_foreign_results_total",
+			Help: "Results from an agent the pending invocation was never sent to, ignored (a forgery, or another engine's id)."}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_deadletters_total",
 			Help: "Invocations that could not be delivered or exhausted their attempts."}),
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_malformed_messages_total",
@@ -60,7 +63,7 @@ func newPromMetrics(e *Engine) *promMetrics {
 	m.received, m.matched, m.skipped = m.events.WithLabelValues("received"), m.events.WithLabelValues("matched"), m.events.WithLabelValues("skipped")
 	m.counts = prometheus.NewRegistry()
 	m.counts.MustRegister(m.events, m.firings)
-	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
+	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.foreign, m.deadLetters,
 		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
