@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -330,11 +331,11 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
 			var reply []byte
 			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, func(f *finished) { reply = f.JSON() }, &h.ids)
-			h.d.result("a1", []byte(tc.payload), []byte("ev-1"))
-			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.results); diff != "" {
+			h.d.result("a1", []byte(h.real(tc.payload)), []byte(h.real("ev-1")))
+			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.labels(h.results)); diff != "" {
 				t.Errorf("results topic (-want +got):\n%s", diff)
 			}
-			if string(reply) != tc.want {
+			if string(h.label(string(reply))) != tc.want {
 				t.Errorf("reply %s, want %s", reply, tc.want)
 			}
 		})
@@ -385,13 +386,17 @@ type dispatchHarness struct {
 	replies  []string
 	counts   counts
 	lastInv  map[string]string // agent: the id of the last invocation it was sent
+	names    map[string]string // the ids the harness's event names its invocations: "ev-1", "ev-2", ...
 	results  []string          // topic and payload on the results topic
 }
 
 func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness {
 	start := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	h := &dispatchHarness{clock: &fakeClock{now: start}, agents: &fakeAgents{online: agents, inFlight: map[string]int{}},
-		ids: actionIDs{base: "ev"}, start: start, lastInv: map[string]string{}}
+		ids: actionIDs{base: "ev"}, start: start, lastInv: map[string]string{}, names: map[string]string{}}
+	for i, ids := 1, (actionIDs{base: "ev"}); i <= 9; i++ {
+		h.names[ids.next()] = fmt.Sprintf("ev-%d", i)
+	}
 	if limits.Attempts == 0 {
 		limits.Attempts = 3
 	}
@@ -410,7 +415,7 @@ func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness
 		counters: dispatchCounters{attempts: fakeCounter{&c.Attempts}, retries: fakeCounter{&c.Retries}, timeouts: fakeCounter{&c.Timeouts},
 			late: fakeCounter{&c.Late}, foreign: fakeCounter{&c.Foreign}, deadLetters: fakeCounter{&c.DeadLetters}, malformed: fakeCounter{&c.Malformed}},
 		observers: []resultObserver{observerFunc(func(f *finished) {
-			h.finished = append(h.finished, outcome{ID: f.ID, Function: f.Function, Rule: f.Rule, Agent: f.Agent, Status: f.Status,
+			h.finished = append(h.finished, outcome{ID: h.label(f.ID), Function: f.Function, Rule: f.Rule, Agent: f.Agent, Status: f.Status,
 				Error: f.Error, Attempts: f.Attempts, At: f.Finished.Sub(h.start)})
 		})},
 	})
@@ -426,7 +431,7 @@ func (h *dispatchHarness) publish(m broker.Message) error {
 		if err := json.Unmarshal(m.Payload, &dl); err != nil {
 			panic(err)
 		}
-		h.sent = append(h.sent, sent{DeadLetter: dl.Reason, ID: dl.Invocation.ID, Attempt: dl.Invocation.Attempt, Tried: dl.Tried, At: dl.At.Sub(h.start)})
+		h.sent = append(h.sent, sent{DeadLetter: dl.Reason, ID: h.label(dl.Invocation.ID), Attempt: dl.Invocation.Attempt, Tried: dl.Tried, At: dl.At.Sub(h.start)})
 	case h.fail != nil:
 		return h.fail
 	default:
@@ -440,9 +445,33 @@ func (h *dispatchHarness) publish(m broker.Message) error {
 			panic("unexpected invocation message " + m.Topic + " " + string(m.Payload))
 		}
 		h.lastInv[agent] = inv.ID
-		h.sent = append(h.sent, sent{To: agent, ID: inv.ID, Attempt: inv.Attempt, At: h.clock.Now().Sub(h.start)})
+		h.sent = append(h.sent, sent{To: agent, ID: h.label(inv.ID), Attempt: inv.Attempt, At: h.clock.Now().Sub(h.start)})
 	}
 	return nil
+}
+
+// label replaces the ids of the harness's invocations in s with their names ("ev-1").
+func (h *dispatchHarness) label(s string) string {
+	for id, name := range h.names {
+		s = strings.ReplaceAll(s, id, name)
+	}
+	return s
+}
+
+func (h *dispatchHarness) labels(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = h.label(s)
+	}
+	return out
+}
+
+// real replaces the names of the harness's invocations ("ev-1") in s with their ids.
+func (h *dispatchHarness) real(s string) string {
+	for id, name := range h.names {
+		s = strings.ReplaceAll(s, name, id)
+	}
+	return s
 }
 
 func (h *dispatchHarness) run() dispatchRun {
@@ -465,7 +494,7 @@ func invoke(target protocol.Target) step { return invokeArgs(target, map[string]
 func invokeArgs(target protocol.Target, args map[string]any) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		ev := &protocol.Event{Topic: "sensors/a", Payload: json.RawMessage(`{"c":1}`)}
-		h.d.invoke(testFunction, "r", target, args, ev, func(f *finished) { h.replies = append(h.replies, f.ID) }, &h.ids)
+		h.d.invoke(testFunction, "r", target, args, ev, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, &h.ids)
 	}
 }
 
@@ -487,7 +516,9 @@ func answer(agent, status string) step {
 
 // result hands the dispatcher a result message from agent as it is.
 func result(agent, payload, correlation string) step {
-	return func(t *testing.T, h *dispatchHarness) { h.d.result(agent, []byte(payload), []byte(correlation)) }
+	return func(t *testing.T, h *dispatchHarness) {
+		h.d.result(agent, []byte(h.real(payload)), []byte(h.real(correlation)))
+	}
 }
 
 func advance(d time.Duration) step {

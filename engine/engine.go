@@ -15,6 +15,9 @@ package engine
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -339,7 +342,10 @@ func hops(b *broker.Event) int {
 // actionIDs names the invocations and actuations one event causes. An event from a
 // durable intake has an ID that stays the same when it is evaluated again after a crash,
 // so its actions get the same ids again and agents recognise the repeats (they keep the
-// results of the ids they have seen); other events get random ids.
+// results of the ids they have seen); other events get random ids. The event's ID is a
+// secret of the broker's journal (an HMAC under the journal's key): the n-th action's id
+// is an HMAC of n under it, so an agent that sees some ids can derive neither the event's
+// ID nor any other action's id (issue 12).
 type actionIDs struct {
 	base string
 	n    int
@@ -350,7 +356,9 @@ func (a *actionIDs) next() string {
 		return newID()
 	}
 	a.n++
-	return a.base + "-" + strconv.Itoa(a.n)
+	mac := hmac.New(sha256.New, []byte(a.base))
+	mac.Write(strconv.AppendInt(nil, int64(a.n), 10))
+	return hex.EncodeToString(mac.Sum(nil)[:12])
 }
 
 // eventActions is what the actions of one event share: the event, the ids of its
