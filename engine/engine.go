@@ -61,6 +61,7 @@ type Engine struct {
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
 
+	tokens   tokenTable   // api.tokens, for invoke requests through an external broker
 	httpAddr atomic.Value // string
 	ready    chan struct{}
 	now      func() time.Time
@@ -87,6 +88,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, fmt.Errorf("engine: broker.prefix %q: %w", cfg.Broker.Prefix, err)
 	}
 	e.topics = topics
+	e.tokens = newTokenTable(cfg.API.Tokens)
 	set, err := e.loadRules()
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -519,9 +521,19 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	if b.Retain {
 		// A retained request (left by a client before the broker refused them) would run
 		// again at every start: never served.
-		e.metrics.malformed.WithLabelValues("invoke").Inc()
+		e.metrics.invokeRefused.WithLabelValues(refusedRetained).Inc()
 		e.log.Warn("retained invoke request ignored", "client", b.ClientID, "topic", b.Topic)
 		return
+	}
+	// The engine publishes without ACL checks: it answers only in the requester's response
+	// space, and a request it may not answer is not run either.
+	if b.ResponseTopic != "" {
+		if reason := e.responseRefused(b); reason != "" {
+			e.metrics.invokeRefused.WithLabelValues(reason).Inc()
+			e.log.Warn("invoke request refused: its response topic is not the requester's response space",
+				"reason", reason, "client", b.ClientID, "username", b.Username, "response_topic", b.ResponseTopic)
+			return
+		}
 	}
 	respondJSON := func(out []byte) {
 		if b.ResponseTopic == "" || out == nil {
@@ -532,19 +544,6 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	fail := func(err string) {
 		out, _ := json.Marshal(protocol.Result{Function: function, Status: protocol.StatusError, Error: err, ExitCode: -1})
 		respondJSON(out)
-	}
-	// The engine publishes without ACL checks: never onto a topic the requester could not
-	// read itself.
-	switch {
-	case b.ResponseTopic == "":
-	case e.auth == nil:
-		// An external broker: the engine cannot see its ACLs and answers on whatever
-		// response topic the request names; that broker's ACLs govern only who may send
-		// requests (docs/engine.md). Kept as it is; a separate security issue changes it.
-	case !e.auth.Permits(b.Username, b.ResponseTopic, false):
-		e.metrics.malformed.WithLabelValues("invoke").Inc()
-		e.log.Warn("invoke request refused: requester may not read its response topic", "client", b.ClientID, "response_topic", b.ResponseTopic)
-		return
 	}
 	var req protocol.InvokeRequest
 	if len(b.Payload) > 0 {
@@ -557,6 +556,54 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	if err := e.invoke(function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
 		fail(err.Error())
 	}
+}
+
+// Why an invoke request is refused (deviceless_invoke_refused_total{reason}).
+const (
+	refusedRetained      = "retained"       // a retained request
+	refusedResponseTopic = "response_topic" // not in the requester's response space
+	refusedToken         = "token"          // external broker: no API token of role client or admin
+)
+
+// tokenProperty is the MQTT user property of an invoke request that carries an API token,
+// the requester's name with an external broker.
+const tokenProperty = "deviceless-token"
+
+// responseRefused checks that b's response topic lies in its requester's response space,
+// {prefix}/responses/{requester}/..., and returns why not ("" when it does). The requester
+// is the publisher's MQTT username with the embedded broker, which tells the engine who
+// published (and that user must be allowed to read the topic). An external broker does
+// not: there the request must prove its name with an API token of role client or admin
+// in its deviceless-token user property, and the requester is the token's name.
+func (e *Engine) responseRefused(b *broker.Event) string {
+	r, _ := e.topics.Parse(b.ResponseTopic)
+	if r.Kind != protocol.Response {
+		return refusedResponseTopic
+	}
+	requester := b.Username
+	if e.auth == nil {
+		t, ok := e.tokens.lookup(userProperty(b, tokenProperty))
+		if !ok || !accessInvoke.allows(t.Role) {
+			return refusedToken
+		}
+		requester = t.Name
+	} else if !e.auth.Permits(requester, b.ResponseTopic, false) {
+		return refusedResponseTopic
+	}
+	if requester == "" || r.User != requester {
+		return refusedResponseTopic
+	}
+	return ""
+}
+
+// userProperty returns the value of b's first user property key ("" when it has none).
+func userProperty(b *broker.Event, key string) string {
+	for _, u := range b.UserProperties {
+		if u.Key == key {
+			return u.Value
+		}
+	}
+	return ""
 }
 
 // ErrUnknownFunction is returned by Invoke for a function no rule file defines.

@@ -492,7 +492,7 @@ func TestExternalInvokeOverMQTT(t *testing.T) {
 	})
 	waitAgents(t, e, 1)
 	app := connect(t, addr, "app", nil, nil)
-	reply := "deviceless/results/replies/app"
+	reply := "deviceless/responses/app/replies"
 	app.sub(t, reply)
 	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/echo", QoS: 1, Payload: []byte(`{"args":{"x":42}}`),
 		Properties: &paho.PublishProperties{ResponseTopic: reply, CorrelationData: []byte("req-1")}})
@@ -584,6 +584,76 @@ func TestForgedResultsAreIgnored(t *testing.T) {
 		}
 		if n := testutilValue(e, "deviceless_dispatch_foreign_results_total", ""); n != float64(i+1) {
 			t.Fatalf("foreign results counted %v, want %d", n, i+1)
+		}
+	}
+}
+
+// Issue 12: the engine answers an invoke request only in the requester's response space,
+// {prefix}/responses/{username}/...: never outside the prefix (every device reads and
+// writes there: a device sniffing "#" read other clients' results), never on the results
+// topic (it feeds the rules), another's space or any other topic inside the prefix. The
+// requests are mosquitto_pub's, as the client "app"; such a request is not run at all.
+func TestInvokeAnswersOnlyInTheRequestersSpace(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	a1 := startAgent(t, addr, "a1", map[string]string{"zone": "north"}, ok(`"ran"`))
+	waitAgents(t, e, 1)
+	sniffer := connect(t, addr, "dev", nil, nil) // a device reads everything outside the prefix
+	sniffer.sub(t, "#")
+	ops := connect(t, addr, "ops", nil, nil)
+	ops.sub(t, "deviceless/#")
+	for i, to := range []string{
+		"app/replies",                    // outside the prefix: the device space
+		"deviceless/results/echo",        // the results topic, which feeds the rules
+		"deviceless/responses/ops/x",     // another user's response space
+		"deviceless/agents/a1/status",    // an agent's status
+		"deviceless/responses/app/+",     // not a topic name
+		"deviceless/results/replies/app", // inside the prefix, no topic of the layout
+	} {
+		mosquittoPubAs(t, addr, "app", "-t", "deviceless/invoke/echo", "-q", "1", "-m", `{"args":{"n":1}}`,
+			"-D", "publish", "response-topic", to, "-D", "publish", "correlation-data", fmt.Sprintf("bad-%d", i))
+	}
+	mosquittoPubAs(t, addr, "app", "-t", "deviceless/invoke/echo", "-q", "1", "-m", `{"args":{"n":2}}`,
+		"-D", "publish", "response-topic", "deviceless/responses/app/replies", "-D", "publish", "correlation-data", "good")
+	m := ops.next(t, "deviceless/responses/")
+	if m.Topic != "deviceless/responses/app/replies" || string(m.Properties.CorrelationData) != "good" {
+		t.Fatalf("answer on %s (correlation %q), want deviceless/responses/app/replies (good)", m.Topic, m.Properties.CorrelationData)
+	}
+	for {
+		select {
+		case m := <-sniffer.msgs:
+			if m.Properties != nil && len(m.Properties.CorrelationData) > 0 {
+				t.Fatalf("a device read an answer on %s: %s", m.Topic, m.Payload)
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+	for _, m := range append(ops.stash, queued(ops.msgs)...) {
+		if m.Properties != nil && strings.HasPrefix(string(m.Properties.CorrelationData), "bad-") && !strings.HasPrefix(m.Topic, "deviceless/invoke/") {
+			t.Fatalf("answered on %s: %s", m.Topic, m.Payload)
+		}
+	}
+	if n := len(a1.invocations()); n != 1 {
+		t.Fatalf("the agent ran %d invocations, want 1 (refused requests are not run)", n)
+	}
+	if n := testutilValue(e, "deviceless_invoke_refused_total", "response_topic"); n != 6 {
+		t.Fatalf("refusals counted: %v, want 6", n)
+	}
+}
+
+// queued returns what waits in ch, without waiting.
+func queued(ch chan *paho.Publish) []*paho.Publish {
+	var out []*paho.Publish
+	for {
+		select {
+		case m := <-ch:
+			out = append(out, m)
+		default:
+			return out
 		}
 	}
 }

@@ -23,6 +23,7 @@ type promMetrics struct {
 	foreign                    prometheus.Counter
 	deadLetters                prometheus.Counter
 	malformed                  *prometheus.CounterVec // what
+	invokeRefused              *prometheus.CounterVec // reason: retained, response_topic, token
 	actionErrs                 *prometheus.CounterVec // kind
 	invocations                *prometheus.CounterVec // function, status, cold
 	durations                  *prometheus.HistogramVec
@@ -48,6 +49,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 			Help: "Invocations that could not be delivered or exhausted their attempts."}),
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_malformed_messages_total",
 			Help: "Control messages that could not be decoded."}, []string{"what"}),
+		invokeRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_invoke_refused_total",
+			Help: "MQTT invoke requests not served, by reason: retained, response_topic (not in the requester's response space), token (external broker: no API token of role client or admin)."}, []string{"reason"}),
 		actionErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_action_errors_total",
 			Help: "Actions that could not be carried out."}, []string{"kind"}),
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_invocations_total",
@@ -64,7 +67,7 @@ func newPromMetrics(e *Engine) *promMetrics {
 	m.counts = prometheus.NewRegistry()
 	m.counts.MustRegister(m.events, m.firings)
 	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.foreign, m.deadLetters,
-		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
+		m.malformed, m.invokeRefused, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_invocations_in_flight", Help: "Invocations awaiting a result."},

@@ -76,3 +76,15 @@ func TestNewExternalBrokerURL(t *testing.T) {
 		}
 	}
 }
+
+// With an external broker an API token's name names its response space, a topic level.
+func TestExternalTokenNamesAreTopicLevels(t *testing.T) {
+	for _, name := range []string{"a/b", "a+", "#"} {
+		cfg := Config{HTTP: "off"}
+		cfg.Broker.External = "mqtt://127.0.0.1:1"
+		cfg.API.Tokens = []APIToken{{Name: name, Hash: HashAPIToken("x"), Role: "client"}}
+		if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "api.tokens[0]") {
+			t.Errorf("token name %q: New: %v, want an api.tokens[0] error", name, err)
+		}
+	}
+}
