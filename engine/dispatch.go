@@ -89,6 +89,7 @@ type resultObserver interface {
 type finished struct {
 	Record
 	raw []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
+	hop int    // the invocation's hop: the result goes back into the rules as hop+1
 }
 
 // JSON returns the result encoded as JSON, encoding it at most once for every observer
@@ -132,9 +133,12 @@ func newID() string {
 }
 
 // invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
-// random ids). reply, when set, receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(*finished), ids *actionIDs) {
-	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: fn.Spec}
+// random ids). hop is the hop count of the event that caused it (0 from outside the
+// rules): its result and dead letter come back into the rules with hop+1, and so do the
+// function's publishes (the agent echoes it). reply, when set, receives the first result
+// (or the dead-letter result).
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs) {
+	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Hop: hop, Event: ev, Args: args, Spec: fn.Spec}
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
@@ -311,7 +315,7 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 // finish hands a finished invocation to the observers, then to its reply. raw, when set,
 // is res encoded as JSON.
 func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
-	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw}
+	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw, hop: p.inv.Hop}
 	for _, o := range d.observers {
 		o.observe(f)
 	}
@@ -331,7 +335,8 @@ func (d *dispatcher) deadLetter(p *pending, reason, status string) {
 		b, err = json.Marshal(dl)
 	}
 	if err == nil {
-		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json"})
+		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json",
+			UserProperties: hopProperties(p.inv.Hop + 1)})
 	}
 	res := protocol.Result{ID: p.inv.ID, Function: p.inv.Function, Rule: p.inv.Rule, Status: status, Error: reason, ExitCode: -1}
 	if len(p.tried) > 0 {
@@ -405,6 +410,7 @@ type resultsTopic struct {
 
 func (o resultsTopic) observe(f *finished) {
 	if b := f.JSON(); b != nil {
-		_ = o.publish(broker.Message{Topic: o.topics.Results(f.Function), Payload: b, ContentType: "application/json"})
+		_ = o.publish(broker.Message{Topic: o.topics.Results(f.Function), Payload: b, ContentType: "application/json",
+			UserProperties: hopProperties(f.hop + 1)})
 	}
 }

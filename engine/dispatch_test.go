@@ -330,7 +330,7 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
 			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
 			var reply []byte
-			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, func(f *finished) { reply = f.JSON() }, &h.ids)
+			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 0, func(f *finished) { reply = f.JSON() }, &h.ids)
 			h.d.result("a1", []byte(h.real(tc.payload)), []byte(h.real("ev-1")))
 			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.labels(h.results)); diff != "" {
 				t.Errorf("results topic (-want +got):\n%s", diff)
@@ -339,6 +339,43 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 				t.Errorf("reply %s, want %s", reply, tc.want)
 			}
 		})
+	}
+}
+
+// Issue 12: an invocation carries the hop of its event; its result on the results topic
+// and its dead letter go back into the rules one hop further.
+func TestResultsAndDeadLettersCountHops(t *testing.T) {
+	var msgs []broker.Message
+	d := newDispatcher(dispatchDeps{
+		publish: func(m broker.Message) error { msgs = append(msgs, m); return nil },
+		agents:  &fakeAgents{online: []string{"a1"}, inFlight: map[string]int{}},
+		clock:   &fakeClock{now: time.Now()},
+		limits:  DispatchConfig{Attempts: 1, Backoff: time.Millisecond, StartGrace: time.Second},
+		counters: dispatchCounters{attempts: fakeCounter{new(int)}, retries: fakeCounter{new(int)}, timeouts: fakeCounter{new(int)},
+			late: fakeCounter{new(int)}, foreign: fakeCounter{new(int)}, deadLetters: fakeCounter{new(int)}, malformed: fakeCounter{new(int)}},
+	})
+	d.observers = []resultObserver{resultsTopic{publish: d.publish, topics: d.topics}}
+	hopOf := func(m broker.Message) string {
+		for _, u := range m.UserProperties {
+			if u.Key == hopProperty {
+				return u.Value
+			}
+		}
+		return "none"
+	}
+	d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 3, nil, nil)
+	var inv protocol.Invocation
+	if err := json.Unmarshal(msgs[0].Payload, &inv); err != nil || inv.Hop != 3 {
+		t.Fatalf("invocation %s: hop %d, want 3 (%v)", msgs[0].Payload, inv.Hop, err)
+	}
+	d.result("a1", []byte(`{"status":"ok"}`), []byte(inv.ID))
+	if m := msgs[1]; m.Topic != "deviceless/results/f" || hopOf(m) != "4" {
+		t.Fatalf("result on %s with hop %s, want deviceless/results/f with hop 4", m.Topic, hopOf(m))
+	}
+	msgs = nil
+	d.invoke(testFunction, "r", protocol.Target{Agent: "nobody", Pick: protocol.PickOne}, nil, nil, 5, nil, nil)
+	if len(msgs) != 2 || msgs[0].Topic != "deviceless/deadletter" || hopOf(msgs[0]) != "6" || hopOf(msgs[1]) != "6" {
+		t.Fatalf("dead letter and its result: %+v, want both with hop 6", msgs)
 	}
 }
 
@@ -494,7 +531,7 @@ func invoke(target protocol.Target) step { return invokeArgs(target, map[string]
 func invokeArgs(target protocol.Target, args map[string]any) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		ev := &protocol.Event{Topic: "sensors/a", Payload: json.RawMessage(`{"c":1}`)}
-		h.d.invoke(testFunction, "r", target, args, ev, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, &h.ids)
+		h.d.invoke(testFunction, "r", target, args, ev, 0, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, &h.ids)
 	}
 }
 

@@ -34,11 +34,13 @@ import (
 	"github.com/deviceless/deviceless/rules"
 )
 
-// maxHops bounds chains of rules that publish to topics other rules match, so that a
-// rule publishing to its own topic cannot loop forever.
+// maxHops bounds chains of rules: every way an event's actions come back into the rules
+// (a rule's publish, an invocation's result and dead letter, a function's publishes)
+// counts one hop, so that no rule can loop forever.
 const maxHops = 8
 
-const hopProperty = "deviceless-hop"
+// hopProperty carries the hop count on what the engine and agents publish.
+const hopProperty = protocol.HopProperty
 
 // Engine is one running control plane.
 type Engine struct {
@@ -291,7 +293,7 @@ func (e *Engine) evaluate(st *evaluation, events []broker.Event) {
 		if len(st.firings) > 0 {
 			e.metrics.matched.Inc()
 		}
-		acts := eventActions{src: b, ids: actionIDs{base: b.ID}}
+		acts := eventActions{src: b, hop: hops(b), ids: actionIDs{base: b.ID}}
 		for j := range st.firings {
 			e.act(&st.firings[j], &acts)
 		}
@@ -331,14 +333,18 @@ func (e *Engine) forRules(b *broker.Event) bool {
 	return hops(b) < maxHops
 }
 
+// hops is the event's hop count: how many rule actions led to it. Only the engine and
+// agents set it (the embedded broker strips it from devices and clients); a value below 0
+// or not a number counts 0, so nobody can extend a chain (an external broker strips
+// nothing: a device there can only shorten its own chains).
 func hops(b *broker.Event) int {
-	for _, u := range b.UserProperties {
-		if u.Key == hopProperty {
-			n, _ := strconv.Atoi(u.Value)
-			return n
-		}
-	}
-	return 0
+	n, _ := strconv.Atoi(userProperty(b, hopProperty))
+	return max(n, 0)
+}
+
+// hopProperties are the user properties of a message hop hops into a chain.
+func hopProperties(hop int) []broker.UserProperty {
+	return []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hop)}}
 }
 
 // actionIDs names the invocations and actuations one event causes. An event from a
@@ -363,10 +369,11 @@ func (a *actionIDs) next() string {
 	return hex.EncodeToString(mac.Sum(nil)[:12])
 }
 
-// eventActions is what the actions of one event share: the event, the ids of its
-// invocations and actuations, and the event as its invocations carry it.
+// eventActions is what the actions of one event share: the event, its hop count, the ids
+// of its invocations and actuations, and the event as its invocations carry it.
 type eventActions struct {
 	src *broker.Event
+	hop int // hops(src): what it publishes is hop+1, its invocations carry it
 	ids actionIDs
 	inv *protocol.Event // made at the first invocation, shared by the others
 }
@@ -381,12 +388,12 @@ func (a *eventActions) invocationEvent() *protocol.Event {
 // act carries out a firing's actions.
 func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 	e.metrics.firings.WithLabelValues(f.Rule).Inc()
-	src, ids := acts.src, &acts.ids
+	ids := &acts.ids
 	for i := range f.Actions {
 		a := &f.Actions[i]
 		switch a.Kind {
 		case rules.Invoke:
-			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), nil, ids)
+			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), acts.hop, nil, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
 				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
@@ -396,7 +403,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 			payload, err := payloadBytes(a.Payload)
 			if err == nil {
 				err = e.publish(broker.Message{Topic: a.Topic, Payload: payload, QoS: a.QoS, Retain: a.Retain,
-					UserProperties: []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hops(src) + 1)}}})
+					UserProperties: hopProperties(acts.hop + 1)})
 			}
 			if err != nil {
 				e.metrics.actionErrs.WithLabelValues("publish").Inc()
@@ -632,6 +639,6 @@ func (e *Engine) invoke(function string, req protocol.InvokeRequest, reply func(
 	if err != nil {
 		return err
 	}
-	e.dispatch.invoke(fn, "", t, req.Args, nil, reply, nil)
+	e.dispatch.invoke(fn, "", t, req.Args, nil, 0, reply, nil)
 	return nil
 }

@@ -727,11 +727,64 @@ func TestRulePublishLoopIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	writeRules(t, dir, "rules:\n  - name: echo\n    on: loop/#\n    do: [{publish: {topic: 'topic + \"/x\"'}}]\n")
 	e := startEngine(t, testConfig(t, dir))
+	fired := func() uint64 { return e.ruleSet().Rules[0].Counters().Fired.Load() }
 	mosquittoPub(t, e.BrokerAddr(), "-t", "loop/a", "-m", "1")
-	eventually(t, "the chain to stop", func() bool { return e.ruleSet().Rules[0].Counters().Fired.Load() == maxHops })
+	eventually(t, "the chain to stop", func() bool { return fired() == maxHops })
 	time.Sleep(100 * time.Millisecond) // the chain must not go on (checked below)
-	if n := e.ruleSet().Rules[0].Counters().Fired.Load(); n != maxHops {
+	if n := fired(); n != maxHops {
 		t.Fatalf("rule fired %d times, want %d", n, maxHops)
+	}
+	// Issue 12: a device's own deviceless-hop is not trusted (one event with -100000 made
+	// the rule fire 100,008 times): its chain is as long as any other.
+	mosquittoPub(t, e.BrokerAddr(), "-t", "loop/b", "-m", "1", "-D", "publish", "user-property", hopProperty, "-100000")
+	eventually(t, "the second chain to stop", func() bool { return fired() >= 2*maxHops })
+	time.Sleep(300 * time.Millisecond)
+	if n := fired(); n != 2*maxHops {
+		t.Fatalf("with deviceless-hop -100000 from the device the rule fired %d times, want %d", n-maxHops, maxHops)
+	}
+}
+
+// Issue 12: results and dead letters go back into the rules too, and they used to carry no
+// hop count: a rule on deviceless/results/echo invoking echo fired 3,653 times in 2 s. The
+// engine counts hops on every path: an invocation carries its event's hop, its result and
+// its dead letter come back with one more.
+func TestResultAndDeadLetterLoopsAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+functions:
+  echo: {runtime: sh, code: cat, timeout: 5s}
+  lost: {runtime: sh, code: cat, timeout: 5s}
+rules:
+  - name: again
+    on: deviceless/results/echo
+    do: [{invoke: echo}]
+  - name: nowhere
+    on: [start/nowhere, deviceless/deadletter]
+    do: [{invoke: lost, target: {agent: nobody}}]
+`)
+	e := startEngine(t, testConfig(t, dir))
+	a1 := startAgent(t, e.BrokerAddr(), "a1", nil, ok(`1`))
+	waitAgents(t, e, 1)
+	fired := func(rule string) uint64 { return e.ruleSet().Rule(rule).Counters().Fired.Load() }
+
+	// An invocation from outside (hop 0): its result is hop 1, ..., the rule fires on the
+	// results of hops 1 to maxHops-1.
+	var r protocol.Result
+	postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{}`, &r)
+	eventually(t, "the result chain to stop", func() bool { return fired("again") >= maxHops-1 })
+	time.Sleep(300 * time.Millisecond)
+	if n := fired("again"); n != maxHops-1 {
+		t.Fatalf("the rule on results fired %d times, want %d", n, maxHops-1)
+	}
+	if n, hops := len(a1.invocations()), a1.invocations()[len(a1.invocations())-1].Hop; n != maxHops || hops != maxHops-1 {
+		t.Fatalf("%d invocations, the last at hop %d; want %d, the last at hop %d", n, hops, maxHops, maxHops-1)
+	}
+	// A device's event (hop 0) dead-letters (no agent "nobody"): the dead letter is hop 1, ...
+	mosquittoPub(t, e.BrokerAddr(), "-t", "start/nowhere", "-m", "1", "-D", "publish", "user-property", hopProperty, "-100000")
+	eventually(t, "the dead-letter chain to stop", func() bool { return fired("nowhere") >= maxHops })
+	time.Sleep(300 * time.Millisecond)
+	if n := fired("nowhere"); n != maxHops {
+		t.Fatalf("the rule on dead letters fired %d times, want %d (the event and %d dead letters)", n, maxHops, maxHops-1)
 	}
 }
 

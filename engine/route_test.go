@@ -39,6 +39,13 @@ func TestForRules(t *testing.T) {
 		if e.forRules(loop) {
 			t.Errorf("forRules took an event after %d hops", maxHops)
 		}
+		// Issue 12: a hop count below 0 (or not a number) counts 0, never less.
+		for _, v := range []string{"-100000", "x", ""} {
+			ev := &broker.Event{Topic: "x", UserProperties: []broker.UserProperty{{Key: hopProperty, Value: v}}}
+			if hops(ev) != 0 {
+				t.Errorf("hop %q counts %d, want 0", v, hops(ev))
+			}
+		}
 	}
 }
 

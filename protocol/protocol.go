@@ -47,11 +47,18 @@ type Invocation struct {
 	Function string         `json:"function"`
 	Rule     string         `json:"rule,omitempty"`
 	Attempt  int            `json:"attempt"`
+	Hop      int            `json:"hop"` // the hop of the event that caused it: the agent's publishes carry Hop+1
 	Deadline time.Time      `json:"deadline,omitzero"`
 	Event    *Event         `json:"event,omitempty"`
 	Args     map[string]any `json:"args,omitempty"`
 	Spec     FunctionSpec   `json:"spec"`
 }
+
+// HopProperty is the MQTT user property that counts how many rule actions led to a
+// message (docs/design.md, "rules cannot loop"): the engine sets it on what it publishes,
+// an agent on a function's publishes (the invocation's Hop + 1). The embedded broker
+// strips it from devices and clients.
+const HopProperty = "deviceless-hop"
 
 // Result statuses.
 const (
