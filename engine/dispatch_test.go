@@ -322,6 +322,10 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 		payload: `{"id":"ev-1","agent":"a1","function":"g","rule":"r","status":"error","error":"boom","exit_code":2}`,
 		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"error","error":"boom","exit_code":2,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
 	}, {
+		name:    "expired actuations kept when encoded again",
+		payload: `{"id":"ev-1","status":"ok","expired":[{"line":"fan","value":1,"expires_at":"2025-06-01T12:00:00Z"}]}`,
+		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","exit_code":0,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0},"expired":[{"line":"fan","value":1,"expires_at":"2025-06-01T12:00:00Z"}]}`,
+	}, {
 		name:    "another agent named: the topic's",
 		payload: `{"id":"ev-1","agent":"a2","function":"f","rule":"r","status":"ok","exit_code":0}`,
 		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","exit_code":0,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,

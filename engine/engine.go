@@ -414,6 +414,9 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 }
 
 // actuate sends a direct actuation to every agent the target selects that has the line.
+// It expires after the action's Expire (MQTT message expiry, and expires_at for the
+// agent): the broker drops it from the queue of an agent that is away, and an agent that
+// gets it late does not apply it.
 func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 	v, err := lineValue(a.Value)
 	if err != nil {
@@ -423,10 +426,15 @@ func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 	if len(agents) == 0 {
 		return fmt.Errorf("no online agent matches %s with output line %q", a.Target.String(), a.Line)
 	}
+	expire := a.Expire
+	if expire <= 0 {
+		expire = rules.DefaultActuationExpiry
+	}
+	expiresAt := e.now().Add(expire)
 	for _, id := range agents {
-		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For)}
+		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For), ExpiresAt: expiresAt}
 		b, _ := json.Marshal(msg)
-		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json"}); err != nil {
+		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json", Expiry: expire}); err != nil {
 			return err
 		}
 	}

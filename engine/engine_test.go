@@ -658,6 +658,85 @@ func queued(ch chan *paho.Publish) []*paho.Publish {
 	}
 }
 
+// Issue 12: actuations used to carry no expiry: queued for an agent that was away, they
+// were all applied when it came back, their `for` timers starting late. Now each carries
+// MQTT message expiry and expires_at: the rule's `expire`, or a minute. Agent a1 drops its
+// connection without a will (the registry still has it online) while two actuations are
+// sent; it comes back after the short one expired and gets only the other.
+func TestActuationsExpire(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+rules:
+  - name: short
+    on: act/short
+    do: [{actuate: {target: {agent: a1}, line: fan, value: 1, expire: 1s}}]
+  - name: default
+    on: act/default
+    do: [{actuate: {target: {agent: a1}, line: fan, value: 0}}]
+`)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	topics := protocol.Topics{}
+	session := func() *mqttClient {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &mqttClient{conn: conn, msgs: make(chan *paho.Publish, 100)}
+		c.Client = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				c.msgs <- pr.Packet
+				return true, nil
+			}}})
+		expiry := uint32(3600)
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: "a1", KeepAlive: 30, Username: "a1", UsernameFlag: true,
+			Password: []byte("pw-a1"), PasswordFlag: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a1 := session()
+	a1.sub(t, topics.AgentAll("a1"))
+	st, _ := json.Marshal(protocol.Status{Agent: "a1", Online: true, Lines: map[string]protocol.LineInfo{"fan": {Direction: "output"}}})
+	a1.pub(t, &paho.Publish{Topic: topics.AgentStatus("a1"), Payload: st, QoS: 1, Retain: true})
+	waitAgents(t, e, 1)
+	a1.conn.Close() // away, no will: still online in the registry
+	time.Sleep(100 * time.Millisecond)
+	sent := time.Now()
+	mosquittoPub(t, addr, "-t", "act/short", "-m", "{}", "-q", "1")
+	mosquittoPub(t, addr, "-t", "act/default", "-m", "{}", "-q", "1")
+	eventually(t, "both rules fired", func() bool {
+		return e.ruleSet().Rule("short").Counters().Fired.Load() == 1 && e.ruleSet().Rule("default").Counters().Fired.Load() == 1
+	})
+	// The short one expires; the broker's once-a-second sweep has removed it by then.
+	time.Sleep(3500 * time.Millisecond)
+
+	back := session()
+	t.Cleanup(func() { _ = back.Disconnect(&paho.Disconnect{}) })
+	m := back.next(t, topics.AgentActuate("a1"))
+	var act protocol.Actuation
+	if err := json.Unmarshal(m.Payload, &act); err != nil {
+		t.Fatal(err)
+	}
+	if act.Value != 0 {
+		t.Fatalf("got the actuation %s, which expired after 1s, after 3.5s away", m.Payload)
+	}
+	if act.ExpiresAt.Before(sent.Add(59*time.Second)) || act.ExpiresAt.After(time.Now().Add(61*time.Second)) {
+		t.Errorf("expires_at %v, want a minute after %v", act.ExpiresAt, sent)
+	}
+	if m.Properties == nil || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry == 0 || *m.Properties.MessageExpiry > 60 {
+		t.Errorf("MQTT message expiry %+v, want at most 60s", m.Properties)
+	}
+	select {
+	case m := <-back.msgs:
+		t.Fatalf("another message after the reconnect: %s %s", m.Topic, m.Payload)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
 func TestHotReloadAndDryRun(t *testing.T) {
 	dir := t.TempDir()
 	rule := func(out string) string {

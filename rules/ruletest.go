@@ -82,6 +82,7 @@ type TestActuate struct {
 	Line   string           `yaml:"line"`
 	Value  any              `yaml:"value"`
 	For    *Duration        `yaml:"for"`
+	Expire *Duration        `yaml:"expire"`
 }
 
 // TestPublish is an expected publication.
@@ -371,6 +372,9 @@ func renderAction(a Action, ea *TestAction) string {
 		if ex == nil || ex.For != nil {
 			parts = append(parts, "for="+a.For.String())
 		}
+		if ex != nil && ex.Expire != nil {
+			parts = append(parts, "expire="+a.Expire.String())
+		}
 		if ex == nil || ex.Target != nil {
 			parts = append(parts, "target="+targetText(a.Target))
 		}
@@ -414,6 +418,9 @@ func renderExpected(f *TestFiring) []string {
 			parts = append(parts, "actuate", x.Line+"="+jsonText(x.Value))
 			if x.For != nil {
 				parts = append(parts, "for="+x.For.String())
+			}
+			if x.Expire != nil {
+				parts = append(parts, "expire="+x.Expire.String())
 			}
 			if x.Target != nil {
 				parts = append(parts, "target="+targetText(*x.Target))
