@@ -400,7 +400,11 @@ func (d *dispatcher) drain(ctx context.Context) {
 // sinkObserver writes a point per finished invocation to the metrics sink (Influx).
 type sinkObserver struct{ sink metrics.Sink }
 
-func (o sinkObserver) observe(f *finished) { o.sink.Write(metrics.Invocation(f.Result)) }
+func (o sinkObserver) observe(f *finished) {
+	r := f.Result
+	r.Status = statusLabel(r.Status) // a tag: bounded like the Prometheus label
+	o.sink.Write(metrics.Invocation(r))
+}
 
 // resultsTopic publishes every finished invocation on {prefix}/results/{function}.
 type resultsTopic struct {

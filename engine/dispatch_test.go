@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 	"github.com/deviceless/deviceless/rules"
 )
@@ -382,6 +383,31 @@ func TestResultsAndDeadLettersCountHops(t *testing.T) {
 		t.Fatalf("dead letter and its result: %+v, want both with hop 6", msgs)
 	}
 }
+
+// The Influx point of a finished invocation has the status tag bounded as the Prometheus
+// label is (issue 12).
+func TestSinkObserverBoundsTheStatusTag(t *testing.T) {
+	var got []metrics.Point
+	o := sinkObserver{sinkFunc(func(p metrics.Point) { got = append(got, p) })}
+	for _, status := range []string{protocol.StatusOK, "whatever-an-agent-says"} {
+		o.observe(&finished{Record: Record{Result: protocol.Result{Function: "f", Agent: "a1", Status: status}}})
+	}
+	var tags []string
+	for _, p := range got {
+		for _, tag := range p.Tags {
+			if tag.Key == "status" {
+				tags = append(tags, tag.Value)
+			}
+		}
+	}
+	if diff := cmp.Diff([]string{"ok", "other"}, tags); diff != "" {
+		t.Errorf("status tags (-want +got):\n%s", diff)
+	}
+}
+
+type sinkFunc func(metrics.Point)
+
+func (f sinkFunc) Write(p metrics.Point) { f(p) }
 
 // dispatchRun is what a dispatcher did: messages it published, invocations that finished
 // (as the observers saw them), replies, counters, in-flight counts and pending invocations.

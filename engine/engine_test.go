@@ -932,6 +932,66 @@ func TestMalformedControlMessagesAreCounted(t *testing.T) {
 	}
 }
 
+// Issue 12: metric labels never come from what an agent writes. The function, rule and
+// agent of a finished invocation are the engine's own (a result from an agent the
+// invocation was not sent to is ignored), and a status outside the contract's is counted
+// as "other": an agent answering each invocation with a new status cannot grow
+// deviceless_invocations_total by one series per answer.
+func TestMetricLabelsAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	n := 0
+	var mu sync.Mutex
+	startAgent(t, e.BrokerAddr(), "a1", map[string]string{"zone": "north"}, func(protocol.Invocation) *protocol.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return &protocol.Result{Status: fmt.Sprintf("status-%d", n), Function: fmt.Sprintf("fn-%d", n), Timings: protocol.Timings{Total: 1}}
+	})
+	waitAgents(t, e, 1)
+	for range 3 {
+		var r protocol.Result
+		postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{}`, &r)
+	}
+	mfs, err := e.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.HasPrefix(l.GetValue(), "status-") || strings.HasPrefix(l.GetValue(), "fn-") {
+					t.Errorf("%s has the label %s=%q from an agent's result", mf.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if got := testutilLabels(e, "deviceless_invocations_total", map[string]string{"function": "echo", "status": "other"}); got != 3 {
+		t.Errorf(`deviceless_invocations_total{function="echo",status="other"} = %v, want 3`, got)
+	}
+}
+
+// testutilLabels reads the counter of the series with these labels (among others).
+func testutilLabels(e *running, name string, labels map[string]string) float64 {
+	mfs, _ := e.metrics.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
 // testutilValue reads a counter from the engine's registry (label value "" for none).
 func testutilValue(e *running, name, label string) float64 {
 	mfs, _ := e.metrics.reg.Gather()

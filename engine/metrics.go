@@ -125,13 +125,24 @@ func (m *promMetrics) observe(f *finished) {
 	if r.Cold {
 		cold = "true"
 	}
-	m.invocations.WithLabelValues(r.Function, r.Status, cold).Inc()
+	m.invocations.WithLabelValues(r.Function, statusLabel(r.Status), cold).Inc()
 	if r.Status != protocol.StatusOK {
 		return
 	}
 	for stage, ms := range map[string]float64{"queue": r.Timings.Queue, "start": r.Timings.Start, "run": r.Timings.Run, "total": r.Timings.Total} {
 		m.durations.WithLabelValues(r.Function, stage).Observe(ms / 1000)
 	}
+}
+
+// statusLabel is a result's status as a metric label: one of the contract's statuses, or
+// "other" for whatever else an agent writes, so that labels stay few. The function, rule
+// and agent of a finished invocation are the dispatcher's own (dispatcher.result).
+func statusLabel(status string) string {
+	switch status {
+	case protocol.StatusOK, protocol.StatusError, protocol.StatusTimeout, protocol.StatusOOM, protocol.StatusRejected, protocol.StatusExpired:
+		return status
+	}
+	return "other"
 }
 
 // ruleCollector exports the rules' own counters, which live in the rules package.
