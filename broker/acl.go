@@ -181,7 +181,11 @@ func (p *policy) allowed(role Role, username, name string, write bool) bool {
 	case RoleAgent:
 		return topic.Intersects(name, p.topics.AgentAll(username))
 	case RoleClient:
-		return topic.Intersects(name, p.topics.ResultsTree())
+		// Every function's results, and its own response space (the engine answers its
+		// invoke requests there and nowhere else; nobody but the engine writes it).
+		// Anonymous clients have no response space.
+		return topic.Intersects(name, p.topics.ResultsTree()) ||
+			(username != "" && topic.Intersects(name, p.topics.ResponsesTree(username)))
 	}
 	return false
 }

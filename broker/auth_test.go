@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +48,8 @@ func TestConfigValidation(t *testing.T) {
 		{"duplicate", Config{Users: []User{good[0], good[0]}}, "duplicate"},
 		{"agent with slash", Config{Users: []User{{Username: "a/b", PasswordHash: good[0].PasswordHash, Role: RoleAgent}}}, "topic level"},
 		{"agent with plus", Config{Users: []User{{Username: "a+", PasswordHash: good[0].PasswordHash, Role: RoleAgent}}}, "topic level"},
+		{"client with slash", Config{Users: []User{{Username: "c/d", PasswordHash: good[0].PasswordHash, Role: RoleClient}}}, "topic level"},
+		{"client with hash", Config{Users: []User{{Username: "c#", PasswordHash: good[0].PasswordHash, Role: RoleClient}}}, "topic level"},
 		{"bad listen", Config{Listen: "nope"}, "listen"},
 		{"no listener", Config{Listen: "off"}, "no listener"},
 		{"ws only", Config{Listen: "off", WebSocket: "127.0.0.1:0"}, ""},
@@ -116,6 +120,22 @@ func TestPolicy(t *testing.T) {
 		{RoleClient, "c", "dl/results/#", false, true},
 		{RoleClient, "c", "dl/agents/a1/status", false, false},
 		{RoleClient, "c", "replies/c", false, true},
+		// The response space: its own user reads it, nobody but admins writes it.
+		{RoleClient, "c", "dl/responses/c/x", false, true},
+		{RoleClient, "c", "dl/responses/c", false, true},
+		{RoleClient, "c", "dl/responses/c/#", false, true},
+		{RoleClient, "c", "dl/responses/#", false, true}, // granted; only c's is delivered
+		{RoleClient, "c", "dl/responses/+/x", false, true},
+		{RoleClient, "c", "dl/responses/d/x", false, false},
+		{RoleClient, "c", "dl/responses/d/#", false, false},
+		{RoleClient, "c", "dl/responses/c/x", true, false},
+		{RoleClient, "c", "dl/responses/d/x", true, false},
+		{RoleDevice, "d", "dl/responses/d/x", false, false},
+		{RoleDevice, "d", "dl/responses/c/x", true, false},
+		{RoleAgent, "a1", "dl/responses/a1/x", false, false},
+		{RoleAgent, "a1", "dl/responses/c/x", true, false},
+		{RoleClient, "", "dl/responses//x", false, false}, // anonymous: no response space
+		{RoleAdmin, "r", "dl/responses/c/x", false, true},
 		{RoleAdmin, "r", "dl/agents/a1/invoke", true, true},
 		{RoleAdmin, "r", "dl/#", false, true},
 	} {
@@ -334,13 +354,13 @@ func TestClientRole(t *testing.T) {
 	}
 	c := mustConnect(t, addr, connOpts{clientID: "nr", user: "nodered"})
 	c.mustSubscribe(t, "deviceless/results/#", 1)
-	c.mustSubscribe(t, "replies/nr", 1)
+	c.mustSubscribe(t, "deviceless/responses/nodered/#", 1)
 	if _, err := c.subscribe(t, "deviceless/agents/a1/status", 1); err == nil {
 		t.Fatal("client subscribed to an agent status")
 	}
 	ctx := testContext(t)
 	_, err = c.Publish(ctx, &paho.Publish{Topic: "deviceless/invoke/cool", QoS: 1, Payload: []byte(`{"args":{}}`),
-		Properties: &paho.PublishProperties{ResponseTopic: "replies/nr", CorrelationData: []byte("c1")}})
+		Properties: &paho.PublishProperties{ResponseTopic: "deviceless/responses/nodered/nr", CorrelationData: []byte("c1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +368,7 @@ func TestClientRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Topic != "deviceless/invoke/cool" || ev.ResponseTopic != "replies/nr" || string(ev.CorrelationData) != "c1" || ev.Username != "nodered" || ev.ClientID != "nr" || ev.QoS != 1 {
+	if ev.Topic != "deviceless/invoke/cool" || ev.ResponseTopic != "deviceless/responses/nodered/nr" || string(ev.CorrelationData) != "c1" || ev.Username != "nodered" || ev.ClientID != "nr" || ev.QoS != 1 {
 		t.Fatalf("intake event %+v", ev)
 	}
 	if !b.Permits(ev.Username, ev.ResponseTopic, false) || b.Permits(ev.Username, "deviceless/agents/a1/invoke", false) {
@@ -358,7 +378,7 @@ func TestClientRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := c.next(t)
-	if m.Topic != "replies/nr" || m.Properties == nil || string(m.Properties.CorrelationData) != "c1" {
+	if m.Topic != "deviceless/responses/nodered/nr" || m.Properties == nil || string(m.Properties.CorrelationData) != "c1" {
 		t.Fatalf("response %+v", m)
 	}
 	if err := b.Publish(Message{Topic: "deviceless/results/cool", Payload: []byte("r")}); err != nil {
@@ -367,6 +387,57 @@ func TestClientRole(t *testing.T) {
 	c.expect(t, "deviceless/results/cool", "r")
 	if _, err := c.publish(t, "deviceless/agents/a1/invoke", []byte("{}"), 1, false); err == nil {
 		t.Fatal("client published to an agent's invoke topic")
+	}
+}
+
+// Issue 12: a requester's response space {prefix}/responses/{username}/# is readable by
+// that user alone and writable by nobody but the engine (and admins). mosquitto_sub as
+// another client subscribed to every response space gets only its own responses;
+// mosquitto_pub as a device, an agent or another client cannot forge one.
+func TestResponseSpaceIsTheRequesters(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	addr := b.Addr(ListenerTCP)
+	host, port := hostPort(t, addr)
+	nr := mustConnect(t, addr, connOpts{clientID: "nr", user: "nodered"})
+	nr.mustSubscribe(t, "deviceless/responses/nodered/#", 1)
+	if _, err := nr.subscribe(t, "deviceless/responses/dash/#", 1); err == nil {
+		t.Fatal("nodered subscribed to dash's response space")
+	}
+	// The rogue: another client, reading every response space it can.
+	rogue := exec.Command(requireTool(t, "mosquitto_sub"), "-h", host, "-p", port, "-V", "mqttv5", "-u", "dash", "-P", "pw-dash",
+		"-t", "deviceless/responses/#", "-v", "-C", "1", "-W", "20")
+	var got bytes.Buffer
+	rogue.Stdout = &got
+	if err := rogue.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Forgeries, at QoS 1 (MQTT 5: refused in the PUBACK) from every role but admin.
+	// nodered must receive none of them (checked below).
+	for _, user := range []string{"sensor1", "a1", "dash"} {
+		_, _ = mosquitto(t, "mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-u", user, "-P", "pw-"+user,
+			"-t", "deviceless/responses/nodered/nr", "-m", `{"status":"ok","output":"forged"}`, "-q", "1")
+	}
+	time.Sleep(300 * time.Millisecond) // mosquitto_sub is subscribed by now
+	for _, m := range []Message{
+		{Topic: "deviceless/responses/nodered/nr", Payload: []byte("for nodered"), QoS: 1},
+		{Topic: "deviceless/responses/dash/x", Payload: []byte("for dash"), QoS: 1},
+	} {
+		if err := b.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nr.expect(t, "deviceless/responses/nodered/nr", "for nodered")
+	if err := rogue.Wait(); err != nil {
+		t.Fatalf("mosquitto_sub as dash: %v (got %q)", err, got.String())
+	}
+	if got.String() != "deviceless/responses/dash/x for dash\n" {
+		t.Fatalf("mosquitto_sub as dash on deviceless/responses/# got %q, want only its own response", got.String())
+	}
+	select {
+	case m := <-nr.msgs:
+		t.Fatalf("nodered received %s %q", m.Topic, m.Payload)
+	default:
 	}
 }
 

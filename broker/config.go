@@ -40,7 +40,7 @@ type Role string
 const (
 	RoleDevice Role = "device" // publishes outside the prefix, reads nothing inside it
 	RoleAgent  Role = "agent"  // reads its own {prefix}/agents/{username}/#, writes its status and result
-	RoleClient Role = "client" // publishes to {prefix}/invoke/#, reads {prefix}/results/#
+	RoleClient Role = "client" // publishes to {prefix}/invoke/#, reads {prefix}/results/# and {prefix}/responses/{username}/#
 	RoleAdmin  Role = "admin"  // everything
 )
 
@@ -245,9 +245,14 @@ func (c *Config) validate() error {
 		if !u.Role.valid() {
 			add("%s: role %q: must be device, agent, client or admin", where, u.Role)
 		}
-		if u.Role == RoleAgent {
+		switch u.Role {
+		case RoleAgent:
 			if err := validLevel(u.Username); err != nil {
 				add("%s: an agent's username is its id and a topic level: %v", where, err)
+			}
+		case RoleClient:
+			if err := validLevel(u.Username); err != nil {
+				add("%s: a client's username names its response space {prefix}/responses/{username}, a topic level: %v", where, err)
 			}
 		}
 		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {

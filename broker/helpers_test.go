@@ -45,6 +45,7 @@ var testUsers = []struct {
 	{"a1", RoleAgent},
 	{"a2", RoleAgent},
 	{"nodered", RoleClient},
+	{"dash", RoleClient},
 	{"root", RoleAdmin},
 }
 

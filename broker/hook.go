@@ -25,6 +25,7 @@ func (h *guardHook) Provides(b byte) bool {
 		mqtt.OnACLCheck,
 		mqtt.OnDisconnect,
 		mqtt.OnPublish,
+		mqtt.OnWill,
 	}, []byte{b})
 }
 

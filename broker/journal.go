@@ -2,7 +2,9 @@ package broker
 
 import (
 	"bufio"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -27,8 +29,11 @@ import (
 // handled; after a restart the messages not committed are delivered again.
 //
 // Files: segments named by their first sequence number ("00000000000000000001.log"),
-// rolled at defaultSegmentSize and deleted once every event in them is committed, and "id", a
-// random name for the journal: with a sequence number it names an event for good.
+// rolled at defaultSegmentSize and deleted once every event in them is committed; "id", a
+// random name for the journal; and "key" (mode 0600), the journal's secret: an event's ID
+// is an HMAC of the journal's id and the event's sequence number under it (eventID), so it
+// names the event for good, across restarts, but nobody without the key can derive one
+// event's ID from another's (agents see the ids the engine derives from them).
 //
 // Record: length (uint32 LE) | CRC-32C of the body (uint32 LE) | body. Body: kind, then
 // uvarint sequence, then for events the fields of encodeEvent. A record cut short or
@@ -60,6 +65,7 @@ var (
 type journal struct {
 	dir  string
 	id   string
+	key  []byte // the secret of eventID
 	sync bool
 	log  *slog.Logger
 	// segmentSize is where a segment is rolled (defaultSegmentSize; tests set less).
@@ -135,6 +141,9 @@ func openJournal(dir string, fsync bool, log *slog.Logger) (*journal, []Event, e
 			return nil, nil, fmt.Errorf("journal: %w", err)
 		}
 	default:
+		return nil, nil, fmt.Errorf("journal: %w", err)
+	}
+	if j.key, err = journalKey(dir); err != nil {
 		return nil, nil, fmt.Errorf("journal: %w", err)
 	}
 	names, err := filepath.Glob(filepath.Join(dir, "*.log"))
@@ -235,7 +244,7 @@ func (j *journal) scan(name string, seg *segment, events *[]journaled) (int64, e
 				return off, nil
 			}
 			e.ev.Seq = seq
-			e.ev.ID = j.id + "-" + strconv.FormatUint(seq, 36)
+			e.ev.ID = j.eventID(seq)
 			*events = append(*events, e)
 			seg.last = seq
 			j.seq = max(j.seq, seq)
@@ -247,6 +256,42 @@ func (j *journal) scan(name string, seg *segment, events *[]journaled) (int64, e
 		}
 		off += int64(8 + n)
 	}
+}
+
+// journalKeySize is the size of a journal's key in bytes.
+const journalKeySize = 32
+
+// journalKey reads the journal's key from dir, making one the first time. A journal made
+// before keys existed gets one now: the events it holds are named anew, once.
+func journalKey(dir string) ([]byte, error) {
+	path := filepath.Join(dir, "key")
+	key, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(key) == journalKeySize:
+		return key, nil
+	case err == nil:
+		return nil, fmt.Errorf("%s: %d bytes, want %d", path, len(key), journalKeySize)
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, err
+	}
+	key = make([]byte, journalKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := writeFileSync(path, key); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// eventID names the event of sequence number seq: HMAC-SHA256 of "{journal id}-{seq}"
+// under the journal's key, 128 bits in hex.
+func (j *journal) eventID(seq uint64) string {
+	mac := hmac.New(sha256.New, j.key)
+	mac.Write([]byte(j.id))
+	mac.Write([]byte{'-'})
+	mac.Write(strconv.AppendUint(nil, seq, 36))
+	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
 // append journals ev (setting its Seq and ID) and calls then under the journal's lock,
@@ -277,7 +322,7 @@ func (j *journal) append(ev *Event, client string, pid uint16, dup bool, then fu
 	}
 	j.seq = seq
 	ev.Seq = seq
-	ev.ID = j.id + "-" + strconv.FormatUint(seq, 36)
+	ev.ID = j.eventID(seq)
 	last := &j.segs[len(j.segs)-1]
 	last.last = seq
 	if client != "" {

@@ -11,9 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,7 +71,7 @@ func TestJournalRedeliversWhatIsNotCommitted(t *testing.T) {
 	}
 	// Sequence numbers and ids go on from where they were.
 	more := appendN(t, j2, 10, 1)
-	if more[0].Seq != 11 || more[0].ID == evs[9].ID || more[0].ID[:12] != evs[0].ID[:12] {
+	if more[0].Seq != 11 || more[0].ID == evs[9].ID || more[0].ID != j2.eventID(11) {
 		t.Errorf("next event after reopen: seq %d id %s (previous %s)", more[0].Seq, more[0].ID, evs[9].ID)
 	}
 	if err := j2.commit(more[0].Seq); err != nil {
@@ -82,6 +83,49 @@ func TestJournalRedeliversWhatIsNotCommitted(t *testing.T) {
 	_, pending = openTestJournal(t, dir)
 	if len(pending) != 0 {
 		t.Errorf("all committed, yet %d pending", len(pending))
+	}
+}
+
+// Issue 12: an event's ID names its invocations and actuations, which agents see. It stays
+// the same when the event is delivered again after a restart, but nobody can derive one
+// event's ID from another's (it was journal id + "-" + sequence number): an HMAC under the
+// journal's key, a secret file in the journal's folder.
+func TestJournalEventIDsAreKeyed(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openTestJournal(t, dir)
+	evs := appendN(t, j, 0, 3)
+	hexID := regexp.MustCompile(`^[0-9a-f]{32}$`)
+	for _, ev := range evs {
+		if !hexID.MatchString(ev.ID) || strings.Contains(ev.ID, j.id) {
+			t.Errorf("event %d: id %q is not 32 hex digits unrelated to the journal id %q", ev.Seq, ev.ID, j.id)
+		}
+	}
+	if evs[0].ID == evs[1].ID {
+		t.Fatalf("two events, one id %s", evs[0].ID)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "key"))
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() < 32 {
+		t.Fatalf("journal key file: %v, %v", fi, err)
+	}
+	// Delivered again after a crash: the same ids.
+	_, pending := openTestJournal(t, dir)
+	if len(pending) != 3 {
+		t.Fatalf("pending %d, want 3", len(pending))
+	}
+	for i, ev := range pending {
+		if ev.ID != evs[i].ID {
+			t.Errorf("event %d after reopen: id %s, was %s", ev.Seq, ev.ID, evs[i].ID)
+		}
+	}
+	// Another journal (another key): other ids for the same sequence numbers, even with
+	// the same journal id.
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "id"), []byte(j.id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j3, _ := openTestJournal(t, other)
+	if ev := appendN(t, j3, 0, 1); ev[0].Seq != 1 || ev[0].ID == evs[0].ID {
+		t.Errorf("another journal's first event: seq %d id %s, the first journal's %s", ev[0].Seq, ev[0].ID, evs[0].ID)
 	}
 }
 
@@ -249,7 +293,7 @@ func FuzzJournalOpen(f *testing.F) {
 			}
 		}
 		for _, e := range pending {
-			if !events[e.Seq] || e.ID != j.id+"-"+strconv.FormatUint(e.Seq, 36) || !e.Redelivered {
+			if !events[e.Seq] || e.ID != j.eventID(e.Seq) || !e.Redelivered {
 				t.Fatalf("pending event %+v: not from a whole event record (seqs %v) or badly named", e, events)
 			}
 		}

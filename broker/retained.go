@@ -1,11 +1,14 @@
 package broker
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // retainedOwners bounds the retained topics each user holds. Retained messages live until
@@ -58,20 +61,28 @@ func (r *retainedOwners) dec(user string) {
 	}
 }
 
-// OnPublish refuses retained invoke requests (they would run again at every restart and
-// for every new engine) and bounds each user's retained topics.
+// OnPublish strips the hop count from devices and clients (hopTrusted), refuses retained
+// invoke requests (they would run again at every restart and for every new engine) and
+// bounds each user's retained topics.
 func (h *guardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if !pk.FixedHeader.Retain || cl.Net.Inline {
+	if cl.Net.Inline {
 		return pk, nil
 	}
 	s := h.s
 	username := string(cl.Properties.Username)
+	role, _ := s.policy.role(username)
+	if !hopTrusted(role) {
+		pk.Properties.User = withoutHop(pk.Properties.User)
+	}
+	if !pk.FixedHeader.Retain {
+		return pk, nil
+	}
 	if strings.HasPrefix(pk.TopicName, s.invokePrefix) {
 		s.metrics.retainedRefused.Add(1)
 		s.log.Info("retained invoke request refused", "client", cl.ID, "username", username, "topic", pk.TopicName)
 		return pk, h.refusePublish(cl, pk, packets.ErrNotAuthorized)
 	}
-	if role, _ := s.policy.role(username); role == RoleAdmin {
+	if role == RoleAdmin {
 		return pk, nil
 	}
 	if !s.retained.admit(username, pk.TopicName, len(pk.Payload) == 0) {
@@ -84,6 +95,32 @@ func (h *guardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	}
 	return pk, nil
 }
+
+// OnWill strips the hop count from the wills of devices and clients, as OnPublish does
+// from their publishes (mochi sends a will without OnPublish).
+func (h *guardHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if role, _ := h.s.policy.role(string(cl.Properties.Username)); !hopTrusted(role) {
+		will.User = withoutHop(will.User)
+	}
+	return will, nil
+}
+
+// hopTrusted reports whether a role may set the hop count (protocol.HopProperty) that
+// bounds rule chains: agents, which put their invocation's hop + 1 on a function's
+// publishes, and admins. Anyone else would reset or extend a chain at will (a device's
+// -100000 made one event fire a rule 100,008 times).
+func hopTrusted(role Role) bool { return role == RoleAgent || role == RoleAdmin }
+
+// withoutHop returns props without the hop count, sharing nothing with props when it had
+// one (the decoded packet's slice is not ours to change).
+func withoutHop(props []packets.UserProperty) []packets.UserProperty {
+	if !slices.ContainsFunc(props, isHop) {
+		return props
+	}
+	return slices.DeleteFunc(slices.Clone(props), isHop)
+}
+
+func isHop(u packets.UserProperty) bool { return u.Key == protocol.HopProperty }
 
 // refusePublish refuses pk the way mochi refuses a publish the ACL denies: MQTT 5 QoS 1/2
 // get the reason in the PUBACK; MQTT 3.1.1 QoS 1/2 publishers are disconnected (they have

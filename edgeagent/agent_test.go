@@ -271,16 +271,19 @@ func TestActuation(t *testing.T) {
 		t.Fatalf("input line answer %s", m.Payload)
 	}
 
-	// From a function: actuate and publish lists, result as output.
-	res := cl.invoke(cfg.ID, shInvocation("cool", `read -r ev; echo '{"actuate":[{"line":"alarm","value":1}],"publish":[{"topic":"alerts/gh1","payload":{"t":31}},{"topic":"alerts/text","payload":"hot"}],"result":"alarm on"}'`))
+	// From a function: actuate and publish lists, result as output; the publishes carry
+	// the invocation's hop + 1.
+	cool := shInvocation("cool", `read -r ev; echo '{"actuate":[{"line":"alarm","value":1}],"publish":[{"topic":"alerts/gh1","payload":{"t":31}},{"topic":"alerts/text","payload":"hot"}],"result":"alarm on"}'`)
+	cool.Hop = 4
+	res := cl.invoke(cfg.ID, cool)
 	if res.Status != protocol.StatusOK || string(res.Output) != `"alarm on"` {
 		t.Fatalf("function actuation: %+v", res)
 	}
 	if v, _ := lines.Get("alarm"); v != 1 {
 		t.Fatalf("alarm = %d", v)
 	}
-	if m := cl.await("alerts/gh1", nil); string(m.Payload) != `{"t":31}` {
-		t.Fatalf("published %s", m.Payload)
+	if m := cl.await("alerts/gh1", nil); string(m.Payload) != `{"t":31}` || m.Properties == nil || m.Properties.User.Get(protocol.HopProperty) != "5" {
+		t.Fatalf("published %s (properties %+v), want hop 5", m.Payload, m.Properties)
 	}
 	if m := cl.await("alerts/text", nil); string(m.Payload) != `hot` {
 		t.Fatalf("published %s", m.Payload)

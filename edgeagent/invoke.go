@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -281,8 +282,12 @@ func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
 			return fmt.Errorf("actuate: %w", err)
 		}
 	}
+	// A function's publishes come back into the rules one hop after its invocation, so
+	// that rule chains through functions stop too (docs/design.md, deviceless-hop).
+	hop := paho.UserProperties{{Key: protocol.HopProperty, Value: strconv.Itoa(inv.Hop + 1)}}
 	for _, p := range out.Publish {
-		a.publish(&paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain})
+		a.publish(&paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain,
+			Properties: &paho.PublishProperties{User: hop}})
 	}
 	return nil
 }

@@ -83,6 +83,29 @@ func HashAPIToken(token string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// tokenTable finds API tokens by their SHA-256.
+type tokenTable map[[32]byte]APIToken
+
+func newTokenTable(tokens []APIToken) tokenTable {
+	t := make(tokenTable, len(tokens))
+	for _, tok := range tokens {
+		var sum [32]byte
+		h, _ := hex.DecodeString(strings.TrimPrefix(tok.Hash, "sha256:"))
+		copy(sum[:], h)
+		t[sum] = tok
+	}
+	return t
+}
+
+// lookup returns the token whose hash is token's; "" is no token.
+func (t tokenTable) lookup(token string) (APIToken, bool) {
+	if token == "" {
+		return APIToken{}, false
+	}
+	tok, ok := t[sha256.Sum256([]byte(token))]
+	return tok, ok
+}
+
 func (c *APIConfig) validate(listen string) error {
 	var errs []error
 	if c.Open && listen != "off" && !loopbackListen(listen) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -137,6 +138,15 @@ func (c *Config) validate() error {
 	}
 	if err := c.API.validate(c.HTTP); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Broker.External != "" {
+		// An external broker does not say who published an invoke request: its API token
+		// does, and the token's name is its response space, one topic level.
+		for i, t := range c.API.Tokens {
+			if strings.ContainsAny(t.Name, "/+#\x00") {
+				errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): with broker.external a token's name is its response space {prefix}/responses/{name}: no '/', '+', '#' or NUL", i, t.Name))
+			}
+		}
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))

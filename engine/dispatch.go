@@ -73,6 +73,8 @@ type counter interface{ Inc() }
 // dispatchCounters count what the dispatcher does (Prometheus counters in the engine).
 type dispatchCounters struct {
 	attempts, retries, timeouts, late, deadLetters, malformed counter
+	// foreign counts results from an agent the invocation was not sent to (ignored).
+	foreign counter
 }
 
 // resultObserver receives finished invocations: history, Prometheus, the Influx sink and
@@ -87,6 +89,7 @@ type resultObserver interface {
 type finished struct {
 	Record
 	raw []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
+	hop int    // the invocation's hop: the result goes back into the rules as hop+1
 }
 
 // JSON returns the result encoded as JSON, encoding it at most once for every observer
@@ -130,9 +133,12 @@ func newID() string {
 }
 
 // invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
-// random ids). reply, when set, receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(*finished), ids *actionIDs) {
-	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: fn.Spec}
+// random ids). hop is the hop count of the event that caused it (0 from outside the
+// rules): its result and dead letter come back into the rules with hop+1, and so do the
+// function's publishes (the agent echoes it). reply, when set, receives the first result
+// (or the dead-letter result).
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs) {
+	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Hop: hop, Event: ev, Args: args, Spec: fn.Spec}
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
@@ -252,7 +258,11 @@ func (d *dispatcher) retryOrDeadLetter(p *pending, reason, status string) {
 	d.deadLetter(p, reason, status)
 }
 
-// result handles a result message from an agent.
+// result handles a result message that agentID published on its own result topic (the
+// broker lets no other agent write there). It counts only when an attempt of the
+// invocation is out to that very agent: a result for an invocation sent elsewhere is
+// foreign and ignored, so an agent can neither answer another's invocation nor pull it
+// over by answering "rejected". The result's agent is the topic's, never the payload's.
 func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 	var res protocol.Result
 	if err := json.Unmarshal(payload, &res); err != nil {
@@ -266,36 +276,38 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 	}
 	d.mu.Lock()
 	p := d.pending[id]
-	sent := false
-	if p != nil {
+	mine := p != nil && p.sent && p.agent == agentID
+	tried := p != nil && slices.Contains(p.tried, agentID)
+	if mine {
 		p.timer.Stop()
 		delete(d.pending, id)
-		sent, p.sent = p.sent, false
+		p.sent = false
 	}
 	d.mu.Unlock()
-	if p == nil {
+	switch {
+	case p == nil || (!mine && tried):
 		// A late answer to an attempt that was retried, or another engine's invocation.
 		d.counters.late.Inc()
 		return
+	case !mine:
+		d.counters.foreign.Inc()
+		d.log.Warn("result ignored: the invocation was not sent to this agent", "agent", agentID, "id", id, "function", p.inv.Function)
+		return
 	}
-	if sent {
-		d.agents.addInFlight(p.agent, -1)
-	}
+	d.agents.addInFlight(p.agent, -1)
 	if res.Status == protocol.StatusRejected {
 		d.retryOrDeadLetter(p, fmt.Sprintf("agent %s rejected the invocation: %s", agentID, res.Error), protocol.StatusRejected)
 		d.signalIdle()
 		return
 	}
-	// The invocation's id, function and rule are the result's. When the agent's result
-	// already says so (the edge agent's do), its bytes are forwarded as they came.
+	// The invocation's id, function and rule are the result's, and the topic's agent. When
+	// the agent's result already says so (the edge agent's do), its bytes are forwarded as
+	// they came.
 	var raw []byte
-	if res.ID == p.inv.ID && res.Function == p.inv.Function && res.Rule == p.inv.Rule && res.Agent != "" {
+	if res.ID == p.inv.ID && res.Function == p.inv.Function && res.Rule == p.inv.Rule && res.Agent == agentID {
 		raw = payload
 	}
-	res.ID, res.Function, res.Rule = p.inv.ID, p.inv.Function, p.inv.Rule
-	if res.Agent == "" {
-		res.Agent = agentID
-	}
+	res.ID, res.Function, res.Rule, res.Agent = p.inv.ID, p.inv.Function, p.inv.Rule, agentID
 	d.finish(p, res, raw)
 	d.signalIdle()
 }
@@ -303,7 +315,7 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 // finish hands a finished invocation to the observers, then to its reply. raw, when set,
 // is res encoded as JSON.
 func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
-	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw}
+	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw, hop: p.inv.Hop}
 	for _, o := range d.observers {
 		o.observe(f)
 	}
@@ -323,7 +335,8 @@ func (d *dispatcher) deadLetter(p *pending, reason, status string) {
 		b, err = json.Marshal(dl)
 	}
 	if err == nil {
-		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json"})
+		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json",
+			UserProperties: hopProperties(p.inv.Hop + 1)})
 	}
 	res := protocol.Result{ID: p.inv.ID, Function: p.inv.Function, Rule: p.inv.Rule, Status: status, Error: reason, ExitCode: -1}
 	if len(p.tried) > 0 {
@@ -387,7 +400,11 @@ func (d *dispatcher) drain(ctx context.Context) {
 // sinkObserver writes a point per finished invocation to the metrics sink (Influx).
 type sinkObserver struct{ sink metrics.Sink }
 
-func (o sinkObserver) observe(f *finished) { o.sink.Write(metrics.Invocation(f.Result)) }
+func (o sinkObserver) observe(f *finished) {
+	r := f.Result
+	r.Status = statusLabel(r.Status) // a tag: bounded like the Prometheus label
+	o.sink.Write(metrics.Invocation(r))
+}
 
 // resultsTopic publishes every finished invocation on {prefix}/results/{function}.
 type resultsTopic struct {
@@ -397,6 +414,7 @@ type resultsTopic struct {
 
 func (o resultsTopic) observe(f *finished) {
 	if b := f.JSON(); b != nil {
-		_ = o.publish(broker.Message{Topic: o.topics.Results(f.Function), Payload: b, ContentType: "application/json"})
+		_ = o.publish(broker.Message{Topic: o.topics.Results(f.Function), Payload: b, ContentType: "application/json",
+			UserProperties: hopProperties(f.hop + 1)})
 	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 	"github.com/deviceless/deviceless/rules"
 )
@@ -195,14 +197,61 @@ func TestDispatcher(t *testing.T) {
 			Counts:  counts{Attempts: 2, Timeouts: 1, Retries: 1, Late: 2},
 		},
 	}, {
-		name:   "the invocation's id, function and rule win over the agent's",
+		name:   "the invocation's id, function and rule, and the topic's agent, win over the result's",
 		agents: []string{"a1"},
 		steps:  []step{invoke(one), result("a1", `{"id":"other","function":"g","rule":"s","agent":"a9","status":"ok"}`, "ev-1")},
 		want: dispatchRun{
 			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
-			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a9", Status: "ok", Attempts: 1}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "ok", Attempts: 1}},
 			Replies:  []string{"ev-1"},
 			Counts:   counts{Attempts: 1},
+		},
+	}, {
+		// Issue 12: a2 answers, on its own result topic, an invocation sent to a1, naming a1.
+		name:   "a result from an agent the invocation was not sent to is foreign: ignored",
+		agents: []string{"a1", "a2"},
+		steps: []step{invoke(protocol.Target{Agent: "a1", Pick: protocol.PickOne}),
+			result("a2", `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","output":"forged"}`, "ev-1"),
+			answer("a1", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "ok", Attempts: 1}},
+			Replies:  []string{"ev-1"},
+			Counts:   counts{Attempts: 1, Foreign: 1},
+		},
+	}, {
+		// Issue 12: a2 answers "rejected" to a1's invocation to have it retried on itself.
+		name:   "a rejection from another agent does not pull the invocation over",
+		agents: []string{"a1", "a2"},
+		steps:  []step{invoke(one), result("a2", `{"id":"ev-1","status":"rejected"}`, "ev-1"), advance(time.Second)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
+			Counts:   counts{Attempts: 1, Foreign: 1},
+			InFlight: map[string]int{"a1": 1},
+			Pending:  1,
+		},
+	}, {
+		name:   "a result while the retry backs off, from the agent it will go to, is foreign",
+		agents: []string{"a1", "a2"},
+		steps: []step{invoke(one), answer("a1", protocol.StatusRejected),
+			result("a2", `{"id":"ev-1","status":"ok"}`, "ev-1"), advance(100 * time.Millisecond), answer("a2", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: 100 * time.Millisecond}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2, At: 100 * time.Millisecond}},
+			Replies:  []string{"ev-1"},
+			Counts:   counts{Attempts: 2, Retries: 1, Foreign: 1},
+		},
+	}, {
+		name:   "a result from an agent tried before, after the retry went out, is late",
+		agents: []string{"a1", "a2"},
+		steps: []step{invoke(one), advance(timeout), advance(100 * time.Millisecond),
+			result("a1", `{"id":"ev-1","status":"ok"}`, "ev-1"), answer("a2", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: timeout + 100*time.Millisecond}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2,
+				At: timeout + 100*time.Millisecond}},
+			Replies: []string{"ev-1"},
+			Counts:  counts{Attempts: 2, Timeouts: 1, Retries: 1, Late: 1},
 		},
 	}, {
 		name:   "a malformed result is counted and ignored",
@@ -273,22 +322,92 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 		name:    "another function: the invocation's",
 		payload: `{"id":"ev-1","agent":"a1","function":"g","rule":"r","status":"error","error":"boom","exit_code":2}`,
 		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"error","error":"boom","exit_code":2,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
+	}, {
+		name:    "expired actuations kept when encoded again",
+		payload: `{"id":"ev-1","status":"ok","expired":[{"line":"fan","value":1,"expires_at":"2025-06-01T12:00:00Z"}]}`,
+		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","exit_code":0,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0},"expired":[{"line":"fan","value":1,"expires_at":"2025-06-01T12:00:00Z"}]}`,
+	}, {
+		name:    "another agent named: the topic's",
+		payload: `{"id":"ev-1","agent":"a2","function":"f","rule":"r","status":"ok","exit_code":0}`,
+		want:    `{"id":"ev-1","agent":"a1","function":"f","rule":"r","status":"ok","exit_code":0,"cold":false,"timings_ms":{"queue":0,"start":0,"run":0,"total":0}}`,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
 			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
 			var reply []byte
-			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, func(f *finished) { reply = f.JSON() }, &h.ids)
-			h.d.result("a1", []byte(tc.payload), []byte("ev-1"))
-			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.results); diff != "" {
+			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 0, func(f *finished) { reply = f.JSON() }, &h.ids)
+			h.d.result("a1", []byte(h.real(tc.payload)), []byte(h.real("ev-1")))
+			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.labels(h.results)); diff != "" {
 				t.Errorf("results topic (-want +got):\n%s", diff)
 			}
-			if string(reply) != tc.want {
+			if string(h.label(string(reply))) != tc.want {
 				t.Errorf("reply %s, want %s", reply, tc.want)
 			}
 		})
 	}
 }
+
+// Issue 12: an invocation carries the hop of its event; its result on the results topic
+// and its dead letter go back into the rules one hop further.
+func TestResultsAndDeadLettersCountHops(t *testing.T) {
+	var msgs []broker.Message
+	d := newDispatcher(dispatchDeps{
+		publish: func(m broker.Message) error { msgs = append(msgs, m); return nil },
+		agents:  &fakeAgents{online: []string{"a1"}, inFlight: map[string]int{}},
+		clock:   &fakeClock{now: time.Now()},
+		limits:  DispatchConfig{Attempts: 1, Backoff: time.Millisecond, StartGrace: time.Second},
+		counters: dispatchCounters{attempts: fakeCounter{new(int)}, retries: fakeCounter{new(int)}, timeouts: fakeCounter{new(int)},
+			late: fakeCounter{new(int)}, foreign: fakeCounter{new(int)}, deadLetters: fakeCounter{new(int)}, malformed: fakeCounter{new(int)}},
+	})
+	d.observers = []resultObserver{resultsTopic{publish: d.publish, topics: d.topics}}
+	hopOf := func(m broker.Message) string {
+		for _, u := range m.UserProperties {
+			if u.Key == hopProperty {
+				return u.Value
+			}
+		}
+		return "none"
+	}
+	d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 3, nil, nil)
+	var inv protocol.Invocation
+	if err := json.Unmarshal(msgs[0].Payload, &inv); err != nil || inv.Hop != 3 {
+		t.Fatalf("invocation %s: hop %d, want 3 (%v)", msgs[0].Payload, inv.Hop, err)
+	}
+	d.result("a1", []byte(`{"status":"ok"}`), []byte(inv.ID))
+	if m := msgs[1]; m.Topic != "deviceless/results/f" || hopOf(m) != "4" {
+		t.Fatalf("result on %s with hop %s, want deviceless/results/f with hop 4", m.Topic, hopOf(m))
+	}
+	msgs = nil
+	d.invoke(testFunction, "r", protocol.Target{Agent: "nobody", Pick: protocol.PickOne}, nil, nil, 5, nil, nil)
+	if len(msgs) != 2 || msgs[0].Topic != "deviceless/deadletter" || hopOf(msgs[0]) != "6" || hopOf(msgs[1]) != "6" {
+		t.Fatalf("dead letter and its result: %+v, want both with hop 6", msgs)
+	}
+}
+
+// The Influx point of a finished invocation has the status tag bounded as the Prometheus
+// label is (issue 12).
+func TestSinkObserverBoundsTheStatusTag(t *testing.T) {
+	var got []metrics.Point
+	o := sinkObserver{sinkFunc(func(p metrics.Point) { got = append(got, p) })}
+	for _, status := range []string{protocol.StatusOK, "whatever-an-agent-says"} {
+		o.observe(&finished{Record: Record{Result: protocol.Result{Function: "f", Agent: "a1", Status: status}}})
+	}
+	var tags []string
+	for _, p := range got {
+		for _, tag := range p.Tags {
+			if tag.Key == "status" {
+				tags = append(tags, tag.Value)
+			}
+		}
+	}
+	if diff := cmp.Diff([]string{"ok", "other"}, tags); diff != "" {
+		t.Errorf("status tags (-want +got):\n%s", diff)
+	}
+}
+
+type sinkFunc func(metrics.Point)
+
+func (f sinkFunc) Write(p metrics.Point) { f(p) }
 
 // dispatchRun is what a dispatcher did: messages it published, invocations that finished
 // (as the observers saw them), replies, counters, in-flight counts and pending invocations.
@@ -318,7 +437,7 @@ type outcome struct {
 }
 
 type counts struct {
-	Attempts, Retries, Timeouts, Late, DeadLetters, Malformed int
+	Attempts, Retries, Timeouts, Late, Foreign, DeadLetters, Malformed int
 }
 
 type dispatchHarness struct {
@@ -334,13 +453,17 @@ type dispatchHarness struct {
 	replies  []string
 	counts   counts
 	lastInv  map[string]string // agent: the id of the last invocation it was sent
+	names    map[string]string // the ids the harness's event names its invocations: "ev-1", "ev-2", ...
 	results  []string          // topic and payload on the results topic
 }
 
 func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness {
 	start := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	h := &dispatchHarness{clock: &fakeClock{now: start}, agents: &fakeAgents{online: agents, inFlight: map[string]int{}},
-		ids: actionIDs{base: "ev"}, start: start, lastInv: map[string]string{}}
+		ids: actionIDs{base: "ev"}, start: start, lastInv: map[string]string{}, names: map[string]string{}}
+	for i, ids := 1, (actionIDs{base: "ev"}); i <= 9; i++ {
+		h.names[ids.next()] = fmt.Sprintf("ev-%d", i)
+	}
 	if limits.Attempts == 0 {
 		limits.Attempts = 3
 	}
@@ -357,9 +480,9 @@ func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness
 		clock:   h.clock,
 		limits:  limits,
 		counters: dispatchCounters{attempts: fakeCounter{&c.Attempts}, retries: fakeCounter{&c.Retries}, timeouts: fakeCounter{&c.Timeouts},
-			late: fakeCounter{&c.Late}, deadLetters: fakeCounter{&c.DeadLetters}, malformed: fakeCounter{&c.Malformed}},
+			late: fakeCounter{&c.Late}, foreign: fakeCounter{&c.Foreign}, deadLetters: fakeCounter{&c.DeadLetters}, malformed: fakeCounter{&c.Malformed}},
 		observers: []resultObserver{observerFunc(func(f *finished) {
-			h.finished = append(h.finished, outcome{ID: f.ID, Function: f.Function, Rule: f.Rule, Agent: f.Agent, Status: f.Status,
+			h.finished = append(h.finished, outcome{ID: h.label(f.ID), Function: f.Function, Rule: f.Rule, Agent: f.Agent, Status: f.Status,
 				Error: f.Error, Attempts: f.Attempts, At: f.Finished.Sub(h.start)})
 		})},
 	})
@@ -375,7 +498,7 @@ func (h *dispatchHarness) publish(m broker.Message) error {
 		if err := json.Unmarshal(m.Payload, &dl); err != nil {
 			panic(err)
 		}
-		h.sent = append(h.sent, sent{DeadLetter: dl.Reason, ID: dl.Invocation.ID, Attempt: dl.Invocation.Attempt, Tried: dl.Tried, At: dl.At.Sub(h.start)})
+		h.sent = append(h.sent, sent{DeadLetter: dl.Reason, ID: h.label(dl.Invocation.ID), Attempt: dl.Invocation.Attempt, Tried: dl.Tried, At: dl.At.Sub(h.start)})
 	case h.fail != nil:
 		return h.fail
 	default:
@@ -389,9 +512,33 @@ func (h *dispatchHarness) publish(m broker.Message) error {
 			panic("unexpected invocation message " + m.Topic + " " + string(m.Payload))
 		}
 		h.lastInv[agent] = inv.ID
-		h.sent = append(h.sent, sent{To: agent, ID: inv.ID, Attempt: inv.Attempt, At: h.clock.Now().Sub(h.start)})
+		h.sent = append(h.sent, sent{To: agent, ID: h.label(inv.ID), Attempt: inv.Attempt, At: h.clock.Now().Sub(h.start)})
 	}
 	return nil
+}
+
+// label replaces the ids of the harness's invocations in s with their names ("ev-1").
+func (h *dispatchHarness) label(s string) string {
+	for id, name := range h.names {
+		s = strings.ReplaceAll(s, id, name)
+	}
+	return s
+}
+
+func (h *dispatchHarness) labels(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = h.label(s)
+	}
+	return out
+}
+
+// real replaces the names of the harness's invocations ("ev-1") in s with their ids.
+func (h *dispatchHarness) real(s string) string {
+	for id, name := range h.names {
+		s = strings.ReplaceAll(s, name, id)
+	}
+	return s
 }
 
 func (h *dispatchHarness) run() dispatchRun {
@@ -414,7 +561,7 @@ func invoke(target protocol.Target) step { return invokeArgs(target, map[string]
 func invokeArgs(target protocol.Target, args map[string]any) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		ev := &protocol.Event{Topic: "sensors/a", Payload: json.RawMessage(`{"c":1}`)}
-		h.d.invoke(testFunction, "r", target, args, ev, func(f *finished) { h.replies = append(h.replies, f.ID) }, &h.ids)
+		h.d.invoke(testFunction, "r", target, args, ev, 0, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, &h.ids)
 	}
 }
 
@@ -436,7 +583,9 @@ func answer(agent, status string) step {
 
 // result hands the dispatcher a result message from agent as it is.
 func result(agent, payload, correlation string) step {
-	return func(t *testing.T, h *dispatchHarness) { h.d.result(agent, []byte(payload), []byte(correlation)) }
+	return func(t *testing.T, h *dispatchHarness) {
+		h.d.result(agent, []byte(h.real(payload)), []byte(h.real(correlation)))
+	}
 }
 
 func advance(d time.Duration) step {

@@ -15,6 +15,9 @@ package engine
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,11 +34,13 @@ import (
 	"github.com/deviceless/deviceless/rules"
 )
 
-// maxHops bounds chains of rules that publish to topics other rules match, so that a
-// rule publishing to its own topic cannot loop forever.
+// maxHops bounds chains of rules: every way an event's actions come back into the rules
+// (a rule's publish, an invocation's result and dead letter, a function's publishes)
+// counts one hop, so that no rule can loop forever.
 const maxHops = 8
 
-const hopProperty = "deviceless-hop"
+// hopProperty carries the hop count on what the engine and agents publish.
+const hopProperty = protocol.HopProperty
 
 // Engine is one running control plane.
 type Engine struct {
@@ -59,6 +64,7 @@ type Engine struct {
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
 
+	tokens   tokenTable   // api.tokens, for invoke requests through an external broker
 	httpAddr atomic.Value // string
 	ready    chan struct{}
 	now      func() time.Time
@@ -85,6 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, fmt.Errorf("engine: broker.prefix %q: %w", cfg.Broker.Prefix, err)
 	}
 	e.topics = topics
+	e.tokens = newTokenTable(cfg.API.Tokens)
 	set, err := e.loadRules()
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -123,7 +130,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		log:       log,
 		limits:    cfg.Dispatch,
 		topics:    e.topics,
-		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
+		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, foreign: m.foreign, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
 		observers: observers,
 	})
 	e.sched = newScheduler(e.ruleSet, e.actScheduled, e.now, log.With("component", "schedule"), cfg.State)
@@ -290,7 +297,7 @@ func (e *Engine) evaluate(st *evaluation, events []broker.Event) {
 		if len(st.firings) > 0 {
 			e.metrics.matched.Inc()
 		}
-		acts := eventActions{src: b, ids: actionIDs{base: b.ID}}
+		acts := eventActions{src: b, hop: hops(b), ids: actionIDs{base: b.ID}}
 		for j := range st.firings {
 			e.act(&st.firings[j], &acts)
 		}
@@ -330,23 +337,30 @@ func (e *Engine) forRules(b *broker.Event) bool {
 	return hops(b) < maxHops
 }
 
+// hops is the event's hop count: how many rule actions led to it. Only the engine and
+// agents set it (the embedded broker strips it from devices and clients); a value below 0
+// or not a number counts 0, so nobody can extend a chain (an external broker strips
+// nothing: a device there can only shorten its own chains).
 func hops(b *broker.Event) int {
 	if b == nil {
 		return 0 // a scheduled run
 	}
-	for _, u := range b.UserProperties {
-		if u.Key == hopProperty {
-			n, _ := strconv.Atoi(u.Value)
-			return n
-		}
-	}
-	return 0
+	n, _ := strconv.Atoi(userProperty(b, hopProperty))
+	return max(n, 0)
+}
+
+// hopProperties are the user properties of a message hop hops into a chain.
+func hopProperties(hop int) []broker.UserProperty {
+	return []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hop)}}
 }
 
 // actionIDs names the invocations and actuations one event causes. An event from a
 // durable intake has an ID that stays the same when it is evaluated again after a crash,
 // so its actions get the same ids again and agents recognise the repeats (they keep the
-// results of the ids they have seen); other events get random ids.
+// results of the ids they have seen); other events get random ids. The event's ID is a
+// secret of the broker's journal (an HMAC under the journal's key): the n-th action's id
+// is an HMAC of n under it, so an agent that sees some ids can derive neither the event's
+// ID nor any other action's id (issue 12).
 type actionIDs struct {
 	base string
 	n    int
@@ -357,14 +371,17 @@ func (a *actionIDs) next() string {
 		return newID()
 	}
 	a.n++
-	return a.base + "-" + strconv.Itoa(a.n)
+	mac := hmac.New(sha256.New, []byte(a.base))
+	mac.Write(strconv.AppendInt(nil, int64(a.n), 10))
+	return hex.EncodeToString(mac.Sum(nil)[:12])
 }
 
-// eventActions is what the actions of one event share: the event, the ids of its
-// invocations and actuations, and the event as its invocations carry it. A scheduled run
-// has no event (src nil): its invocations carry none.
+// eventActions is what the actions of one event share: the event, its hop count, the ids
+// of its invocations and actuations, and the event as its invocations carry it. A
+// scheduled run has no event (src nil): its invocations carry none.
 type eventActions struct {
 	src *broker.Event
+	hop int // hops(src): what it publishes is hop+1, its invocations carry it
 	ids actionIDs
 	inv *protocol.Event // made at the first invocation, shared by the others
 }
@@ -382,12 +399,12 @@ func (a *eventActions) invocationEvent() *protocol.Event {
 // act carries out a firing's actions.
 func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 	e.metrics.firings.WithLabelValues(f.Rule).Inc()
-	src, ids := acts.src, &acts.ids
+	ids := &acts.ids
 	for i := range f.Actions {
 		a := &f.Actions[i]
 		switch a.Kind {
 		case rules.Invoke:
-			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), nil, ids)
+			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), acts.hop, nil, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
 				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
@@ -397,7 +414,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 			payload, err := payloadBytes(a.Payload)
 			if err == nil {
 				err = e.publish(broker.Message{Topic: a.Topic, Payload: payload, QoS: a.QoS, Retain: a.Retain,
-					UserProperties: []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hops(src) + 1)}}})
+					UserProperties: hopProperties(acts.hop + 1)})
 			}
 			if err != nil {
 				e.metrics.actionErrs.WithLabelValues("publish").Inc()
@@ -408,6 +425,9 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 }
 
 // actuate sends a direct actuation to every agent the target selects that has the line.
+// It expires after the action's Expire (MQTT message expiry, and expires_at for the
+// agent): the broker drops it from the queue of an agent that is away, and an agent that
+// gets it late does not apply it.
 func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 	v, err := lineValue(a.Value)
 	if err != nil {
@@ -417,10 +437,15 @@ func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 	if len(agents) == 0 {
 		return fmt.Errorf("no online agent matches %s with output line %q", a.Target.String(), a.Line)
 	}
+	expire := a.Expire
+	if expire <= 0 {
+		expire = rules.DefaultActuationExpiry
+	}
+	expiresAt := e.now().Add(expire)
 	for _, id := range agents {
-		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For)}
+		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For), ExpiresAt: expiresAt}
 		b, _ := json.Marshal(msg)
-		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json"}); err != nil {
+		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json", Expiry: expire}); err != nil {
 			return err
 		}
 	}
@@ -522,9 +547,19 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	if b.Retain {
 		// A retained request (left by a client before the broker refused them) would run
 		// again at every start: never served.
-		e.metrics.malformed.WithLabelValues("invoke").Inc()
+		e.metrics.invokeRefused.WithLabelValues(refusedRetained).Inc()
 		e.log.Warn("retained invoke request ignored", "client", b.ClientID, "topic", b.Topic)
 		return
+	}
+	// The engine publishes without ACL checks: it answers only in the requester's response
+	// space, and a request it may not answer is not run either.
+	if b.ResponseTopic != "" {
+		if reason := e.responseRefused(b); reason != "" {
+			e.metrics.invokeRefused.WithLabelValues(reason).Inc()
+			e.log.Warn("invoke request refused: its response topic is not the requester's response space",
+				"reason", reason, "client", b.ClientID, "username", b.Username, "response_topic", b.ResponseTopic)
+			return
+		}
 	}
 	respondJSON := func(out []byte) {
 		if b.ResponseTopic == "" || out == nil {
@@ -535,19 +570,6 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	fail := func(err string) {
 		out, _ := json.Marshal(protocol.Result{Function: function, Status: protocol.StatusError, Error: err, ExitCode: -1})
 		respondJSON(out)
-	}
-	// The engine publishes without ACL checks: never onto a topic the requester could not
-	// read itself.
-	switch {
-	case b.ResponseTopic == "":
-	case e.auth == nil:
-		// An external broker: the engine cannot see its ACLs and answers on whatever
-		// response topic the request names; that broker's ACLs govern only who may send
-		// requests (docs/engine.md). Kept as it is; a separate security issue changes it.
-	case !e.auth.Permits(b.Username, b.ResponseTopic, false):
-		e.metrics.malformed.WithLabelValues("invoke").Inc()
-		e.log.Warn("invoke request refused: requester may not read its response topic", "client", b.ClientID, "response_topic", b.ResponseTopic)
-		return
 	}
 	var req protocol.InvokeRequest
 	if len(b.Payload) > 0 {
@@ -560,6 +582,54 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 	if err := e.invoke(function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
 		fail(err.Error())
 	}
+}
+
+// Why an invoke request is refused (deviceless_invoke_refused_total{reason}).
+const (
+	refusedRetained      = "retained"       // a retained request
+	refusedResponseTopic = "response_topic" // not in the requester's response space
+	refusedToken         = "token"          // external broker: no API token of role client or admin
+)
+
+// tokenProperty is the MQTT user property of an invoke request that carries an API token,
+// the requester's name with an external broker.
+const tokenProperty = "deviceless-token"
+
+// responseRefused checks that b's response topic lies in its requester's response space,
+// {prefix}/responses/{requester}/..., and returns why not ("" when it does). The requester
+// is the publisher's MQTT username with the embedded broker, which tells the engine who
+// published (and that user must be allowed to read the topic). An external broker does
+// not: there the request must prove its name with an API token of role client or admin
+// in its deviceless-token user property, and the requester is the token's name.
+func (e *Engine) responseRefused(b *broker.Event) string {
+	r, _ := e.topics.Parse(b.ResponseTopic)
+	if r.Kind != protocol.Response {
+		return refusedResponseTopic
+	}
+	requester := b.Username
+	if e.auth == nil {
+		t, ok := e.tokens.lookup(userProperty(b, tokenProperty))
+		if !ok || !accessInvoke.allows(t.Role) {
+			return refusedToken
+		}
+		requester = t.Name
+	} else if !e.auth.Permits(requester, b.ResponseTopic, false) {
+		return refusedResponseTopic
+	}
+	if requester == "" || r.User != requester {
+		return refusedResponseTopic
+	}
+	return ""
+}
+
+// userProperty returns the value of b's first user property key ("" when it has none).
+func userProperty(b *broker.Event, key string) string {
+	for _, u := range b.UserProperties {
+		if u.Key == key {
+			return u.Value
+		}
+	}
+	return ""
 }
 
 // ErrUnknownFunction is returned by Invoke for a function no rule file defines.
@@ -588,6 +658,6 @@ func (e *Engine) invoke(function string, req protocol.InvokeRequest, reply func(
 	if err != nil {
 		return err
 	}
-	e.dispatch.invoke(fn, "", t, req.Args, nil, reply, nil)
+	e.dispatch.invoke(fn, "", t, req.Args, nil, 0, reply, nil)
 	return nil
 }

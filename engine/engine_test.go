@@ -306,14 +306,21 @@ func waitAgents(t *testing.T, e *running, n int) {
 	eventually(t, fmt.Sprintf("%d agents online", n), func() bool { return e.registry.online() == n })
 }
 
+// mosquittoPub publishes with the real mosquitto client as the device "dev".
 func mosquittoPub(t *testing.T, addr string, args ...string) {
+	t.Helper()
+	mosquittoPubAs(t, addr, "dev", args...)
+}
+
+// mosquittoPubAs publishes with the real mosquitto client (MQTT 5) as one of testUsers.
+func mosquittoPubAs(t *testing.T, addr, user string, args ...string) {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(addr)
 	bin, err := exec.LookPath("mosquitto_pub")
 	if err != nil {
 		t.Fatal("mosquitto_pub not found: run `go tool task setup` to install mosquitto-clients")
 	}
-	cmd := exec.Command(bin, append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-u", "dev", "-P", "pw-dev"}, args...)...)
+	cmd := exec.Command(bin, append([]string{"-h", host, "-p", port, "-V", "mqttv5", "-u", user, "-P", "pw-" + user}, args...)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_pub %v: %v: %s", args, err, out)
 	}
@@ -485,7 +492,7 @@ func TestExternalInvokeOverMQTT(t *testing.T) {
 	})
 	waitAgents(t, e, 1)
 	app := connect(t, addr, "app", nil, nil)
-	reply := "deviceless/results/replies/app"
+	reply := "deviceless/responses/app/replies"
 	app.sub(t, reply)
 	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/echo", QoS: 1, Payload: []byte(`{"args":{"x":42}}`),
 		Properties: &paho.PublishProperties{ResponseTopic: reply, CorrelationData: []byte("req-1")}})
@@ -508,6 +515,225 @@ func TestExternalInvokeOverMQTT(t *testing.T) {
 	_ = json.Unmarshal(m.Payload, &r)
 	if string(m.Properties.CorrelationData) != "req-3" || !strings.Contains(r.Error, "malformed request") {
 		t.Fatalf("reply %s %+v", m.Properties.CorrelationData, r)
+	}
+}
+
+// Issue 12: agent a2, publishing with mosquitto_pub on its own result topic, can neither
+// answer the invocation another agent was sent (naming that agent in the result) nor pull
+// it onto itself by answering "rejected": a result counts only from the agent the
+// invocation went to, and its agent is the topic's.
+func TestForgedResultsAreIgnored(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, "functions:\n  echo: {runtime: sh, code: cat, timeout: 10s}\n")
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	honest := func(protocol.Invocation) *protocol.Result {
+		mu.Lock()
+		g := gate
+		mu.Unlock()
+		<-g
+		return &protocol.Result{Status: "ok", Output: json.RawMessage(`"genuine"`)}
+	}
+	agents := map[string]*scriptedAgent{
+		"a1": startAgent(t, addr, "a1", map[string]string{"zone": "north"}, honest),
+		"a2": startAgent(t, addr, "a2", map[string]string{"zone": "north"}, honest),
+	}
+	waitAgents(t, e, 2)
+	seen := map[string]bool{}
+	for i, forged := range []string{
+		`{"id":%q,"agent":%q,"function":"echo","status":"ok","output":"forged"}`,
+		`{"id":%q,"agent":%q,"function":"echo","status":"rejected","error":"busy"}`,
+	} {
+		got := make(chan protocol.Result, 1)
+		go func() {
+			var r protocol.Result
+			postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{"target":{"labels":{"zone":"north"}}}`, &r)
+			got <- r
+		}()
+		var inv protocol.Invocation
+		var owner, rogue string
+		eventually(t, "the invocation", func() bool {
+			for id, a := range agents {
+				for _, v := range a.invocations() {
+					if !seen[v.ID] {
+						inv, owner = v, id
+					}
+				}
+			}
+			return owner != ""
+		})
+		seen[inv.ID] = true
+		rogue = map[string]string{"a1": "a2", "a2": "a1"}[owner]
+		mosquittoPubAs(t, addr, rogue, "-t", "deviceless/agents/"+rogue+"/result", "-q", "1",
+			"-m", fmt.Sprintf(forged, inv.ID, owner), "-D", "publish", "correlation-data", inv.ID)
+		time.Sleep(300 * time.Millisecond) // the forged result is handled by now
+		mu.Lock()
+		close(gate)
+		gate = make(chan struct{})
+		mu.Unlock()
+		r := <-got
+		if r.ID != inv.ID || r.Agent != owner || r.Status != "ok" || string(r.Output) != `"genuine"` {
+			t.Fatalf("forged result %d from %s for %s's invocation %s: the engine answered %+v", i+1, rogue, owner, inv.ID, r)
+		}
+		for _, v := range agents[rogue].invocations() {
+			if v.ID == inv.ID {
+				t.Fatalf("forged rejection: invocation %s of %s was retried on %s", inv.ID, owner, rogue)
+			}
+		}
+		if n := testutilValue(e, "deviceless_dispatch_foreign_results_total", ""); n != float64(i+1) {
+			t.Fatalf("foreign results counted %v, want %d", n, i+1)
+		}
+	}
+}
+
+// Issue 12: the engine answers an invoke request only in the requester's response space,
+// {prefix}/responses/{username}/...: never outside the prefix (every device reads and
+// writes there: a device sniffing "#" read other clients' results), never on the results
+// topic (it feeds the rules), another's space or any other topic inside the prefix. The
+// requests are mosquitto_pub's, as the client "app"; such a request is not run at all.
+func TestInvokeAnswersOnlyInTheRequestersSpace(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	a1 := startAgent(t, addr, "a1", map[string]string{"zone": "north"}, ok(`"ran"`))
+	waitAgents(t, e, 1)
+	sniffer := connect(t, addr, "dev", nil, nil) // a device reads everything outside the prefix
+	sniffer.sub(t, "#")
+	ops := connect(t, addr, "ops", nil, nil)
+	ops.sub(t, "deviceless/#")
+	for i, to := range []string{
+		"app/replies",                    // outside the prefix: the device space
+		"deviceless/results/echo",        // the results topic, which feeds the rules
+		"deviceless/responses/ops/x",     // another user's response space
+		"deviceless/agents/a1/status",    // an agent's status
+		"deviceless/responses/app/+",     // not a topic name
+		"deviceless/results/replies/app", // inside the prefix, no topic of the layout
+	} {
+		mosquittoPubAs(t, addr, "app", "-t", "deviceless/invoke/echo", "-q", "1", "-m", `{"args":{"n":1}}`,
+			"-D", "publish", "response-topic", to, "-D", "publish", "correlation-data", fmt.Sprintf("bad-%d", i))
+	}
+	mosquittoPubAs(t, addr, "app", "-t", "deviceless/invoke/echo", "-q", "1", "-m", `{"args":{"n":2}}`,
+		"-D", "publish", "response-topic", "deviceless/responses/app/replies", "-D", "publish", "correlation-data", "good")
+	m := ops.next(t, "deviceless/responses/")
+	if m.Topic != "deviceless/responses/app/replies" || string(m.Properties.CorrelationData) != "good" {
+		t.Fatalf("answer on %s (correlation %q), want deviceless/responses/app/replies (good)", m.Topic, m.Properties.CorrelationData)
+	}
+	for {
+		select {
+		case m := <-sniffer.msgs:
+			if m.Properties != nil && len(m.Properties.CorrelationData) > 0 {
+				t.Fatalf("a device read an answer on %s: %s", m.Topic, m.Payload)
+			}
+			continue
+		case <-time.After(200 * time.Millisecond):
+		}
+		break
+	}
+	for _, m := range append(ops.stash, queued(ops.msgs)...) {
+		if m.Properties != nil && strings.HasPrefix(string(m.Properties.CorrelationData), "bad-") && !strings.HasPrefix(m.Topic, "deviceless/invoke/") {
+			t.Fatalf("answered on %s: %s", m.Topic, m.Payload)
+		}
+	}
+	if n := len(a1.invocations()); n != 1 {
+		t.Fatalf("the agent ran %d invocations, want 1 (refused requests are not run)", n)
+	}
+	if n := testutilValue(e, "deviceless_invoke_refused_total", "response_topic"); n != 6 {
+		t.Fatalf("refusals counted: %v, want 6", n)
+	}
+}
+
+// queued returns what waits in ch, without waiting.
+func queued(ch chan *paho.Publish) []*paho.Publish {
+	var out []*paho.Publish
+	for {
+		select {
+		case m := <-ch:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
+}
+
+// Issue 12: actuations used to carry no expiry: queued for an agent that was away, they
+// were all applied when it came back, their `for` timers starting late. Now each carries
+// MQTT message expiry and expires_at: the rule's `expire`, or a minute. Agent a1 drops its
+// connection without a will (the registry still has it online) while two actuations are
+// sent; it comes back after the short one expired and gets only the other.
+func TestActuationsExpire(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+rules:
+  - name: short
+    on: act/short
+    do: [{actuate: {target: {agent: a1}, line: fan, value: 1, expire: 1s}}]
+  - name: default
+    on: act/default
+    do: [{actuate: {target: {agent: a1}, line: fan, value: 0}}]
+`)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	topics := protocol.Topics{}
+	session := func() *mqttClient {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, deadline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &mqttClient{conn: conn, msgs: make(chan *paho.Publish, 100)}
+		c.Client = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				c.msgs <- pr.Packet
+				return true, nil
+			}}})
+		expiry := uint32(3600)
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: "a1", KeepAlive: 30, Username: "a1", UsernameFlag: true,
+			Password: []byte("pw-a1"), PasswordFlag: true, Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a1 := session()
+	a1.sub(t, topics.AgentAll("a1"))
+	st, _ := json.Marshal(protocol.Status{Agent: "a1", Online: true, Lines: map[string]protocol.LineInfo{"fan": {Direction: "output"}}})
+	a1.pub(t, &paho.Publish{Topic: topics.AgentStatus("a1"), Payload: st, QoS: 1, Retain: true})
+	waitAgents(t, e, 1)
+	a1.conn.Close() // away, no will: still online in the registry
+	time.Sleep(100 * time.Millisecond)
+	sent := time.Now()
+	mosquittoPub(t, addr, "-t", "act/short", "-m", "{}", "-q", "1")
+	mosquittoPub(t, addr, "-t", "act/default", "-m", "{}", "-q", "1")
+	eventually(t, "both rules fired", func() bool {
+		return e.ruleSet().Rule("short").Counters().Fired.Load() == 1 && e.ruleSet().Rule("default").Counters().Fired.Load() == 1
+	})
+	// The short one expires; the broker's once-a-second sweep has removed it by then.
+	time.Sleep(3500 * time.Millisecond)
+
+	back := session()
+	t.Cleanup(func() { _ = back.Disconnect(&paho.Disconnect{}) })
+	m := back.next(t, topics.AgentActuate("a1"))
+	var act protocol.Actuation
+	if err := json.Unmarshal(m.Payload, &act); err != nil {
+		t.Fatal(err)
+	}
+	if act.Value != 0 {
+		t.Fatalf("got the actuation %s, which expired after 1s, after 3.5s away", m.Payload)
+	}
+	if act.ExpiresAt.Before(sent.Add(59*time.Second)) || act.ExpiresAt.After(time.Now().Add(61*time.Second)) {
+		t.Errorf("expires_at %v, want a minute after %v", act.ExpiresAt, sent)
+	}
+	if m.Properties == nil || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry == 0 || *m.Properties.MessageExpiry > 60 {
+		t.Errorf("MQTT message expiry %+v, want at most 60s", m.Properties)
+	}
+	select {
+	case m := <-back.msgs:
+		t.Fatalf("another message after the reconnect: %s %s", m.Topic, m.Payload)
+	case <-time.After(300 * time.Millisecond):
 	}
 }
 
@@ -580,11 +806,64 @@ func TestRulePublishLoopIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	writeRules(t, dir, "rules:\n  - name: echo\n    on: loop/#\n    do: [{publish: {topic: 'topic + \"/x\"'}}]\n")
 	e := startEngine(t, testConfig(t, dir))
+	fired := func() uint64 { return e.ruleSet().Rules[0].Counters().Fired.Load() }
 	mosquittoPub(t, e.BrokerAddr(), "-t", "loop/a", "-m", "1")
-	eventually(t, "the chain to stop", func() bool { return e.ruleSet().Rules[0].Counters().Fired.Load() == maxHops })
+	eventually(t, "the chain to stop", func() bool { return fired() == maxHops })
 	time.Sleep(100 * time.Millisecond) // the chain must not go on (checked below)
-	if n := e.ruleSet().Rules[0].Counters().Fired.Load(); n != maxHops {
+	if n := fired(); n != maxHops {
 		t.Fatalf("rule fired %d times, want %d", n, maxHops)
+	}
+	// Issue 12: a device's own deviceless-hop is not trusted (one event with -100000 made
+	// the rule fire 100,008 times): its chain is as long as any other.
+	mosquittoPub(t, e.BrokerAddr(), "-t", "loop/b", "-m", "1", "-D", "publish", "user-property", hopProperty, "-100000")
+	eventually(t, "the second chain to stop", func() bool { return fired() >= 2*maxHops })
+	time.Sleep(300 * time.Millisecond)
+	if n := fired(); n != 2*maxHops {
+		t.Fatalf("with deviceless-hop -100000 from the device the rule fired %d times, want %d", n-maxHops, maxHops)
+	}
+}
+
+// Issue 12: results and dead letters go back into the rules too, and they used to carry no
+// hop count: a rule on deviceless/results/echo invoking echo fired 3,653 times in 2 s. The
+// engine counts hops on every path: an invocation carries its event's hop, its result and
+// its dead letter come back with one more.
+func TestResultAndDeadLetterLoopsAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+functions:
+  echo: {runtime: sh, code: cat, timeout: 5s}
+  lost: {runtime: sh, code: cat, timeout: 5s}
+rules:
+  - name: again
+    on: deviceless/results/echo
+    do: [{invoke: echo}]
+  - name: nowhere
+    on: [start/nowhere, deviceless/deadletter]
+    do: [{invoke: lost, target: {agent: nobody}}]
+`)
+	e := startEngine(t, testConfig(t, dir))
+	a1 := startAgent(t, e.BrokerAddr(), "a1", nil, ok(`1`))
+	waitAgents(t, e, 1)
+	fired := func(rule string) uint64 { return e.ruleSet().Rule(rule).Counters().Fired.Load() }
+
+	// An invocation from outside (hop 0): its result is hop 1, ..., the rule fires on the
+	// results of hops 1 to maxHops-1.
+	var r protocol.Result
+	postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{}`, &r)
+	eventually(t, "the result chain to stop", func() bool { return fired("again") >= maxHops-1 })
+	time.Sleep(300 * time.Millisecond)
+	if n := fired("again"); n != maxHops-1 {
+		t.Fatalf("the rule on results fired %d times, want %d", n, maxHops-1)
+	}
+	if n, hops := len(a1.invocations()), a1.invocations()[len(a1.invocations())-1].Hop; n != maxHops || hops != maxHops-1 {
+		t.Fatalf("%d invocations, the last at hop %d; want %d, the last at hop %d", n, hops, maxHops, maxHops-1)
+	}
+	// A device's event (hop 0) dead-letters (no agent "nobody"): the dead letter is hop 1, ...
+	mosquittoPub(t, e.BrokerAddr(), "-t", "start/nowhere", "-m", "1", "-D", "publish", "user-property", hopProperty, "-100000")
+	eventually(t, "the dead-letter chain to stop", func() bool { return fired("nowhere") >= maxHops })
+	time.Sleep(300 * time.Millisecond)
+	if n := fired("nowhere"); n != maxHops {
+		t.Fatalf("the rule on dead letters fired %d times, want %d (the event and %d dead letters)", n, maxHops, maxHops-1)
 	}
 }
 
@@ -651,6 +930,66 @@ func TestMalformedControlMessagesAreCounted(t *testing.T) {
 	if r.Status != "ok" || e.registry.online() != 1 {
 		t.Fatalf("result %+v, online %d", r, e.registry.online())
 	}
+}
+
+// Issue 12: metric labels never come from what an agent writes. The function, rule and
+// agent of a finished invocation are the engine's own (a result from an agent the
+// invocation was not sent to is ignored), and a status outside the contract's is counted
+// as "other": an agent answering each invocation with a new status cannot grow
+// deviceless_invocations_total by one series per answer.
+func TestMetricLabelsAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	n := 0
+	var mu sync.Mutex
+	startAgent(t, e.BrokerAddr(), "a1", map[string]string{"zone": "north"}, func(protocol.Invocation) *protocol.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return &protocol.Result{Status: fmt.Sprintf("status-%d", n), Function: fmt.Sprintf("fn-%d", n), Timings: protocol.Timings{Total: 1}}
+	})
+	waitAgents(t, e, 1)
+	for range 3 {
+		var r protocol.Result
+		postJSON(t, "http://"+e.HTTPAddr()+"/api/v1/invoke/echo", `{}`, &r)
+	}
+	mfs, err := e.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.HasPrefix(l.GetValue(), "status-") || strings.HasPrefix(l.GetValue(), "fn-") {
+					t.Errorf("%s has the label %s=%q from an agent's result", mf.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+	if got := testutilLabels(e, "deviceless_invocations_total", map[string]string{"function": "echo", "status": "other"}); got != 3 {
+		t.Errorf(`deviceless_invocations_total{function="echo",status="other"} = %v, want 3`, got)
+	}
+}
+
+// testutilLabels reads the counter of the series with these labels (among others).
+func testutilLabels(e *running, name string, labels map[string]string) float64 {
+	mfs, _ := e.metrics.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue series
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 // testutilValue reads a counter from the engine's registry (label value "" for none).

@@ -35,6 +35,7 @@ rules:
 	var engines []*running
 	for i := 0; i < 2; i++ {
 		cfg := Config{HTTP: "off", Rules: []string{dir}}
+		cfg.API.Tokens = []APIToken{{Name: "app", Hash: HashAPIToken(appToken), Role: broker.RoleClient}}
 		cfg.Broker.External = "mqtt://" + addr
 		cfg.Broker.SharedGroup = "deviceless"
 		cfg.Broker.ClientID = fmt.Sprintf("engine-%d", i)
@@ -86,12 +87,15 @@ rules:
 		t.Fatalf("agent ran %d invocations, want 20", len(agent.invocations()))
 	}
 
-	// An external invoke request is answered once, by one engine of the group.
+	// An external invoke request is answered once, by one engine of the group, in the
+	// response space of the API token it carries.
 	app := connect(t, addr, "app", nil, nil)
-	app.sub(t, "replies/app")
+	reply := "deviceless/responses/app/r"
+	app.sub(t, reply)
 	app.pub(t, &paho.Publish{Topic: "deviceless/invoke/echo", QoS: 1, Payload: []byte(`{"args":{"x":1}}`),
-		Properties: &paho.PublishProperties{ResponseTopic: "replies/app", CorrelationData: []byte("r1")}})
-	m := app.next(t, "replies/app")
+		Properties: &paho.PublishProperties{ResponseTopic: reply, CorrelationData: []byte("r1"),
+			User: paho.UserProperties{{Key: tokenProperty, Value: appToken}}}})
+	m := app.next(t, reply)
 	if string(m.Properties.CorrelationData) != "r1" {
 		t.Fatalf("reply %+v", m)
 	}
@@ -100,6 +104,72 @@ rules:
 		t.Fatalf("a second reply arrived: %s", extra.Payload)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// appToken is the API token of the client "app" of the external engines.
+const appToken = "dl_token-of-app"
+
+// Issue 12: an external broker does not tell the engine who published a request, and the
+// engine used to answer on any response topic: one request with the response topic of an
+// agent's status marked that agent offline. Now a request that wants an answer must carry
+// an API token (user property deviceless-token) of role client or admin, and its response
+// topic must lie in that token's response space, {prefix}/responses/{token name}/...;
+// other requests are not run. The requests are mosquitto_pub's, as anyone on the broker.
+func TestExternalInvokeAnswersOnlyInTheTokensSpace(t *testing.T) {
+	addr := startMosquitto(t)
+	dir := t.TempDir()
+	writeRules(t, dir, "functions:\n  echo: {runtime: sh, code: cat, timeout: 2s}\n")
+	cfg := Config{HTTP: "off", Rules: []string{dir}}
+	cfg.API.Tokens = []APIToken{
+		{Name: "app", Hash: HashAPIToken(appToken), Role: broker.RoleClient},
+		{Name: "grafana", Hash: HashAPIToken("dl_token-of-grafana"), Role: RoleViewer},
+	}
+	cfg.Broker.External = "mqtt://" + addr
+	e := startEngine(t, cfg)
+	agent := startAgent(t, addr, "ext1", nil, ok(`"ran"`))
+	eventually(t, "the agent online", func() bool { return e.registry.online() == 1 })
+	watch := connect(t, addr, "watch", nil, nil)
+	watch.sub(t, "#")
+	request := func(responseTopic, token, correlation string) {
+		t.Helper()
+		args := []string{"-t", "deviceless/invoke/echo", "-q", "1", "-m", `{"args":{"n":1}}`,
+			"-D", "publish", "response-topic", responseTopic, "-D", "publish", "correlation-data", correlation}
+		if token != "" {
+			args = append(args, "-D", "publish", "user-property", tokenProperty, token)
+		}
+		mosquittoPubAnon(t, addr, args...)
+	}
+	request("deviceless/agents/ext1/status", "", "bad-1")                     // marked ext1 offline
+	request("deviceless/agents/ext1/status", appToken, "bad-2")               // a token does not make it a response space
+	request("deviceless/responses/app/r", "", "bad-3")                        // no token
+	request("deviceless/responses/app/r", "dl_wrong", "bad-4")                // an unknown token
+	request("deviceless/responses/other/r", appToken, "bad-5")                // another's space
+	request("app/r", appToken, "bad-6")                                       // outside the prefix
+	request("deviceless/responses/grafana/r", "dl_token-of-grafana", "bad-7") // a viewer invokes nothing
+	request("deviceless/responses/app/r", appToken, "good")
+	for {
+		m := watch.next(t, "deviceless/")
+		if m.Properties == nil || strings.HasPrefix(m.Topic, "deviceless/invoke/") ||
+			(string(m.Properties.CorrelationData) != "good" && !strings.HasPrefix(string(m.Properties.CorrelationData), "bad-")) {
+			continue
+		}
+		if m.Topic != "deviceless/responses/app/r" || string(m.Properties.CorrelationData) != "good" {
+			t.Fatalf("answered on %s (correlation %q): %s", m.Topic, m.Properties.CorrelationData, m.Payload)
+		}
+		break
+	}
+	if e.registry.online() != 1 {
+		t.Fatal("a request's answer marked the agent offline")
+	}
+	if n := len(agent.invocations()); n != 1 {
+		t.Fatalf("the agent ran %d invocations, want 1 (refused requests are not run)", n)
+	}
+	if a, b := testutilValue(e, "deviceless_invoke_refused_total", "response_topic"), testutilValue(e, "deviceless_invoke_refused_total", "token"); a != 4 || b != 3 {
+		t.Fatalf("refusals counted: response_topic %v, token %v; want 4 and 3", a, b)
+	}
+	// A request that wants no answer needs no token (the broker's ACL decides who may send it).
+	mosquittoPubAnon(t, addr, "-t", "deviceless/invoke/echo", "-q", "1", "-m", `{}`)
+	eventually(t, "the request without an answer run", func() bool { return len(agent.invocations()) == 2 })
 }
 
 func mosquittoPubAnon(t *testing.T, addr string, args ...string) {

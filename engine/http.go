@@ -206,6 +206,7 @@ type ActionView struct {
 	Line     string           `json:"line,omitempty"`
 	Value    any              `json:"value,omitempty"`
 	For      string           `json:"for,omitempty"`
+	Expire   string           `json:"expire,omitempty"` // actuations: how long they may take to reach the agent
 	Topic    string           `json:"topic,omitempty"`
 	Payload  any              `json:"payload,omitempty"`
 	QoS      byte             `json:"qos,omitempty"`
@@ -235,6 +236,9 @@ func viewActions(as []rules.Action) []ActionView {
 		}
 		if a.For > 0 {
 			v.For = a.For.String()
+		}
+		if a.Kind == rules.Actuate {
+			v.Expire = a.Expire.String()
 		}
 		out = append(out, v)
 	}

@@ -20,8 +20,10 @@ type promMetrics struct {
 	retries                    prometheus.Counter
 	timeouts                   prometheus.Counter
 	late                       prometheus.Counter
+	foreign                    prometheus.Counter
 	deadLetters                prometheus.Counter
 	malformed                  *prometheus.CounterVec // what
+	invokeRefused              *prometheus.CounterVec // reason: retained, response_topic, token
 	actionErrs                 *prometheus.CounterVec // kind
 	invocations                *prometheus.CounterVec // function, status, cold
 	durations                  *prometheus.HistogramVec
@@ -41,10 +43,14 @@ func newPromMetrics(e *Engine) *promMetrics {
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
 		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
 		late:       prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_late_results_total", Help: "Results for invocations no longer pending here."}),
+		foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_foreign_results_total",
+			Help: "Results from an agent the pending invocation was never sent to, ignored (a forgery, or another engine's id)."}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_deadletters_total",
 			Help: "Invocations that could not be delivered or exhausted their attempts."}),
 		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_malformed_messages_total",
 			Help: "Control messages that could not be decoded."}, []string{"what"}),
+		invokeRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_invoke_refused_total",
+			Help: "MQTT invoke requests not served, by reason: retained, response_topic (not in the requester's response space), token (external broker: no API token of role client or admin)."}, []string{"reason"}),
 		actionErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_action_errors_total",
 			Help: "Actions that could not be carried out."}, []string{"kind"}),
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_invocations_total",
@@ -60,8 +66,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 	m.received, m.matched, m.skipped = m.events.WithLabelValues("received"), m.events.WithLabelValues("matched"), m.events.WithLabelValues("skipped")
 	m.counts = prometheus.NewRegistry()
 	m.counts.MustRegister(m.events, m.firings)
-	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.deadLetters,
-		m.malformed, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
+	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.foreign, m.deadLetters,
+		m.malformed, m.invokeRefused, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_invocations_in_flight", Help: "Invocations awaiting a result."},
@@ -119,13 +125,24 @@ func (m *promMetrics) observe(f *finished) {
 	if r.Cold {
 		cold = "true"
 	}
-	m.invocations.WithLabelValues(r.Function, r.Status, cold).Inc()
+	m.invocations.WithLabelValues(r.Function, statusLabel(r.Status), cold).Inc()
 	if r.Status != protocol.StatusOK {
 		return
 	}
 	for stage, ms := range map[string]float64{"queue": r.Timings.Queue, "start": r.Timings.Start, "run": r.Timings.Run, "total": r.Timings.Total} {
 		m.durations.WithLabelValues(r.Function, stage).Observe(ms / 1000)
 	}
+}
+
+// statusLabel is a result's status as a metric label: one of the contract's statuses, or
+// "other" for whatever else an agent writes, so that labels stay few. The function, rule
+// and agent of a finished invocation are the dispatcher's own (dispatcher.result).
+func statusLabel(status string) string {
+	switch status {
+	case protocol.StatusOK, protocol.StatusError, protocol.StatusTimeout, protocol.StatusOOM, protocol.StatusRejected, protocol.StatusExpired:
+		return status
+	}
+	return "other"
 }
 
 // ruleCollector exports the rules' own counters, which live in the rules package.

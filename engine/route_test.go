@@ -39,6 +39,13 @@ func TestForRules(t *testing.T) {
 		if e.forRules(loop) {
 			t.Errorf("forRules took an event after %d hops", maxHops)
 		}
+		// Issue 12: a hop count below 0 (or not a number) counts 0, never less.
+		for _, v := range []string{"-100000", "x", ""} {
+			ev := &broker.Event{Topic: "x", UserProperties: []broker.UserProperty{{Key: hopProperty, Value: v}}}
+			if hops(ev) != 0 {
+				t.Errorf("hop %q counts %d, want 0", v, hops(ev))
+			}
+		}
 	}
 }
 
@@ -73,6 +80,18 @@ func TestNewExternalBrokerURL(t *testing.T) {
 			t.Errorf("New with broker.external %q: %v", c.url, err)
 		case c.want != "" && e.t.(*external).url.String() != c.want:
 			t.Errorf("broker.external %q dials %s, want %s", c.url, e.t.(*external).url, c.want)
+		}
+	}
+}
+
+// With an external broker an API token's name names its response space, a topic level.
+func TestExternalTokenNamesAreTopicLevels(t *testing.T) {
+	for _, name := range []string{"a/b", "a+", "#"} {
+		cfg := Config{HTTP: "off"}
+		cfg.Broker.External = "mqtt://127.0.0.1:1"
+		cfg.API.Tokens = []APIToken{{Name: name, Hash: HashAPIToken("x"), Role: "client"}}
+		if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "api.tokens[0]") {
+			t.Errorf("token name %q: New: %v, want an api.tokens[0] error", name, err)
 		}
 	}
 }

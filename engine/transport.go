@@ -110,10 +110,11 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	t := &embedded{Server: b}
 	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
 	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
-	// Agent and invoke traffic never reaches the rules (forRules), so it is not taken.
+	// Agent, invoke and response traffic never reaches the rules (forRules), so it is not
+	// taken.
 	if t.events.in, err = b.Intake("events", broker.IntakeOptions{
 		Filters: []string{"#"},
-		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke()},
+		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke(), e.topics.AllResponses()},
 		Durable: e.cfg.Broker.Store != "",
 		// A retained event is evaluated when it is published, not again at every start.
 		SkipRetained: true,

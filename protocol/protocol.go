@@ -47,11 +47,18 @@ type Invocation struct {
 	Function string         `json:"function"`
 	Rule     string         `json:"rule,omitempty"`
 	Attempt  int            `json:"attempt"`
+	Hop      int            `json:"hop"` // the hop of the event that caused it: the agent's publishes carry Hop+1
 	Deadline time.Time      `json:"deadline,omitzero"`
 	Event    *Event         `json:"event,omitempty"`
 	Args     map[string]any `json:"args,omitempty"`
 	Spec     FunctionSpec   `json:"spec"`
 }
+
+// HopProperty is the MQTT user property that counts how many rule actions led to a
+// message (docs/design.md, "rules cannot loop"): the engine sets it on what it publishes,
+// an agent on a function's publishes (the invocation's Hop + 1). The embedded broker
+// strips it from devices and clients.
+const HopProperty = "deviceless-hop"
 
 // Result statuses.
 const (
@@ -83,14 +90,21 @@ type Result struct {
 	ExitCode int             `json:"exit_code"`
 	Cold     bool            `json:"cold"`
 	Timings  Timings         `json:"timings_ms"`
+	// Expired are the actuations the function asked for that the agent dropped because
+	// their expires_at (or the invocation's deadline) had passed.
+	Expired []Actuation `json:"expired,omitempty"`
 }
 
 // Actuation drives one output line of an agent; For, when set, reverts it afterwards.
+// ExpiresAt, when set, is when it goes stale: an agent that gets it later does not apply
+// it (the engine also sets the MQTT message expiry, so the broker drops it from an
+// offline agent's queue).
 type Actuation struct {
-	ID    string   `json:"id,omitempty"`
-	Line  string   `json:"line"`
-	Value int      `json:"value"`
-	For   Duration `json:"for,omitzero"`
+	ID        string    `json:"id,omitempty"`
+	Line      string    `json:"line"`
+	Value     int       `json:"value"`
+	For       Duration  `json:"for,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // Publish is a message a function (or a rule) asks to publish.

@@ -96,6 +96,17 @@ func (t Topics) Results(function string) string { return t.p() + "/results/" + f
 // results): what the client role may read.
 func (t Topics) ResultsTree() string { return t.p() + "/results/#" }
 
+// Responses is the response space of one requester (an MQTT username, or an API token's
+// name with an external broker): the engine answers invoke requests only on this topic or
+// below it (Responses(user) + "/..."), and only user (and admins) may read it.
+func (t Topics) Responses(user string) string { return t.p() + "/responses/" + user }
+
+// ResponsesTree is the filter matching user's response space: what that user may read.
+func (t Topics) ResponsesTree(user string) string { return t.p() + "/responses/" + user + "/#" }
+
+// AllResponses is the filter matching every requester's response space.
+func (t Topics) AllResponses() string { return t.p() + "/responses/#" }
+
 // DeadLetter receives invocations that could not be delivered or exhausted their retries.
 func (t Topics) DeadLetter() string { return t.p() + "/deadletter" }
 
@@ -118,9 +129,10 @@ const (
 	Invoke                   // {prefix}/invoke/{function}
 	Results                  // {prefix}/results/{function}
 	DeadLetter               // {prefix}/deadletter
+	Response                 // {prefix}/responses/{user}, and any name below it
 )
 
-var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter"}
+var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -134,12 +146,13 @@ type Route struct {
 	Kind     Kind
 	Agent    string // AgentStatus, AgentInvoke, AgentResult, AgentActuate
 	Function string // Invoke, Results
+	User     string // Response: the requester whose response space it is
 }
 
 // Parse tells which Deviceless topic name is. ok is false when name lies outside the
 // prefix (device space); inside it, a name that is not one of the layout's topics (the
 // prefix alone, other or extra levels, an empty agent or function, a wildcard) has Kind
-// Unknown. Each builder's topic parses back: Parse(t.AgentStatus("a")) is
+// Unknown. A response space takes any levels below the requester's. Each builder's topic parses back: Parse(t.AgentStatus("a")) is
 // {AgentStatus, "a", ""}. Parse does not allocate.
 func (t Topics) Parse(name string) (r Route, ok bool) {
 	p := t.p()
@@ -181,6 +194,11 @@ func (t Topics) Parse(name string) (r Route, ok bool) {
 	case "deadletter":
 		if !more {
 			return Route{Kind: DeadLetter}, true
+		}
+	case "responses":
+		user, below, _ := strings.Cut(rest, "/")
+		if more && isName(user) && !strings.ContainsAny(below, "+#") {
+			return Route{Kind: Response, User: user}, true
 		}
 	}
 	return Route{}, true

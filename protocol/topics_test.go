@@ -49,11 +49,17 @@ func TestTopicsParse(t *testing.T) {
 		{dl, dl.Invoke("cool-down"), Route{Kind: Invoke, Function: "cool-down"}},
 		{dl, dl.Results("cool-down"), Route{Kind: Results, Function: "cool-down"}},
 		{dl, dl.DeadLetter(), Route{Kind: DeadLetter}},
+		{dl, dl.Responses("nodered"), Route{Kind: Response, User: "nodered"}},
+		{acme, acme.Responses("nodered"), Route{Kind: Response, User: "nodered"}},
 		{acme, acme.AgentStatus("a"), Route{Kind: AgentStatus, Agent: "a"}},
 		{acme, acme.Results("f"), Route{Kind: Results, Function: "f"}},
 		{acme, acme.DeadLetter(), Route{Kind: DeadLetter}},
 		{dl, "deviceless/agents/a.b/result", Route{Kind: AgentResult, Agent: "a.b"}},
 		{dl, "deviceless/agents/$x/status", Route{Kind: AgentStatus, Agent: "$x"}},
+		// A requester's response space: any name below its own level.
+		{dl, "deviceless/responses/nodered/fan-speed", Route{Kind: Response, User: "nodered"}},
+		{dl, "deviceless/responses/nodered/a/b/c", Route{Kind: Response, User: "nodered"}},
+		{dl, "deviceless/responses/nodered/", Route{Kind: Response, User: "nodered"}},
 
 		// Outside the prefix.
 		{dl, "greenhouse/gh1/temperature", Route{Kind: outside}},
@@ -95,6 +101,13 @@ func TestTopicsParse(t *testing.T) {
 		{dl, "deviceless/results/", Route{}},
 		{dl, "deviceless/results/f/x", Route{}},
 		{dl, "deviceless/results/+", Route{}},
+		{dl, "deviceless/responses", Route{}},
+		{dl, "deviceless/responses/", Route{}},
+		{dl, "deviceless/responses//x", Route{}},
+		{dl, "deviceless/responses/+/x", Route{}},
+		{dl, "deviceless/responses/#", Route{}},
+		{dl, "deviceless/responses/nodered/#", Route{}},
+		{dl, "deviceless/responses/nodered/+/x", Route{}},
 		{dl, "deviceless/deadletter/", Route{}},
 		{dl, "deviceless/deadletter/x", Route{}},
 		{dl, "deviceless//deadletter", Route{}},
@@ -116,9 +129,20 @@ func TestTopicsParse(t *testing.T) {
 	}
 }
 
+// The response space's filters: what a requester may read, and every requester's.
+func TestResponseFilters(t *testing.T) {
+	acme := Topics{Prefix: "acme/dl"}
+	if got := acme.ResponsesTree("nodered"); got != "acme/dl/responses/nodered/#" {
+		t.Errorf("ResponsesTree = %q", got)
+	}
+	if got := acme.AllResponses(); got != "acme/dl/responses/#" {
+		t.Errorf("AllResponses = %q", got)
+	}
+}
+
 func TestTopicsParseDoesNotAllocate(t *testing.T) {
 	tp := Topics{}
-	names := []string{"greenhouse/gh1/temperature", "deviceless/agents/gh1-edge/result", "deviceless/results/f", "deviceless/x"}
+	names := []string{"greenhouse/gh1/temperature", "deviceless/agents/gh1-edge/result", "deviceless/results/f", "deviceless/responses/u/x/y", "deviceless/x"}
 	allocs := testing.AllocsPerRun(100, func() {
 		for _, n := range names {
 			_, _ = tp.Parse(n)

@@ -19,6 +19,10 @@ import (
 	"github.com/deviceless/deviceless/topic"
 )
 
+// DefaultActuationExpiry is how long an actuation may take to reach its agent when its
+// rule says nothing (`expire`): an agent that was away longer does not apply it late.
+const DefaultActuationExpiry = time.Minute
+
 // Options bound what a rule set may cost. The zero value takes the defaults.
 type Options struct {
 	// MaxKeys is the number of state keys kept per rule; the least recently used key is
@@ -171,6 +175,7 @@ type actionSpec struct {
 	line     string
 	value    *vm.Program
 	dur      time.Duration
+	expire   time.Duration
 	topic    *vm.Program
 	payload  *vm.Program
 	qos      byte
@@ -440,7 +445,13 @@ func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {
 		if d.Line.Value == "" {
 			c.errf(ad.Pos, "actuate needs a `line`")
 		}
-		a := &actionSpec{kind: Actuate, target: c.target(ad.Pos, d.Target), line: d.Line.Value, dur: d.For.D()}
+		a := &actionSpec{kind: Actuate, target: c.target(ad.Pos, d.Target), line: d.Line.Value, dur: d.For.D(), expire: DefaultActuationExpiry}
+		if d.Expire != nil {
+			// MQTT's message expiry counts whole seconds.
+			if a.expire = d.Expire.D(); a.expire < time.Second {
+				c.errf(ad.Pos, "actuate expire %s: at least 1s (how long the actuation may take to reach the agent)", a.expire)
+			}
+		}
 		if d.Value.IsSet() {
 			a.value = c.expr(d.Value, &r.uses)
 		} else {

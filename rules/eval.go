@@ -45,6 +45,8 @@ type Action struct {
 	Line  string
 	Value any
 	For   time.Duration
+	// Expire is how long the actuation may take to reach its agent (at least 1s).
+	Expire time.Duration
 	// Publish
 	Topic   string
 	Payload any
@@ -272,7 +274,7 @@ func (e *Evaluator) cond(r *Rule) (bool, error) {
 func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 	out := make([]Action, len(r.actions))
 	for i, a := range r.actions {
-		act := Action{Kind: a.kind, Function: a.function, Target: a.target, Line: a.line, For: a.dur, QoS: a.qos, Retain: a.retain}
+		act := Action{Kind: a.kind, Function: a.function, Target: a.target, Line: a.line, For: a.dur, Expire: a.expire, QoS: a.qos, Retain: a.retain}
 		switch a.kind {
 		case Invoke:
 			if len(a.args) > 0 {

@@ -63,6 +63,10 @@ func TestLoadErrors(t *testing.T) {
 			"r.yaml:8:19: unknown name celsius"},
 		{"expression syntax error", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    if: payload.v >\n" + okAction},
 			"r.yaml:4:"},
+		{"actuation expiry of zero", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - actuate: {target: {agent: e}, line: fan, value: 1, expire: 0s}\n"},
+			"r.yaml:5:9: actuate expire 0s: at least 1s"},
+		{"actuation expiry below a second", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: x/y\n    do:\n      - actuate: {target: {agent: e}, line: fan, value: 1, expire: 500ms}\n"},
+			"r.yaml:5:9: actuate expire 500ms: at least 1s"},
 		{"invalid topic filter", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: [x/y, a/#/b]\n" + okAction},
 			`r.yaml:3:15: invalid topic filter "a/#/b"`},
 		{"invalid plus filter", map[string]string{"r.yaml": "rules:\n  - name: a\n    on: a+/b\n" + okAction},
@@ -181,6 +185,32 @@ func TestParseEmptyAndDefaults(t *testing.T) {
 		if diff := cmp.Diff(w, set.Functions[name].Spec); diff != "" {
 			t.Errorf("function %s (-want +got):\n%s", name, diff)
 		}
+	}
+}
+
+// Issue 12: an actuation expires (MQTT message expiry and expires_at): after `expire`, or
+// DefaultActuationExpiry.
+func TestActuationExpiry(t *testing.T) {
+	set, err := Compile(mustParse(t, `
+rules:
+  - name: r
+    on: x/y
+    do:
+      - actuate: {target: {agent: e}, line: fan, value: 1, for: 5m}
+      - actuate: {target: {agent: e}, line: heater, value: 1, expire: 30s}
+`), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	firings := set.NewEvaluator().Eval(&Event{Topic: "x/y", Payload: []byte("{}"), Time: time.Now()}, nil)
+	if len(firings) != 1 || len(firings[0].Actions) != 2 {
+		t.Fatalf("firings %+v", firings)
+	}
+	if got := firings[0].Actions[0].Expire; got != DefaultActuationExpiry || DefaultActuationExpiry != time.Minute {
+		t.Errorf("default expiry %v, want %v (1m)", got, DefaultActuationExpiry)
+	}
+	if got := firings[0].Actions[1].Expire; got != 30*time.Second {
+		t.Errorf("expire: 30s gave %v", got)
 	}
 }
 

@@ -91,6 +91,9 @@ type ActuateDef struct {
 	Line   Name             `yaml:"line"`
 	Value  Expr             `yaml:"value"`
 	For    Duration         `yaml:"for"`
+	// Expire is how long the actuation may take to reach the agent (default
+	// DefaultActuationExpiry): later, the broker and the agent drop it.
+	Expire *Duration `yaml:"expire"`
 }
 
 // PublishDef publishes an MQTT message; topic and payload are expressions.

@@ -83,7 +83,7 @@ func equalActions(a, b *Rule) bool {
 		return x.kind == y.kind && functionName(x.function) == functionName(y.function) &&
 			equalTarget(x.target, y.target) && slices.Equal(x.argNames, y.argNames) &&
 			slices.EqualFunc(x.args, y.args, func(p, q *vm.Program) bool { return src(p) == src(q) }) &&
-			x.line == y.line && src(x.value) == src(y.value) && x.dur == y.dur &&
+			x.line == y.line && src(x.value) == src(y.value) && x.dur == y.dur && x.expire == y.expire &&
 			src(x.topic) == src(y.topic) && src(x.payload) == src(y.payload) && x.qos == y.qos && x.retain == y.retain
 	})
 }

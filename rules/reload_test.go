@@ -141,6 +141,18 @@ func TestAdoptDiff(t *testing.T) {
 			want: Diff{Changed: []string{"a"}},
 		},
 		{
+			name: "actuate expire",
+			old:  "  - {name: a, on: s/+, do: [{actuate: {target: {agent: x}, line: fan, value: 1}}]}\n",
+			new:  "  - {name: a, on: s/+, do: [{actuate: {target: {agent: x}, line: fan, value: 1, expire: 30s}}]}\n",
+			want: Diff{Changed: []string{"a"}},
+		},
+		{
+			name: "actuate expire is 1m by default",
+			old:  "  - {name: a, on: s/+, do: [{actuate: {target: {agent: x}, line: fan, value: 1}}]}\n",
+			new:  "  - {name: a, on: s/+, do: [{actuate: {target: {agent: x}, line: fan, value: 1, expire: 1m}}]}\n",
+			want: Diff{Kept: []string{"a"}},
+		},
+		{
 			name: "publish payload",
 			old:  rule("a", ""),
 			new:  "  - {name: a, on: s/+, do: [{publish: {topic: '\"x\"', payload: raw}}]}\n",

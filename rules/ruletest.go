@@ -91,6 +91,7 @@ type TestActuate struct {
 	Line   string           `yaml:"line"`
 	Value  any              `yaml:"value"`
 	For    *Duration        `yaml:"for"`
+	Expire *Duration        `yaml:"expire"`
 }
 
 // TestPublish is an expected publication.
@@ -430,6 +431,9 @@ func renderAction(a Action, ea *TestAction) string {
 		if ex == nil || ex.For != nil {
 			parts = append(parts, "for="+a.For.String())
 		}
+		if ex != nil && ex.Expire != nil {
+			parts = append(parts, "expire="+a.Expire.String())
+		}
 		if ex == nil || ex.Target != nil {
 			parts = append(parts, "target="+targetText(a.Target))
 		}
@@ -476,6 +480,9 @@ func renderExpected(f *TestFiring) []string {
 			parts = append(parts, "actuate", x.Line+"="+jsonText(x.Value))
 			if x.For != nil {
 				parts = append(parts, "for="+x.For.String())
+			}
+			if x.Expire != nil {
+				parts = append(parts, "expire="+x.Expire.String())
 			}
 			if x.Target != nil {
 				parts = append(parts, "target="+targetText(*x.Target))

@@ -120,9 +120,10 @@ func postNodeRED(t testing.TB, url string, body []byte, header map[string]string
 
 // TestNodeREDFlow runs examples/node-red/flow.json in Node-RED 4.1.15 against the engine
 // with the greenhouse rules and two agents: the flow's MQTT v5 request on
-// deviceless/invoke/fan-speed (response topic + correlation data) runs the python3 function
-// on an agent, the reply comes back correlated, and the flow publishes a fan command; a
-// request no agent can serve comes back as an error and the flow raises an alert.
+// deviceless/invoke/fan-speed (response topic in the response space
+// deviceless/responses/nodered/, correlation data) runs the python3 function on an agent,
+// the reply comes back correlated, and the flow publishes a fan command; a request no
+// agent can serve comes back as an error and the flow raises an alert.
 func TestNodeREDFlow(t *testing.T) {
 	noderedDir(t) // fail early, before starting anything
 	suffix := randHex(3)
@@ -135,7 +136,7 @@ func TestNodeREDFlow(t *testing.T) {
 	c.waitAgents(true, a, b)
 
 	sub := c.mosquittoSub("observer", "obs", nil,
-		"greenhouse/+/fan/command", "nodered/#", "deviceless/results/fan-speed", "e2e/probe")
+		"greenhouse/+/fan/command", "nodered/#", "deviceless/responses/nodered/#", "deviceless/results/fan-speed", "e2e/probe")
 	c.waitSubscribed(sub, "e2e/probe")
 
 	nr, base := startNodeRED(t, c)
@@ -175,8 +176,8 @@ func TestNodeREDFlow(t *testing.T) {
 	if res.Status != "ok" || res.Agent != cmd.Agent || !res.Cold {
 		t.Fatalf("fan-speed result %+v", res)
 	}
-	// The reply went to the flow's own response topic.
-	waitMessage(t, sub, 10*time.Second, "nodered/replies/fan-speed", fmt.Sprintf(`"id":%q`, cmd.Invocation))
+	// The reply went to the flow's own response topic, in user nodered's response space.
+	waitMessage(t, sub, 10*time.Second, "deviceless/responses/nodered/fan-speed", fmt.Sprintf(`"id":%q`, cmd.Invocation))
 
 	// Every ask answered before the last one: the flow handles replies in the order they
 	// arrive, so once the last one's alert is out, the flow has handled every reply.
