@@ -231,7 +231,11 @@ func (s externalEvents) commit(seq uint64) error {
 	return nil
 }
 
-func (s externalEvents) Close() { s.t.events.close() }
+// Close stops taking events; those still queued stay unacknowledged: with a persistent
+// session (client_id set) the broker sends them again.
+func (s externalEvents) Close() []broker.Event { return s.t.events.stop() }
+
+func (s externalEvents) Redelivers() bool { return s.t.e.cfg.Broker.ClientID != "" }
 
 func (s externalEvents) Stats() broker.IntakeStats { return s.t.events.stats() }
 
@@ -333,6 +337,16 @@ func (q *queue) close() {
 	case q.notify <- struct{}{}:
 	default:
 	}
+}
+
+// stop closes the queue and returns what is still in it.
+func (q *queue) stop() []broker.Event {
+	q.close()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	left := q.items
+	q.items = nil
+	return left
 }
 
 func (q *queue) stats() broker.IntakeStats {
