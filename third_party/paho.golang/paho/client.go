@@ -399,11 +399,7 @@ func (c *Client) Connect(ctx context.Context, cp *Connect) (*Connack, error) {
 				case <-clientCtx.Done():
 					return
 				case <-t.C:
-					c.acksTracker.flush(func(pbs []*packets.Publish) {
-						for _, pb := range pbs {
-							c.ack(pb)
-						}
-					})
+					c.flushAcks()
 				}
 			}
 		}()
@@ -429,6 +425,20 @@ func (c *Client) Ack(pb *Publish) error {
 		return nil
 	}
 	return c.acksTracker.markAsAcked(pb.Packet())
+}
+
+// flushAcks sends the acknowledgements that Ack has released, in the order the messages
+// arrived: those of the longest run of acknowledged messages from the oldest (manual
+// acknowledgements only; the ack ticker and Disconnect call it).
+func (c *Client) flushAcks() {
+	if !c.config.EnableManualAcknowledgment {
+		return
+	}
+	c.acksTracker.flush(func(pbs []*packets.Publish) {
+		for _, pb := range pbs {
+			c.ack(pb)
+		}
+	})
 }
 
 // ack acknowledges a message (note: called by acksTracker to ensure these are sent in order)
@@ -979,11 +989,16 @@ func (c *Client) expectConnack(packet chan<- *packets.Connack, errs chan<- error
 }
 
 // Disconnect is used to send a Disconnect packet to the MQTT server
+// With manual acknowledgements, the acknowledgements Ack has released are sent first.
 // Whether or not the attempt to send the Disconnect packet fails
 // (and if it does this function returns any error) the network connection
 // is closed.
 func (c *Client) Disconnect(d *Disconnect) error {
 	c.debug.Println("disconnecting", d)
+	// Deviceless patch 1 (PATCHES.md): with manual acknowledgements, Ack only releases an
+	// acknowledgement for the ack ticker, and shutdown drops what the ticker has not sent,
+	// so the server would deliver those messages again. Send them before DISCONNECT.
+	c.flushAcks()
 	_, err := d.Packet().WriteTo(c.config.Conn)
 
 	c.close()

@@ -1171,3 +1171,61 @@ func basicClientInitialisation(c *Client) context.Context {
 	context.AfterFunc(ctx, func() { c.shutdown(done) })
 	return ctx
 }
+
+// Deviceless patch 1: Disconnect sends the acknowledgements Ack released that the ack
+// ticker has not sent yet, in order, and none behind a message not acknowledged.
+func TestManualAcksSentOnDisconnect(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		acked []uint16
+		want  []uint16
+	}{
+		{"all acknowledged", []uint16{1, 2, 3}, []uint16{1, 2, 3}},
+		{"acknowledged out of order", []uint16{3, 1, 2}, []uint16{1, 2, 3}},
+		{"one behind an unacknowledged message", []uint16{1, 3}, []uint16{1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := basictestserver.New(paholog.NewTestLogger(t, "TestServer:"))
+			ts.SetResponse(packets.CONNACK, &packets.Connack{Properties: &packets.Properties{MaximumQOS: Byte(1)}})
+			go ts.Run()
+			defer ts.Stop()
+
+			received := make(chan *Publish, 3)
+			c := NewClient(ClientConfig{
+				Conn: ts.ClientConn(),
+				OnPublishReceived: []func(PublishReceived) (bool, error){
+					func(pr PublishReceived) (bool, error) {
+						received <- pr.Packet
+						return true, nil
+					},
+				},
+				EnableManualAcknowledgment: true,
+				SendAcksInterval:           time.Hour, // the ticker never sends them
+			})
+			require.NotNil(t, c)
+			defer c.close()
+			c.SetDebugLogger(paholog.NewTestLogger(t, "ManualAcksSentOnDisconnect:"))
+			_, err := c.Connect(context.Background(), &Connect{KeepAlive: 30, ClientID: "testClient", CleanStart: true})
+			require.NoError(t, err)
+
+			byID := map[uint16]*Publish{}
+			for i := uint16(1); i <= 3; i++ {
+				require.NoError(t, ts.SendPacket(&packets.Publish{PacketID: i, Topic: "test", QoS: 1, Properties: &packets.Properties{}}))
+				p := <-received
+				byID[p.PacketID] = p
+			}
+			for _, id := range tc.acked {
+				require.NoError(t, c.Ack(byID[id]))
+			}
+			require.Empty(t, ts.ReceivedPubacks())
+
+			require.NoError(t, c.Disconnect(&Disconnect{}))
+			var want []packets.Puback
+			for _, id := range tc.want {
+				want = append(want, packets.Puback{PacketID: id, Properties: &packets.Properties{}})
+			}
+			require.Eventually(t, func() bool { return cmp.Equal(want, ts.ReceivedPubacks()) },
+				time.Second, 10*time.Millisecond, cmp.Diff(want, ts.ReceivedPubacks()))
+		})
+	}
+}
