@@ -119,6 +119,8 @@ func (t *external) Run(ctx context.Context) error {
 			EnableManualAcknowledgment: true,
 			// paho sends the acknowledgements due every SendAcksInterval: with mosquitto's
 			// 20 messages in flight per client, this bounds the engine to 20 per interval.
+			// Disconnect sends the due ones first (our fork, third_party/paho.golang
+			// PATCHES.md), so a stop leaves exactly the uncommitted events unacknowledged.
 			SendAcksInterval: 2 * time.Millisecond,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				t.receive(pr.Client, pr.Packet)
@@ -135,6 +137,8 @@ func (t *external) Run(ctx context.Context) error {
 	}
 	t.cm.Store(cm)
 	<-ctx.Done()
+	// The event loop has ended (Engine.Run stops the transport last): every commit has
+	// been acknowledged, and paho sends those acknowledgements before DISCONNECT.
 	t.events.close()
 	t.control.close()
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
