@@ -444,6 +444,30 @@ func (in *Intake) NextBatch(ctx context.Context) ([]Event, error) {
 	return batch, nil
 }
 
+// Queued returns the events waiting now, without waiting for more: nil when there are
+// none. (Next and NextBatch answer a consumer whose context has ended with the context's
+// error, events queued or not; this is how to take what is queued at once.) It waits while
+// another goroutine waits in Next or NextBatch. The caller owns the returned slice.
+func (in *Intake) Queued() []Event {
+	in.cmu.Lock()
+	defer in.cmu.Unlock()
+	if in.pos >= len(in.out) {
+		in.mu.Lock()
+		if len(in.in) == 0 {
+			in.mu.Unlock()
+			return nil
+		}
+		recycled := in.out[:0]
+		in.out, in.in = in.in, recycled
+		in.pos = 0
+		in.mu.Unlock()
+	}
+	batch := in.out[in.pos:]
+	in.out, in.pos = nil, 0
+	in.backlog.Add(-int64(len(batch)))
+	return batch
+}
+
 // fill waits for events and moves them to the consumer side. Called with cmu held.
 func (in *Intake) fill(ctx context.Context) error {
 	for {

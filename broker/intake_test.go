@@ -288,3 +288,31 @@ func TestIntakeStopReturnsTheEventsWaiting(t *testing.T) {
 		t.Fatalf("a second Stop returned %d events", len(left))
 	}
 }
+
+// Queued takes what is waiting without waiting for more, also where NextBatch would
+// answer with the consumer's ended context.
+func TestIntakeQueuedDoesNotWait(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Queued(); got != nil {
+		t.Fatalf("Queued on an empty intake: %v", got)
+	}
+	pub := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "pub", user: "sensor1"})
+	pub.mustPublish(t, "sensors/q1", "a", 1)
+	pub.mustPublish(t, "sensors/q1", "b", 1)
+	waitFor(t, "events queued", func() bool { return in.Stats().Backlog == 2 })
+	got := in.Queued()
+	if len(got) != 2 || string(got[0].Payload) != "a" || string(got[1].Payload) != "b" {
+		t.Fatalf("Queued: %v", got)
+	}
+	if st := in.Stats(); st.Backlog != 0 {
+		t.Fatalf("after Queued: %+v", st)
+	}
+	if got := in.Queued(); got != nil {
+		t.Fatalf("Queued again: %v", got)
+	}
+}

@@ -528,18 +528,13 @@ func (e *Engine) publish(m broker.Message) error {
 	return e.t.Publish(m)
 }
 
-// controlBacklog handles the control messages already queued, without waiting.
+// controlBacklog handles the control messages already queued, without waiting. (Not with
+// NextBatch and a context that has ended: the intake answers that with the context's
+// error, and the agents' statuses waited for the control loop, racing the first events.)
 func (e *Engine) controlBacklog() {
-	now, cancel := context.WithCancel(context.Background())
-	cancel()
-	for {
-		batch, err := e.control.NextBatch(now)
-		if err != nil || len(batch) == 0 {
-			return
-		}
-		for i := range batch {
-			e.control1(&batch[i])
-		}
+	batch := e.control.Queued()
+	for i := range batch {
+		e.control1(&batch[i])
 	}
 }
 

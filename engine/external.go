@@ -333,6 +333,15 @@ func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 	}
 }
 
+// Queued returns what is queued now, without waiting (a controlSource).
+func (q *queue) Queued() []broker.Event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.items
+	q.items = nil
+	return out
+}
+
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true

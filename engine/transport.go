@@ -52,6 +52,8 @@ type eventSource interface {
 // *broker.Intake, or the external transport's queue).
 type controlSource interface {
 	NextBatch(ctx context.Context) ([]broker.Event, error)
+	// Queued returns what is waiting now, without waiting (nil: nothing).
+	Queued() []broker.Event
 }
 
 // eventBatch is a run of events from an eventSource.
