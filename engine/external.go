@@ -355,11 +355,7 @@ func (q *queue) close() {
 // stop closes the queue and returns what is still in it.
 func (q *queue) stop() []broker.Event {
 	q.close()
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	left := q.items
-	q.items = nil
-	return left
+	return q.Queued()
 }
 
 func (q *queue) stats() broker.IntakeStats {
