@@ -106,3 +106,5 @@ require (
 tool github.com/go-task/task/v3/cmd/task
 
 replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt-server
+
+replace github.com/eclipse/paho.golang => ./third_party/paho.golang

@@ -521,6 +521,30 @@ func (in *Intake) NextBatch(ctx context.Context) ([]Event, error) {
 	return batch, nil
 }
 
+// Queued returns the events waiting now, without waiting for more: nil when there are
+// none. (Next and NextBatch answer a consumer whose context has ended with the context's
+// error, events queued or not; this is how to take what is queued at once.) It waits while
+// another goroutine waits in Next or NextBatch. The caller owns the returned slice.
+func (in *Intake) Queued() []Event {
+	in.cmu.Lock()
+	defer in.cmu.Unlock()
+	if in.pos >= len(in.out) {
+		in.mu.Lock()
+		if len(in.in) == 0 {
+			in.mu.Unlock()
+			return nil
+		}
+		recycled := in.out[:0]
+		in.out, in.in = in.in, recycled
+		in.pos = 0
+		in.mu.Unlock()
+	}
+	batch := in.out[in.pos:]
+	in.out, in.pos = nil, 0
+	in.release(batch) // gives its publishers their room back
+	return batch
+}
+
 // fill waits for events and moves them to the consumer side. Called with cmu held.
 func (in *Intake) fill(ctx context.Context) error {
 	for {
@@ -561,24 +585,43 @@ func (in *Intake) Stats() IntakeStats {
 func (in *Intake) Name() string { return in.name }
 
 // Close unsubscribes the intake; waiting and later Next calls return ErrIntakeClosed.
+// The events still waiting are discarded (see Stop).
 func (in *Intake) Close() error {
+	_ = in.Stop()
+	return nil
+}
+
+// Stop closes the intake as Close does and returns the events still waiting, which no
+// consumer will get, in delivery order: a stopping consumer accounts for them. QoS 0
+// ones are lost; the QoS 1 and 2 ones of a durable intake are in its journal and are
+// delivered again after a restart (Commit has not covered them).
+func (in *Intake) Stop() []Event {
 	in.s.intakeMu.Lock()
 	if in.s.intakes[in.name] == in {
 		delete(in.s.intakes, in.name)
 	}
 	in.s.intakeMu.Unlock()
-	in.shut()
-	return nil
+	queued := in.shut()
+	// shut woke a consumer waiting in fill, which holds cmu until it returns.
+	in.cmu.Lock()
+	left := append(in.out[in.pos:len(in.out):len(in.out)], queued...)
+	in.backlog.Add(-int64(len(in.out) - in.pos))
+	in.out, in.pos = nil, 0
+	in.cmu.Unlock()
+	return left
 }
 
-func (in *Intake) shut() {
+// shut closes the intake and returns the events that were still queued for the consumer
+// side (the first call only).
+func (in *Intake) shut() []Event {
 	in.detach()
 	in.mu.Lock()
 	if in.closed {
 		in.mu.Unlock()
-		return
+		return nil
 	}
 	in.closed = true
+	queued := in.in
 	in.backlog.Add(-int64(len(in.in)))
 	in.in = nil
 	close(in.done)
@@ -591,4 +634,5 @@ func (in *Intake) shut() {
 			in.s.log.Warn("intake: closing the journal", "intake", in.name, "err", err)
 		}
 	}
+	return queued
 }

@@ -312,3 +312,70 @@ func TestIntakeBackpressure(t *testing.T) {
 		t.Fatalf("after draining: %+v, want %d received and none dropped", st, n+1)
 	}
 }
+
+// Stop hands a stopping consumer the events still waiting, in order (Close discards
+// them): it counts what it leaves unevaluated. Afterwards nothing more comes in.
+func TestIntakeStopReturnsTheEventsWaiting(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "pub", user: "sensor1"})
+	for i := range 3 {
+		pub.mustPublish(t, "sensors/q1", itoa(i), 1)
+	}
+	waitFor(t, "events queued", func() bool { return in.Stats().Backlog == 3 })
+	if ev, err := in.Next(testContext(t)); err != nil || string(ev.Payload) != "0" {
+		t.Fatalf("Next: %+v, %v", ev, err)
+	}
+	pub.mustPublish(t, "sensors/q1", "3", 1)
+	waitFor(t, "event queued", func() bool { return in.Stats().Backlog == 3 })
+	left := in.Stop()
+	var got []string
+	for _, ev := range left {
+		got = append(got, string(ev.Payload))
+	}
+	if strings.Join(got, ",") != "1,2,3" {
+		t.Fatalf("Stop returned %q, want 1,2,3", got)
+	}
+	if st := in.Stats(); st.Backlog != 0 {
+		t.Fatalf("after Stop: %+v, want no backlog", st)
+	}
+	pub.mustPublish(t, "sensors/q1", "late", 1)
+	if _, err := in.NextBatch(testContext(t)); !errors.Is(err, ErrIntakeClosed) {
+		t.Fatalf("NextBatch after Stop: %v", err)
+	}
+	if left := in.Stop(); len(left) != 0 {
+		t.Fatalf("a second Stop returned %d events", len(left))
+	}
+}
+
+// Queued takes what is waiting without waiting for more, also where NextBatch would
+// answer with the consumer's ended context.
+func TestIntakeQueuedDoesNotWait(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := in.Queued(); got != nil {
+		t.Fatalf("Queued on an empty intake: %v", got)
+	}
+	pub := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "pub", user: "sensor1"})
+	pub.mustPublish(t, "sensors/q1", "a", 1)
+	pub.mustPublish(t, "sensors/q1", "b", 1)
+	waitFor(t, "events queued", func() bool { return in.Stats().Backlog == 2 })
+	got := in.Queued()
+	if len(got) != 2 || string(got[0].Payload) != "a" || string(got[1].Payload) != "b" {
+		t.Fatalf("Queued: %v", got)
+	}
+	if st := in.Stats(); st.Backlog != 0 {
+		t.Fatalf("after Queued: %+v", st)
+	}
+	if got := in.Queued(); got != nil {
+		t.Fatalf("Queued again: %v", got)
+	}
+}

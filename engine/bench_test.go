@@ -201,7 +201,10 @@ func writeLines(b *testing.B) string {
 }
 
 // startMosquitto runs mosquitto on a free loopback port for the duration of b.
-func startMosquitto(b testing.TB) string {
+func startMosquitto(b testing.TB) string { return startMosquittoConf(b, "") }
+
+// startMosquittoConf starts mosquitto with more lines of configuration.
+func startMosquittoConf(b testing.TB, extra string) string {
 	bin := "/usr/sbin/mosquitto"
 	if _, err := os.Stat(bin); err != nil {
 		b.Fatal("mosquitto not found: run `go tool task setup`")
@@ -214,7 +217,7 @@ func startMosquitto(b testing.TB) string {
 	ln.Close()
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(b.TempDir(), "mosquitto.conf")
-	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"), 0o644)
+	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"+extra), 0o644)
 	cmd := exec.Command(bin, "-c", conf)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -159,8 +159,9 @@ func (e *Engine) HTTPAddr() string {
 	return s
 }
 
-// Run serves until ctx ends, then stops taking events, waits for invocations in flight
-// (up to shutdown_grace; the rest are dead-lettered), stops the broker and returns nil.
+// Run serves until ctx ends, then waits for invocations in flight (up to shutdown_grace;
+// the rest are dead-lettered) while it evaluates events, evaluates what the broker has
+// accepted for drainBudget more, stops the broker and returns nil.
 func (e *Engine) Run(ctx context.Context) error {
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBroker()
@@ -209,7 +210,8 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	// Shutdown. The broker acknowledges QoS 1 publishes until it stops, so events are
 	// still evaluated while the invocations in flight finish; what arrives after that is
-	// evaluated too, and its invocations are dead-lettered rather than lost.
+	// evaluated too, within the drain budget, and its invocations are dead-lettered
+	// rather than lost.
 	grace, endGrace := context.WithTimeout(context.Background(), e.cfg.ShutdownGrace)
 	e.dispatch.drain(grace)
 	endGrace()
@@ -233,20 +235,32 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
+// drainBudget is how long a stopping engine goes on evaluating the events the broker has
+// accepted, once the invocations in flight are done (or shutdown_grace ran out).
+const drainBudget = time.Second
+
 // eventLoop evaluates events in arrival order on one goroutine: rule state (windows,
 // `for`, throttle) sees every key's events in order, and at 1–4 µs per event one
 // goroutine keeps up with far more than a broker on an edge box delivers. Actions are
 // handed to the broker and the dispatcher, which do not block. Each batch is evaluated,
 // acted on, then acknowledged.
+//
+// When ctx ends the loop takes what the broker already accepted, for drainBudget: the
+// budget is checked at every event, since under a flood (and -race) one batch can take
+// seconds. What it leaves is not committed: it is counted, and comes again where the
+// source redelivers it (unevaluatedEvents).
 func (e *Engine) eventLoop(ctx context.Context) {
 	var st evaluation
+	budget := drainClock{ctx: ctx, now: e.now}
+	var left unevaluatedEvents
 	handle := func(b eventBatch) {
-		e.evaluate(&st, b.Events)
-		// Every action of the batch is with the broker (invocations and actuations are
-		// stored for their agents' sessions): the events need not come back.
-		if err := b.Commit(); err != nil {
+		n := e.evaluate(&st, b.Events, budget.spent)
+		// Every action of the evaluated events is with the broker (invocations and
+		// actuations are stored for their agents' sessions): those need not come back.
+		if err := b.Commit(n); err != nil {
 			e.log.Error("cannot commit evaluated events: they will be evaluated again after a restart", "err", err)
 		}
+		left.add(b.Events[n:], e.events.Redelivers())
 	}
 	for {
 		b, err := e.events.Next(ctx)
@@ -255,10 +269,10 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		}
 		handle(b)
 	}
-	// Take what the broker already accepted before stopping, so QoS 1 events that were
-	// acknowledged are evaluated; closing the intake discards what is still in it.
-	// Devices that keep publishing would keep this going: it is bounded.
-	for end := time.Now().Add(time.Second); time.Now().Before(end); {
+	// Take what the broker already accepted before stopping, so that QoS 1 events it
+	// acknowledged are evaluated. Devices that keep publishing would keep this going: it
+	// is bounded in time.
+	for !budget.spent() {
 		drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 		b, err := e.events.Next(drainCtx)
 		cancel()
@@ -267,7 +281,47 @@ func (e *Engine) eventLoop(ctx context.Context) {
 		}
 		handle(b)
 	}
-	e.events.Close()
+	left.add(e.events.Close(), e.events.Redelivers())
+	if left.dropped+left.redelivered > 0 {
+		e.metrics.unevaluated.WithLabelValues("dropped").Add(float64(left.dropped))
+		e.metrics.unevaluated.WithLabelValues("redelivered").Add(float64(left.redelivered))
+		e.log.Warn("stopped before evaluating every event the broker accepted",
+			"drain_budget", drainBudget, "dropped", left.dropped, "redelivered_after_restart", left.redelivered)
+	}
+}
+
+// drainClock tells the event loop when a stop has used up its drainBudget: the budget
+// starts when ctx ends.
+type drainClock struct {
+	ctx context.Context
+	now func() time.Time
+	end time.Time
+}
+
+func (d *drainClock) spent() bool {
+	if d.end.IsZero() {
+		if d.ctx.Err() == nil {
+			return false
+		}
+		d.end = d.now().Add(drainBudget)
+		return false
+	}
+	return !d.now().Before(d.end)
+}
+
+// unevaluatedEvents counts the events a stopping engine did not evaluate: QoS 1 and 2
+// ones come again after the restart when the source redelivers them, the others are
+// dropped (QoS 0 is at most once).
+type unevaluatedEvents struct{ dropped, redelivered int }
+
+func (u *unevaluatedEvents) add(events []broker.Event, redelivers bool) {
+	for i := range events {
+		if redelivers && events[i].QoS > 0 {
+			u.redelivered++
+		} else {
+			u.dropped++
+		}
+	}
 }
 
 // evaluation is the event loop's state: the evaluator of the rule set it runs, and
@@ -279,13 +333,17 @@ type evaluation struct {
 	ev      rules.Event
 }
 
-// evaluate runs events through the rules and acts on the firings. A reloaded rule set is
-// taken up here, between two batches.
-func (e *Engine) evaluate(st *evaluation, events []broker.Event) {
+// evaluate runs events through the rules and acts on the firings, until stop reports
+// true (checked before each event); it returns how many events it evaluated. A reloaded
+// rule set is taken up here, between two batches.
+func (e *Engine) evaluate(st *evaluation, events []broker.Event, stop func() bool) int {
 	if set := e.ruleSet(); set != st.set {
 		st.set, st.eval = set, set.NewEvaluator()
 	}
 	for i := range events {
+		if stop() {
+			return i
+		}
 		b := &events[i]
 		if !e.forRules(b) {
 			e.metrics.skipped.Inc()
@@ -302,6 +360,7 @@ func (e *Engine) evaluate(st *evaluation, events []broker.Event) {
 			e.act(&st.firings[j], &acts)
 		}
 	}
+	return len(events)
 }
 
 // reportEvents writes the cumulative event counts to the metrics sink periodically.
@@ -323,7 +382,7 @@ func (e *Engine) reportEvents(ctx context.Context) {
 
 func (e *Engine) writeEventCounts() {
 	c := e.metrics.eventCounts()
-	c.Dropped = int64(e.events.Stats().Dropped)
+	c.Dropped += int64(e.events.Stats().Dropped)
 	e.sink.Write(metrics.Events(e.cfg.Name, c))
 }
 
@@ -498,18 +557,13 @@ func (e *Engine) publish(m broker.Message) error {
 	return e.t.Publish(m)
 }
 
-// controlBacklog handles the control messages already queued, without waiting.
+// controlBacklog handles the control messages already queued, without waiting. (Not with
+// NextBatch and a context that has ended: the intake answers that with the context's
+// error, and the agents' statuses waited for the control loop, racing the first events.)
 func (e *Engine) controlBacklog() {
-	now, cancel := context.WithCancel(context.Background())
-	cancel()
-	for {
-		batch, err := e.control.NextBatch(now)
-		if err != nil || len(batch) == 0 {
-			return
-		}
-		for i := range batch {
-			e.control1(&batch[i])
-		}
+	batch := e.control.Queued()
+	for i := range batch {
+		e.control1(&batch[i])
 	}
 }
 

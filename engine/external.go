@@ -114,6 +114,8 @@ func (t *external) Run(ctx context.Context) error {
 			EnableManualAcknowledgment: true,
 			// paho sends the acknowledgements due every SendAcksInterval: with mosquitto's
 			// 20 messages in flight per client, this bounds the engine to 20 per interval.
+			// Disconnect sends the due ones first (our fork, third_party/paho.golang
+			// PATCHES.md), so a stop leaves exactly the uncommitted events unacknowledged.
 			SendAcksInterval: 2 * time.Millisecond,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				t.receive(pr.Client, pr.Packet)
@@ -130,6 +132,8 @@ func (t *external) Run(ctx context.Context) error {
 	}
 	t.cm.Store(cm)
 	<-ctx.Done()
+	// The event loop has ended (Engine.Run stops the transport last): every commit has
+	// been acknowledged, and paho sends those acknowledgements before DISCONNECT.
 	t.events.close()
 	t.control.close()
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -222,7 +226,11 @@ func (s externalEvents) commit(seq uint64) error {
 	return nil
 }
 
-func (s externalEvents) Close() { s.t.events.close() }
+// Close stops taking events; those still queued stay unacknowledged: with a persistent
+// session (client_id set) the broker sends them again.
+func (s externalEvents) Close() []broker.Event { return s.t.events.stop() }
+
+func (s externalEvents) Redelivers() bool { return s.t.e.cfg.Broker.ClientID != "" }
 
 func (s externalEvents) Stats() broker.IntakeStats { return s.t.events.stats() }
 
@@ -316,6 +324,15 @@ func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 	}
 }
 
+// Queued returns what is queued now, without waiting (a controlSource).
+func (q *queue) Queued() []broker.Event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.items
+	q.items = nil
+	return out
+}
+
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
@@ -324,6 +341,12 @@ func (q *queue) close() {
 	case q.notify <- struct{}{}:
 	default:
 	}
+}
+
+// stop closes the queue and returns what is still in it.
+func (q *queue) stop() []broker.Event {
+	q.close()
+	return q.Queued()
 }
 
 func (q *queue) stats() broker.IntakeStats {

@@ -15,6 +15,7 @@ type promMetrics struct {
 	// The event loop's counters (children of events), and a registry of events and
 	// firings alone: the cumulative counts of the deviceless_events point (eventCounts).
 	received, matched, skipped prometheus.Counter
+	unevaluated                *prometheus.CounterVec // fate: dropped, redelivered
 	counts                     *prometheus.Registry
 	dispatched                 prometheus.Counter
 	retries                    prometheus.Counter
@@ -38,7 +39,9 @@ func newPromMetrics(e *Engine) *promMetrics {
 		reg: prometheus.NewRegistry(),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: eventsTotal,
 			Help: "Events by stage: received (into the rules), matched (by at least one rule), skipped (internal or loop)."}, []string{"stage"}),
-		firings:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: firingsTotal, Help: "Rule firings."}, []string{"rule"}),
+		firings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: firingsTotal, Help: "Rule firings."}, []string{"rule"}),
+		unevaluated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: unevaluatedTotal,
+			Help: "Events the broker accepted that a stopping engine left unevaluated when its drain budget ran out: redelivered (QoS 1/2 from a durable intake or a persistent external session: they come again after the restart) or dropped."}, []string{"fate"}),
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_attempts_total", Help: "Invocation attempts sent to agents."}),
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
 		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
@@ -65,8 +68,8 @@ func newPromMetrics(e *Engine) *promMetrics {
 	}
 	m.received, m.matched, m.skipped = m.events.WithLabelValues("received"), m.events.WithLabelValues("matched"), m.events.WithLabelValues("skipped")
 	m.counts = prometheus.NewRegistry()
-	m.counts.MustRegister(m.events, m.firings)
-	m.reg.MustRegister(m.events, m.firings, m.dispatched, m.retries, m.timeouts, m.late, m.foreign, m.deadLetters,
+	m.counts.MustRegister(m.events, m.firings, m.unevaluated)
+	m.reg.MustRegister(m.events, m.firings, m.unevaluated, m.dispatched, m.retries, m.timeouts, m.late, m.foreign, m.deadLetters,
 		m.malformed, m.invokeRefused, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
@@ -86,22 +89,29 @@ func newPromMetrics(e *Engine) *promMetrics {
 }
 
 const (
-	eventsTotal  = "deviceless_events_total"
-	firingsTotal = "deviceless_rule_firings_total"
+	eventsTotal      = "deviceless_events_total"
+	firingsTotal     = "deviceless_rule_firings_total"
+	unevaluatedTotal = "deviceless_events_unevaluated_total"
 )
 
 // eventCounts reads the cumulative counts of the deviceless_events point from the
-// Prometheus counters: received and matched events, firings of every rule. Dropped is the
-// event source's.
+// Prometheus counters: received and matched events, firings of every rule, and in
+// Dropped the events dropped unevaluated at shutdown (the caller adds the event source's).
 func (m *promMetrics) eventCounts() metrics.EventCounts {
 	var c metrics.EventCounts
-	mfs, _ := m.counts.Gather() // cannot fail: two vectors of counters
+	mfs, _ := m.counts.Gather() // cannot fail: vectors of counters
 	for _, mf := range mfs {
 		for _, mt := range mf.GetMetric() {
 			v := int64(mt.GetCounter().GetValue())
 			switch mf.GetName() {
 			case firingsTotal:
 				c.Fired += v
+			case unevaluatedTotal:
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "fate" && l.GetValue() == "dropped" {
+						c.Dropped += v
+					}
+				}
 			case eventsTotal:
 				for _, l := range mt.GetLabel() {
 					switch {

@@ -37,8 +37,13 @@ type publisher interface {
 type eventSource interface {
 	// Next returns the next batch; the caller commits it once its actions are handed on.
 	Next(ctx context.Context) (eventBatch, error)
-	// Close stops intake, at the end of the event loop.
-	Close()
+	// Close stops intake, at the end of the event loop, and returns the events still
+	// waiting, which nobody will evaluate.
+	Close() []broker.Event
+	// Redelivers reports whether QoS 1 and 2 events not committed come again after a
+	// restart (a durable intake; an external broker's persistent session): then an event
+	// left unevaluated at shutdown is delayed, not lost.
+	Redelivers() bool
 	Stats() broker.IntakeStats
 }
 
@@ -46,12 +51,13 @@ type eventSource interface {
 // *broker.Intake, or the external transport's queue).
 type controlSource interface {
 	NextBatch(ctx context.Context) ([]broker.Event, error)
+	// Queued returns what is waiting now, without waiting (nil: nothing).
+	Queued() []broker.Event
 }
 
 // eventBatch is a run of events from an eventSource.
 type eventBatch struct {
 	Events []broker.Event
-	upTo   uint64 // the highest broker.Event.Seq: 0, nothing to acknowledge
 	acker  acker
 }
 
@@ -61,21 +67,24 @@ type acker interface {
 }
 
 func newBatch(events []broker.Event, a acker) eventBatch {
-	b := eventBatch{Events: events, acker: a}
-	for i := range events {
-		b.upTo = max(b.upTo, events[i].Seq)
-	}
-	return b
+	return eventBatch{Events: events, acker: a}
 }
 
-// Commit reports that every event of the batch has been evaluated and its actions handed
-// to the broker: a durable intake does not deliver them again after a restart, an external
-// broker gets their acknowledgements.
-func (b eventBatch) Commit() error {
-	if b.upTo == 0 || b.acker == nil {
+// Commit reports that the first n events of the batch (all of them, or fewer when a
+// stopping engine ran out of time) have been evaluated and their actions handed to the
+// broker: a durable intake does not deliver them again after a restart, an external
+// broker gets their acknowledgements. Sources number their events in the order they
+// deliver them, so this acknowledges up to the highest sequence number among the n, and
+// the rest stay unacknowledged.
+func (b eventBatch) Commit(n int) error {
+	var upTo uint64 // 0: nothing to acknowledge
+	for i := range b.Events[:n] {
+		upTo = max(upTo, b.Events[i].Seq)
+	}
+	if upTo == 0 || b.acker == nil {
 		return nil
 	}
-	return b.acker.commit(b.upTo)
+	return b.acker.commit(upTo)
 }
 
 // authorizer is a transport that knows its broker's ACLs (the embedded broker).
@@ -112,10 +121,11 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
 	// Agent, invoke and response traffic never reaches the rules (forRules), so it is not
 	// taken.
+	t.events.durable = e.cfg.Broker.Store != ""
 	if t.events.in, err = b.Intake("events", broker.IntakeOptions{
 		Filters: []string{"#"},
 		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke(), e.topics.AllResponses()},
-		Durable: e.cfg.Broker.Store != "",
+		Durable: t.events.durable,
 		// A retained event is evaluated when it is published, not again at every start.
 		SkipRetained: true,
 		// A full intake holds the publishers back (TCP pushes back on the devices) unless
@@ -143,7 +153,10 @@ func (t *embedded) Addr() string { return t.Server.Addr(broker.ListenerTCP) }
 
 // intakeEvents is the embedded broker's event intake: committing a batch commits it in
 // the intake's journal (a durable intake; a no-op otherwise).
-type intakeEvents struct{ in *broker.Intake }
+type intakeEvents struct {
+	in      *broker.Intake
+	durable bool
+}
 
 func (s intakeEvents) Next(ctx context.Context) (eventBatch, error) {
 	events, err := s.in.NextBatch(ctx)
@@ -155,6 +168,8 @@ func (s intakeEvents) Next(ctx context.Context) (eventBatch, error) {
 
 func (s intakeEvents) commit(upTo uint64) error { return s.in.Commit(upTo) }
 
-func (s intakeEvents) Close() { _ = s.in.Close() }
+func (s intakeEvents) Close() []broker.Event { return s.in.Stop() }
+
+func (s intakeEvents) Redelivers() bool { return s.durable }
 
 func (s intakeEvents) Stats() broker.IntakeStats { return s.in.Stats() }
