@@ -172,7 +172,7 @@ func (p *policy) allowed(role Role, username, name string, write bool) bool {
 		switch role {
 		case RoleAgent:
 			return name == p.topics.AgentStatus(username) || name == p.topics.AgentResult(username)
-		case RoleClient:
+		case RoleClient, RoleDeveloper:
 			return topic.Intersects(name, p.topics.InvokeTree())
 		}
 		return false
@@ -180,7 +180,7 @@ func (p *policy) allowed(role Role, username, name string, write bool) bool {
 	switch role {
 	case RoleAgent:
 		return topic.Intersects(name, p.topics.AgentAll(username))
-	case RoleClient:
+	case RoleClient, RoleDeveloper:
 		return topic.Intersects(name, p.topics.ResultsTree())
 	}
 	return false

@@ -116,6 +116,10 @@ func TestPolicy(t *testing.T) {
 		{RoleClient, "c", "dl/results/#", false, true},
 		{RoleClient, "c", "dl/agents/a1/status", false, false},
 		{RoleClient, "c", "replies/c", false, true},
+		{RoleDeveloper, "alice", "dl/invoke/alice.fan@2", true, true},
+		{RoleDeveloper, "alice", "dl/results/#", false, true},
+		{RoleDeveloper, "alice", "dl/agents/a1/invoke", true, false},
+		{RoleDeveloper, "alice", "dl/agents/a1/#", false, false},
 		{RoleAdmin, "r", "dl/agents/a1/invoke", true, true},
 		{RoleAdmin, "r", "dl/#", false, true},
 	} {
