@@ -145,7 +145,8 @@ func TestAPIConfigChecks(t *testing.T) {
 		{"open on a LAN address", APIConfig{Open: true}, "192.168.1.5:8080", "loopback"},
 		{"token without name", APIConfig{Tokens: []APIToken{{Hash: HashAPIToken("x"), Role: "admin"}}}, "127.0.0.1:0", "needs a name"},
 		{"token with a plain secret", APIConfig{Tokens: []APIToken{{Name: "t", Hash: "secret", Role: "admin"}}}, "127.0.0.1:0", "sha256:"},
-		{"token as a device", APIConfig{Tokens: []APIToken{{Name: "t", Hash: HashAPIToken("x"), Role: "device"}}}, "127.0.0.1:0", "viewer, client or admin"},
+		{"token as a device", APIConfig{Tokens: []APIToken{{Name: "t", Hash: HashAPIToken("x"), Role: "device"}}}, "127.0.0.1:0", "viewer, client, developer or admin"},
+		{"developer token with a dotted name", APIConfig{Tokens: []APIToken{{Name: "a.b", Hash: HashAPIToken("x"), Role: "developer"}}}, "127.0.0.1:0", "namespace"},
 		{"duplicate token", APIConfig{Tokens: []APIToken{{Name: "t", Hash: HashAPIToken("x"), Role: "admin"}, {Name: "t", Hash: HashAPIToken("y"), Role: "admin"}}}, "127.0.0.1:0", "duplicate"},
 	} {
 		cfg := Config{HTTP: c.http, API: c.api}

@@ -36,6 +36,8 @@ type Config struct {
 	ReloadDelay time.Duration `yaml:"reload_delay"`
 	// MaxKeys bounds each rule's state (see rules.Options).
 	MaxKeys int `yaml:"max_keys"`
+	// Functions keeps deployed functions and usage figures (functions.go).
+	Functions FunctionsConfig `yaml:"functions"`
 }
 
 // BrokerConfig is the embedded broker's configuration, or the address of an external one.
@@ -100,6 +102,7 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
 	}
+	c.Functions = c.Functions.withDefaults(c.Broker.Store)
 	return c
 }
 
@@ -118,6 +121,16 @@ func (c *Config) validate() error {
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))
+	}
+	if err := c.Functions.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, u := range c.Broker.Users {
+		if u.Role == broker.RoleDeveloper {
+			if err := validNamespace(u.Username); err != nil {
+				errs = append(errs, fmt.Errorf("broker.users[%d] (%s): a developer's username is its namespace: %w", i, u.Username, err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -139,6 +152,9 @@ func LoadConfig(path string) (Config, error) {
 	}
 	if c.Broker.Store != "" {
 		c.Broker.Store = joinPath(dir, c.Broker.Store)
+	}
+	if c.Functions.Store != "" && c.Functions.Store != storeOff {
+		c.Functions.Store = joinPath(dir, c.Functions.Store)
 	}
 	return c, nil
 }

@@ -86,7 +86,8 @@ type resultObserver interface {
 // result the dispatcher wrote for a dead letter.
 type finished struct {
 	Record
-	raw []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
+	raw    []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
+	memory int64  // the invocation's memory limit in bytes (usage metering)
 }
 
 // JSON returns the result encoded as JSON, encoding it at most once for every observer
@@ -106,6 +107,7 @@ type pending struct {
 	timer  timer
 	sent   bool // an attempt is out (counted in the agent's in-flight)
 	reply  func(*finished)
+	caller string // who invoked it (caller.String())
 }
 
 // DeadLetter is what the engine publishes on {prefix}/deadletter.
@@ -130,12 +132,13 @@ func newID() string {
 }
 
 // invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
-// random ids). reply, when set, receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(*finished), ids *actionIDs) {
+// random ids), on behalf of caller. reply, when set, receives the first result (or the
+// dead-letter result).
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, reply func(*finished), ids *actionIDs, caller string) {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Event: ev, Args: args, Spec: fn.Spec}
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
-		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
+		d.deadLetter(&pending{inv: base, target: target, reply: reply, caller: caller}, "no online agent matches the target "+target.String(), protocol.StatusError)
 		return
 	}
 	for i, a := range agents {
@@ -143,7 +146,7 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Tar
 		if i > 0 {
 			inv.ID = ids.next()
 		}
-		p := &pending{inv: inv, target: target, agent: a, reply: reply}
+		p := &pending{inv: inv, target: target, agent: a, reply: reply, caller: caller}
 		if i > 0 {
 			p.reply = nil
 		}
@@ -303,7 +306,7 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 // finish hands a finished invocation to the observers, then to its reply. raw, when set,
 // is res encoded as JSON.
 func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
-	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw}
+	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now(), Caller: p.caller}, raw: raw, memory: int64(p.inv.Spec.Memory)}
 	for _, o := range d.observers {
 		o.observe(f)
 	}

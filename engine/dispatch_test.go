@@ -278,7 +278,7 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
 			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
 			var reply []byte
-			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, func(f *finished) { reply = f.JSON() }, &h.ids)
+			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, func(f *finished) { reply = f.JSON() }, &h.ids, "")
 			h.d.result("a1", []byte(tc.payload), []byte("ev-1"))
 			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.results); diff != "" {
 				t.Errorf("results topic (-want +got):\n%s", diff)
@@ -414,7 +414,7 @@ func invoke(target protocol.Target) step { return invokeArgs(target, map[string]
 func invokeArgs(target protocol.Target, args map[string]any) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		ev := &protocol.Event{Topic: "sensors/a", Payload: json.RawMessage(`{"c":1}`)}
-		h.d.invoke(testFunction, "r", target, args, ev, func(f *finished) { h.replies = append(h.replies, f.ID) }, &h.ids)
+		h.d.invoke(testFunction, "r", target, args, ev, func(f *finished) { h.replies = append(h.replies, f.ID) }, &h.ids, "")
 	}
 }
 
