@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"regexp"
@@ -274,6 +275,7 @@ func writeRealisticHour(sink metrics.Sink, end time.Time) int {
 	agents := []string{"gh1-edge", "gh2-edge", "door-edge"}
 	functions := []string{"cool-down", "classify", "notify"}
 	rules := []string{"hot-greenhouse", "door-open", ""}
+	callers := []string{"rule:hot-greenhouse", "rule:door-open", "user:alice"}
 	statuses := []string{protocol.StatusOK, protocol.StatusOK, protocol.StatusOK, protocol.StatusOK, protocol.StatusError, protocol.StatusTimeout, protocol.StatusRejected}
 	counts := make([]metrics.EventCounts, len(engines))
 	for at := start; !at.After(end); at = at.Add(10 * time.Second) {
@@ -314,6 +316,9 @@ func writeRealisticHour(sink metrics.Sink, end time.Time) int {
 			}
 			r.Timings.Total = r.Timings.Queue + r.Timings.Start + r.Timings.Run
 			write(metrics.Invocation(r), at.Add(time.Duration(100+k)*time.Millisecond))
+			run := int64(math.Ceil(r.Timings.Run))
+			write(metrics.Usage(metrics.UsageRecord{Function: r.Function, Version: fn, Agent: r.Agent, Rule: r.Rule,
+				Caller: callers[fn], Status: r.Status, Cold: r.Cold, RunMS: run, MiBMS: 64 * run}), at.Add(time.Duration(100+k)*time.Millisecond))
 		}
 		if rng.IntN(3) == 0 {
 			line := []string{"fan", "alarm"}[rng.IntN(2)]
