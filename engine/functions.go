@@ -32,8 +32,9 @@ import (
 // FunctionsConfig is the `functions:` block of deviceless.yaml.
 type FunctionsConfig struct {
 	// Store is the folder that keeps deployed functions (functions.jsonl) and usage figures
-	// (usage.jsonl) across restarts. Default: `functions` beside broker.store; without
-	// either, or "off", both live in memory only and are lost at a restart.
+	// (usage.jsonl) across restarts. Default: broker.store + "-functions" (as the broker's
+	// intake journals sit beside its store); without either, or "off", both live in memory
+	// only and are lost at a restart.
 	Store string `yaml:"store"`
 	// Logs is how many finished invocations each function keeps for `deviceless logs`.
 	Logs int `yaml:"logs"`
@@ -55,7 +56,7 @@ const (
 
 func (c FunctionsConfig) withDefaults(brokerStore string) FunctionsConfig {
 	if c.Store == "" && brokerStore != "" {
-		c.Store = filepath.Join(filepath.Dir(brokerStore), "functions")
+		c.Store = filepath.Clean(brokerStore) + "-functions"
 	}
 	if c.Logs <= 0 {
 		c.Logs = DefaultFunctionLogs
