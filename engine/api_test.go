@@ -63,6 +63,12 @@ func TestAPIAccess(t *testing.T) {
 		{name: "rebinding Host", method: "GET", path: rules, token: client, host: "evil.example.com:" + port, want: 421},
 		{name: "rebinding Host on health", method: "GET", path: "/healthz", host: "evil.example.com", want: 421},
 		{name: "localhost Host", method: "GET", path: rules, token: client, host: "localhost:" + port, want: 200},
+		{name: "web page text/plain PUT", method: "PUT", path: "/api/v1/functions/f", user: "ops", pass: "pw-ops", contentType: "text/plain", body: "{}", want: 415},
+		{name: "client deploys", method: "PUT", path: "/api/v1/functions/f", token: client, contentType: "application/json", body: `{"runtime":"sh","code":"x"}`, want: 403},
+		{name: "viewer deletes", method: "DELETE", path: "/api/v1/functions/f", token: viewer, want: 403},
+		{name: "viewer reads usage", method: "GET", path: "/api/v1/usage", token: viewer, want: 200},
+		{name: "admin deploys", method: "PUT", path: "/api/v1/functions/f", user: "ops", pass: "pw-ops", contentType: "application/json", body: `{"runtime":"sh","code":"x"}`, want: 201},
+		{name: "device lists functions", method: "GET", path: "/api/v1/functions", user: "dev", pass: "pw-dev", want: 403},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req, err := http.NewRequest(c.method, base+c.path, strings.NewReader(c.body))

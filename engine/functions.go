@@ -317,7 +317,8 @@ func (f *functionRegistry) version(ref string) (*functionVersion, error) {
 			return v, nil
 		}
 	}
-	return nil, fmt.Errorf("%w %q", ErrUnknownFunction, ref)
+	return nil, fmt.Errorf("%w %q: version %d was deleted with the function; its versions are %d to %d",
+		ErrUnknownFunction, ref, n, d.versions[0].Version, d.last)
 }
 
 // exists reports whether ref names a deployed version (rules.Options.Deployed).
