@@ -58,9 +58,18 @@ type IntakeOptions struct {
 	// Exclude are topic filters whose messages the intake does not take even when Filters
 	// match them.
 	Exclude []string
-	// Buffer is how many events may wait before QoS 0 events are shed.
-	// Default: the broker's limits.intake_buffer.
+	// Buffer is how many events may wait before publishers are held back (or, with
+	// Overflow OverflowShed, QoS 0 events are shed). Default: the broker's
+	// limits.intake_buffer.
 	Buffer int
+	// Overflow is what happens when Buffer events wait: OverflowBackpressure (default)
+	// holds each publisher's connection until there is room, so TCP pushes back on the
+	// device and nothing is lost; OverflowShed drops new QoS 0 events and counts them.
+	Overflow Overflow
+	// Want, when set, is asked about the messages the engine itself publishes (the
+	// broker's inline client): only those it wants are taken, e.g. the ones some rule can
+	// match. Devices' messages are always taken.
+	Want func(topic string) bool
 	// Durable journals every QoS 1 and 2 message the intake takes before the broker
 	// acknowledges it to its publisher, and delivers the messages the consumer did not
 	// Commit again after a restart (journal.go). It needs the broker's store (the journal
@@ -75,16 +84,27 @@ type IntakeOptions struct {
 	SkipRetained bool
 }
 
-// Intake is the engine's in-process feed of published messages: no network hop, and it
-// never blocks the goroutine that delivers a message (a client's read loop).
+// Overflow says what an intake does when its buffer is full.
+type Overflow string
+
+// Overflow policies.
+const (
+	OverflowBackpressure Overflow = "backpressure"
+	OverflowShed         Overflow = "shed"
+)
+
+// Intake is the engine's in-process feed of published messages: no network hop.
 //
-// Slow consumers: when more than Buffer events are waiting, new QoS 0 events are shed and
-// counted (Stats().Dropped, metric deviceless_broker_intake_dropped_total). QoS 1 and 2
-// events are never shed: they queue beyond Buffer, bounded only by memory, and the backlog
-// is visible in Stats().Backlog and deviceless_broker_intake_backlog. The broker has
-// already acknowledged them to the publisher, so a consumer that stays slower than its
-// publishers must be scaled, not outwaited. Events of one intake arrive in the order the
-// broker delivered them, except that shed QoS 0 events are missing.
+// Slow consumers, with OverflowBackpressure (the default): when Buffer events are waiting,
+// or one publisher has half of them, the goroutine that delivers that publisher's next
+// message (its connection's read loop) waits for room. The broker reads no further packet
+// from that connection meanwhile, so TCP pushes back on the device, memory stays bounded
+// (Buffer plus one waiting event per connection), and a flooding device takes at most half
+// the buffer: the others' events still get in. The engine's own publications never wait
+// (the engine is the consumer). With OverflowShed, new QoS 0 events beyond Buffer are
+// dropped and counted (Stats().Dropped, deviceless_broker_intake_dropped_total) and QoS 1
+// and 2 events queue beyond it. Events arrive in the order the broker delivered them
+// (except shed ones).
 type Intake struct {
 	s       *Server
 	name    string
@@ -96,6 +116,8 @@ type Intake struct {
 
 	durable      bool
 	skipRetained bool
+	overflow     Overflow
+	want         func(string) bool
 	journal      *journal    // set by Run for a durable intake
 	attaching    atomic.Bool // retained messages are being delivered at subscription
 
@@ -108,9 +130,15 @@ type Intake struct {
 	out     []Event    // owned by the consumer side, under cmu
 	pos     int
 	backlog atomic.Int64
+	// Backpressure, under mu: events waiting per publishing client, publishers waiting
+	// for room, and the signal that there is room.
+	perClient map[string]int
+	waiting   int
+	room      *sync.Cond
 
 	received    atomic.Uint64
 	dropped     atomic.Uint64
+	held        atomic.Uint64 // times a publisher waited for room
 	redelivered atomic.Uint64
 	resends     atomic.Uint64
 }
@@ -118,7 +146,8 @@ type Intake struct {
 // IntakeStats are an intake's counters.
 type IntakeStats struct {
 	Received uint64 // events accepted into the intake
-	Dropped  uint64 // QoS 0 events shed because the consumer was behind
+	Dropped  uint64 // QoS 0 events shed because the consumer was behind (OverflowShed)
+	Held     uint64 // times a publisher was held back for room (OverflowBackpressure)
 	Backlog  int64  // events waiting
 	// Durable intakes: events delivered again after a restart, and resends of journaled
 	// messages acknowledged without delivering them again.
@@ -166,10 +195,21 @@ func (s *Server) Intake(name string, opts IntakeOptions) (*Intake, error) {
 		sys:          sys,
 		durable:      opts.Durable,
 		skipRetained: opts.SkipRetained,
+		overflow:     opts.Overflow,
+		want:         opts.Want,
 		limit:        int64(buffer),
 		notify:       make(chan struct{}, 1),
 		done:         make(chan struct{}),
 	}
+	switch in.overflow {
+	case "":
+		in.overflow = OverflowBackpressure
+	case OverflowBackpressure, OverflowShed:
+	default:
+		return nil, fmt.Errorf("broker: intake %q: overflow %q: want backpressure or shed", name, opts.Overflow)
+	}
+	in.perClient = map[string]int{}
+	in.room = sync.NewCond(&in.mu)
 	s.intakeMu.Lock()
 	defer s.intakeMu.Unlock()
 	if s.stopped {
@@ -237,7 +277,8 @@ func (in *Intake) detach() {
 	}
 }
 
-// deliver runs on the goroutine that publishes (a client's read loop): it must not block.
+// deliver runs on the goroutine that publishes (a client's read loop): it waits only to
+// push back on that client (backpressure), never for the engine's own publications.
 func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
 	if len(pk.TopicName) > 0 && pk.TopicName[0] == '$' && !in.sys {
 		return
@@ -251,12 +292,20 @@ func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 	if in.durable && pk.FixedHeader.Qos > 0 && !in.attaching.Load() {
 		return // journalPublish took it
 	}
-	if pk.FixedHeader.Qos == 0 && in.backlog.Load() >= in.limit {
+	own := in.fromEngine(pk.Origin)
+	if own && in.want != nil && !in.want(pk.TopicName) {
+		return
+	}
+	if in.overflow == OverflowShed && pk.FixedHeader.Qos == 0 && in.backlog.Load() >= in.limit {
 		in.dropped.Add(1)
 		return
 	}
 	ev := in.event(pk)
 	in.mu.Lock()
+	if in.overflow == OverflowBackpressure && !own && !in.attaching.Load() && !in.waitForRoom(pk.Origin) {
+		in.mu.Unlock()
+		return
+	}
 	if in.closed {
 		in.mu.Unlock()
 		return
@@ -264,6 +313,48 @@ func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 	in.push(ev)
 	in.mu.Unlock()
 	in.wake()
+}
+
+// fromEngine reports whether a message comes from the engine (the broker's inline client).
+func (in *Intake) fromEngine(origin string) bool {
+	return origin == "" || origin == engineClientID || origin == mqtt.InlineClientId
+}
+
+// waitForRoom blocks the calling publisher until the intake has room for one more of
+// client's events: fewer than Buffer waiting in all and fewer than half of them its own.
+// Called with mu held; false when the intake closed meanwhile.
+func (in *Intake) waitForRoom(client string) bool {
+	share := max(in.limit/2, 1)
+	for !in.closed && (in.backlog.Load() >= in.limit || int64(in.perClient[client]) >= share) {
+		in.waiting++
+		in.held.Add(1)
+		in.room.Wait()
+		in.waiting--
+	}
+	return !in.closed
+}
+
+// release gives back the room of events the consumer took.
+func (in *Intake) release(events []Event) {
+	if in.overflow != OverflowBackpressure {
+		in.backlog.Add(-int64(len(events)))
+		return
+	}
+	in.mu.Lock()
+	in.backlog.Add(-int64(len(events)))
+	for i := range events {
+		if c := events[i].ClientID; !in.fromEngine(c) {
+			if n := in.perClient[c] - 1; n > 0 {
+				in.perClient[c] = n
+			} else {
+				delete(in.perClient, c)
+			}
+		}
+	}
+	if in.waiting > 0 {
+		in.room.Broadcast()
+	}
+	in.mu.Unlock()
 }
 
 // journalPublish runs in the OnPublish hook, before mochi acknowledges pk: it journals a
@@ -278,9 +369,22 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 	if !in.takes(pk.TopicName) {
 		return nil
 	}
+	own := cl.Net.Inline
+	if own && in.want != nil && !in.want(pk.TopicName) {
+		return nil
+	}
+	if in.overflow == OverflowBackpressure && !own {
+		// Before the journal write and the PUBACK: the publisher waits, unacknowledged.
+		in.mu.Lock()
+		ok := in.waitForRoom(pk.Origin)
+		in.mu.Unlock()
+		if !ok {
+			return ErrIntakeClosed
+		}
+	}
 	ev := in.event(pk)
 	client := ""
-	if !cl.Net.Inline {
+	if !own {
 		client = cl.ID
 	}
 	err := in.journal.append(&ev, client, pk.PacketID, pk.FixedHeader.Dup, func() {
@@ -325,6 +429,9 @@ func (in *Intake) push(ev Event) {
 	in.in = append(in.in, ev)
 	in.backlog.Add(1)
 	in.received.Add(1)
+	if in.overflow == OverflowBackpressure && !in.fromEngine(ev.ClientID) {
+		in.perClient[ev.ClientID]++
+	}
 }
 
 func (in *Intake) wake() {
@@ -394,7 +501,7 @@ func (in *Intake) Next(ctx context.Context) (Event, error) {
 	ev := in.out[in.pos]
 	in.out[in.pos] = Event{}
 	in.pos++
-	in.backlog.Add(-1)
+	in.release([]Event{ev})
 	return ev, nil
 }
 
@@ -410,7 +517,7 @@ func (in *Intake) NextBatch(ctx context.Context) ([]Event, error) {
 	}
 	batch := in.out[in.pos:]
 	in.out, in.pos = nil, 0
-	in.backlog.Add(-int64(len(batch)))
+	in.release(batch)
 	return batch, nil
 }
 
@@ -446,7 +553,7 @@ func (in *Intake) fill(ctx context.Context) error {
 
 // Stats returns the intake's counters.
 func (in *Intake) Stats() IntakeStats {
-	return IntakeStats{Received: in.received.Load(), Dropped: in.dropped.Load(), Backlog: in.backlog.Load(),
+	return IntakeStats{Received: in.received.Load(), Dropped: in.dropped.Load(), Held: in.held.Load(), Backlog: in.backlog.Load(),
 		Redelivered: in.redelivered.Load(), Resends: in.resends.Load()}
 }
 
@@ -475,6 +582,7 @@ func (in *Intake) shut() {
 	in.backlog.Add(-int64(len(in.in)))
 	in.in = nil
 	close(in.done)
+	in.room.Broadcast() // publishers waiting for room give up
 	j := in.journal
 	in.mu.Unlock()
 	// After in.mu: journalPublish holds the journal's lock while it takes in.mu.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 func TestIntakeShedsQoS0KeepsQoS1(t *testing.T) {
 	t.Parallel()
 	b := start(t, baseConfig(t))
-	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}, Buffer: 10})
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}, Buffer: 10, Overflow: OverflowShed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,5 +249,66 @@ func TestIntakeNextBatchHonoursCancelWithEventsQueued(t *testing.T) {
 	batch, err := in.NextBatch(testContext(t))
 	if err != nil || len(batch) != 1 || string(batch[0].Payload) != "queued" {
 		t.Fatalf("the queued event after the refusal: %v, %v", batch, err)
+	}
+}
+
+// Backpressure (the default overflow): a device flooding at QoS 0 from mosquitto_pub -l is
+// held back instead of shed while the consumer does not read; memory stays bounded (the
+// buffer, plus what one connection has in flight); a quiet device's event still gets in
+// at once (the flooder holds at most half the buffer); once the consumer reads, every
+// event arrives, in order, none lost.
+func TestIntakeBackpressure(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	const buffer, n = 100, 5000
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}, Buffer: buffer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port := hostPort(t, b.Addr(ListenerTCP))
+	pub := exec.Command(requireTool(t, "mosquitto_pub"), "-h", host, "-p", port, "-u", "sensor1", "-P", "pw-sensor1", "-i", "flood", "-t", "sensors/flood", "-q", "0", "-l")
+	var lines strings.Builder
+	for i := range n {
+		fmt.Fprintf(&lines, "%d\n", i)
+	}
+	pub.Stdin = strings.NewReader(lines.String())
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.Wait() }()
+	waitFor(t, "the flooder held back", func() bool { return in.Stats().Held > 0 })
+	if st := in.Stats(); st.Backlog > buffer || st.Dropped != 0 {
+		t.Fatalf("while held: %+v, want a backlog of at most %d and nothing dropped", st, buffer)
+	}
+	quiet := mustConnect(t, b.Addr(ListenerTCP), connOpts{clientID: "quiet", user: "nodered"})
+	quiet.mustPublish(t, "sensors/quiet", "hello", 1) // acknowledged: it is in
+	if st := in.Stats(); st.Backlog > buffer {
+		t.Fatalf("backlog %d beyond the buffer of %d", st.Backlog, buffer)
+	}
+	ctx := testContext(t)
+	next, sawQuiet := 0, false
+	for next < n || !sawQuiet {
+		batch, err := in.NextBatch(ctx)
+		if err != nil {
+			t.Fatalf("after %d flood events: %v", next, err)
+		}
+		for _, ev := range batch {
+			switch ev.Topic {
+			case "sensors/quiet":
+				sawQuiet = true
+			case "sensors/flood":
+				if string(ev.Payload) != strconv.Itoa(next) {
+					t.Fatalf("flood event %q, want %d: lost or out of order", ev.Payload, next)
+				}
+				next++
+			}
+		}
+	}
+	if err := <-pubDone; err != nil {
+		t.Fatalf("mosquitto_pub: %v", err)
+	}
+	if st := in.Stats(); st.Dropped != 0 || st.Received != n+1 {
+		t.Fatalf("after draining: %+v, want %d received and none dropped", st, n+1)
 	}
 }

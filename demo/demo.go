@@ -1,7 +1,8 @@
 // Package demo runs the whole Deviceless loop in one process: the engine with its
-// embedded broker, a local edge agent on podman with simulated GPIO, and simulated
-// greenhouses whose climate reacts to the agent's actuators. It prints one line per
-// closed loop and a summary every few seconds.
+// embedded broker, an edge agent per greenhouse on podman with simulated GPIO, and
+// simulated greenhouses whose climate reacts to the agents' actuators, held in their bands
+// by the greenhouse example's control loops. It prints one line per closed loop and every
+// few seconds each greenhouse against its band.
 package demo
 
 import (
@@ -18,13 +19,16 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/edgeagent"
+	"github.com/deviceless/deviceless/edgeagent/gpio"
 	"github.com/deviceless/deviceless/engine"
 	"github.com/deviceless/deviceless/examples"
+	"github.com/deviceless/deviceless/internal/version"
 )
 
 // Config of a demo run. The zero value works.
@@ -32,16 +36,22 @@ type Config struct {
 	Listen  string        // MQTT listener, default 127.0.0.1:1883
 	HTTP    string        // HTTP API, default 127.0.0.1:8080
 	Rules   []string      // rule files or folders; default the embedded greenhouse example
-	Every   time.Duration // sensor period, default 1s
+	Every   time.Duration // sensor period, default 1s; the simulation advances a second per period
 	Summary time.Duration // summary period, default 10s
 	Out     io.Writer     // loop lines and summaries; default stdout
 	Log     *slog.Logger  // the components' logs; default warnings to stderr
 }
 
-const agentID = "demo-edge"
+// demoAgents are the greenhouses' edge agents the demo runs, each with the one actuator of
+// its greenhouse (the ids and zones the example's rules target).
+var demoAgents = []struct{ id, zone, line string }{
+	{"gh1-edge", "gh1", "fan"},
+	{"gh2-edge", "gh2", "heater"},
+	{"gh3-edge", "gh3", "valve"},
+}
 
 // Run starts everything, blocks until ctx ends, then stops everything and removes the
-// agent's containers.
+// agents' containers.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:1883"
@@ -78,8 +88,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	// Credentials for this run only.
-	creds := map[string]string{agentID: secret(), "demo-sensors": secret(), "demo-watch": secret()}
-	roles := map[string]broker.Role{agentID: broker.RoleAgent, "demo-sensors": broker.RoleDevice, "demo-watch": broker.RoleAdmin}
+	creds := map[string]string{"demo-sensors": secret(), "demo-watch": secret()}
+	roles := map[string]broker.Role{"demo-sensors": broker.RoleDevice, "demo-watch": broker.RoleAdmin}
+	for _, a := range demoAgents {
+		creds[a.id], roles[a.id] = secret(), broker.RoleAgent
+	}
 	// The demo's API is open (no credentials to type) and therefore loopback only; the
 	// engine refuses api.open anywhere else and logs a warning at start.
 	ecfg := engine.Config{Rules: cfg.Rules, HTTP: cfg.HTTP, ShutdownGrace: 3 * time.Second, API: engine.APIConfig{Open: true}}
@@ -99,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 8)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -116,59 +129,79 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	brokerURL := "mqtt://" + eng.BrokerAddr()
 
-	acfg := edgeagent.Config{
-		ID: agentID, Broker: brokerURL, Password: creds[agentID],
-		Labels:      map[string]string{"site": "greenhouse"},
-		Concurrency: 2,
-	}
-	acfg.Podman.Socket = socket
-	acfg.GPIO.Driver = "sim"
-	acfg.GPIO.Lines = simLines()
-	agent, err := edgeagent.New(acfg, cfg.Log.With("component", "agent"))
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return err
-	}
-	// The agent stops before the engine, so it can still say goodbye on the broker and
-	// remove its containers.
-	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopAgent()
-	agentDone := make(chan struct{})
-	go func() {
-		defer close(agentDone)
-		if err := agent.Run(agentCtx); err != nil {
-			errs <- fmt.Errorf("agent: %w", err)
-			cancel()
-		}
-	}()
-	stopAll := func() {
-		stopAgent()
-		<-agentDone
-		cancel()
-		wg.Wait()
-	}
-
-	w := newWatcher(cfg.Out, agent.Lines())
+	// The watcher first: it sees the agents come online.
+	w := newWatcher(cfg.Out)
 	if err := w.connect(ctx, eng.BrokerAddr(), "demo-watch", creds["demo-watch"]); err != nil {
-		stopAll()
+		cancel()
+		wg.Wait()
 		return err
 	}
-	if err := w.waitAgent(ctx, agentID); err != nil {
-		stopAll()
-		return err
-	}
-	fmt.Fprintf(cfg.Out, "deviceless demo: engine with broker on %s, HTTP API on http://%s, agent %s (podman, simulated GPIO)\n", eng.BrokerAddr(), eng.HTTPAddr(), agentID)
-	fmt.Fprintf(cfg.Out, "greenhouses: gh1 heats up (fan), gh2 freezes (heater), gh3 dries out (valve), gh4 humidity jump (alert). Ctrl-C stops.\n")
-	fmt.Fprintf(cfg.Out, "try: curl -s http://%s/api/v1/invocations | head;  deviceless invoke fan-speed --http %s --args '{\"greenhouse\":\"gh9\",\"avg\":33}'\n\n", eng.HTTPAddr(), eng.HTTPAddr())
 
-	sim := newSimulation(agent.Lines(), w)
+	// The agents stop before the engine, so they can still say goodbye on the broker and
+	// remove their containers.
+	agentCtx, stopAgents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAgents()
+	var agentWG sync.WaitGroup
+	stopAll := func() {
+		stopAgents()
+		agentWG.Wait()
+		cancel()
+		wg.Wait()
+	}
+	lines := map[string]gpio.Lines{}
+	var ids []string
+	for _, a := range demoAgents {
+		acfg := edgeagent.Config{
+			ID: a.id, Broker: brokerURL, Password: creds[a.id],
+			Labels:      map[string]string{"site": "greenhouse", "zone": a.zone},
+			Concurrency: 2,
+		}
+		acfg.Podman.Socket = socket
+		acfg.GPIO.Driver = "sim"
+		acfg.GPIO.Lines = agentLines(a.line)
+		agent, err := edgeagent.New(acfg, cfg.Log.With("component", "agent"))
+		if err != nil {
+			w.close()
+			stopAll()
+			return err
+		}
+		lines[a.id] = agent.Lines()
+		ids = append(ids, a.id)
+		agentWG.Add(1)
+		go func() {
+			defer agentWG.Done()
+			if err := agent.Run(agentCtx); err != nil {
+				errs <- fmt.Errorf("agent %s: %w", a.id, err)
+				cancel()
+			}
+		}()
+	}
+
+	if err := w.waitAgents(ctx, ids...); err != nil {
+		w.close()
+		stopAll()
+		return err
+	}
+	fmt.Fprintf(cfg.Out, "deviceless demo %s: engine with broker on %s, HTTP API on http://%s, agents %s (podman, simulated GPIO)\n",
+		version.String(), eng.BrokerAddr(), eng.HTTPAddr(), strings.Join(ids, ", "))
+	fmt.Fprintf(cfg.Out, "greenhouses, a reading from each every %v (a simulated second):\n  %s.\nCtrl-C stops.\n", cfg.Every, describeGreenhouses())
+	fmt.Fprintf(cfg.Out, "try: curl -s http://%s/api/v1/invocations | head;  deviceless invoke fan-speed --http %s --target '{\"labels\":{\"zone\":\"gh1\"}}' --args '{\"greenhouse\":\"gh1\",\"avg\":33}'\n\n",
+		eng.HTTPAddr(), eng.HTTPAddr())
+
+	sim := newSimulation(lines, w)
+	publish, disconnect, err := connectSensors(ctx, eng.BrokerAddr(), "demo-sensors", creds["demo-sensors"])
+	if err != nil {
+		w.close()
+		stopAll()
+		return fmt.Errorf("sensors: %w", err)
+	}
 	simCtx, stopSim := context.WithCancel(ctx)
 	var simWG sync.WaitGroup
 	simWG.Add(2)
 	go func() {
 		defer simWG.Done()
-		if err := sim.run(simCtx, eng.BrokerAddr(), "demo-sensors", creds["demo-sensors"], cfg.Every); err != nil && !errors.Is(err, context.Canceled) {
+		defer disconnect()
+		if err := sim.run(simCtx, publish, cfg.Every); err != nil && !errors.Is(err, context.Canceled) {
 			errs <- fmt.Errorf("sensors: %w", err)
 			cancel()
 		}
@@ -182,7 +215,7 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-parent.Done():
 	case <-ctx.Done(): // a component failed
 	}
-	fmt.Fprintln(cfg.Out, "\nstopping: sensors, agent (removing its containers), engine ...")
+	fmt.Fprintln(cfg.Out, "\nstopping: sensors, agents (removing their containers), engine ...")
 	stopSim()
 	simWG.Wait()
 	w.close()
@@ -223,7 +256,7 @@ func checkPodman(socket string) error {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		},
 	}}
-	const fix = "run `go tool task setup` in the repository (it installs podman, runc and busybox-static with apt, starts a podman service and builds the images), " +
+	const fix = "run `go tool task setup:demo` in the repository (it installs podman, runc and busybox-static with apt, starts a podman service and builds the images), " +
 		"or by hand: apt-get install -y podman runc busybox-static; then start `podman system service --time=0 unix://%s` and build the images with scripts/images.sh"
 	resp, err := c.Get("http://podman/_ping")
 	if err != nil {

@@ -79,7 +79,7 @@ func BenchmarkClosedLoop(b *testing.B) {
 	acfg := edgeagent.Config{ID: "loop-edge", Broker: "mqtt://" + eng.BrokerAddr(), Password: "loop-secret", Concurrency: 4}
 	acfg.Podman.Socket = socket
 	acfg.GPIO.Driver = "sim"
-	acfg.GPIO.Lines = simLines()
+	acfg.GPIO.Lines = agentLines("fan")
 	agent, err := edgeagent.New(acfg, quiet)
 	if err != nil {
 		b.Fatal(err)

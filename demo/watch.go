@@ -18,27 +18,26 @@ import (
 	"github.com/deviceless/deviceless/protocol"
 )
 
-// lineGreenhouse says which simulated greenhouse each actuator acts on.
-var lineGreenhouse = map[string]string{"fan": "gh1", "heater": "gh2", "valve": "gh3"}
-
-func simLines() map[string]gpio.LineConfig {
-	return map[string]gpio.LineConfig{
-		"fan":    {Offset: 17, Direction: gpio.Output},
-		"heater": {Offset: 27, Direction: gpio.Output},
-		"valve":  {Offset: 22, Direction: gpio.Output},
-	}
+// agentLines is the output line of a greenhouse's agent in the demo.
+func agentLines(line string) map[string]gpio.LineConfig {
+	offsets := map[string]int{"fan": 17, "heater": 27, "valve": 22}
+	return map[string]gpio.LineConfig{line: {Offset: offsets[line], Direction: gpio.Output}}
 }
+
+// greenhouseOf names the greenhouse of an agent of the demo (gh1-edge → gh1).
+func greenhouseOf(agent string) string { return strings.TrimSuffix(agent, "-edge") }
 
 // watcher prints the loops as they close, from what a real MQTT client sees.
 type watcher struct {
 	out    io.Writer
+	now    func() time.Time
 	topics protocol.Topics // the demo's engine uses the default prefix
-	lines  gpio.Lines
 	client *paho.Client
 	online chan string
 
 	mu         sync.Mutex
 	lastEvent  map[string]time.Time // greenhouse → when its last sensor event was published
+	invoked    map[string]time.Time // invocation id → when the reading that caused it was published
 	results    map[string]int       // status → count
 	cold, warm int
 	latencies  []float64 // event → result, ms
@@ -47,8 +46,8 @@ type watcher struct {
 	alerts     int
 }
 
-func newWatcher(out io.Writer, lines gpio.Lines) *watcher {
-	return &watcher{out: out, lines: lines, online: make(chan string, 8), lastEvent: map[string]time.Time{}, results: map[string]int{}}
+func newWatcher(out io.Writer) *watcher {
+	return &watcher{out: out, now: time.Now, online: make(chan string, 8), lastEvent: map[string]time.Time{}, invoked: map[string]time.Time{}, results: map[string]int{}}
 }
 
 func (w *watcher) connect(ctx context.Context, addr, user, password string) error {
@@ -63,7 +62,7 @@ func (w *watcher) connect(ctx context.Context, addr, user, password string) erro
 			return true, nil
 		}},
 	})
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := w.client.Connect(cctx, &paho.Connect{ClientID: "demo-watch", KeepAlive: 30, CleanStart: true,
 		Username: user, UsernameFlag: true, Password: []byte(password), PasswordFlag: true}); err != nil {
@@ -72,6 +71,7 @@ func (w *watcher) connect(ctx context.Context, addr, user, password string) erro
 	t := w.topics
 	_, err = w.client.Subscribe(cctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
 		{Topic: t.AllStatus(), QoS: 1}, {Topic: t.ResultsTree(), QoS: 1}, {Topic: t.AllActuate(), QoS: 1},
+		{Topic: t.AgentInvoke("+"), QoS: 0},
 		{Topic: "alerts/#", QoS: 1}, {Topic: t.DeadLetter(), QoS: 1},
 	}})
 	if err != nil {
@@ -86,20 +86,28 @@ func (w *watcher) close() {
 	}
 }
 
-func (w *watcher) waitAgent(ctx context.Context, id string) error {
+func (w *watcher) waitAgents(ctx context.Context, ids ...string) error {
 	timeout := time.After(30 * time.Second)
-	for {
+	waiting := map[string]bool{}
+	for _, id := range ids {
+		waiting[id] = true
+	}
+	for len(waiting) > 0 {
 		select {
 		case got := <-w.online:
-			if got == id {
-				return nil
-			}
+			delete(waiting, got)
 		case <-timeout:
-			return fmt.Errorf("agent %s did not come online within 30s", id)
+			var late []string
+			for id := range waiting {
+				late = append(late, id)
+			}
+			slices.Sort(late)
+			return fmt.Errorf("agents %s did not come online within 30s", strings.Join(late, ", "))
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+	return nil
 }
 
 // published records a sensor event of a greenhouse.
@@ -114,7 +122,7 @@ func stamp(t time.Time) string { return t.Format("15:04:05.000") }
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (w *watcher) receive(p *paho.Publish) {
-	now := time.Now()
+	now := w.now()
 	route, _ := w.topics.Parse(p.Topic)
 	switch {
 	case route.Kind == protocol.AgentStatus:
@@ -134,6 +142,9 @@ func (w *watcher) receive(p *paho.Publish) {
 			Greenhouse string `json:"greenhouse"`
 		}
 		_ = json.Unmarshal(r.Output, &out)
+		if out.Greenhouse == "" {
+			out.Greenhouse = greenhouseOf(r.Agent)
+		}
 		mode := "cold"
 		if !r.Cold {
 			mode = "warm"
@@ -148,7 +159,8 @@ func (w *watcher) receive(p *paho.Publish) {
 			}
 		}
 		loop := ""
-		if t, ok := w.lastEvent[out.Greenhouse]; ok && r.Rule != "" {
+		if t, ok := w.invoked[r.ID]; ok {
+			delete(w.invoked, r.ID)
 			d := ms(now.Sub(t))
 			w.latencies = append(w.latencies, d)
 			loop = fmt.Sprintf("  event→result %.0f ms", d)
@@ -164,12 +176,33 @@ func (w *watcher) receive(p *paho.Publish) {
 		}
 		fmt.Fprintf(w.out, "%s  %-4s %-16s → %s on %s  %s %-6s queue %.0f ms, start %.0f ms, run %.0f ms, total %.0f ms%s  %s\n",
 			stamp(now), out.Greenhouse, rule, r.Function, r.Agent, mode, r.Status, r.Timings.Queue, r.Timings.Start, r.Timings.Run, r.Timings.Total, loop, detail)
+	case route.Kind == protocol.AgentInvoke:
+		// The invocation a reading caused leaves within a millisecond of it, while a
+		// result can come back after the next reading: remember the reading's time by
+		// the invocation's id (a retry keeps the first).
+		var inv protocol.Invocation
+		if json.Unmarshal(p.Payload, &inv) != nil || inv.Event == nil {
+			return
+		}
+		parts := strings.Split(inv.Event.Topic, "/")
+		w.mu.Lock()
+		if t, ok := w.lastEvent[parts[min(1, len(parts)-1)]]; ok {
+			if _, seen := w.invoked[inv.ID]; !seen {
+				w.invoked[inv.ID] = t
+			}
+		}
+		for id, t := range w.invoked { // results that never came
+			if now.Sub(t) > 5*time.Minute {
+				delete(w.invoked, id)
+			}
+		}
+		w.mu.Unlock()
 	case route.Kind == protocol.AgentActuate:
 		var a protocol.Actuation
 		if json.Unmarshal(p.Payload, &a) != nil {
 			return
 		}
-		gh := lineGreenhouse[a.Line]
+		gh := greenhouseOf(route.Agent)
 		w.mu.Lock()
 		loop := ""
 		if t, ok := w.lastEvent[gh]; ok {
@@ -178,7 +211,11 @@ func (w *watcher) receive(p *paho.Publish) {
 			loop = fmt.Sprintf("  event→actuation %.1f ms", d)
 		}
 		w.mu.Unlock()
-		fmt.Fprintf(w.out, "%s  %-4s direct actuation → %s=%d for %v%s\n", stamp(now), gh, a.Line, a.Value, a.For.D(), loop)
+		until := ""
+		if a.For > 0 {
+			until = fmt.Sprintf(" for %v", a.For.D())
+		}
+		fmt.Fprintf(w.out, "%s  %-4s direct actuation → %s=%d%s%s\n", stamp(now), gh, a.Line, a.Value, until, loop)
 	case strings.HasPrefix(p.Topic, "alerts/"):
 		w.mu.Lock()
 		w.alerts++
@@ -189,12 +226,12 @@ func (w *watcher) receive(p *paho.Publish) {
 	}
 }
 
-// lineChanged prints an actuator change the agent made (from the engine or a function).
-func (w *watcher) lineChanged(line string, from, to int) {
+// lineChanged prints an actuator change an agent made (from the engine or a function).
+func (w *watcher) lineChanged(greenhouse, agent, line string, from, to int) {
 	w.mu.Lock()
 	w.actuated++
 	w.mu.Unlock()
-	fmt.Fprintf(w.out, "%s  %-4s %s %d → %d (GPIO line on %s)\n", stamp(time.Now()), lineGreenhouse[line], line, from, to, agentID)
+	fmt.Fprintf(w.out, "%s  %-4s %s %d → %d (GPIO line on %s)\n", stamp(w.now()), greenhouse, line, from, to, agent)
 }
 
 func (w *watcher) summaries(ctx context.Context, every time.Duration, sim *simulation) {
@@ -209,8 +246,8 @@ func (w *watcher) summaries(ctx context.Context, every time.Duration, sim *simul
 		w.mu.Lock()
 		lat := slices.Clone(w.latencies)
 		dir := slices.Clone(w.direct)
-		line := fmt.Sprintf("-- %d events, invocations ok %d error %d timeout %d (cold %d, warm %d), event→result p50 %s, event→actuation p50 %s, line changes %d, alerts %d",
-			sim.events(), w.results[protocol.StatusOK], w.results[protocol.StatusError], w.results[protocol.StatusTimeout], w.cold, w.warm, p50(lat), p50(dir), w.actuated, w.alerts)
+		line := fmt.Sprintf("-- %ds simulated, %d events, invocations ok %d error %d timeout %d (cold %d, warm %d), event→result p50 %s, event→actuation p50 %s, line changes %d, alerts %d",
+			sim.seconds(), sim.events(), w.results[protocol.StatusOK], w.results[protocol.StatusError], w.results[protocol.StatusTimeout], w.cold, w.warm, p50(lat), p50(dir), w.actuated, w.alerts)
 		w.mu.Unlock()
 		fmt.Fprintf(w.out, "%s\n   %s\n", line, sim.state())
 	}

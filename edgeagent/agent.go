@@ -18,7 +18,6 @@ import (
 	"maps"
 	"net/url"
 	"os"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,7 @@ import (
 	"github.com/deviceless/deviceless/edgeagent/gpio/cdev"
 	"github.com/deviceless/deviceless/edgeagent/gpio/sim"
 	"github.com/deviceless/deviceless/edgeagent/podman"
+	"github.com/deviceless/deviceless/internal/version"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -103,7 +103,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		topics:  protocol.Topics{Prefix: cfg.Prefix},
 		rt:      rt,
 		tlsCfg:  tlsCfg,
-		version: version(),
+		version: version.String(),
 		queue:   make(chan *task, cfg.Queue),
 		dedupe:  newDedupe(4096),
 		edges:   make(chan gpio.Edge, 256),
@@ -140,13 +140,6 @@ func (a *Agent) Config() Config { return a.cfg }
 // Lines returns the agent's GPIO lines (a *sim.Lines with the sim driver, whose Inject
 // presses a simulated button).
 func (a *Agent) Lines() gpio.Lines { return a.lines }
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 // Run connects to the broker, serves invocations and actuations until ctx ends, then
 // answers what is in flight, marks the agent offline, and releases containers and lines.

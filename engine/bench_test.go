@@ -15,7 +15,9 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/protocol"
+	"github.com/deviceless/deviceless/rules"
 )
 
 // benchRules writes n rules on sensors/{i%10}/t; the benchmark stream publishes on
@@ -72,20 +74,7 @@ func BenchmarkMosquittoPubIntoRules(b *testing.B) {
 			defer stop()
 			r0 := e.ruleSet().Rules[0]
 			start := publishLines(b, bin, e.BrokerAddr(), "0")
-			// Wait for the rules to see the last event, or for the count to stop moving.
-			last, lastChange := uint64(0), time.Now()
-			for {
-				got := r0.Counters().Matched.Load()
-				if got >= uint64(b.N) {
-					break
-				}
-				if got != last {
-					last, lastChange = got, time.Now()
-				} else if time.Since(lastChange) > time.Second {
-					break
-				}
-				time.Sleep(time.Millisecond)
-			}
+			waitMatched(r0, uint64(b.N))
 			elapsed := time.Since(start)
 			b.StopTimer()
 			got := r0.Counters().Matched.Load()
@@ -241,5 +230,215 @@ func startMosquitto(b testing.TB) string {
 			b.Fatalf("mosquitto did not listen on %s", addr)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkFullRate is issue 13's workload: b.N QoS 0 JSON events {"temp":N,"seq":i}, half
+// above the threshold, from one `mosquitto_pub -l` as fast as it goes, into one rule
+// `if: payload.temp > 30` with a publish action — side by side with mosquitto 2.0.11
+// forwarding the same stream to one subscriber (`mosquitto_sub`), in the same run.
+// events/s counts from the publisher's start to the last event evaluated (delivered, for
+// mosquitto); lost are events never evaluated (delivered); shed are the ones the intake
+// dropped (overflow: shed only).
+func BenchmarkFullRate(b *testing.B) {
+	pubBin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		b.Fatal("mosquitto_pub not found: run `go tool task setup`")
+	}
+	subBin, err := exec.LookPath("mosquitto_sub")
+	if err != nil {
+		b.Fatal("mosquitto_sub not found: run `go tool task setup`")
+	}
+	b.Run("mosquitto-forwarding", func(b *testing.B) {
+		addr := startMosquitto(b)
+		host, port, _ := net.SplitHostPort(addr)
+		// The subscriber takes the stream and a probe topic: the first probe it prints says
+		// its subscription is in place.
+		sub := exec.Command(subBin, "-h", host, "-p", port, "-t", "sensors/0/t", "-t", "probe", "-C", fmt.Sprint(b.N+1), "-W", "120")
+		out, err := sub.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := sub.Start(); err != nil {
+			b.Fatal(err)
+		}
+		ready, got := make(chan struct{}), make(chan int, 1)
+		go func() {
+			n, probed, sc := 0, false, bufio.NewScanner(out)
+			for sc.Scan() {
+				if sc.Text() == "probe" && !probed {
+					close(ready)
+					probed = true
+					continue
+				}
+				n++
+			}
+			got <- n
+		}()
+		waitSubscribed(b, pubBin, host, port, ready)
+		start := publishTempLines(b, pubBin, addr)
+		n := <-got
+		elapsed := time.Since(start)
+		_ = sub.Wait()
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+		b.ReportMetric(float64(b.N-n), "lost")
+	})
+	for _, overflow := range []string{"backpressure", "shed"} {
+		b.Run("deviceless/overflow="+overflow, func(b *testing.B) {
+			dir := b.TempDir()
+			rule := "rules:\n  - name: hot\n    on: sensors/+/t\n    if: payload.temp > 30\n    do: [{publish: {topic: '\"alerts/hot\"'}}]\n"
+			if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rule), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			e, stop := benchEngine(b, dir, func(c *Config) { c.Intake.Overflow = broker.Overflow(overflow) })
+			defer stop()
+			r := e.ruleSet().Rules[0]
+			start := publishTempLines(b, pubBin, e.BrokerAddr())
+			waitMatched(r, uint64(b.N))
+			elapsed := time.Since(start)
+			b.StopTimer()
+			got := r.Counters().Matched.Load()
+			b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(uint64(b.N)-got), "lost")
+			b.ReportMetric(float64(e.events.Stats().Dropped), "shed")
+			b.ReportMetric(float64(r.Counters().Fired.Load()), "fired")
+		})
+	}
+}
+
+// publishTempLines publishes b.N lines {"temp":N,"seq":i} (half above 30) with
+// mosquitto_pub -l at QoS 0 and returns when it started.
+func publishTempLines(b *testing.B, bin, addr string) time.Time {
+	path := filepath.Join(b.TempDir(), "temps")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	for i := 0; i < b.N; i++ {
+		fmt.Fprintf(w, "{\"temp\":%d,\"seq\":%d}\n", 20+(i%2)*20, i)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	in, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, "-h", host, "-p", port, "-t", "sensors/0/t", "-q", "0", "-l")
+	cmd.Stdin = in
+	b.ResetTimer()
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	return start
+}
+
+// waitSubscribed publishes a probe until the subscriber has printed one.
+func waitSubscribed(b *testing.B, pubBin, host, port string, ready <-chan struct{}) {
+	for {
+		if out, err := exec.Command(pubBin, "-h", host, "-p", port, "-t", "probe", "-m", "probe", "-q", "1").CombinedOutput(); err != nil {
+			b.Fatalf("probe: %v: %s", err, out)
+		}
+		select {
+		case <-ready:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// BenchmarkQoS1Publishers16 is the durable intake (store_sync on: every acknowledged
+// event is on disk) under 16 concurrent `mosquitto_pub -q 1 -l` publishers, beside
+// mosquitto 2.0.11's QoS 1 (no fsync) with the same publishers, in the same run.
+// Group commit lets the publishers waiting at one moment share one fsync.
+func BenchmarkQoS1Publishers16(b *testing.B) {
+	bin, err := exec.LookPath("mosquitto_pub")
+	if err != nil {
+		b.Fatal("mosquitto_pub not found: run `go tool task setup`")
+	}
+	const publishers = 16
+	publishAll := func(b *testing.B, addr string) time.Time {
+		host, port, _ := net.SplitHostPort(addr)
+		per := b.N / publishers
+		paths := make([]string, publishers)
+		for p := range paths {
+			paths[p] = filepath.Join(b.TempDir(), fmt.Sprint("lines", p))
+			var sb strings.Builder
+			for i := 0; i < per; i++ {
+				fmt.Fprintf(&sb, "{\"c\": %d.5, \"seq\": %d}\n", i%40, i)
+			}
+			if err := os.WriteFile(paths[p], []byte(sb.String()), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ResetTimer()
+		start := time.Now()
+		errs := make(chan error, publishers)
+		for p := range paths {
+			go func() {
+				in, err := os.Open(paths[p])
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer in.Close()
+				cmd := exec.Command(bin, "-h", host, "-p", port, "-i", fmt.Sprint("pub", p), "-t", "sensors/0/t", "-q", "1", "-l")
+				cmd.Stdin = in
+				if out, err := cmd.CombinedOutput(); err != nil {
+					errs <- fmt.Errorf("mosquitto_pub: %v: %s", err, out)
+					return
+				}
+				errs <- nil
+			}()
+		}
+		for range paths {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		return start
+	}
+	b.Run("mosquitto", func(b *testing.B) {
+		start := publishAll(b, startMosquitto(b))
+		b.ReportMetric(float64(b.N/publishers*publishers)/time.Since(start).Seconds(), "events/s")
+	})
+	b.Run("deviceless/durable", func(b *testing.B) {
+		store := filepath.Join(b.TempDir(), "store")
+		sync := true
+		e, stop := benchEngine(b, benchRules(b, 1), func(c *Config) { c.Broker.Store, c.Broker.StoreSync = store, &sync })
+		defer stop()
+		r0 := e.ruleSet().Rules[0]
+		start := publishAll(b, e.BrokerAddr())
+		want := uint64(b.N / publishers * publishers)
+		for r0.Counters().Matched.Load() < want {
+			if time.Since(start) > 5*time.Minute {
+				b.Fatalf("matched %d of %d", r0.Counters().Matched.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		b.ReportMetric(float64(want)/time.Since(start).Seconds(), "events/s")
+	})
+}
+
+// waitMatched waits for rule r to see n events, or for its count to stop moving for a
+// second (the rest were lost).
+func waitMatched(r *rules.Rule, n uint64) {
+	last, lastChange := uint64(0), time.Now()
+	for {
+		got := r.Counters().Matched.Load()
+		if got >= n {
+			return
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		} else if time.Since(lastChange) > time.Second {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -36,8 +36,23 @@ type Config struct {
 	ReloadDelay time.Duration `yaml:"reload_delay"`
 	// MaxKeys bounds each rule's state (see rules.Options).
 	MaxKeys int `yaml:"max_keys"`
-	// Functions keeps deployed functions and usage figures (functions.go).
+	// Intake is what the engine does when devices publish faster than it evaluates.
+	Intake IntakeConfig `yaml:"intake"`
+	// State is the engine's own state folder: the last runs of scheduled rules with
+	// catch_up (docs/engine.md#schedules), deployed functions and usage figures
+	// (docs/functions.md). Default: broker.store + "-engine"; without either, the engine
+	// keeps no state of its own.
+	State string `yaml:"state"`
+	// Functions tunes the logs and usage of functions (functions.go).
 	Functions FunctionsConfig `yaml:"functions"`
+}
+
+// IntakeConfig configures the event intake (docs/engine.md, "Ordering and overload").
+type IntakeConfig struct {
+	// Overflow: backpressure (default) holds a publisher's connection while the intake is
+	// full, so nothing is lost; shed drops QoS 0 events beyond the buffer instead
+	// (broker.limits.intake_buffer) and counts them.
+	Overflow broker.Overflow `yaml:"overflow"`
 }
 
 // BrokerConfig is the embedded broker's configuration, or the address of an external one.
@@ -102,7 +117,10 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
 	}
-	c.Functions = c.Functions.withDefaults(c.Broker.Store)
+	if c.State == "" && c.Broker.Store != "" {
+		c.State = c.Broker.Store + "-engine" // beside the intake's journal, store + "-intake-events"
+	}
+	c.Functions = c.Functions.withDefaults()
 	return c
 }
 
@@ -115,6 +133,11 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 			errs = append(errs, fmt.Errorf("http: %q is not host:port: %w", c.HTTP, err))
 		}
+	}
+	switch c.Intake.Overflow {
+	case "", broker.OverflowBackpressure, broker.OverflowShed:
+	default:
+		errs = append(errs, fmt.Errorf("intake.overflow: %q: want backpressure or shed", c.Intake.Overflow))
 	}
 	if err := c.API.validate(c.HTTP); err != nil {
 		errs = append(errs, err)
@@ -153,9 +176,7 @@ func LoadConfig(path string) (Config, error) {
 	if c.Broker.Store != "" {
 		c.Broker.Store = joinPath(dir, c.Broker.Store)
 	}
-	if c.Functions.Store != "" && c.Functions.Store != storeOff {
-		c.Functions.Store = joinPath(dir, c.Functions.Store)
-	}
+	c.State = joinPath(dir, c.State)
 	return c, nil
 }
 

@@ -53,6 +53,7 @@ type Engine struct {
 	rulesErr atomic.Pointer[reloadStatus]
 	registry *registry
 	dispatch *dispatcher
+	sched    *scheduler // scheduled rules (schedule.go)
 	history  *history
 	metrics  *promMetrics
 	sink     metrics.Sink
@@ -88,7 +89,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.topics = topics
 	// Deployed functions first: rules may invoke them.
-	if e.functions, err = openFunctions(cfg.Functions, cfg.Broker.Users, log.With("component", "functions"), e.now); err != nil {
+	if e.functions, err = openFunctions(cfg.State, cfg.Functions, cfg.Broker.Users, log.With("component", "functions"), e.now); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	opened := false
@@ -139,6 +140,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
 		observers: observers,
 	})
+	e.sched = newScheduler(e.ruleSet, e.actScheduled, e.now, log.With("component", "schedule"), cfg.State)
 	opened = true
 	return e, nil
 }
@@ -203,6 +205,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); e.reportEvents(controlCtx) }()
 	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
 	go func() { defer wg.Done(); e.watchRules(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); e.sched.run(ctx) }() // after controlBacklog: catch-up runs find their agents
 	close(e.ready)
 	e.log.Info("engine running", "broker", e.BrokerAddr(), "http", e.HTTPAddr(), "rules", len(e.ruleSet().Rules))
 
@@ -344,6 +348,9 @@ func (e *Engine) forRules(b *broker.Event) bool {
 }
 
 func hops(b *broker.Event) int {
+	if b == nil {
+		return 0 // a scheduled run
+	}
 	for _, u := range b.UserProperties {
 		if u.Key == hopProperty {
 			n, _ := strconv.Atoi(u.Value)
@@ -371,7 +378,8 @@ func (a *actionIDs) next() string {
 }
 
 // eventActions is what the actions of one event share: the event, the ids of its
-// invocations and actuations, and the event as its invocations carry it.
+// invocations and actuations, and the event as its invocations carry it. A scheduled run
+// has no event (src nil): its invocations carry none.
 type eventActions struct {
 	src *broker.Event
 	ids actionIDs
@@ -379,6 +387,9 @@ type eventActions struct {
 }
 
 func (a *eventActions) invocationEvent() *protocol.Event {
+	if a.src == nil {
+		return nil
+	}
 	if a.inv == nil {
 		a.inv = &protocol.Event{Topic: a.src.Topic, Payload: jsonPayload(a.src.Payload), ReceivedAt: a.src.Received}
 	}

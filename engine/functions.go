@@ -29,17 +29,14 @@ import (
 // each change a new immutable version, kept in the engine's store, resolved at each
 // invocation, metered (usage.go) and logged per function.
 
-// FunctionsConfig is the `functions:` block of deviceless.yaml.
+// FunctionsConfig is the `functions:` block of deviceless.yaml. Deployed functions
+// (functions.jsonl) and usage figures (usage.jsonl) live in the engine's state folder
+// (Config.State); without one they live in memory and are lost at a restart.
 type FunctionsConfig struct {
-	// Store is the folder that keeps deployed functions (functions.jsonl) and usage figures
-	// (usage.jsonl) across restarts. Default: broker.store + "-functions" (as the broker's
-	// intake journals sit beside its store); without either, or "off", both live in memory
-	// only and are lost at a restart.
-	Store string `yaml:"store"`
 	// Logs is how many finished invocations each function keeps for `deviceless logs`.
 	Logs int `yaml:"logs"`
-	// UsageFlush is how often usage figures are appended to the store; an engine killed
-	// (not stopped) loses at most this much of them.
+	// UsageFlush is how often usage figures are appended to the state folder; an engine
+	// killed (not stopped) loses at most this much of them.
 	UsageFlush time.Duration `yaml:"usage_flush"`
 	// UsageRetention is how long usage figures are kept; per minute for the last two
 	// days, per hour beyond.
@@ -51,13 +48,9 @@ const (
 	DefaultFunctionLogs   = 20
 	DefaultUsageFlush     = 10 * time.Second
 	DefaultUsageRetention = 90 * 24 * time.Hour
-	storeOff              = "off"
 )
 
-func (c FunctionsConfig) withDefaults(brokerStore string) FunctionsConfig {
-	if c.Store == "" && brokerStore != "" {
-		c.Store = filepath.Clean(brokerStore) + "-functions"
-	}
+func (c FunctionsConfig) withDefaults() FunctionsConfig {
 	if c.Logs <= 0 {
 		c.Logs = DefaultFunctionLogs
 	}
@@ -201,35 +194,33 @@ type functionRegistry struct {
 	logs  *functionLogs
 }
 
-func openFunctions(cfg FunctionsConfig, users []broker.User, log *slog.Logger, now func() time.Time) (*functionRegistry, error) {
+// openFunctions loads the deployed functions and usage figures kept in dir (the engine's
+// state folder; "": in memory only).
+func openFunctions(dir string, cfg FunctionsConfig, users []broker.User, log *slog.Logger, now func() time.Time) (*functionRegistry, error) {
 	f := &functionRegistry{cfg: cfg, log: log, now: now, roles: map[string]broker.Role{}, sink: metrics.Nop{},
 		byName: map[string]*deployedFunction{}, logs: newFunctionLogs(cfg.Logs)}
 	for _, u := range users {
 		f.roles[u.Username] = u.Role
 	}
-	dir := cfg.Store
-	if dir == storeOff {
-		dir = ""
-	}
 	if dir == "" {
-		log.Warn("deployed functions and usage are kept in memory only: set functions.store (or broker.store) to keep them across restarts")
+		log.Warn("deployed functions and usage are kept in memory only: set state (or broker.store) to keep them across restarts")
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("functions.store: %w", err)
+		return nil, fmt.Errorf("state: %w", err)
 	}
 	if dir != "" {
 		store, lines, err := openAppendLog(filepath.Join(dir, "functions.jsonl"), log)
 		if err != nil {
-			return nil, fmt.Errorf("functions.store: %w", err)
+			return nil, fmt.Errorf("state: %w", err)
 		}
 		for i, line := range lines {
 			var rec functionRecord
 			if err := json.Unmarshal(line, &rec); err != nil {
 				store.Close()
-				return nil, fmt.Errorf("functions.store: %s line %d: %w", store.path, i+1, err)
+				return nil, fmt.Errorf("state: %s line %d: %w", store.path, i+1, err)
 			}
 			if err := f.apply(rec); err != nil {
 				store.Close()
-				return nil, fmt.Errorf("functions.store: %s line %d: %w", store.path, i+1, err)
+				return nil, fmt.Errorf("state: %s line %d: %w", store.path, i+1, err)
 			}
 		}
 		f.store = store

@@ -19,7 +19,7 @@ import (
 	"github.com/deviceless/deviceless/protocol"
 )
 
-// faasConfig is testConfig with a functions store, developers alice and bob (password
+// faasConfig is testConfig with a state folder (deployed functions, usage), developers alice and bob (password
 // "pw-" + name) and a developer token for carol.
 func faasConfig(t *testing.T, rulesDir, store string) Config {
 	t.Helper()
@@ -32,7 +32,7 @@ func faasConfig(t *testing.T, rulesDir, store string) Config {
 		cfg.Broker.Users = append(cfg.Broker.Users, broker.User{Username: name, PasswordHash: string(h), Role: broker.RoleDeveloper})
 	}
 	cfg.API.Tokens = append(cfg.API.Tokens, APIToken{Name: "carol", Hash: HashAPIToken(carolToken), Role: broker.RoleDeveloper})
-	cfg.Functions.Store = store
+	cfg.State = store
 	return cfg
 }
 

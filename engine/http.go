@@ -102,6 +102,11 @@ type RuleView struct {
 	Throttled   uint64   `json:"throttled"`
 	Errors      uint64   `json:"errors"`
 	Keys        int      `json:"keys"`
+	// A scheduled rule's schedule ("every 30s", "cron 0 6 * * * (Europe/Berlin)"), its next
+	// run and the due time of its last run (absent until it ran).
+	Schedule string     `json:"schedule,omitempty"`
+	NextRun  *time.Time `json:"next_run,omitempty"`
+	LastRun  *time.Time `json:"last_run,omitempty"`
 	// The last runtime error ("in: message"), its event's receive time and topic; absent
 	// until the rule fails. Kept across reloads that keep the rule's state.
 	LastError      string     `json:"last_error,omitempty"`
@@ -130,6 +135,7 @@ func (e *Engine) apiRules(w http.ResponseWriter, r *http.Request) {
 		if le := c.LastError(); le != nil {
 			v.LastError, v.LastErrorAt, v.LastErrorTopic = le.Error(), &le.At, le.Topic
 		}
+		viewSchedule(rl, &v)
 		out.Rules = append(out.Rules, v)
 	}
 	for name := range set.Functions {
@@ -183,13 +189,16 @@ func (e *Engine) apiInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// DryRunRequest is an event for POST /api/v1/dryrun.
+// DryRunRequest is an event for POST /api/v1/dryrun, or a scheduled run
+// (docs/engine.md#dry-runs-of-schedules): `at` sets the clock, `schedule` names a rule.
 type DryRunRequest struct {
-	Topic   string          `json:"topic"`
-	Payload json.RawMessage `json:"payload"`
-	Client  string          `json:"client"`
-	QoS     byte            `json:"qos"`
-	Retain  bool            `json:"retain"`
+	At       *time.Time      `json:"at"`
+	Schedule string          `json:"schedule"`
+	Topic    string          `json:"topic"`
+	Payload  json.RawMessage `json:"payload"`
+	Client   string          `json:"client"`
+	QoS      byte            `json:"qos"`
+	Retain   bool            `json:"retain"`
 }
 
 // ActionView is an evaluated action in JSON.
@@ -209,8 +218,11 @@ type ActionView struct {
 
 // FiringView is a firing in JSON.
 type FiringView struct {
-	Rule    string       `json:"rule"`
-	Key     string       `json:"key"`
+	Rule string    `json:"rule"`
+	Key  string    `json:"key"`
+	At   time.Time `json:"at"` // the clock of the evaluation
+	// Due is a scheduled run's due time (`schedule.at`); absent for an event.
+	Due     *time.Time   `json:"due,omitempty"`
 	Actions []ActionView `json:"actions"`
 }
 
@@ -233,9 +245,10 @@ func viewActions(as []rules.Action) []ActionView {
 	return out
 }
 
-// apiDryRun evaluates one event against a fresh copy of the running rules (no file is
-// read): nothing is invoked, and the running rules' state is not touched (state starts
-// empty, so `for`, windows and throttles see this event as the first of its key).
+// apiDryRun evaluates one event, or scheduled runs (dryRunSchedule), against a fresh copy
+// of the running rules (no file is read): nothing is invoked, and the running rules' state
+// is not touched (state starts empty, so `for`, windows and throttles see this event as
+// the first of its key; schedules do not move).
 func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 	var req DryRunRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
@@ -244,22 +257,40 @@ func (e *Engine) apiDryRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed request: %w", err))
 		return
 	}
-	if err := topic.ValidateTopic(req.Topic); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("topic %q: %w", req.Topic, err))
-		return
-	}
-	payload := []byte(req.Payload)
-	var s string
-	if json.Unmarshal(req.Payload, &s) == nil {
-		payload = []byte(s) // a JSON string is the payload's text
+	now := e.now()
+	if req.At != nil {
+		now = *req.At
 	}
 	set := e.ruleSet().Fresh()
-	firings := set.NewEvaluator().Eval(&rules.Event{Topic: req.Topic, Payload: payload, Client: req.Client, QoS: req.QoS, Retain: req.Retain, Time: e.now()}, nil)
+	var firings []rules.Firing
+	if req.Schedule != "" || (req.At != nil && req.Topic == "") {
+		f, code, err := dryRunSchedule(set, req, now)
+		if err != nil {
+			writeError(w, code, err)
+			return
+		}
+		firings = f
+	} else {
+		if err := topic.ValidateTopic(req.Topic); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("topic %q: %w", req.Topic, err))
+			return
+		}
+		payload := []byte(req.Payload)
+		var s string
+		if json.Unmarshal(req.Payload, &s) == nil {
+			payload = []byte(s) // a JSON string is the payload's text
+		}
+		firings = set.NewEvaluator().Eval(&rules.Event{Topic: req.Topic, Payload: payload, Client: req.Client, QoS: req.QoS, Retain: req.Retain, Time: now}, nil)
+	}
 	out := struct {
 		Firings []FiringView `json:"firings"`
 	}{Firings: []FiringView{}}
 	for _, f := range firings {
-		out.Firings = append(out.Firings, FiringView{Rule: f.Rule, Key: f.Key, Actions: viewActions(f.Actions)})
+		v := FiringView{Rule: f.Rule, Key: f.Key, At: f.Time, Actions: viewActions(f.Actions)}
+		if f.Schedule != nil {
+			v.Due = &f.Schedule.At
+		}
+		out.Firings = append(out.Firings, v)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

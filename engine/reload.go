@@ -93,7 +93,9 @@ func (e *Engine) Reload() bool {
 	}
 	d := set.Adopt(e.ruleSet())
 	set.SetAgents(e.registry.forRules())
+	set.Arm(e.now()) // new and changed schedules run from now; kept ones keep their next run
 	e.rules.Store(set)
+	e.sched.reloaded()
 	e.rulesErr.Store(&reloadStatus{At: e.now(), Diff: &d})
 	e.metrics.reloads.WithLabelValues("ok").Inc()
 	for change, names := range map[string][]string{"added": d.Added, "removed": d.Removed, "reset": d.Reset, "changed": d.Changed} {

@@ -117,6 +117,12 @@ func openEmbedded(e *Engine) (*embedded, error) {
 		Durable: e.cfg.Broker.Store != "",
 		// A retained event is evaluated when it is published, not again at every start.
 		SkipRetained: true,
+		// A full intake holds the publishers back (TCP pushes back on the devices) unless
+		// intake.overflow says shed.
+		Overflow: e.cfg.Intake.Overflow,
+		// What the engine publishes itself (rule publications, results, dead letters)
+		// comes back only where a rule can match it.
+		Want: func(topic string) bool { return e.ruleSet().Matches(topic) },
 	}); err != nil {
 		return nil, err
 	}

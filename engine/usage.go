@@ -22,6 +22,7 @@ import (
 // started cold. The figures live in the engine's store (usage.jsonl), not in InfluxDB:
 // InfluxDB is optional and its sink drops points when it is away, so it could not give
 // exact totals; it gets a deviceless_usage point per invocation for dashboards.
+// (usage.jsonl lies in the engine's state folder, beside functions.jsonl.)
 
 // usageKey is one bucket: a minute (or, after two days, an hour: then Minute is the
 // hour's first minute) and the dimensions.
@@ -110,20 +111,20 @@ func openUsage(dir string, cfg FunctionsConfig, log *slog.Logger, now func() tim
 	}
 	store, lines, err := openAppendLog(filepath.Join(dir, "usage.jsonl"), log)
 	if err != nil {
-		return nil, fmt.Errorf("functions.store: %w", err)
+		return nil, fmt.Errorf("state: %w", err)
 	}
 	for i, line := range lines {
 		var l usageLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			store.Close()
-			return nil, fmt.Errorf("functions.store: %s line %d: %w", store.path, i+1, err)
+			return nil, fmt.Errorf("state: %s line %d: %w", store.path, i+1, err)
 		}
 		u.bucket(u.buckets, l.usageKey).add(&l.usageCounts)
 	}
 	u.store = store
 	if err := u.compact(); err != nil {
 		store.Close()
-		return nil, fmt.Errorf("functions.store: compacting %s: %w", store.path, err)
+		return nil, fmt.Errorf("state: compacting %s: %w", store.path, err)
 	}
 	return u, nil
 }

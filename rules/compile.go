@@ -81,6 +81,8 @@ type Rule struct {
 	Filters     []string
 	For         time.Duration
 	Throttle    time.Duration
+	// Schedule is when the rule runs, for a rule with `schedule` instead of `on`.
+	Schedule *Schedule
 
 	cond     *vm.Program
 	key      *vm.Program
@@ -91,6 +93,7 @@ type Rule struct {
 	maxKeys  int
 
 	state    *ruleState
+	sched    *schedState
 	counters *Counters
 }
 
@@ -302,8 +305,13 @@ func (c *compiler) rule(rd *RuleDef) {
 	} else if rd.MaxKeys > 0 {
 		r.maxKeys = rd.MaxKeys
 	}
-	if len(rd.On) == 0 {
-		c.errf(name.Pos, "rule %q needs `on`: an MQTT topic filter or a list of them", name.Value)
+	switch {
+	case rd.Schedule != nil && len(rd.On) > 0:
+		c.errf(rd.Schedule.Pos, "rule %q takes `on` or `schedule`, not both: a scheduled run has no event (write two rules)", name.Value)
+	case rd.Schedule != nil:
+		r.Schedule = c.schedule(name.Value, rd.Schedule)
+	case len(rd.On) == 0:
+		c.errf(name.Pos, "rule %q needs `on`: an MQTT topic filter or a list of them (or a `schedule`)", name.Value)
 	}
 	for _, f := range rd.On {
 		if err := topic.ValidateFilter(f.Value); err != nil {
@@ -363,6 +371,9 @@ func (c *compiler) rule(rd *RuleDef) {
 		c.errf(name.Pos, "rule %q uses `window` but defines no window", name.Value)
 	}
 	r.stateful = r.window != nil || r.For > 0 || r.Throttle > 0 || r.key != nil || r.uses&usePrev != 0
+	if rd.Schedule != nil {
+		c.scheduledRule(r, rd)
+	}
 	if r.stateful {
 		r.state = newRuleState(r.maxKeys)
 	}
@@ -371,6 +382,25 @@ func (c *compiler) rule(rd *RuleDef) {
 	for _, f := range r.Filters {
 		_ = c.set.matcher.Add(f, idx) // validated above
 	}
+}
+
+// scheduledRule refuses what needs events or per-key state in a scheduled rule: it runs
+// on a clock, with no topic and no payload, so `key`, `window`, `for`, `throttle`,
+// `max_keys` and `prev` have nothing to work on.
+func (c *compiler) scheduledRule(r *Rule, rd *RuleDef) {
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"key", rd.Key.IsSet()}, {"window", rd.Window != nil}, {"for", rd.For > 0}, {"throttle", rd.Throttle > 0}, {"max_keys", rd.MaxKeys != 0}} {
+		if k.set {
+			c.errf(r.Pos, "rule %q: `%s` does not apply to a scheduled rule (it runs on a clock, with no events and no per-key state)", r.Name, k.key)
+		}
+	}
+	if r.uses&usePrev != 0 {
+		c.errf(r.Pos, "rule %q: `prev` does not apply to a scheduled rule (it has no previous payload)", r.Name)
+	}
+	r.stateful = false
+	r.sched = &schedState{}
 }
 
 func (c *compiler) target(at Pos, t *protocol.Target) protocol.Target {
@@ -524,9 +554,9 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 
 // Adopt carries state over from the set s replaces and returns what changed, rule by rule
 // (see Diff): a rule whose name and stateful definition (filters, if, key, window, for,
-// throttle, max_keys; see equalState) are unchanged keeps its windows, `for` clocks,
-// throttles, counters and last error; other rules start empty. Call it before s receives
-// events.
+// throttle, max_keys, schedule; see equalState) are unchanged keeps its windows, `for`
+// clocks, throttles, next scheduled run, counters and last error; other rules start
+// empty. Call it before s receives events.
 func (s *Set) Adopt(old *Set) Diff {
 	d := Diff{Added: []string{}, Removed: []string{}, Reset: []string{}, Changed: []string{}, Kept: []string{}}
 	byName := map[string]*Rule{}
@@ -545,7 +575,10 @@ func (s *Set) Adopt(old *Set) Diff {
 			d.Reset = append(d.Reset, r.Name)
 		default:
 			r.state, r.counters = o.state, o.counters
-			if r.Description != o.Description || !equalActions(o, r) {
+			if o.sched != nil && r.sched != nil {
+				r.sched = o.sched // an unchanged schedule keeps its next run
+			}
+			if r.Description != o.Description || !equalActions(o, r) || catchUp(o) != catchUp(r) {
 				d.Changed = append(d.Changed, r.Name)
 			} else {
 				d.Kept = append(d.Kept, r.Name)

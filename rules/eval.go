@@ -29,6 +29,8 @@ type Firing struct {
 	Key     string
 	Time    time.Time
 	Actions []Action
+	// Schedule is the run of a scheduled rule; nil for a firing on an event.
+	Schedule *ScheduleRun
 }
 
 // Action is an evaluated action, ready for the engine to carry out.

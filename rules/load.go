@@ -61,6 +61,9 @@ func setFile(def *FileDef, file string) {
 			r.On[i].Pos.File = file
 		}
 		r.If.Pos.File, r.Key.Pos.File = file, file
+		if s := r.Schedule; s != nil {
+			s.Pos.File, s.EveryPos.File, s.Cron.Pos.File, s.Zone.Pos.File = file, file, file, file
+		}
 		if r.Window != nil {
 			r.Window.Of.Pos.File = file
 		}

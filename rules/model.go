@@ -23,17 +23,18 @@ type FunctionDef struct {
 
 // RuleDef is one rule.
 type RuleDef struct {
-	Name        Name       `yaml:"name"`
-	Description string     `yaml:"description"`
-	On          Filters    `yaml:"on"`
-	If          Expr       `yaml:"if"`
-	Key         Expr       `yaml:"key"`
-	Window      *WindowDef `yaml:"window"`
-	For         Duration   `yaml:"for"`
-	Throttle    Duration   `yaml:"throttle"`
-	MaxKeys     int        `yaml:"max_keys"`
-	Disabled    bool       `yaml:"disabled"`
-	Do          ActionDefs `yaml:"do"`
+	Name        Name         `yaml:"name"`
+	Description string       `yaml:"description"`
+	On          Filters      `yaml:"on"`
+	Schedule    *ScheduleDef `yaml:"schedule"`
+	If          Expr         `yaml:"if"`
+	Key         Expr         `yaml:"key"`
+	Window      *WindowDef   `yaml:"window"`
+	For         Duration     `yaml:"for"`
+	Throttle    Duration     `yaml:"throttle"`
+	MaxKeys     int          `yaml:"max_keys"`
+	Disabled    bool         `yaml:"disabled"`
+	Do          ActionDefs   `yaml:"do"`
 
 	Pos Pos `yaml:"-"`
 }
@@ -44,6 +45,33 @@ type WindowDef struct {
 	Count      int      `yaml:"count"`
 	Of         Expr     `yaml:"of"`
 	MaxSamples int      `yaml:"max_samples"`
+}
+
+// ScheduleDef is a rule's `schedule`: a fixed interval (`every`) or a cron expression in
+// a time zone, and whether a run missed while the engine was down runs once at its start.
+type ScheduleDef struct {
+	Every   Duration `yaml:"every"`
+	Cron    Name     `yaml:"cron"`
+	Zone    Name     `yaml:"zone"`
+	CatchUp bool     `yaml:"catch_up"`
+
+	Pos      Pos `yaml:"-"` // the mapping
+	EveryPos Pos `yaml:"-"` // the value of `every`, when given
+}
+
+// UnmarshalYAML reads the mapping key by key, remembering where it and `every` are.
+func (d *ScheduleDef) UnmarshalYAML(n ast.Node) error {
+	m, ok := n.(*ast.MappingNode)
+	if !ok {
+		return errorf(nodePos(n), "schedule must be a mapping: {every: 30s} or {cron: \"0 6 * * *\", zone: Europe/Berlin}")
+	}
+	d.Pos = nodePos(m)
+	for _, kv := range m.Values {
+		if k, _ := scalarText(kv.Key); k == "every" {
+			d.EveryPos = nodePos(kv.Value)
+		}
+	}
+	return decodeFields(m, d)
 }
 
 // ActionDef is one entry of a rule's `do` list: exactly one of invoke, actuate, publish.

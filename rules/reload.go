@@ -21,11 +21,12 @@ type Diff struct {
 	// Removed are gone, with their state.
 	Removed []string `json:"removed"`
 	// Reset kept their name but changed a stateful part of their definition (filters, if,
-	// key, window, for, throttle, max_keys): a new rule under an old name, whose state,
+	// key, window, for, throttle, max_keys, schedule): a new rule under an old name, whose state,
 	// counters and last error start empty.
 	Reset []string `json:"reset"`
-	// Changed kept their stateful definition but changed their actions or description:
-	// state, counters and last error are carried over, the new actions apply.
+	// Changed kept their stateful definition but changed their actions, description or
+	// catch_up: state (a schedule's next run), counters and last error are carried over,
+	// the new actions apply.
 	Changed []string `json:"changed"`
 	// Kept are unchanged (a change of position only): state carried over.
 	Kept []string `json:"kept"`
@@ -46,12 +47,16 @@ type stateDef struct {
 	forD       time.Duration
 	throttle   time.Duration
 	maxKeys    int
+	schedule   string // every, or cron and zone; catch_up is not part of the clock
 }
 
 func (r *Rule) stateDef() stateDef {
 	d := stateDef{prev: r.uses&usePrev != 0, cond: src(r.cond), key: src(r.key), forD: r.For, throttle: r.Throttle, maxKeys: r.maxKeys}
 	if w := r.window; w != nil {
 		d.over, d.count, d.of, d.maxSamples = w.over, w.count, src(w.of), w.maxSamples
+	}
+	if s := r.Schedule; s != nil {
+		d.schedule = s.String()
 	}
 	return d
 }
@@ -93,3 +98,5 @@ func functionName(f *Function) string {
 func equalTarget(a, b protocol.Target) bool {
 	return a.Agent == b.Agent && a.Pick == b.Pick && maps.Equal(a.Labels, b.Labels)
 }
+
+func catchUp(r *Rule) bool { return r.Schedule != nil && r.Schedule.CatchUp }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -34,7 +36,11 @@ type TestCase struct {
 	Events       []TestEvent    `yaml:"events"`
 	Expect       []TestFiring   `yaml:"expect"`
 	ExpectErrors map[string]int `yaml:"expect_errors"`
-	Pos          Pos            `yaml:"-"`
+	// LastRun gives scheduled rules a last run before the start (RFC 3339 times), as if
+	// the engine restarted at the start: rules with `catch_up: true` that missed a run
+	// since then run once at 0s.
+	LastRun map[string]string `yaml:"last_run"`
+	Pos     Pos               `yaml:"-"`
 }
 
 // TestAgent is an agent of the registry the expressions see as `agents`.
@@ -46,7 +52,9 @@ type TestAgent struct {
 	InFlight int               `yaml:"in_flight"`
 }
 
-// TestEvent is an event sent `at` an offset from the start, optionally repeated.
+// TestEvent is an event sent `at` an offset from the start, optionally repeated. Without
+// a topic it is a clock step: the clock moves to `at`, running the schedules due until
+// then, and nothing is sent.
 type TestEvent struct {
 	At      Duration `yaml:"at"`
 	Topic   string   `yaml:"topic"`
@@ -63,6 +71,7 @@ type TestEvent struct {
 type TestFiring struct {
 	At      Duration     `yaml:"at"`
 	Rule    string       `yaml:"rule"`
+	CatchUp bool         `yaml:"catch_up"` // the run that stands for those missed (last_run)
 	Key     *string      `yaml:"key"`
 	Actions []TestAction `yaml:"actions"`
 }
@@ -136,7 +145,18 @@ func ParseTestFile(file string, data []byte) (*TestFile, error) {
 		}
 	}
 	for _, tc := range tf.Tests {
+		for _, name := range slices.Sorted(maps.Keys(tc.LastRun)) {
+			if at := tc.LastRun[name]; !validTime(at) {
+				errs = append(errs, errorf(tc.Pos, "test %q: last_run of %s %q: expected RFC 3339 time such as 2026-06-01T12:00:00Z", tc.Name, name, at))
+			}
+		}
 		for _, ev := range tc.Events {
+			if ev.Topic == "" {
+				if ev.Payload != nil || ev.Client != "" || ev.QoS != 0 || ev.Retain || ev.Repeat != 0 || ev.Every != 0 {
+					errs = append(errs, errorf(tc.Pos, "test %q: an event without a topic is a clock step and takes only `at`", tc.Name))
+				}
+				continue
+			}
 			if err := topic.ValidateTopic(ev.Topic); err != nil {
 				errs = append(errs, errorf(tc.Pos, "test %q: event topic %q: %v", tc.Name, ev.Topic, err))
 			}
@@ -149,6 +169,11 @@ func ParseTestFile(file string, data []byte) (*TestFile, error) {
 		return nil, errs
 	}
 	return tf, nil
+}
+
+func validTime(s string) bool {
+	_, err := time.Parse(time.RFC3339, s)
+	return err == nil
 }
 
 // TestResult is the outcome of one test case.
@@ -216,9 +241,14 @@ func (tf *TestFile) startTime() time.Time {
 }
 
 type timedEvent struct {
-	at time.Duration
-	ev Event
+	at    time.Duration
+	ev    Event
+	clock bool // a clock step: no event
 }
+
+// maxTestRuns bounds the scheduled runs of one test case, so that a clock step far ahead
+// of a short interval fails instead of running for ever.
+const maxTestRuns = 100000
 
 func runCase(set *Set, start time.Time, tc TestCase) (string, error) {
 	if len(tc.Agents) > 0 {
@@ -230,6 +260,10 @@ func runCase(set *Set, start time.Time, tc TestCase) (string, error) {
 	}
 	var events []timedEvent
 	for _, te := range tc.Events {
+		if te.Topic == "" {
+			events = append(events, timedEvent{at: te.At.D(), ev: Event{Time: start.Add(te.At.D())}, clock: true})
+			continue
+		}
 		payload, err := testPayload(te.Payload)
 		if err != nil {
 			return "", fmt.Errorf("event on %s: %w", te.Topic, err)
@@ -245,8 +279,30 @@ func runCase(set *Set, start time.Time, tc TestCase) (string, error) {
 	sort.SliceStable(events, func(i, j int) bool { return events[i].at < events[j].at })
 	ev := set.NewEvaluator()
 	var got []Firing
+	if len(tc.LastRun) > 0 {
+		last := map[string]time.Time{}
+		for name, at := range tc.LastRun {
+			if r := set.Rule(name); r == nil || r.Schedule == nil {
+				return "", fmt.Errorf("last_run: no scheduled rule %q", name)
+			}
+			last[name], _ = time.Parse(time.RFC3339, at)
+		}
+		got = ev.CatchUp(last, start, got)
+	}
+	// Schedules run strictly after the start, and before an event at the same time.
+	set.Arm(start)
+	runs := 0
 	for i := range events {
-		got = ev.Eval(&events[i].ev, got)
+		to := events[i].ev.Time
+		for t := set.NextRun(); !t.IsZero() && !t.After(to); t = set.NextRun() {
+			if runs++; runs > maxTestRuns {
+				return "", fmt.Errorf("more than %d scheduled runs: move the clock less far", maxTestRuns)
+			}
+			got = ev.Tick(t, got)
+		}
+		if !events[i].clock {
+			got = ev.Eval(&events[i].ev, got)
+		}
 	}
 	var want, have []string
 	for i, f := range got {
@@ -330,6 +386,9 @@ func targetText(t protocol.Target) string {
 // renderFiring renders a firing as diffable lines, showing only what exp asks about.
 func renderFiring(f Firing, start time.Time, exp *TestFiring) []string {
 	head := fmt.Sprintf("at %s: %s", f.Time.Sub(start), f.Rule)
+	if f.Schedule != nil && f.Schedule.CatchUp {
+		head += " (catch-up)"
+	}
 	if exp == nil || exp.Key != nil {
 		head += " key=" + f.Key
 	}
@@ -402,6 +461,9 @@ func orEmpty(m map[string]any) map[string]any {
 
 func renderExpected(f *TestFiring) []string {
 	head := fmt.Sprintf("at %s: %s", f.At.D(), f.Rule)
+	if f.CatchUp {
+		head += " (catch-up)"
+	}
 	if f.Key != nil {
 		head += " key=" + *f.Key
 	}

@@ -91,7 +91,7 @@ func yamlError(file string, err error) *Error {
 	if errors.As(err, &ye) {
 		p := tokenPos(ye.GetToken())
 		p.File = file
-		return &Error{Pos: p, Msg: cleanYAMLMessage(ye.GetMessage())}
+		return &Error{Pos: p, Msg: flowHint(cleanYAMLMessage(ye.GetMessage()), ye.GetToken())}
 	}
 	return &Error{Pos: Pos{File: file, Line: 1, Col: 1}, Msg: err.Error()}
 }
@@ -100,6 +100,51 @@ func cleanYAMLMessage(m string) string {
 	// The library says `unknown field "x"`; name it the way rule authors think of it.
 	m = strings.Replace(m, "unknown field", "unknown key", 1)
 	return m
+}
+
+// flowHint adds the likely fix to a syntax error inside a flow mapping ({...}), where '[',
+// ']', '{', '}' and ',' are YAML's own: `args: {site: topic_parts[1]}` is an unquoted
+// expression, not a broken mapping.
+func flowHint(msg string, t *token.Token) string {
+	if t == nil || !strings.Contains(msg, "'}'") {
+		return msg
+	}
+	example := "site: 'topic_parts[1]'"
+	if key, value := flowEntry(t); key != "" && value != "" {
+		example = key + ": '" + strings.ReplaceAll(value, "'", "''") + "'"
+	}
+	return msg + "; an expression with '[', ']', '{', '}' or ',' inside a flow mapping {...} must be quoted: " + example
+}
+
+// flowEntry returns the key and the source text of the value of the flow-mapping entry
+// holding t, or "" when the tokens around t do not show one.
+func flowEntry(t *token.Token) (key, value string) {
+	start := t
+	for ; start.Prev != nil && start.Prev.Type != token.MappingValueType; start = start.Prev {
+		if start.Prev.Type == token.CollectEntryType || start.Prev.Type == token.MappingStartType {
+			return "", ""
+		}
+	}
+	if start.Prev == nil || start.Prev.Prev == nil {
+		return "", ""
+	}
+	var b strings.Builder
+	depth := 0
+	for p := start; p != nil; p = p.Next {
+		switch p.Type {
+		case token.SequenceStartType, token.MappingStartType:
+			depth++
+		case token.SequenceEndType, token.MappingEndType, token.CollectEntryType:
+			if depth == 0 {
+				return start.Prev.Prev.Value, strings.TrimSpace(b.String())
+			}
+			if p.Type != token.CollectEntryType {
+				depth--
+			}
+		}
+		b.WriteString(p.Origin)
+	}
+	return "", ""
 }
 
 func decodeStrict(n ast.Node, v any) error {

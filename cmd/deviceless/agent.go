@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/deviceless/deviceless/edgeagent"
+	"github.com/deviceless/deviceless/internal/version"
 )
 
 func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -28,7 +29,9 @@ func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	a, err := edgeagent.New(cfg, newLogger(stderr, *logLevel))
+	log := newLogger(stderr, *logLevel)
+	log.Info("deviceless agent", "version", version.String())
+	a, err := edgeagent.New(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

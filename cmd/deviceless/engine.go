@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/deviceless/deviceless/engine"
+	"github.com/deviceless/deviceless/internal/version"
 )
 
 type stringList []string
@@ -47,6 +48,7 @@ func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cfg.HTTP = *httpAddr
 	}
 	log := newLogger(stderr, *logLevel)
+	log.Info("deviceless engine", "version", version.String())
 	e, err := engine.New(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/deviceless/deviceless/edgeagent"
 	"github.com/deviceless/deviceless/engine"
+	"github.com/deviceless/deviceless/internal/version"
 )
 
 func freePort(t *testing.T) string {
@@ -60,7 +61,8 @@ func TestEngineCommand(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("engine did not stop")
 	}
-	if !strings.Contains(errb.String(), "engine running") || !strings.Contains(errb.String(), "rules=4") {
+	if !strings.Contains(errb.String(), "engine running") || !strings.Contains(errb.String(), "rules=8") ||
+		!strings.Contains(errb.String(), `msg="deviceless engine" version=`+version.String()) {
 		t.Fatalf("log: %s", errb.String())
 	}
 	// A config with an unknown key is refused with its position.

@@ -20,7 +20,7 @@ import (
 func TestFunctionsCommands(t *testing.T) {
 	dir := t.TempDir()
 	devTok := "dev-token-of-alice-0123456789"
-	cfg := engine.Config{HTTP: freePort(t), Functions: engine.FunctionsConfig{Store: filepath.Join(dir, "store")},
+	cfg := engine.Config{HTTP: freePort(t), State: filepath.Join(dir, "state"),
 		API: engine.APIConfig{Tokens: []engine.APIToken{
 			{Name: "root", Hash: engine.HashAPIToken("root-token-0123456789"), Role: broker.RoleAdmin},
 			{Name: "alice", Hash: engine.HashAPIToken(devTok), Role: broker.RoleDeveloper}}}}

@@ -11,10 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/deviceless/deviceless/internal/version"
+)
 
 const usage = `deviceless — serverless functions and closed control loops at the edge
 
@@ -42,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "agent":
 		return agentCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "deviceless", version)
+		fmt.Fprintln(stdout, "deviceless", version.String())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

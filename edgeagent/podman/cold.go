@@ -54,8 +54,8 @@ type prepared struct {
 	wrapID   bool   // reads the invocation id from its first stdin line, reports its exit
 	boundary string // of the exit marker, with wrapID
 	stdin    *io.PipeWriter
-	stdout   *capped
-	stderr   *tail
+	stdout   *container.Capped
+	stderr   *container.Tail
 	attached chan error    // Attach's result once the streams end
 	ready    chan struct{} // closed when preparation finished; err tells how
 	err      error
@@ -125,7 +125,7 @@ func (r *Runtime) prepareNow(ctx context.Context, job container.Job, k string, w
 	}
 	created := time.Now()
 	p := &prepared{key: k, id: id, codeDir: codeDir, wrapID: wrapID, boundary: boundary, create: created.Sub(t0),
-		stdout: &capped{limit: r.cfg.OutputLimit}, stderr: &tail{limit: stderrLimit},
+		stdout: container.NewCapped(r.cfg.OutputLimit), stderr: container.NewTail(stderrLimit),
 		attached: make(chan error, 1), ready: make(chan struct{})}
 	close(p.ready)
 	pr, pw := io.Pipe()
@@ -200,7 +200,7 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 	stopOnCancel()
 
 	out := container.Outcome{Cold: true, Start: started.Sub(t0), Run: exited.Sub(started), TimedOut: timedOut.Load()}
-	out.Stdout, out.Truncated = p.stdout.result()
+	out.Stdout, out.Truncated = p.stdout.Result()
 	out.Stderr = p.stderr.String()
 	if attachErr != nil {
 		r.kill(p.id)

@@ -46,7 +46,7 @@ type runner struct {
 	stdinR   *io.PipeReader
 	stdout   *bufio.Reader
 	stdoutW  *io.PipeWriter
-	stderr   *tail
+	stderr   *container.Tail
 	exited   chan struct{} // closed when the attach stream ends
 	codeDir  string
 	uses     int
@@ -86,7 +86,7 @@ func (r *Runtime) runWarm(ctx context.Context, job container.Job) (container.Out
 	started := time.Now()
 	out.Start = started.Sub(t0)
 	w.uses++
-	w.stderr.reset()
+	w.stderr.Reset()
 
 	type reply struct {
 		stdout    []byte
@@ -217,7 +217,7 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 		return nil, err
 	}
 	w := &runner{rt: r, key: k, boundary: "--deviceless-" + randomHex(12), codeDir: codeDir,
-		stderr: &tail{limit: r.cfg.StderrLimit}, exited: make(chan struct{})}
+		stderr: container.NewTail(r.cfg.StderrLimit), exited: make(chan struct{})}
 	s := r.spec(job, codeDir)
 	s.Entrypoint = []string{"/bin/sh", "-c", runnerScript, "runner", w.boundary}
 	s.Command = job.Command

@@ -373,8 +373,8 @@ func (r *Runtime) run(ctx context.Context, m *module, job container.Job, t0 time
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	stdout := &capped{limit: r.cfg.OutputLimit}
-	stderr := &tail{limit: r.cfg.StderrLimit}
+	stdout := container.NewCapped(r.cfg.OutputLimit)
+	stderr := container.NewTail(r.cfg.StderrLimit)
 	mc := wazero.NewModuleConfig().
 		WithName("").         // anonymous: any number of instances at once
 		WithStartFunctions(). // _start is called below, to time instantiation and run apart
@@ -403,7 +403,7 @@ func (r *Runtime) run(ctx context.Context, m *module, job container.Job, t0 time
 
 	out := container.Outcome{Cold: cold}
 	finish := func() {
-		out.Stdout, out.Truncated = stdout.buf, stdout.truncated
+		out.Stdout, out.Truncated = stdout.Result()
 		out.Stderr = stderr.String()
 	}
 	inst, err := m.rt.InstantiateModule(experimental.WithMemoryAllocator(runCtx, alloc), m.compiled, mc)
@@ -461,10 +461,10 @@ func (r *Runtime) run(ctx context.Context, m *module, job container.Job, t0 time
 
 // writeTrap ends stderr with the trap: the wasm stack trace, then a last line naming the
 // trap, so that a report of stderr's last lines says what happened.
-func writeTrap(stderr *tail, err error) {
+func writeTrap(stderr *container.Tail, err error) {
 	msg := strings.TrimSpace(err.Error())
 	first, rest, _ := strings.Cut(msg, "\n")
-	if len(stderr.buf) > 0 && stderr.buf[len(stderr.buf)-1] != '\n' {
+	if s := stderr.String(); s != "" && !strings.HasSuffix(s, "\n") {
 		_, _ = stderr.Write([]byte{'\n'})
 	}
 	if rest != "" {

@@ -28,7 +28,7 @@ func newRuntime(t testing.TB, cfg Config) *Runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := r.Close(ctx); err != nil {
 			t.Errorf("close: %v", err)
@@ -58,7 +58,7 @@ func invocation(t testing.TB, id string, args map[string]any) []byte {
 }
 
 func job(digest string, stdin []byte) container.Job {
-	return container.Job{ID: "inv-1", Function: "echo", Image: digest, Stdin: stdin, Timeout: 10 * time.Second, Memory: 64 << 20}
+	return container.Job{ID: "inv-1", Function: "echo", Image: digest, Stdin: stdin, Timeout: 2 * time.Minute, Memory: 64 << 20}
 }
 
 // goJob is a job running the Go test module (testdata/go/fn) in mode.
