@@ -441,3 +441,32 @@ func TestDeployChecks(t *testing.T) {
 		t.Errorf("invoke on a2: %d %+v", code, res)
 	}
 }
+
+// A scheduled rule invokes a deployed function like an event's rule: its latest version,
+// on an agent that admits its namespace, as the rule's caller.
+func TestScheduledRuleInvokesDeployed(t *testing.T) {
+	rulesDir := t.TempDir()
+	writeRules(t, rulesDir, echoRules)
+	e := startEngine(t, faasConfig(t, rulesDir, t.TempDir()))
+	base := "http://" + e.HTTPAddr()
+	a1 := startAgent(t, e.BrokerAddr(), "a1", map[string]string{"tenants": "*"}, versionAgent(1))
+	startAgent(t, e.BrokerAddr(), "a2", nil, versionAgent(1))
+	waitAgents(t, e, 2)
+	if code, b := call(t, http.MethodPut, base+"/api/v1/functions/alice.tick", "alice", `{"runtime":"sh","code":"tick"}`); code != http.StatusCreated {
+		t.Fatalf("deploy: %d %s", code, b)
+	}
+	writeRules(t, rulesDir, echoRules+"  - {name: every-second, schedule: {every: 1s}, do: [{invoke: alice.tick}]}\n")
+	eventually(t, "a scheduled invocation", func() bool {
+		for _, r := range e.history.list(0) {
+			if r.Function == "alice.tick@1" && r.Caller == "rule:every-second" && r.Agent == "a1" && r.Status == "ok" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, inv := range a1.invocations() {
+		if inv.Function == "alice.tick@1" && (inv.Rule != "every-second" || inv.Event != nil) {
+			t.Fatalf("scheduled invocation %+v", inv)
+		}
+	}
+}
