@@ -462,7 +462,9 @@ func (f *functionRegistry) observe(fin *finished) {
 	r := usageRecord{Function: name, Version: version, Agent: fin.Agent, Rule: fin.Rule, Caller: c, Status: fin.Status,
 		RunMS: runMS(fin.Timings.Run), Memory: fin.memory, Cold: fin.Cold, At: fin.Finished}
 	f.usage.record(r)
-	f.sink.Write(usagePoint(r))
+	if _, off := f.sink.(metrics.Nop); !off {
+		f.sink.Write(usagePoint(r))
+	}
 	f.logs.add(name, LogEntry{At: fin.Finished, ID: fin.ID, Function: fin.Function, Agent: fin.Agent, Rule: fin.Rule, Caller: c,
 		Status: fin.Status, ExitCode: fin.ExitCode, Cold: fin.Cold, RunMS: fin.Timings.Run, Error: fin.Error})
 }
