@@ -172,7 +172,7 @@ func (p *policy) allowed(role Role, username, name string, write bool) bool {
 		switch role {
 		case RoleAgent:
 			return name == p.topics.AgentStatus(username) || name == p.topics.AgentResult(username)
-		case RoleClient:
+		case RoleClient, RoleDeveloper:
 			return topic.Intersects(name, p.topics.InvokeTree())
 		}
 		return false
@@ -180,7 +180,7 @@ func (p *policy) allowed(role Role, username, name string, write bool) bool {
 	switch role {
 	case RoleAgent:
 		return topic.Intersects(name, p.topics.AgentAll(username))
-	case RoleClient:
+	case RoleClient, RoleDeveloper:
 		// Every function's results, and its own response space (the engine answers its
 		// invoke requests there and nowhere else; nobody but the engine writes it).
 		// Anonymous clients have no response space.

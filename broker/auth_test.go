@@ -136,6 +136,10 @@ func TestPolicy(t *testing.T) {
 		{RoleAgent, "a1", "dl/responses/c/x", true, false},
 		{RoleClient, "", "dl/responses//x", false, false}, // anonymous: no response space
 		{RoleAdmin, "r", "dl/responses/c/x", false, true},
+		{RoleDeveloper, "alice", "dl/invoke/alice.fan@2", true, true},
+		{RoleDeveloper, "alice", "dl/results/#", false, true},
+		{RoleDeveloper, "alice", "dl/agents/a1/invoke", true, false},
+		{RoleDeveloper, "alice", "dl/agents/a1/#", false, false},
 		{RoleAdmin, "r", "dl/agents/a1/invoke", true, true},
 		{RoleAdmin, "r", "dl/#", false, true},
 	} {

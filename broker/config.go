@@ -41,12 +41,15 @@ const (
 	RoleDevice Role = "device" // publishes outside the prefix, reads nothing inside it
 	RoleAgent  Role = "agent"  // reads its own {prefix}/agents/{username}/#, writes its status and result
 	RoleClient Role = "client" // publishes to {prefix}/invoke/#, reads {prefix}/results/# and {prefix}/responses/{username}/#
-	RoleAdmin  Role = "admin"  // everything
+	// RoleDeveloper deploys functions under its own namespace through the engine's HTTP
+	// API (docs/security.md); on the broker it is a client.
+	RoleDeveloper Role = "developer"
+	RoleAdmin     Role = "admin" // everything
 )
 
 func (r Role) valid() bool {
 	switch r {
-	case RoleDevice, RoleAgent, RoleClient, RoleAdmin:
+	case RoleDevice, RoleAgent, RoleClient, RoleDeveloper, RoleAdmin:
 		return true
 	}
 	return false
@@ -229,6 +232,9 @@ func (c *Config) validate() error {
 	if !c.AnonymousRole.valid() {
 		add("anonymous_role %q: must be device, agent, client or admin", c.AnonymousRole)
 	}
+	if c.AnonymousRole == RoleDeveloper {
+		add("anonymous_role developer: a developer's username is its namespace, anonymous clients have none")
+	}
 	if c.AllowAnonymous && c.AnonymousRole == RoleAgent {
 		add("anonymous_role agent: an agent is identified by its username, anonymous clients have none")
 	}
@@ -243,7 +249,7 @@ func (c *Config) validate() error {
 		}
 		seen[u.Username] = true
 		if !u.Role.valid() {
-			add("%s: role %q: must be device, agent, client or admin", where, u.Role)
+			add("%s: role %q: must be device, agent, client, developer or admin", where, u.Role)
 		}
 		switch u.Role {
 		case RoleAgent:

@@ -37,7 +37,7 @@ type APIConfig struct {
 type APIToken struct {
 	Name string      `yaml:"name"`
 	Hash string      `yaml:"hash"` // "sha256:" + hex of the token
-	Role broker.Role `yaml:"role"` // viewer, client or admin
+	Role broker.Role `yaml:"role"` // viewer, client, developer or admin
 }
 
 // RoleViewer is an HTTP-only role for tokens: it reads (rules, agents, invocations,
@@ -52,8 +52,9 @@ type access int
 
 const (
 	accessNone   access = iota // health probes
-	accessRead                 // viewer, client, admin
-	accessInvoke               // client, admin
+	accessRead                 // viewer, client, developer, admin
+	accessInvoke               // client, developer, admin
+	accessDeploy               // developer, admin (the handler checks the namespace)
 	accessAdmin                // admin
 )
 
@@ -62,9 +63,11 @@ func (a access) allows(role broker.Role) bool {
 	case accessNone:
 		return true
 	case accessRead:
-		return role == RoleViewer || role == broker.RoleClient || role == broker.RoleAdmin
+		return role == RoleViewer || role == broker.RoleClient || role == broker.RoleDeveloper || role == broker.RoleAdmin
 	case accessInvoke:
-		return role == broker.RoleClient || role == broker.RoleAdmin
+		return role == broker.RoleClient || role == broker.RoleDeveloper || role == broker.RoleAdmin
+	case accessDeploy:
+		return role == broker.RoleDeveloper || role == broker.RoleAdmin
 	}
 	return role == broker.RoleAdmin
 }
@@ -123,8 +126,14 @@ func (c *APIConfig) validate(listen string) error {
 		if h, ok := strings.CutPrefix(t.Hash, "sha256:"); !ok || len(h) != 64 || !isHex(h) {
 			errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): hash must be sha256:<64 hex digits> (deviceless token prints one)", i, t.Name))
 		}
-		if t.Role != RoleViewer && t.Role != broker.RoleClient && t.Role != broker.RoleAdmin {
-			errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): role %q: use viewer, client or admin", i, t.Name, t.Role))
+		switch t.Role {
+		case RoleViewer, broker.RoleClient, broker.RoleAdmin:
+		case broker.RoleDeveloper:
+			if err := validNamespace(t.Name); err != nil {
+				errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): a developer's name is its namespace: %w", i, t.Name, err))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): role %q: use viewer, client, developer or admin", i, t.Name, t.Role))
 		}
 	}
 	if c.MaxConcurrent < 0 {
@@ -154,7 +163,7 @@ func loopbackListen(addr string) bool {
 type guard struct {
 	open      bool
 	users     *broker.Credentials
-	tokens    map[[32]byte]broker.Role
+	tokens    map[[32]byte]APIToken
 	hosts     map[string]bool // accepted Host values (lower case, with port)
 	anyHost   bool
 	slots     chan struct{}
@@ -163,13 +172,13 @@ type guard struct {
 }
 
 func newGuard(cfg APIConfig, users []broker.User, listenAddr string, onRefusal func(string)) *guard {
-	g := &guard{open: cfg.Open, users: broker.NewCredentials(users), tokens: map[[32]byte]broker.Role{},
+	g := &guard{open: cfg.Open, users: broker.NewCredentials(users), tokens: map[[32]byte]APIToken{},
 		hosts: map[string]bool{}, failures: broker.NewFailureLimiter(10, time.Minute), onRefusal: onRefusal}
 	for _, t := range cfg.Tokens {
 		var sum [32]byte
 		h, _ := hex.DecodeString(strings.TrimPrefix(t.Hash, "sha256:"))
 		copy(sum[:], h)
-		g.tokens[sum] = t.Role
+		g.tokens[sum] = t
 	}
 	n := cfg.MaxConcurrent
 	if n == 0 {
@@ -212,11 +221,11 @@ func (g *guard) wrap(need access, h http.HandlerFunc) http.HandlerFunc {
 			g.refuse(w, http.StatusServiceUnavailable, "busy", "too many requests in progress")
 			return
 		}
-		if r.Method == http.MethodPost {
+		if r.Method == http.MethodPost || r.Method == http.MethodPut {
 			// A web page can POST text/plain or a form to any address without a CORS
 			// preflight; requiring JSON makes a browser ask first, and we never allow it.
 			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-				g.refuse(w, http.StatusUnsupportedMediaType, "content_type", "POST bodies must be Content-Type: application/json")
+				g.refuse(w, http.StatusUnsupportedMediaType, "content_type", r.Method+" bodies must be Content-Type: application/json")
 				return
 			}
 		}
@@ -224,7 +233,7 @@ func (g *guard) wrap(need access, h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
-		role, status, msg := g.authenticate(r)
+		c, status, msg := g.authenticate(r)
 		if status != 0 {
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Basic realm="deviceless", charset="UTF-8"`)
@@ -232,41 +241,42 @@ func (g *guard) wrap(need access, h http.HandlerFunc) http.HandlerFunc {
 			g.refuse(w, status, "auth", msg)
 			return
 		}
-		if !need.allows(role) {
-			g.refuse(w, http.StatusForbidden, "role", fmt.Sprintf("role %q may not do this", role))
+		if !need.allows(c.role) {
+			g.refuse(w, http.StatusForbidden, "role", fmt.Sprintf("role %q may not do this", c.role))
 			return
 		}
-		h(w, r)
+		// Handlers learn who calls (usage, namespaces) from the request's context.
+		h(w, withCaller(r, c))
 	}
 }
 
-func (g *guard) authenticate(r *http.Request) (broker.Role, int, string) {
+func (g *guard) authenticate(r *http.Request) (caller, int, string) {
 	if g.open {
-		return broker.RoleAdmin, 0, ""
+		return openCaller, 0, ""
 	}
 	ip := remoteIP(r)
 	if g.failures.Blocked(ip) {
-		return "", http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute"
+		return caller{}, http.StatusTooManyRequests, "too many failed authentications from this address; wait a minute"
 	}
 	auth := r.Header.Get("Authorization")
 	if tok, ok := strings.CutPrefix(auth, "Bearer "); ok {
 		sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-		for h, role := range g.tokens {
+		for h, t := range g.tokens {
 			if subtle.ConstantTimeCompare(h[:], sum[:]) == 1 {
-				return role, 0, ""
+				return caller{kind: callerToken, name: t.Name, role: t.Role}, 0, ""
 			}
 		}
 		g.failures.Fail(ip)
-		return "", http.StatusUnauthorized, "unknown token"
+		return caller{}, http.StatusUnauthorized, "unknown token"
 	}
 	if user, pass, ok := r.BasicAuth(); ok {
 		if role, ok := g.users.Check(user, pass); ok {
-			return role, 0, ""
+			return caller{kind: callerUser, name: user, role: role}, 0, ""
 		}
 		g.failures.Fail(ip)
-		return "", http.StatusUnauthorized, "wrong username or password"
+		return caller{}, http.StatusUnauthorized, "wrong username or password"
 	}
-	return "", http.StatusUnauthorized, "authentication required: HTTP basic (a broker user) or Authorization: Bearer <token>"
+	return caller{}, http.StatusUnauthorized, "authentication required: HTTP basic (a broker user) or Authorization: Bearer <token>"
 }
 
 func (g *guard) refuse(w http.ResponseWriter, code int, reason, msg string) {

@@ -63,6 +63,12 @@ func TestAPIAccess(t *testing.T) {
 		{name: "rebinding Host", method: "GET", path: rules, token: client, host: "evil.example.com:" + port, want: 421},
 		{name: "rebinding Host on health", method: "GET", path: "/healthz", host: "evil.example.com", want: 421},
 		{name: "localhost Host", method: "GET", path: rules, token: client, host: "localhost:" + port, want: 200},
+		{name: "web page text/plain PUT", method: "PUT", path: "/api/v1/functions/f", user: "ops", pass: "pw-ops", contentType: "text/plain", body: "{}", want: 415},
+		{name: "client deploys", method: "PUT", path: "/api/v1/functions/f", token: client, contentType: "application/json", body: `{"runtime":"sh","code":"x"}`, want: 403},
+		{name: "viewer deletes", method: "DELETE", path: "/api/v1/functions/f", token: viewer, want: 403},
+		{name: "viewer reads usage", method: "GET", path: "/api/v1/usage", token: viewer, want: 200},
+		{name: "admin deploys", method: "PUT", path: "/api/v1/functions/f", user: "ops", pass: "pw-ops", contentType: "application/json", body: `{"runtime":"sh","code":"x"}`, want: 201},
+		{name: "device lists functions", method: "GET", path: "/api/v1/functions", user: "dev", pass: "pw-dev", want: 403},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req, err := http.NewRequest(c.method, base+c.path, strings.NewReader(c.body))
@@ -145,7 +151,8 @@ func TestAPIConfigChecks(t *testing.T) {
 		{"open on a LAN address", APIConfig{Open: true}, "192.168.1.5:8080", "loopback"},
 		{"token without name", APIConfig{Tokens: []APIToken{{Hash: HashAPIToken("x"), Role: "admin"}}}, "127.0.0.1:0", "needs a name"},
 		{"token with a plain secret", APIConfig{Tokens: []APIToken{{Name: "t", Hash: "secret", Role: "admin"}}}, "127.0.0.1:0", "sha256:"},
-		{"token as a device", APIConfig{Tokens: []APIToken{{Name: "t", Hash: HashAPIToken("x"), Role: "device"}}}, "127.0.0.1:0", "viewer, client or admin"},
+		{"token as a device", APIConfig{Tokens: []APIToken{{Name: "t", Hash: HashAPIToken("x"), Role: "device"}}}, "127.0.0.1:0", "viewer, client, developer or admin"},
+		{"developer token with a dotted name", APIConfig{Tokens: []APIToken{{Name: "a.b", Hash: HashAPIToken("x"), Role: "developer"}}}, "127.0.0.1:0", "namespace"},
 		{"duplicate token", APIConfig{Tokens: []APIToken{{Name: "t", Hash: HashAPIToken("x"), Role: "admin"}, {Name: "t", Hash: HashAPIToken("y"), Role: "admin"}}}, "127.0.0.1:0", "duplicate"},
 	} {
 		cfg := Config{HTTP: c.http, API: c.api}

@@ -40,9 +40,12 @@ type Config struct {
 	// Intake is what the engine does when devices publish faster than it evaluates.
 	Intake IntakeConfig `yaml:"intake"`
 	// State is the engine's own state folder: the last runs of scheduled rules with
-	// catch_up (docs/engine.md#schedules). Default: broker.store + "-engine"; without
-	// either, the engine keeps no state of its own.
+	// catch_up (docs/engine.md#schedules), deployed functions and usage figures
+	// (docs/functions.md). Default: broker.store + "-engine"; without either, the engine
+	// keeps no state of its own.
 	State string `yaml:"state"`
+	// Functions tunes the logs and usage of functions (functions.go).
+	Functions FunctionsConfig `yaml:"functions"`
 }
 
 // IntakeConfig configures the event intake (docs/engine.md, "Ordering and overload").
@@ -118,6 +121,7 @@ func (c Config) withDefaults() Config {
 	if c.State == "" && c.Broker.Store != "" {
 		c.State = c.Broker.Store + "-engine" // beside the intake's journal, store + "-intake-events"
 	}
+	c.Functions = c.Functions.withDefaults()
 	return c
 }
 
@@ -150,6 +154,16 @@ func (c *Config) validate() error {
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))
+	}
+	if err := c.Functions.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, u := range c.Broker.Users {
+		if u.Role == broker.RoleDeveloper {
+			if err := validNamespace(u.Username); err != nil {
+				errs = append(errs, fmt.Errorf("broker.users[%d] (%s): a developer's username is its namespace: %w", i, u.Username, err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -88,8 +88,9 @@ type resultObserver interface {
 // result the dispatcher wrote for a dead letter.
 type finished struct {
 	Record
-	raw []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
-	hop int    // the invocation's hop: the result goes back into the rules as hop+1
+	raw    []byte // the result as JSON: the agent's bytes, or made at the first call of JSON
+	hop    int    // the invocation's hop: the result goes back into the rules as hop+1
+	memory int64  // the invocation's memory limit in bytes (usage metering)
 }
 
 // JSON returns the result encoded as JSON, encoding it at most once for every observer
@@ -109,6 +110,7 @@ type pending struct {
 	timer  timer
 	sent   bool // an attempt is out (counted in the agent's in-flight)
 	reply  func(*finished)
+	caller string // who invoked it (caller.String())
 }
 
 // DeadLetter is what the engine publishes on {prefix}/deadletter.
@@ -133,15 +135,15 @@ func newID() string {
 }
 
 // invoke starts an invocation of fn for each agent the target selects, named by ids (nil:
-// random ids). hop is the hop count of the event that caused it (0 from outside the
-// rules): its result and dead letter come back into the rules with hop+1, and so do the
-// function's publishes (the agent echoes it). reply, when set, receives the first result
-// (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs) {
+// random ids), on behalf of caller. hop is the hop count of the event that caused it (0
+// from outside the rules): its result and dead letter come back into the rules with
+// hop+1, and so do the function's publishes (the agent echoes it). reply, when set,
+// receives the first result (or the dead-letter result).
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs, caller string) {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Hop: hop, Event: ev, Args: args, Spec: fn.Spec}
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
-		d.deadLetter(&pending{inv: base, target: target, reply: reply}, "no online agent matches the target "+target.String(), protocol.StatusError)
+		d.deadLetter(&pending{inv: base, target: target, reply: reply, caller: caller}, "no online agent matches the target "+target.String(), protocol.StatusError)
 		return
 	}
 	for i, a := range agents {
@@ -149,7 +151,7 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Tar
 		if i > 0 {
 			inv.ID = ids.next()
 		}
-		p := &pending{inv: inv, target: target, agent: a, reply: reply}
+		p := &pending{inv: inv, target: target, agent: a, reply: reply, caller: caller}
 		if i > 0 {
 			p.reply = nil
 		}
@@ -315,7 +317,7 @@ func (d *dispatcher) result(agentID string, payload, correlation []byte) {
 // finish hands a finished invocation to the observers, then to its reply. raw, when set,
 // is res encoded as JSON.
 func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
-	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now()}, raw: raw, hop: p.inv.Hop}
+	f := &finished{Record: Record{Result: res, Attempts: p.inv.Attempt, Finished: d.clock.Now(), Caller: p.caller}, raw: raw, hop: p.inv.Hop, memory: int64(p.inv.Spec.Memory)}
 	for _, o := range d.observers {
 		o.observe(f)
 	}

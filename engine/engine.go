@@ -63,6 +63,9 @@ type Engine struct {
 	metrics  *promMetrics
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
+	// functions deployed through the API, their usage and logs (functions.go, usage.go)
+	functions *functionRegistry
+	reloading sync.Mutex // one Reload at a time (the watcher's, a deploy's)
 
 	tokens   tokenTable   // api.tokens, for invoke requests through an external broker
 	httpAddr atomic.Value // string
@@ -92,6 +95,16 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.topics = topics
 	e.tokens = newTokenTable(cfg.API.Tokens)
+	// Deployed functions first: rules may invoke them.
+	if e.functions, err = openFunctions(cfg.State, cfg.Functions, cfg.Broker.Users, log.With("component", "functions"), e.now); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			e.functions.close()
+		}
+	}()
 	set, err := e.loadRules()
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -116,8 +129,9 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		e.sink = e.influx
 	}
 	e.metrics = newPromMetrics(e)
+	e.functions.sink = e.sink
 	// A finished invocation goes to these, in this order, and nowhere else.
-	observers := []resultObserver{e.history, e.metrics}
+	observers := []resultObserver{e.history, e.functions, e.metrics}
 	if e.influx != nil {
 		observers = append(observers, sinkObserver{e.influx})
 	}
@@ -134,11 +148,12 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		observers: observers,
 	})
 	e.sched = newScheduler(e.ruleSet, e.actScheduled, e.now, log.With("component", "schedule"), cfg.State)
+	opened = true
 	return e, nil
 }
 
 func (e *Engine) loadRules() (*rules.Set, error) {
-	opts := rules.Options{MaxKeys: e.cfg.MaxKeys, Logger: e.log.With("component", "rules")}
+	opts := rules.Options{MaxKeys: e.cfg.MaxKeys, Logger: e.log.With("component", "rules"), Deployed: e.functions.exists}
 	if len(e.cfg.Rules) == 0 {
 		return rules.Compile(nil, opts)
 	}
@@ -193,7 +208,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	// The agents' retained statuses are queued by now: take them before the first event, so
 	// events delivered again after a crash find their agents.
 	e.controlBacklog()
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); e.functions.usage.run(controlCtx) }()
 	go func() { defer wg.Done(); e.reportEvents(controlCtx) }()
 	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
 	go func() { defer wg.Done(); e.watchRules(ctx) }()
@@ -224,6 +240,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancel()
 	}
 	wg.Wait()
+	e.functions.close()
 	e.writeEventCounts()
 	stopSink() // flushes what is buffered
 	<-sinkDone
@@ -463,7 +480,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 		a := &f.Actions[i]
 		switch a.Kind {
 		case rules.Invoke:
-			e.dispatch.invoke(a.Function, f.Rule, a.Target, a.Args, acts.invocationEvent(), acts.hop, nil, ids)
+			e.invokeRule(f.Rule, a, acts.invocationEvent(), acts.hop, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
 				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
@@ -633,7 +650,7 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 			return
 		}
 	}
-	if err := e.invoke(function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
+	if _, err := e.invoke(e.mqttCaller(b), function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
 		fail(err.Error())
 	}
 }
@@ -686,32 +703,28 @@ func userProperty(b *broker.Event, key string) string {
 	return ""
 }
 
-// ErrUnknownFunction is returned by Invoke for a function no rule file defines.
+// ErrUnknownFunction is returned by Invoke for a function no rule file defines and none
+// is deployed under.
 var ErrUnknownFunction = errors.New("unknown function")
 
-// Invoke starts an invocation from outside the rules (MQTT, HTTP, CLI); reply receives
-// the result.
+// Invoke starts an invocation from outside the rules (MQTT, HTTP, CLI) of function (a
+// name, or name@version for a deployed function's version); reply receives the result.
 func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(protocol.Result)) error {
 	var r func(*finished)
 	if reply != nil {
 		r = func(f *finished) { reply(f.Result) }
 	}
-	return e.invoke(function, req, r)
+	_, err := e.invoke(engineCaller, function, req, r)
+	return err
 }
 
-func (e *Engine) invoke(function string, req protocol.InvokeRequest, reply func(*finished)) error {
-	fn := e.ruleSet().Functions[function]
-	if fn == nil {
-		return fmt.Errorf("%w %q", ErrUnknownFunction, function)
-	}
-	var t protocol.Target
-	if req.Target != nil {
-		t = *req.Target
-	}
-	t, err := t.Normalize()
+// invoke starts an invocation on behalf of c, once c may (functions_invoke.go), and
+// returns the function it runs.
+func (e *Engine) invoke(c caller, function string, req protocol.InvokeRequest, reply func(*finished)) (*rules.Function, error) {
+	r, t, err := e.prepareInvoke(c, function, req.Target)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	e.dispatch.invoke(fn, "", t, req.Args, nil, 0, reply, nil)
-	return nil
+	e.dispatch.invoke(r.fn, "", t, req.Args, nil, 0, reply, nil, c.String())
+	return r.fn, nil
 }

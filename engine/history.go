@@ -12,6 +12,8 @@ type Record struct {
 	protocol.Result
 	Attempts int       `json:"attempts"`
 	Finished time.Time `json:"finished_at"`
+	// Caller is who invoked it: user:alice, token:ci, rule:hot-greenhouse, ... (caller.go).
+	Caller string `json:"caller,omitempty"`
 }
 
 // history keeps the last N finished invocations in a ring.

@@ -73,6 +73,7 @@ func (e *Engine) handler(g *guard) http.Handler {
 	}))
 	mux.HandleFunc("POST /api/v1/invoke/{function}", g.wrap(accessInvoke, e.apiInvoke))
 	mux.HandleFunc("POST /api/v1/dryrun", g.wrap(accessRead, e.apiDryRun))
+	e.functionRoutes(mux, g)
 	return mux
 }
 
@@ -158,17 +159,20 @@ func (e *Engine) apiInvoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	fn := e.ruleSet().Functions[function]
 	done := make(chan protocol.Result, 1)
-	if err := e.Invoke(function, req, func(res protocol.Result) {
+	fn, err := e.invoke(callerOf(r), function, req, func(f *finished) {
 		select {
-		case done <- res:
+		case done <- f.Result:
 		default:
 		}
-	}); err != nil {
+	})
+	if err != nil {
 		code := http.StatusBadRequest
-		if errors.Is(err, ErrUnknownFunction) {
+		switch {
+		case errors.Is(err, ErrUnknownFunction):
 			code = http.StatusNotFound
+		case errors.Is(err, ErrForbidden):
+			code = http.StatusForbidden
 		}
 		writeError(w, code, err)
 		return

@@ -99,8 +99,9 @@ func (r *registry) snapshotLocked() []rules.Agent {
 	return out
 }
 
-// selectAgents returns the online agents a target names, in a stable order; for
-// pick: one, the single least busy one (ties round-robin), skipping those in exclude.
+// selectAgents returns the online agents a target names (and that admit its tenant), in a
+// stable order; for pick: one, the single least busy one (ties round-robin), skipping
+// those in exclude.
 // line, when set, keeps only agents that declare that output line.
 func (r *registry) selectAgents(t protocol.Target, line string, exclude []string) []string {
 	r.mu.Lock()
@@ -113,7 +114,7 @@ func (r *registry) selectAgents(t protocol.Target, line string, exclude []string
 		if t.Agent != "" && id != t.Agent {
 			continue
 		}
-		if !labelsMatch(a.status.Labels, t.Labels) {
+		if !labelsMatch(a.status.Labels, t.Labels) || !protocol.AdmitsTenant(a.status.Labels, t.Tenant) {
 			continue
 		}
 		if line != "" {

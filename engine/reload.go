@@ -82,6 +82,8 @@ func (e *Engine) watchRules(ctx context.Context) {
 // changed, kept) goes to the log, deviceless_rules_reload_changes_total and
 // /api/v1/rules' last_reload.
 func (e *Engine) Reload() bool {
+	e.reloading.Lock()
+	defer e.reloading.Unlock()
 	set, err := e.loadRules()
 	if err != nil {
 		e.metrics.reloads.WithLabelValues("error").Inc()

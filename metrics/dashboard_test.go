@@ -681,6 +681,7 @@ func writeRealisticHour(sink metrics.Sink, end time.Time) runFacts {
 	f.agents = agents
 	functions := []string{"cool-down", "classify", "notify"}
 	rules := []string{"hot-greenhouse", "door-open", ""}
+	callers := []string{"rule:hot-greenhouse", "rule:door-open", "user:alice"}
 	statuses := []string{protocol.StatusOK, protocol.StatusOK, protocol.StatusOK, protocol.StatusOK, protocol.StatusError, protocol.StatusTimeout, protocol.StatusRejected}
 	counts := make([]metrics.EventCounts, len(engines))
 	for at := start; !at.After(end); at = at.Add(10 * time.Second) {
@@ -734,6 +735,9 @@ func writeRealisticHour(sink metrics.Sink, end time.Time) runFacts {
 			f.latencyMs = max(f.latencyMs, r.Timings.Total)
 			f.invocations = append(f.invocations, invocationFact{function: r.Function, rule: r.Rule, status: r.Status, cold: r.Cold})
 			write(metrics.Invocation(r), at.Add(time.Duration(100+k)*time.Millisecond))
+			run := int64(math.Ceil(r.Timings.Run))
+			write(metrics.Usage(metrics.UsageRecord{Function: r.Function, Version: fn, Agent: r.Agent, Rule: r.Rule,
+				Caller: callers[fn], Status: r.Status, Cold: r.Cold, RunMS: run, MiBMS: 64 * run}), at.Add(time.Duration(100+k)*time.Millisecond))
 		}
 		if rng.IntN(3) == 0 {
 			a := actuationFact{agent: agents[rng.IntN(2)], line: []string{"fan", "alarm"}[rng.IntN(2)], value: rng.IntN(2)}

@@ -1,6 +1,9 @@
 package metrics
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -10,6 +13,7 @@ const (
 	MeasurementInvocations = "deviceless_invocations"
 	MeasurementActuations  = "deviceless_actuations"
 	MeasurementAgent       = "deviceless_agent"
+	MeasurementUsage       = "deviceless_usage"
 )
 
 // EventCounts are the engine's event counters since it started. They are cumulative, like
@@ -63,6 +67,52 @@ func Invocation(r protocol.Result) Point {
 			Float("total_ms", r.Timings.Total),
 			Int("exit_code", int64(r.ExitCode)),
 		},
+	}
+}
+
+// UsageRecord is what one finished invocation used, as the engine meters it.
+type UsageRecord struct {
+	Function string // the function's name (without its version)
+	Version  int    // the deployed version; 0 for a rule file's function
+	Agent    string
+	Rule     string // the rule that invoked it, if one did
+	Caller   string // who invoked it: user:alice, token:ci, rule:hot, ...
+	Status   string
+	Cold     bool
+	RunMS    int64 // run time in whole milliseconds, rounded up
+	MiBMS    int64 // memory limit in MiB (rounded up) × RunMS
+	Time     time.Time
+}
+
+// Usage is the `deviceless_usage` point of one finished invocation: tags function,
+// version (absent for a rule file's function), agent, rule, caller, status; integer
+// fields invocations (1), run_ms, cold_starts (0 or 1); float field gb_ms (MiB-ms / 1024,
+// exact). Sums over any time range give the figures of GET /api/v1/usage.
+func Usage(u UsageRecord) Point {
+	version, cold := "", int64(0)
+	if u.Version > 0 {
+		version = strconv.Itoa(u.Version)
+	}
+	if u.Cold {
+		cold = 1
+	}
+	return Point{
+		Measurement: MeasurementUsage,
+		Tags: []Tag{
+			{"agent", u.Agent},
+			{"caller", u.Caller},
+			{"function", u.Function},
+			{"rule", u.Rule},
+			{"status", u.Status},
+			{"version", version},
+		},
+		Fields: []Field{
+			Int("invocations", 1),
+			Int("run_ms", u.RunMS),
+			Float("gb_ms", float64(u.MiBMS)/1024),
+			Int("cold_starts", cold),
+		},
+		Time: u.Time,
 	}
 }
 

@@ -56,40 +56,54 @@ func (s FunctionSpec) WithDefaults() FunctionSpec {
 	return s
 }
 
-// Validate reports every problem of s, each naming its field. Zero timeout and memory mean
-// the defaults. Whether a runtime exists is for the agent that runs it to say.
+// Validate reports every problem of s, each a *FieldError naming its field. Zero timeout
+// and memory mean the defaults. Whether a runtime exists is for the agent that runs it to
+// say.
 func (s FunctionSpec) Validate() error {
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
 	switch {
 	case s.Runtime == "" && s.Image == "":
-		add("needs `runtime` (with `code`) or `image`")
+		add("runtime", "needs `runtime` (with `code`) or `image`")
 	case s.Runtime != "" && s.Image != "":
-		add("has both `runtime` and `image`; choose one")
+		add("image", "has both `runtime` and `image`; choose one")
 	case s.Runtime != "" && s.Code == "" && len(s.Command) == 0:
-		add("a runtime function needs `code` (or a `command`)")
+		add("code", "a runtime function needs `code` (or a `command`)")
 	case s.Image != "" && s.Code != "":
-		add("inline `code` needs a `runtime`, not an `image`")
+		add("code", "inline `code` needs a `runtime`, not an `image`")
 	}
 	if strings.ContainsAny(s.Runtime, "/ ") {
-		add("runtime %q: a name without '/' or spaces", s.Runtime)
+		add("runtime", "runtime %q: a name without '/' or spaces", s.Runtime)
 	}
 	if s.Timeout < 0 {
-		add("timeout %s: must not be negative", s.Timeout.D())
+		add("timeout", "timeout %s: must not be negative", s.Timeout.D())
 	}
 	if s.Memory < 0 {
-		add("memory %d: must not be negative", s.Memory)
+		add("memory", "memory %d: must not be negative", s.Memory)
 	} else if s.Memory > 0 && s.Memory < MinMemory {
-		add("memory %d bytes is below the %s a container needs", s.Memory, MinMemory)
+		add("memory", "memory %d bytes is below the %s a container needs", s.Memory, MinMemory)
 	}
 	if s.Warm != nil && s.Warm.Idle < 0 {
-		add("warm.idle %s: must not be negative", s.Warm.Idle.D())
+		add("warm.idle", "warm.idle %s: must not be negative", s.Warm.Idle.D())
 	}
 	if s.Warm != nil && s.Warm.MaxUses < 0 {
-		add("warm.max_uses must not be negative")
+		add("warm.max_uses", "warm.max_uses must not be negative")
 	}
 	return errors.Join(errs...)
 }
+
+// FieldError is one problem of a spec and the path of the field it concerns (`timeout`,
+// `warm.idle`), so that an API can point at it. Its message is the problem's alone.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // Pick values of a Target.
 const (
@@ -103,6 +117,29 @@ type Target struct {
 	Agent  string            `json:"agent,omitempty" yaml:"agent"`
 	Labels map[string]string `json:"labels,omitempty" yaml:"labels"`
 	Pick   string            `json:"pick,omitempty" yaml:"pick"`
+	// Tenant, set by the engine for a function deployed under a namespace, keeps only the
+	// agents whose `tenants` label admits it (AdmitsTenant). It never travels: requests
+	// and rule files cannot set it.
+	Tenant string `json:"-" yaml:"-"`
+}
+
+// TenantsLabel is the agent label that lists the namespaces whose deployed functions
+// the agent runs: `tenants: alice,bob`, or `*` for every namespace (docs/security.md).
+const TenantsLabel = "tenants"
+
+// AdmitsTenant reports whether an agent with these labels runs functions of tenant: its
+// `tenants` label lists it (names separated by commas or spaces) or is `*`. An agent
+// without the label runs no tenant's functions. Every agent admits the empty tenant.
+func AdmitsTenant(labels map[string]string, tenant string) bool {
+	if tenant == "" {
+		return true
+	}
+	for _, t := range strings.FieldsFunc(labels[TenantsLabel], func(r rune) bool { return r == ',' || r == ' ' }) {
+		if t == tenant || t == "*" {
+			return true
+		}
+	}
+	return false
 }
 
 // Normalize returns t with its default pick, or an error naming what is wrong.
@@ -123,6 +160,9 @@ func (t Target) Normalize() (Target, error) {
 
 func (t Target) String() string {
 	b, _ := json.Marshal(t)
+	if t.Tenant != "" {
+		return string(b) + " for tenant " + t.Tenant + " (agents labelled " + TenantsLabel + ": " + t.Tenant + ")"
+	}
 	return string(b)
 }
 

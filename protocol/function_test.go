@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,47 @@ func TestSpecJSONRoundTrip(t *testing.T) {
 	}
 	if diff := cmp.Diff(in, out); diff != "" {
 		t.Errorf("round trip (-in +out):\n%s", diff)
+	}
+}
+
+func TestValidateNamesFields(t *testing.T) {
+	err := FunctionSpec{Image: "x", Code: "c", Runtime: "a b", Timeout: -1, Memory: 1, Warm: &Warm{Idle: -1, MaxUses: -1}}.Validate()
+	var fields []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			t.Fatalf("%v is no *FieldError", e)
+		}
+		fields = append(fields, fe.Field)
+	}
+	want := []string{"image", "runtime", "timeout", "memory", "warm.idle", "warm.max_uses"}
+	if diff := cmp.Diff(want, fields); diff != "" {
+		t.Errorf("fields (-want +got):\n%s", diff)
+	}
+}
+
+func TestAdmitsTenant(t *testing.T) {
+	for _, c := range []struct {
+		labels map[string]string
+		tenant string
+		want   bool
+	}{
+		{nil, "", true},
+		{nil, "alice", false},
+		{map[string]string{"tenants": "alice"}, "alice", true},
+		{map[string]string{"tenants": "bob, alice"}, "alice", true},
+		{map[string]string{"tenants": "bob,alicia"}, "alice", false},
+		{map[string]string{"tenants": "*"}, "alice", true},
+		{map[string]string{"tenant": "alice"}, "alice", false},
+	} {
+		if got := AdmitsTenant(c.labels, c.tenant); got != c.want {
+			t.Errorf("AdmitsTenant(%v, %q) = %v", c.labels, c.tenant, got)
+		}
+	}
+	if s := (Target{Labels: map[string]string{"zone": "n"}, Tenant: "alice"}).String(); !strings.Contains(s, "tenants: alice") {
+		t.Errorf("String() = %s: says nothing of the tenant", s)
+	}
+	if b, _ := json.Marshal(Target{Agent: "a", Tenant: "alice"}); string(b) != `{"agent":"a"}` {
+		t.Errorf("the tenant travels: %s", b)
 	}
 }

@@ -38,6 +38,10 @@ type Options struct {
 	ErrorLogInterval time.Duration
 	// Logger receives rate-limited runtime errors; nil discards them.
 	Logger *slog.Logger
+	// Deployed reports whether ref, a function name or name@version, is a function
+	// deployed through the engine's API. Rules may invoke those besides the functions of
+	// their files; nil: none is.
+	Deployed func(ref string) bool
 }
 
 func (o Options) withDefaults() Options {
@@ -63,11 +67,14 @@ func (o Options) withDefaults() Options {
 }
 
 // Function is a function a rule file defines: its name, where, and its spec with the
-// defaults applied.
+// defaults applied. A Deployed function is a reference (name or name@version) to one
+// deployed through the engine's API: it has no spec here, the engine resolves it at each
+// invocation.
 type Function struct {
-	Name string
-	Pos  Pos
-	Spec protocol.FunctionSpec
+	Name     string
+	Pos      Pos
+	Spec     protocol.FunctionSpec
+	Deployed bool
 }
 
 // Rule is a compiled rule.
@@ -120,6 +127,18 @@ type RuntimeError struct {
 func (e *RuntimeError) Error() string { return e.In + ": " + e.Err.Error() }
 
 func (e *RuntimeError) Unwrap() error { return e.Err }
+
+// Invokes lists the functions the rule's invoke actions name, in order (a deployed
+// function as its reference, name or name@version).
+func (r *Rule) Invokes() []*Function {
+	var out []*Function
+	for _, a := range r.actions {
+		if a.kind == Invoke && a.function != nil {
+			out = append(out, a.function)
+		}
+	}
+	return out
+}
 
 // LastError is the rule's most recent runtime error, or nil.
 func (c *Counters) LastError() *RuntimeError { return c.lastErr.Load() }
@@ -425,6 +444,9 @@ func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {
 	switch {
 	case ad.Invoke != nil:
 		fn := c.set.Functions[ad.Invoke.Value]
+		if fn == nil && c.opts.Deployed != nil && c.opts.Deployed(ad.Invoke.Value) {
+			fn = &Function{Name: ad.Invoke.Value, Pos: ad.Invoke.Pos, Deployed: true}
+		}
 		if fn == nil {
 			c.errf(ad.Invoke.Pos, "unknown function %q%s", ad.Invoke.Value, c.suggestFunction(ad.Invoke.Value))
 		}

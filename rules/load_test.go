@@ -2,8 +2,10 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +223,30 @@ func mustParse(t testing.TB, src string) []*FileDef {
 		t.Fatal(err)
 	}
 	return []*FileDef{def}
+}
+
+// A rule may invoke a function deployed through the engine (Options.Deployed): a
+// reference resolved at each invocation, listed by Invokes. A rule file's function comes
+// first; an unknown reference is still an error.
+func TestDeployedFunctions(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"r.yaml": "functions:\n  f: {runtime: sh, code: echo}\nrules:\n  - name: a\n    on: x/y\n    do:\n      - invoke: alice.fan@2\n      - invoke: f\n      - invoke: alice.fan\n"})
+	deployed := func(ref string) bool { return ref == "alice.fan" || ref == "alice.fan@2" }
+	set, err := Load([]string{dir}, Options{Deployed: deployed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, fn := range set.Rules[0].Invokes() {
+		got = append(got, fmt.Sprintf("%s:%v", fn.Name, fn.Deployed))
+	}
+	if want := []string{"alice.fan@2:true", "f:false", "alice.fan:true"}; !slices.Equal(got, want) {
+		t.Errorf("Invokes() = %v, want %v", got, want)
+	}
+	if _, ok := set.Functions["alice.fan"]; ok {
+		t.Error("a deployed function is listed among the rule files' functions")
+	}
+	_, err = Load([]string{dir}, Options{Deployed: func(ref string) bool { return ref == "alice.fan" }})
+	if err == nil || !strings.Contains(err.Error(), `r.yaml:7:17: unknown function "alice.fan@2"`) {
+		t.Errorf("unknown version: %v", err)
+	}
 }

@@ -183,7 +183,7 @@ func TestNodeREDFlow(t *testing.T) {
 	// arrive, so once the last one's alert is out, the flow has handled every reply.
 	waitFor(t, 60*time.Second, fmt.Sprintf("replies to all %d asks", asks), func() bool {
 		ids := map[string]bool{}
-		for _, m := range messages(sub, "nodered/replies/fan-speed") {
+		for _, m := range messages(sub, "deviceless/responses/nodered/fan-speed") {
 			ids[decode[result](t, m).ID] = true
 		}
 		return len(ids) >= asks

@@ -100,7 +100,7 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: deviceless token [NAME [ROLE]]\n\nMakes a random HTTP API token. Prints the token (give it to the program, e.g. as\nDEVICELESS_TOKEN) and the entry for the engine config's api.tokens (only its hash is stored).\nROLE is viewer (read only), client (read and invoke; default) or admin.\n")
+		fmt.Fprint(stderr, "usage: deviceless token [NAME [ROLE]]\n\nMakes a random HTTP API token. Prints the token (give it to the program, e.g. as\nDEVICELESS_TOKEN) and the entry for the engine config's api.tokens (only its hash is stored).\nROLE is viewer (read only), client (read and invoke; default), developer (also deploys\nfunctions under the namespace NAME) or admin.\n")
 	}
 	if err := fs.Parse(args); err != nil || fs.NArg() > 2 {
 		return 2
@@ -112,8 +112,8 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 1 {
 		role = fs.Arg(1)
 	}
-	if role != "viewer" && role != "client" && role != "admin" {
-		fmt.Fprintf(stderr, "token: role %q: use viewer, client or admin\n", role)
+	if role != "viewer" && role != "client" && role != "developer" && role != "admin" {
+		fmt.Fprintf(stderr, "token: role %q: use viewer, client, developer or admin\n", role)
 		return 2
 	}
 	tok, hash := engine.NewAPIToken()
