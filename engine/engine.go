@@ -54,6 +54,7 @@ type Engine struct {
 	registry *registry
 	dispatch *dispatcher
 	history  *history
+	feed     *feed // the web console's live stream (console.go)
 	metrics  *promMetrics
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
@@ -108,15 +109,16 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		e.sink = e.influx
 	}
 	e.metrics = newPromMetrics(e)
+	e.feed = e.newFeed(e.t.Publish)
 	// A finished invocation goes to these, in this order, and nowhere else.
 	observers := []resultObserver{e.history, e.metrics}
 	if e.influx != nil {
 		observers = append(observers, sinkObserver{e.influx})
 	}
-	observers = append(observers, resultsTopic{publish: e.t.Publish, topics: e.topics})
+	observers = append(observers, resultsTopic{publish: e.t.Publish, topics: e.topics}, e.feed)
 	m := e.metrics
 	e.dispatch = newDispatcher(dispatchDeps{
-		publish:   e.t.Publish,
+		publish:   e.feed.publish, // e.t.Publish, tapped for the console
 		agents:    e.registry,
 		clock:     systemClock{},
 		log:       log,
@@ -459,7 +461,7 @@ func jsonPayload(b []byte) json.RawMessage {
 }
 
 func (e *Engine) publish(m broker.Message) error {
-	return e.t.Publish(m)
+	return e.feed.publish(m) // e.t.Publish, tapped for the console
 }
 
 // controlBacklog handles the control messages already queued, without waiting.
