@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io/fs"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -311,11 +312,14 @@ func (f *feed) handle(it *feedItem) {
 	}
 }
 
-// invocationHead is the part of an invocation the feed reads.
+// invocationHead is the part of an invocation the feed reads (not the event's payload).
 type invocationHead struct {
-	ID      string          `json:"id"`
-	Attempt int             `json:"attempt"`
-	Event   *protocol.Event `json:"event"`
+	ID      string `json:"id"`
+	Attempt int    `json:"attempt"`
+	Event   *struct {
+		Topic      string    `json:"topic"`
+		ReceivedAt time.Time `json:"received_at"`
+	} `json:"event"`
 }
 
 // track remembers an invocation until its result.
@@ -458,14 +462,35 @@ func (f *feed) deadLetters() []json.RawMessage {
 // apiEvents serves GET /api/v1/events: the feed as server-sent events. Frames: "loop"
 // (LoopView), "actuation" (ActuationView), "deadletter" (as published), "stats"
 // (liveStats, every second). A new stream first gets the last loops and actuations.
-func (e *Engine) apiEvents(w http.ResponseWriter, r *http.Request) {
-	// The guard checked Host and credentials. A page of another origin gets no CORS
-	// grant, so it cannot read the stream anyway; refusing it outright keeps it from
-	// holding one of the few stream slots.
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
-		writeError(w, http.StatusForbidden, fmt.Errorf("origin %q may not open the event stream", o))
-		return
+func (e *Engine) apiEvents(g *guard) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		// The guard checked Host and credentials. A page of another origin gets no CORS
+		// grant, so it cannot read the stream anyway; refusing it outright keeps it from
+		// holding one of the few stream slots.
+		if o := r.Header.Get("Origin"); o != "" && !g.sameSite(o, r.Host) {
+			writeError(w, http.StatusForbidden, fmt.Errorf("origin %q may not open the event stream", o))
+			return
+		}
+		e.stream(w, r)
 	}
+}
+
+// sameSite reports whether a request's Origin is the API itself: the request's Host, or a
+// name listed in api.allowed_hosts (a proxy that rewrites Host).
+func (g *guard) sameSite(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return false
+	}
+	h := strings.ToLower(u.Host)
+	if h == strings.ToLower(host) || g.hosts[h] {
+		return true
+	}
+	name, _, err := net.SplitHostPort(h)
+	return err == nil && g.hosts[name]
+}
+
+func (e *Engine) stream(w http.ResponseWriter, r *http.Request) {
 	c, backlog, ok := e.feed.subscribe()
 	if !ok {
 		writeError(w, http.StatusServiceUnavailable, errors.New("engine stopping"))
@@ -504,11 +529,6 @@ func (e *Engine) apiEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-func sameOrigin(origin, host string) bool {
-	u, err := url.Parse(origin)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && strings.EqualFold(u.Host, host)
 }
 
 func (e *Engine) apiDeadLetters(w http.ResponseWriter, r *http.Request) {
@@ -589,6 +609,6 @@ func (e *Engine) consoleRoutes(mux *http.ServeMux, g *guard) {
 	}
 	mux.HandleFunc("GET /{$}", g.wrap(accessNone, assets.serve("index.html")))
 	mux.HandleFunc("GET /console/{file}", g.wrap(accessNone, assets.serve("")))
-	mux.HandleFunc("GET /api/v1/events", g.wrapSlots(make(chan struct{}, maxStreams), accessRead, e.apiEvents))
+	mux.HandleFunc("GET /api/v1/events", g.wrapSlots(make(chan struct{}, maxStreams), accessRead, e.apiEvents(g)))
 	mux.HandleFunc("GET /api/v1/deadletters", g.wrap(accessRead, e.apiDeadLetters))
 }

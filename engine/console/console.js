@@ -50,6 +50,11 @@ async function api(path, init = {}) {
     needSignIn(body.error || 'These credentials may not read the API.');
     throw new AuthError(body.error);
   }
+  if (res.status === 429) { // too many failed sign-ins from this address
+    const body = await res.json().catch(() => ({}));
+    needSignIn(body.error || 'Too many failed sign-ins: wait a minute.', true);
+    throw new AuthError(body.error);
+  }
   return res;
 }
 
@@ -63,11 +68,11 @@ async function getJSON(path) {
 
 let signedOut = false;
 
-function needSignIn(why) {
-  if (!signedOut) {
-    signedOut = true;
-    sessionStorage.removeItem(AUTH_KEY);
-  }
+// needSignIn shows the sign-in form; the stored credentials are dropped unless keep (they
+// were not refused, the address is only blocked for a while).
+function needSignIn(why, keep) {
+  signedOut = true;
+  if (!keep) sessionStorage.removeItem(AUTH_KEY);
   $('signin-why').textContent = why;
   $('signin').hidden = false;
   $('signout').hidden = true;
@@ -86,10 +91,7 @@ function setupSignIn() {
     if (!value) return;
     sessionStorage.setItem(AUTH_KEY, value);
     $('signin-token').value = $('signin-pass').value = '';
-    signedOut = false;
-    $('signin').hidden = true;
-    refreshAll();
-    stream.restart();
+    start();
   });
   $('signout').addEventListener('click', () => {
     sessionStorage.removeItem(AUTH_KEY);
@@ -381,7 +383,7 @@ const chart = {
       g.lineTo(x(rates[rates.length - 1].t), pad.t + ph);
       g.lineTo(x(rates[0].t), pad.t + ph);
       g.closePath();
-      g.fillStyle = 'rgba(134, 239, 172, 0.12)';
+      g.fillStyle = 'rgba(134, 239, 172, 0.08)';
       g.fill();
     }
     for (const p of lats) {
@@ -523,11 +525,28 @@ function setupDryRun() {
 
 // --- start ----------------------------------------------------------------------------------
 
+// start asks the API once (so wrong credentials cost one failed authentication, not one per
+// panel), then loads every panel and opens the stream.
+async function start() {
+  try {
+    await refreshAgents();
+  } catch (err) {
+    if (!(err instanceof AuthError)) {
+      setConn('down', 'engine unreachable');
+      setTimeout(start, 2000);
+    }
+    return;
+  }
+  signedOut = false;
+  $('signin').hidden = true;
+  refreshAll();
+  stream.restart();
+}
+
 function main() {
   setupSignIn();
   setupDryRun();
-  refreshAll();
-  stream.run();
+  start();
   setInterval(() => { if (!signedOut && !document.hidden) refreshAgents().catch(() => {}); }, 2000);
   setInterval(() => { if (!signedOut && !document.hidden) refreshRules().then(refreshFunctions).catch(() => {}); }, 3000);
   setInterval(() => chart.draw(), 5000); // keeps the time axis moving when nothing arrives
