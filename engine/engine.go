@@ -9,8 +9,9 @@
 //	  (dispatch.go) → {prefix}/agents/{id}/invoke; then eventBatch.Commit acknowledges it.
 //	{prefix}/agents/{id}/result → (*Engine).controlLoop → (*Engine).control1
 //	  → (*dispatcher).result → (*dispatcher).finish → the resultObservers New set up:
-//	  history (history.go), promMetrics (metrics.go), sinkObserver (Influx) and
-//	  resultsTopic ({prefix}/results/{function}); then the invoke request's reply.
+//	  history (history.go), promMetrics (metrics.go), sinkObserver (Influx),
+//	  resultsTopic ({prefix}/results/{function}) and the web console's feed (console.go);
+//	  then the invoke request's reply.
 package engine
 
 import (
