@@ -127,6 +127,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Wait()
 		return err
 	}
+	fmt.Fprintf(cfg.Out, "console: http://%s/  (the web console: agents, rules, live loops)\n", eng.HTTPAddr())
 	brokerURL := "mqtt://" + eng.BrokerAddr()
 
 	// The watcher first: it sees the agents come online.

@@ -98,6 +98,7 @@ type reverter struct {
 	mu      sync.Mutex
 	lines   gpio.Lines
 	log     *slog.Logger
+	changed func() // after a line was set; must not block
 	pending map[string]*revert
 	stopped bool
 }
@@ -107,8 +108,8 @@ type revert struct {
 	base  int
 }
 
-func newReverter(lines gpio.Lines, log *slog.Logger) *reverter {
-	return &reverter{lines: lines, log: log, pending: map[string]*revert{}}
+func newReverter(lines gpio.Lines, log *slog.Logger, changed func()) *reverter {
+	return &reverter{lines: lines, log: log, changed: changed, pending: map[string]*revert{}}
 }
 
 func (r *reverter) set(line string, value int, d time.Duration) error {
@@ -133,6 +134,7 @@ func (r *reverter) set(line string, value int, d time.Duration) error {
 	if err := r.lines.Set(line, value); err != nil {
 		return err
 	}
+	r.changed()
 	if d > 0 {
 		rv := &revert{base: base}
 		rv.timer = time.AfterFunc(d, func() { r.fire(line, rv) })
@@ -151,6 +153,7 @@ func (r *reverter) fire(line string, rv *revert) {
 	if err := r.lines.Set(line, rv.base); err != nil {
 		r.log.Error("reverting line", "line", line, "err", err)
 	}
+	r.changed()
 }
 
 // stop applies pending reverts now, so no line stays driven past its `for` after shutdown.

@@ -54,7 +54,10 @@ type Agent struct {
 
 	edges   chan gpio.Edge
 	reverts *reverter
-	metrics *agentMetrics
+	// linesChanged is signalled when a line may have changed: the status is published
+	// again with the lines' values (publishLineValues).
+	linesChanged chan struct{}
+	metrics      *agentMetrics
 
 	mu         sync.Mutex
 	cm         *autopaho.ConnectionManager
@@ -107,10 +110,13 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		queue:   make(chan *task, cfg.Queue),
 		dedupe:  newDedupe(4096),
 		edges:   make(chan gpio.Edge, 256),
+
+		linesChanged: make(chan struct{}, 1),
 	}
 	a.healthy.Store(true)
 	a.problem.Store("")
 	onEdge := func(e gpio.Edge) {
+		a.lineChanged()
 		select {
 		case a.edges <- e:
 		default:
@@ -126,7 +132,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gpio: %w", err)
 	}
-	a.reverts = newReverter(a.lines, logger)
+	a.reverts = newReverter(a.lines, logger, a.lineChanged)
 	if a.metrics, err = newAgentMetrics(a); err != nil {
 		_ = a.lines.Close()
 		return nil, fmt.Errorf("influx: %w", err)
@@ -200,6 +206,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var bg sync.WaitGroup
 	bg.Go(func() { a.publishEdges(workCtx) })
+	bg.Go(func() { a.publishLineValues(workCtx) })
 	bg.Go(func() { a.maintain(workCtx) })
 	bg.Go(func() { a.reportStats(workCtx) })
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
@@ -311,7 +318,11 @@ func (a *Agent) setHealth(ok bool, problem string) {
 func (a *Agent) Status() protocol.Status {
 	lines := map[string]protocol.LineInfo{}
 	for name, l := range a.cfg.GPIO.Lines {
-		lines[name] = protocol.LineInfo{Direction: l.Direction}
+		info := protocol.LineInfo{Direction: l.Direction}
+		if v, err := a.lines.Get(name); err == nil {
+			info.Value = &v
+		}
+		lines[name] = info
 	}
 	return protocol.Status{
 		Agent:     a.cfg.ID,
@@ -355,6 +366,54 @@ func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack
 		}
 		a.subscribed.Store(true)
 	})
+}
+
+// lineChanged asks publishLineValues to publish the status again; it never blocks.
+func (a *Agent) lineChanged() {
+	select {
+	case a.linesChanged <- struct{}{}:
+	default:
+	}
+}
+
+// statusEvery is the shortest interval between two statuses published for line changes:
+// a line that flaps costs a status message per interval, not one per change.
+const statusEvery = 200 * time.Millisecond
+
+// publishLineValues publishes the status again when a line's value changed since the
+// status this loop last published.
+func (a *Agent) publishLineValues(ctx context.Context) {
+	var last map[string]protocol.LineInfo
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.linesChanged:
+		}
+		st := a.Status()
+		if !sameValues(st.Lines, last) {
+			a.publishStatus()
+			last = st.Lines
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(statusEvery):
+		}
+	}
+}
+
+func sameValues(a, b map[string]protocol.LineInfo) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, x := range a {
+		y, ok := b[name]
+		if !ok || (x.Value == nil) != (y.Value == nil) || (x.Value != nil && *x.Value != *y.Value) {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *Agent) publishStatus() {

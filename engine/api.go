@@ -205,6 +205,12 @@ func newGuard(cfg APIConfig, users []broker.User, listenAddr string, onRefusal f
 
 // wrap applies the checks in the order that costs least for a refused request.
 func (g *guard) wrap(need access, h http.HandlerFunc) http.HandlerFunc {
+	return g.wrapSlots(g.slots, need, h)
+}
+
+// wrapSlots is wrap with its own bound on requests in progress: long-lived requests (event
+// streams) take slots of their own pool, not of api.max_concurrent.
+func (g *guard) wrapSlots(slots chan struct{}, need access, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !g.anyHost && !g.hosts[strings.ToLower(r.Host)] {
 			host, _, err := net.SplitHostPort(r.Host)
@@ -214,8 +220,8 @@ func (g *guard) wrap(need access, h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		select {
-		case g.slots <- struct{}{}:
-			defer func() { <-g.slots }()
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
 		default:
 			w.Header().Set("Retry-After", "1")
 			g.refuse(w, http.StatusServiceUnavailable, "busy", "too many requests in progress")

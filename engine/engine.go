@@ -9,8 +9,9 @@
 //	  (dispatch.go) → {prefix}/agents/{id}/invoke; then eventBatch.Commit acknowledges it.
 //	{prefix}/agents/{id}/result → (*Engine).controlLoop → (*Engine).control1
 //	  → (*dispatcher).result → (*dispatcher).finish → the resultObservers New set up:
-//	  history (history.go), promMetrics (metrics.go), sinkObserver (Influx) and
-//	  resultsTopic ({prefix}/results/{function}); then the invoke request's reply.
+//	  history (history.go), promMetrics (metrics.go), sinkObserver (Influx),
+//	  resultsTopic ({prefix}/results/{function}) and the web console's feed (console.go);
+//	  then the invoke request's reply.
 package engine
 
 import (
@@ -60,6 +61,7 @@ type Engine struct {
 	dispatch *dispatcher
 	sched    *scheduler // scheduled rules (schedule.go)
 	history  *history
+	feed     *feed // the web console's live stream (console.go)
 	metrics  *promMetrics
 	sink     metrics.Sink
 	influx   *metrics.Influx // nil when the influx block is absent
@@ -130,15 +132,16 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e.metrics = newPromMetrics(e)
 	e.functions.sink = e.sink
+	e.feed = e.newFeed(e.t.Publish)
 	// A finished invocation goes to these, in this order, and nowhere else.
 	observers := []resultObserver{e.history, e.functions, e.metrics}
 	if e.influx != nil {
 		observers = append(observers, sinkObserver{e.influx})
 	}
-	observers = append(observers, resultsTopic{publish: e.t.Publish, topics: e.topics})
+	observers = append(observers, resultsTopic{publish: e.t.Publish, topics: e.topics}, e.feed)
 	m := e.metrics
 	e.dispatch = newDispatcher(dispatchDeps{
-		publish:   e.t.Publish,
+		publish:   e.feed.publish, // e.t.Publish, tapped for the console
 		agents:    e.registry,
 		clock:     systemClock{},
 		log:       log,
@@ -571,7 +574,7 @@ func jsonPayload(b []byte) json.RawMessage {
 }
 
 func (e *Engine) publish(m broker.Message) error {
-	return e.t.Publish(m)
+	return e.feed.publish(m) // e.t.Publish, tapped for the console
 }
 
 // controlBacklog handles the control messages already queued, without waiting. (Not with

@@ -40,6 +40,8 @@ func (e *Engine) serveHTTP() (*http.Server, error) {
 	// slot) for ever; the write timeout leaves room for an invocation's whole budget.
 	srv := &http.Server{Handler: e.handler(g), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 10 * time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	e.feed.start()
+	srv.RegisterOnShutdown(e.feed.stop) // ends the event streams, which never go idle
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http server failed", "err", err)
@@ -74,6 +76,7 @@ func (e *Engine) handler(g *guard) http.Handler {
 	mux.HandleFunc("POST /api/v1/invoke/{function}", g.wrap(accessInvoke, e.apiInvoke))
 	mux.HandleFunc("POST /api/v1/dryrun", g.wrap(accessRead, e.apiDryRun))
 	e.functionRoutes(mux, g)
+	e.consoleRoutes(mux, g) // the web console at /, GET /api/v1/events, GET /api/v1/deadletters
 	return mux
 }
 

@@ -18,6 +18,9 @@ const (
 // LineInfo describes one GPIO line an agent exposes.
 type LineInfo struct {
 	Direction string `json:"direction"`
+	// Value is the line's logical level (0 or 1) when the status was published; the agent
+	// publishes its status again when a line's value changes. Absent when it cannot be read.
+	Value *int `json:"value,omitempty"`
 }
 
 // Status is an agent's retained status message.

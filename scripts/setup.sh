@@ -26,3 +26,4 @@ done
 bash scripts/setup-influxdb.sh
 bash scripts/setup-nodered.sh
 bash scripts/setup-mqttjs.sh
+bash scripts/setup-browser.sh
