@@ -78,7 +78,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.State, 0o755); err != nil {
+	if err := privateDir(cfg.State); err != nil {
 		return nil, fmt.Errorf("agent state folder: %w", err)
 	}
 	rt, err := podman.New(podman.Config{

@@ -33,7 +33,7 @@ type Config struct {
 	Concurrency   int                              `yaml:"concurrency"`    // invocations running at once
 	Queue         int                              `yaml:"queue"`          // invocations waiting; beyond it: rejected
 	Limits        Limits                           `yaml:"limits"`         // defaults for functions that set none
-	State         string                           `yaml:"state"`          // folder for inline code
+	State         string                           `yaml:"state"`          // private folder: inline code, ids seen
 	GPIO          GPIOConfig                       `yaml:"gpio"`           //
 	Influx        *InfluxConfig                    `yaml:"influx"`         // absent: no metrics to InfluxDB
 }
@@ -181,11 +181,7 @@ func (c Config) withDefaults() Config {
 		c.Limits.Sweep = DefaultSweep
 	}
 	if c.State == "" {
-		if s := os.Getenv("DEVICELESS_STATE"); s != "" {
-			c.State = filepath.Join(s, "agent", c.ID)
-		} else {
-			c.State = filepath.Join(os.TempDir(), "deviceless-agent-"+c.ID)
-		}
+		c.State = defaultState(c.ID)
 	}
 	if c.GPIO.Driver == "" {
 		c.GPIO.Driver = DefaultGPIODriver
@@ -249,6 +245,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.Output < 1 {
 		add("limits.output: %d is less than 1 byte", c.Limits.Output)
+	}
+	if c.State == "" {
+		add("state: not set, and neither $DEVICELESS_STATE nor a user cache folder to default to")
 	}
 	if c.Limits.Sweep < 0 {
 		add("limits.sweep: %s is negative", c.Limits.Sweep)

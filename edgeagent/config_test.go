@@ -89,10 +89,10 @@ func TestParseConfigDefaults(t *testing.T) {
 		{name: "empty", want: func(*Config) {}},
 		{name: "podman socket from the environment", env: map[string]string{"DEVICELESS_PODMAN_SOCKET": "/tmp/x.sock"},
 			want: func(c *Config) { c.Podman.Socket = "/tmp/x.sock" }},
-		{name: "no state folder", yaml: "id: a1", env: map[string]string{"DEVICELESS_STATE": ""},
+		{name: "no state folder", yaml: "id: a1", env: map[string]string{"DEVICELESS_STATE": "", "XDG_CACHE_HOME": "/cache"},
 			want: func(c *Config) {
 				c.ID, c.Username, c.Podman.Socket = "a1", "a1", "/run/podman/podman.sock"
-				c.State = filepath.Join(os.TempDir(), "deviceless-agent-a1")
+				c.State = "/cache/deviceless/agent/a1"
 			}},
 		{name: "username and state follow the id", yaml: "id: a1\nusername: u1",
 			want: func(c *Config) { c.ID, c.Username, c.State = "a1", "u1", "/state/agent/a1" }},

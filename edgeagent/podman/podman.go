@@ -52,7 +52,7 @@ type Config struct {
 	OutputLimit int           // stdout bytes kept (default 1 MiB)
 	StderrLimit int           // stderr tail bytes kept (default 4 KiB)
 	Memory      int64         // memory limit when a job sets none (default 128 MiB)
-	CodeDir     string        // host folder for inline code (default a temp folder)
+	CodeDir     string        // host folder for inline code, in a private one (default a new temp folder)
 	Pull        bool          // pull missing images from a registry
 	Logger      *slog.Logger  // default slog.Default()
 	KillGrace   time.Duration // how long to wait for a killed container's streams (default 5s)
@@ -132,9 +132,13 @@ func New(cfg Config) (*Runtime, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.CodeDir == "" {
-		cfg.CodeDir = filepath.Join(os.TempDir(), "deviceless-code-"+cfg.Agent)
-	}
-	if err := os.MkdirAll(cfg.CodeDir, 0o755); err != nil {
+		// A fresh folder, not a predictable name under the shared $TMPDIR.
+		dir, err := os.MkdirTemp("", "deviceless-code-")
+		if err != nil {
+			return nil, fmt.Errorf("podman: code folder: %w", err)
+		}
+		cfg.CodeDir = dir
+	} else if err := os.MkdirAll(cfg.CodeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("podman: code folder: %w", err)
 	}
 	// Functions may run as an unprivileged user: the code must be readable by it.
