@@ -84,6 +84,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	rt, err := podman.New(podman.Config{
 		Socket:      cfg.Podman.Socket,
 		OCIRuntime:  cfg.Podman.Runtime,
+		APITimeout:  cfg.Podman.Timeout,
 		Agent:       cfg.ID,
 		User:        cfg.Podman.User,
 		Pids:        cfg.Limits.Pids,

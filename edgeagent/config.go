@@ -50,8 +50,10 @@ type TLSConfig struct {
 type PodmanConfig struct {
 	Socket  string `yaml:"socket"`  // socket path or unix:// URI
 	Runtime string `yaml:"runtime"` // OCI runtime (runc, crun); default the service's
-	Pull    bool   `yaml:"pull"`    // pull images missing locally from a registry
-	User    string `yaml:"user"`    // user functions run as; default 65534:65534 (nobody)
+	// Timeout bounds each call to the podman service (30s); a pull gets 10 minutes.
+	Timeout time.Duration `yaml:"timeout"`
+	Pull    bool          `yaml:"pull"` // pull images missing locally from a registry
+	User    string        `yaml:"user"` // user functions run as; default 65534:65534 (nobody)
 	// Prepare creates the next container of a runtime function ahead of its invocation
 	// (default true); every invocation still gets a fresh container.
 	Prepare *bool `yaml:"prepare"`
@@ -120,6 +122,7 @@ const (
 	DefaultBroker        = "mqtt://127.0.0.1:1883"
 	DefaultSessionExpiry = 24 * time.Hour
 	DefaultUser          = "65534:65534" // nobody
+	DefaultPodmanTimeout = 30 * time.Second
 	DefaultConcurrency   = 2
 	DefaultQueue         = 16
 	DefaultPids          = 64
@@ -149,6 +152,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Podman.Socket == "" {
 		c.Podman.Socket = DefaultPodmanSocket()
+	}
+	if c.Podman.Timeout == 0 {
+		c.Podman.Timeout = DefaultPodmanTimeout
 	}
 	if c.Podman.Prepare == nil {
 		c.Podman.Prepare = new(true)
@@ -227,6 +233,9 @@ func (c *Config) Validate() error {
 		} else if c.Runtimes[name] == "" {
 			add("runtimes.%s: no image", name)
 		}
+	}
+	if c.Podman.Timeout < 0 {
+		add("podman.timeout: %s is negative", c.Podman.Timeout)
 	}
 	if c.Concurrency < 1 {
 		add("concurrency: %d is less than 1", c.Concurrency)
