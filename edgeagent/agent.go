@@ -88,6 +88,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		Agent:       cfg.ID,
 		User:        cfg.Podman.User,
 		Pids:        cfg.Limits.Pids,
+		CPUs:        cfg.Limits.CPUs,
 		OutputLimit: int(cfg.Limits.Output),
 		Memory:      int64(cfg.Limits.Memory),
 		CodeDir:     cfg.State + "/code",

@@ -59,10 +59,13 @@ type PodmanConfig struct {
 	Prepare *bool `yaml:"prepare"`
 }
 
-// Limits are the defaults and caps applied to every function.
+// Limits bound every function the agent runs. Timeout and Memory are caps: an invocation
+// asking for more is rejected, and a function that asks nothing gets protocol's defaults
+// (DefaultTimeout, DefaultMemory), lowered to the caps.
 type Limits struct {
-	Timeout time.Duration `yaml:"timeout"` // default run deadline (protocol.DefaultTimeout)
-	Memory  protocol.Size `yaml:"memory"`  // default memory limit (protocol.DefaultMemory)
+	Timeout time.Duration `yaml:"timeout"` // longest run deadline a function may ask (1m)
+	Memory  protocol.Size `yaml:"memory"`  // most memory a function may ask (256Mi)
+	CPUs    float64       `yaml:"cpus"`    // CPUs a container may use (1.0), as a CFS quota
 	Pids    int64         `yaml:"pids"`    // pids limit (64)
 	Output  protocol.Size `yaml:"output"`  // stdout kept (1Mi); more is an error
 	Sweep   time.Duration `yaml:"sweep"`   // how often orphan containers are removed (1m)
@@ -125,6 +128,9 @@ const (
 	DefaultPodmanTimeout = 30 * time.Second
 	DefaultConcurrency   = 2
 	DefaultQueue         = 16
+	DefaultMaxTimeout    = time.Minute
+	DefaultMaxMemory     = protocol.Size(256 << 20)
+	DefaultCPUs          = 1.0
 	DefaultPids          = 64
 	DefaultOutput        = protocol.Size(1 << 20)
 	DefaultSweep         = time.Minute
@@ -172,10 +178,13 @@ func (c Config) withDefaults() Config {
 		c.Queue = DefaultQueue
 	}
 	if c.Limits.Timeout == 0 {
-		c.Limits.Timeout = protocol.DefaultTimeout
+		c.Limits.Timeout = DefaultMaxTimeout
 	}
 	if c.Limits.Memory == 0 {
-		c.Limits.Memory = protocol.DefaultMemory
+		c.Limits.Memory = DefaultMaxMemory
+	}
+	if c.Limits.CPUs == 0 {
+		c.Limits.CPUs = DefaultCPUs
 	}
 	if c.Limits.Pids == 0 {
 		c.Limits.Pids = DefaultPids
@@ -249,6 +258,9 @@ func (c *Config) Validate() error {
 	if c.Limits.Memory < protocol.MinMemory {
 		add("limits.memory: %s is below the %s a container needs", c.Limits.Memory, protocol.MinMemory)
 	}
+	if c.Limits.CPUs < 0.01 {
+		add("limits.cpus: %g is less than 0.01", c.Limits.CPUs)
+	}
 	if c.Limits.Pids < 1 {
 		add("limits.pids: %d is less than 1", c.Limits.Pids)
 	}
@@ -262,7 +274,8 @@ func (c *Config) Validate() error {
 		add("limits.sweep: %s is negative", c.Limits.Sweep)
 	}
 	for _, name := range sortedKeys(c.Functions) {
-		for _, err := range joined(c.checkFunction(c.Functions[name])) {
+		f := c.Functions[name]
+		for _, err := range joined(errors.Join(c.checkFunction(f), c.checkCaps(f, ""))) {
 			add("functions.%s: %w", name, err)
 		}
 	}
@@ -317,6 +330,19 @@ func (c *Config) checkFunction(s protocol.FunctionSpec) error {
 		err = errors.Join(err, fmt.Errorf("unknown runtime %q (this agent has %s)", s.Runtime, strings.Join(sortedKeys(c.Runtimes), ", ")))
 	}
 	return err
+}
+
+// checkCaps reports what s asks beyond limits.timeout and limits.memory; whose starts the
+// name of the limit ("this agent's ").
+func (c *Config) checkCaps(s protocol.FunctionSpec, whose string) error {
+	var errs []error
+	if s.Memory > c.Limits.Memory {
+		errs = append(errs, fmt.Errorf("memory %s exceeds %slimits.memory of %s", s.Memory, whose, c.Limits.Memory))
+	}
+	if s.Timeout.D() > c.Limits.Timeout {
+		errs = append(errs, fmt.Errorf("timeout %s exceeds %slimits.timeout of %s", s.Timeout.D(), whose, c.Limits.Timeout))
+	}
+	return errors.Join(errs...)
 }
 
 // joined returns the errors err joins (errors.Join, nested or not), or err alone.

@@ -61,6 +61,16 @@ func (a *Agent) receiveInvocation(p *paho.Publish) {
 	} else if seen {
 		return // in flight: the answer goes to every requester
 	}
+	if spec, err := a.spec(inv); err == nil {
+		if err := a.cfg.checkCaps(spec, "this agent's "); err != nil {
+			// Not stored: another agent may have the room (the engine tries one), and this
+			// one gives the same answer again.
+			res := a.result(inv, protocol.StatusRejected, strings.ReplaceAll(err.Error(), "\n", "; "))
+			res.Timings.Total = ms(time.Since(received))
+			a.pending.Go(func() { a.finish(res, false) })
+			return
+		}
+	}
 	var raw bytes.Buffer
 	if err := json.Compact(&raw, p.Payload); err != nil {
 		raw.Reset()
@@ -216,24 +226,35 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 	return res
 }
 
-// job resolves an invocation's function into a container job.
+// spec is the definition an invocation runs: its own spec, or without one the agent's
+// function of that name.
+func (a *Agent) spec(inv protocol.Invocation) (protocol.FunctionSpec, error) {
+	if inv.Spec.Image != "" || inv.Spec.Runtime != "" {
+		return inv.Spec, nil
+	}
+	local, ok := a.cfg.Functions[inv.Function]
+	if !ok {
+		return protocol.FunctionSpec{}, fmt.Errorf("unknown function %q: the invocation has no spec and the agent defines no such function", inv.Function)
+	}
+	return local, nil
+}
+
+// job resolves an invocation's function into a container job. What the spec leaves unset
+// gets protocol's defaults lowered to the agent's caps (receiveInvocation refused specs
+// asking more than the caps).
 func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
-	spec := inv.Spec
-	if spec.Image == "" && spec.Runtime == "" {
-		local, ok := a.cfg.Functions[inv.Function]
-		if !ok {
-			return container.Job{}, fmt.Errorf("unknown function %q: the invocation has no spec and the agent defines no such function", inv.Function)
-		}
-		spec = local
+	spec, err := a.spec(inv)
+	if err != nil {
+		return container.Job{}, err
 	}
 	if err := a.cfg.checkFunction(spec); err != nil {
 		return container.Job{}, fmt.Errorf("%s: %w", inv.Function, err)
 	}
 	if spec.Timeout == 0 {
-		spec.Timeout = protocol.Duration(a.cfg.Limits.Timeout)
+		spec.Timeout = protocol.Duration(min(protocol.DefaultTimeout, a.cfg.Limits.Timeout))
 	}
 	if spec.Memory == 0 {
-		spec.Memory = a.cfg.Limits.Memory
+		spec.Memory = min(protocol.DefaultMemory, a.cfg.Limits.Memory)
 	}
 	spec = spec.WithDefaults()
 	job := container.Job{

@@ -49,6 +49,7 @@ type Config struct {
 	Agent       string        // agent id, stored in the LabelAgent label
 	User        string        // user the function runs as; empty uses the image's
 	Pids        int64         // pids limit per container (default 64)
+	CPUs        float64       // CPUs a container may use, as a CFS quota per 100ms period (0: no limit)
 	OutputLimit int           // stdout bytes kept (default 1 MiB)
 	StderrLimit int           // stderr tail bytes kept (default 4 KiB)
 	Memory      int64         // memory limit when a job sets none (default 128 MiB)
@@ -288,6 +289,10 @@ func (r *Runtime) create(ctx context.Context, c *bindings.Connection, s *createS
 
 func ptr[T any](v T) *T { return &v }
 
+// cpuPeriod is the CFS period of a container's CPU quota, in microseconds (the kernel's
+// default, 100ms).
+const cpuPeriod = 100000
+
 // spec builds the locked-down container spec for job.
 func (r *Runtime) spec(job container.Job, codeDir string) *createSpec {
 	s := &createSpec{Image: job.Image}
@@ -319,6 +324,9 @@ func (r *Runtime) spec(job container.Job, codeDir string) *createSpec {
 	s.ResourceLimits = &spec.LinuxResources{
 		Memory: &spec.LinuxMemory{Limit: ptr(mem), Swap: ptr(mem)},
 		Pids:   &spec.LinuxPids{Limit: r.cfg.Pids},
+	}
+	if r.cfg.CPUs > 0 {
+		s.ResourceLimits.CPU = &spec.LinuxCPU{Period: ptr(uint64(cpuPeriod)), Quota: ptr(int64(r.cfg.CPUs * cpuPeriod))}
 	}
 	s.Rlimits = []spec.POSIXRlimit{
 		{Type: "nofile", Soft: 1024, Hard: 1024},
