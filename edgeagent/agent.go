@@ -56,11 +56,13 @@ type Agent struct {
 	reverts *reverter
 	metrics *agentMetrics
 
-	mu         sync.Mutex
-	cm         *autopaho.ConnectionManager
-	runs       atomic.Bool
-	subscribed atomic.Bool    // a subscription was acknowledged (it lives on in the session)
-	pending    sync.WaitGroup // goroutines started from MQTT callbacks
+	mu   sync.Mutex
+	cm   *autopaho.ConnectionManager
+	runs atomic.Bool
+	// maxPacketSize is the broker's maximum packet size (the last CONNACK's).
+	maxPacketSize atomic.Int64
+	subscribed    atomic.Bool    // a subscription was acknowledged (it lives on in the session)
+	pending       sync.WaitGroup // goroutines started from MQTT callbacks
 }
 
 // New fills cfg's defaults and validates it, opens the GPIO lines and prepares the podman
@@ -112,6 +114,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	a.healthy.Store(true)
 	a.problem.Store("")
+	a.maxPacketSize.Store(int64(cfg.Limits.MaxPacketSize))
 	onEdge := func(e gpio.Edge) {
 		select {
 		case a.edges <- e:
@@ -340,6 +343,7 @@ func (a *Agent) Status() protocol.Status {
 // publishes the online status: online means ready to take invocations.
 func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 	a.log.Info("connected to broker", "broker", a.cfg.Broker, "session_present", ack.SessionPresent)
+	a.setMaxPacket(ack)
 	a.mu.Lock()
 	a.cm = cm // NewConnection may not have returned yet
 	a.mu.Unlock()
@@ -377,12 +381,20 @@ func (a *Agent) publishStatus() {
 }
 
 // publish sends a message now, waiting for the broker's acknowledgement, or queues it
-// until the connection is back.
+// until the connection is back. A message larger than the broker's maximum packet size is
+// dropped (and logged): the broker would disconnect the agent for it, again at every
+// reconnection.
 func (a *Agent) publish(p *paho.Publish) {
 	a.mu.Lock()
 	cm := a.cm
 	a.mu.Unlock()
 	if cm == nil {
+		return
+	}
+	if size, limit := packetSize(p), a.maxPacket(); size > limit {
+		a.log.Error("message larger than the broker's maximum packet size: dropped", "topic", p.Topic,
+			"bytes", size, "max_packet_size", limit)
+		a.metrics.dropped("too_large")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -68,7 +68,10 @@ type Limits struct {
 	CPUs    float64       `yaml:"cpus"`    // CPUs a container may use (1.0), as a CFS quota
 	Pids    int64         `yaml:"pids"`    // pids limit (64)
 	Output  protocol.Size `yaml:"output"`  // stdout kept (1Mi); more is an error
-	Sweep   time.Duration `yaml:"sweep"`   // how often orphan containers are removed (1m)
+	// MaxPacketSize caps the MQTT packets the agent sends (1Mi, the Deviceless broker's
+	// limit); a broker's CONNACK may lower it.
+	MaxPacketSize protocol.Size `yaml:"max_packet_size"`
+	Sweep         time.Duration `yaml:"sweep"` // how often orphan containers are removed (1m)
 }
 
 // GPIOConfig declares the agent's lines.
@@ -133,6 +136,7 @@ const (
 	DefaultCPUs          = 1.0
 	DefaultPids          = 64
 	DefaultOutput        = protocol.Size(1 << 20)
+	DefaultMaxPacketSize = protocol.Size(1 << 20)
 	DefaultSweep         = time.Minute
 	DefaultGPIODriver    = "sim"
 	DefaultGPIOChip      = "gpiochip0" // gpiocdev only
@@ -191,6 +195,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limits.Output == 0 {
 		c.Limits.Output = DefaultOutput
+	}
+	if c.Limits.MaxPacketSize == 0 {
+		c.Limits.MaxPacketSize = DefaultMaxPacketSize
 	}
 	if c.Limits.Sweep == 0 {
 		c.Limits.Sweep = DefaultSweep
@@ -269,6 +276,9 @@ func (c *Config) Validate() error {
 	}
 	if c.State == "" {
 		add("state: not set, and neither $DEVICELESS_STATE nor a user cache folder to default to")
+	}
+	if c.Limits.MaxPacketSize < 1024 || c.Limits.MaxPacketSize > 268435455 {
+		add("limits.max_packet_size: %d is not between 1Ki and MQTT's 268435455 bytes", c.Limits.MaxPacketSize)
 	}
 	if c.Limits.Sweep < 0 {
 		add("limits.sweep: %s is negative", c.Limits.Sweep)

@@ -127,9 +127,9 @@ func (a *Agent) finish(res protocol.Result, store bool) {
 }
 
 // encode returns res as published. The function's output, a json.RawMessage of validated
-// stdout, is not decoded again: json.Marshal copies it in (compacted, HTML-escaped).
+// stdout, is not decoded again: it is copied in compacted, without HTML escaping.
 func (a *Agent) encode(res protocol.Result) []byte {
-	payload, err := json.Marshal(res)
+	payload, err := encodeJSON(res)
 	if err != nil {
 		a.log.Error("encoding result", "id", res.ID, "err", err)
 		return nil
@@ -142,16 +142,15 @@ func (a *Agent) replyAsync(to replyTo, payload []byte) {
 	a.pending.Go(func() { a.reply(to, payload) })
 }
 
-// reply publishes an encoded result (nil: it could not be encoded) to one requester.
+// reply publishes an encoded result (nil: it could not be encoded) to one requester;
+// without its output if it would not fit in a packet (see fit).
 func (a *Agent) reply(to replyTo, payload []byte) {
 	if payload == nil {
 		return
 	}
-	p := &paho.Publish{Topic: to.topic, Payload: payload, QoS: 1}
-	if to.correlation != nil {
-		p.Properties = &paho.PublishProperties{CorrelationData: to.correlation, ContentType: "application/json"}
+	if p := a.fit(to, payload); p != nil {
+		a.publish(p)
 	}
-	a.publish(p)
 }
 
 func (a *Agent) result(inv protocol.Invocation, status, msg string) protocol.Result {
@@ -289,12 +288,16 @@ func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
 			return fmt.Errorf("actuate: %w", err)
 		}
 	}
+	limit := a.maxPacket()
 	for _, p := range out.Publish {
 		if err := checkPublishTopic(a.topics, p.Topic); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 		if p.QoS > 2 {
 			return fmt.Errorf("publish %s: qos %d", p.Topic, p.QoS)
+		}
+		if size := packetSize(publishPacket(p)); size > limit {
+			return fmt.Errorf("publish %s: a message of %d bytes exceeds the broker's maximum packet size of %d", p.Topic, size, limit)
 		}
 	}
 	for _, act := range out.Actuate {
@@ -303,9 +306,14 @@ func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
 		}
 	}
 	for _, p := range out.Publish {
-		a.publish(&paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain})
+		a.publish(publishPacket(p))
 	}
 	return nil
+}
+
+// publishPacket is the PUBLISH of a function's publish.
+func publishPacket(p protocol.Publish) *paho.Publish {
+	return &paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain}
 }
 
 // payloadBytes turns a publish payload into message bytes: a JSON string travels as its
