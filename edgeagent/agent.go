@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/autopaho/queue/memory"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/deviceless/deviceless/edgeagent/container"
@@ -54,6 +53,7 @@ type Agent struct {
 
 	edges   chan gpio.Edge
 	reverts *reverter
+	outbox  *outbox
 	metrics *agentMetrics
 
 	mu   sync.Mutex
@@ -61,8 +61,13 @@ type Agent struct {
 	runs atomic.Bool
 	// maxPacketSize is the broker's maximum packet size (the last CONNACK's).
 	maxPacketSize atomic.Int64
-	subscribed    atomic.Bool    // a subscription was acknowledged (it lives on in the session)
-	pending       sync.WaitGroup // goroutines started from MQTT callbacks
+	dropLog       struct {
+		sync.Mutex
+		n  int       // dropped since the last log line
+		at time.Time // of the last log line
+	}
+	subscribed atomic.Bool    // a subscription was acknowledged (it lives on in the session)
+	pending    sync.WaitGroup // goroutines started from MQTT callbacks
 }
 
 // New fills cfg's defaults and validates it, opens the GPIO lines and prepares the podman
@@ -132,6 +137,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("gpio: %w", err)
 	}
 	a.reverts = newReverter(a.lines, logger)
+	a.outbox = newOutbox(cfg.Limits.Outbox, int(cfg.Limits.OutboxBytes), a.maxPacket, a.outboxDrop)
 	if a.metrics, err = newAgentMetrics(a); err != nil {
 		_ = a.lines.Close()
 		return nil, fmt.Errorf("influx: %w", err)
@@ -182,7 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		SessionExpiryInterval:         uint32(a.cfg.SessionExpiry / time.Second),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
-		Queue:                         memory.New(),
+		Queue:                         a.outbox,
 		ConnectUsername:               a.cfg.Username,
 		ConnectPassword:               []byte(a.cfg.Password),
 		WillMessage:                   &paho.WillMessage{Topic: a.topics.AgentStatus(a.cfg.ID), Payload: offline, QoS: 1, Retain: true},
@@ -407,6 +413,25 @@ func (a *Agent) publish(p *paho.Publish) {
 	if err := cm.PublishViaQueue(context.Background(), &autopaho.QueuePublish{Publish: p}); err != nil {
 		a.log.Error("queueing publish", "topic", p.Topic, "err", err)
 	}
+}
+
+// outboxDrop counts a message the outbox dropped and logs it, at most once every 10
+// seconds with the count since the last line (an outage may drop many).
+func (a *Agent) outboxDrop(reason, topic string) {
+	a.metrics.dropped(reason)
+	a.dropLog.Lock()
+	defer a.dropLog.Unlock()
+	a.dropLog.n++
+	if time.Since(a.dropLog.at) < 10*time.Second {
+		return
+	}
+	msg := "outbox full while the broker is away: dropped the oldest messages"
+	if reason == "too_large" {
+		msg = "queued message larger than the broker's maximum packet size: dropped"
+	}
+	a.log.Warn(msg, "reason", reason, "topic", topic, "dropped", a.dropLog.n,
+		"limit", a.cfg.Limits.Outbox, "limit_bytes", int64(a.cfg.Limits.OutboxBytes))
+	a.dropLog.n, a.dropLog.at = 0, time.Now()
 }
 
 func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {

@@ -68,6 +68,10 @@ type Limits struct {
 	CPUs    float64       `yaml:"cpus"`    // CPUs a container may use (1.0), as a CFS quota
 	Pids    int64         `yaml:"pids"`    // pids limit (64)
 	Output  protocol.Size `yaml:"output"`  // stdout kept (1Mi); more is an error
+	// Outbox and OutboxBytes bound the messages kept for the broker while it is away
+	// (1000, 16Mi); beyond them the oldest are dropped.
+	Outbox      int           `yaml:"outbox"`
+	OutboxBytes protocol.Size `yaml:"outbox_bytes"`
 	// MaxPacketSize caps the MQTT packets the agent sends (1Mi, the Deviceless broker's
 	// limit); a broker's CONNACK may lower it.
 	MaxPacketSize protocol.Size `yaml:"max_packet_size"`
@@ -137,6 +141,8 @@ const (
 	DefaultPids          = 64
 	DefaultOutput        = protocol.Size(1 << 20)
 	DefaultMaxPacketSize = protocol.Size(1 << 20)
+	DefaultOutbox        = 1000
+	DefaultOutboxBytes   = protocol.Size(16 << 20)
 	DefaultSweep         = time.Minute
 	DefaultGPIODriver    = "sim"
 	DefaultGPIOChip      = "gpiochip0" // gpiocdev only
@@ -198,6 +204,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Limits.MaxPacketSize == 0 {
 		c.Limits.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.Limits.Outbox == 0 {
+		c.Limits.Outbox = DefaultOutbox
+	}
+	if c.Limits.OutboxBytes == 0 {
+		c.Limits.OutboxBytes = DefaultOutboxBytes
 	}
 	if c.Limits.Sweep == 0 {
 		c.Limits.Sweep = DefaultSweep
@@ -279,6 +291,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxPacketSize < 1024 || c.Limits.MaxPacketSize > 268435455 {
 		add("limits.max_packet_size: %d is not between 1Ki and MQTT's 268435455 bytes", c.Limits.MaxPacketSize)
+	}
+	if c.Limits.Outbox < 1 {
+		add("limits.outbox: %d is less than 1", c.Limits.Outbox)
+	}
+	if c.Limits.OutboxBytes < c.Limits.MaxPacketSize {
+		add("limits.outbox_bytes: %s is less than limits.max_packet_size (%s)", c.Limits.OutboxBytes, c.Limits.MaxPacketSize)
 	}
 	if c.Limits.Sweep < 0 {
 		add("limits.sweep: %s is negative", c.Limits.Sweep)

@@ -51,7 +51,7 @@ influx: {url: "http://127.0.0.1:8086", bucket: deviceless}
 		Functions: map[string]protocol.FunctionSpec{"blink": {Runtime: "sh", Code: "echo 1", Memory: 32 << 20,
 			Warm: &protocol.Warm{Idle: protocol.Duration(time.Minute), MaxUses: 1000}}},
 		Concurrency: 3, Queue: 5,
-		Limits: Limits{Timeout: 10 * time.Second, Memory: 64 << 20, CPUs: 1, Pids: 64, Output: 256 << 10, MaxPacketSize: 1 << 20, Sweep: time.Minute},
+		Limits: Limits{Timeout: 10 * time.Second, Memory: 64 << 20, CPUs: 1, Pids: 64, Output: 256 << 10, MaxPacketSize: 1 << 20, Outbox: 1000, OutboxBytes: 16 << 20, Sweep: time.Minute},
 		State:  "/var/lib/deviceless/agent/gh1-edge",
 		GPIO: GPIOConfig{Driver: "gpiocdev", Chip: "gpiochip0", Lines: map[string]gpio.LineConfig{
 			"fan": {Offset: 17, Direction: "output", Bias: "as-is", Edge: "none"},
@@ -75,7 +75,7 @@ func TestParseConfigDefaults(t *testing.T) {
 			Podman:        PodmanConfig{Socket: "/state/podman/podman.sock", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
 			Runtimes:      map[string]string{"sh": "localhost/deviceless/sh", "python3": "localhost/deviceless/python3"},
 			Concurrency:   2, Queue: 16,
-			Limits: Limits{Timeout: time.Minute, Memory: 256 << 20, CPUs: 1, Pids: 64, Output: 1 << 20, MaxPacketSize: 1 << 20,
+			Limits: Limits{Timeout: time.Minute, Memory: 256 << 20, CPUs: 1, Pids: 64, Output: 1 << 20, MaxPacketSize: 1 << 20, Outbox: 1000, OutboxBytes: 16 << 20,
 				Sweep: time.Minute},
 			State: filepath.Join("/state/agent", host),
 			GPIO:  GPIOConfig{Driver: "sim", Lines: map[string]gpio.LineConfig{}},
