@@ -69,6 +69,12 @@ func (a *Agent) receiveActuation(p *paho.Publish) {
 		}
 	}
 	if err == nil {
+		err = a.checkActuation(act)
+	}
+	if err == nil {
+		if joined {
+			a.dedupe.applying(act.ID) // on disk before the line moves
+		}
 		err = a.actuate(act)
 	}
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -88,6 +89,16 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err := privateDir(cfg.State); err != nil {
 		return nil, fmt.Errorf("agent state folder: %w", err)
 	}
+	seen, err := openDedupe(filepath.Join(cfg.State, dedupeFile), cfg.ID, dedupeMaxIDs, dedupeMaxBytes, logger)
+	if err != nil {
+		return nil, fmt.Errorf("agent state folder: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			seen.close()
+		}
+	}()
 	rt, err := podman.New(podman.Config{
 		Socket:      cfg.Podman.Socket,
 		OCIRuntime:  cfg.Podman.Runtime,
@@ -114,7 +125,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		tlsCfg:  tlsCfg,
 		version: version(),
 		queue:   make(chan *task, cfg.Queue),
-		dedupe:  newDedupe(4096),
+		dedupe:  seen,
 		edges:   make(chan gpio.Edge, 256),
 	}
 	a.healthy.Store(true)
@@ -142,6 +153,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		_ = a.lines.Close()
 		return nil, fmt.Errorf("influx: %w", err)
 	}
+	ok = true
 	return a, nil
 }
 
@@ -257,6 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopSink() // flushes the last points
 	<-sinkDone
+	a.dedupe.close()
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -98,7 +97,9 @@ func (a *Agent) worker(ctx context.Context) {
 			a.metrics.running.Add(1)
 			res := a.execute(ctx, t)
 			a.metrics.running.Add(-1)
-			a.finish(res, true)
+			// One cancelled by the shutdown applied nothing: not stored, it runs when
+			// delivered again after the restart.
+			a.finish(res, res.Error != errShutdown)
 		}
 	}
 }
@@ -157,6 +158,9 @@ func (a *Agent) result(inv protocol.Invocation, status, msg string) protocol.Res
 	return protocol.Result{ID: inv.ID, Agent: a.cfg.ID, Function: inv.Function, Rule: inv.Rule, Status: status, Error: msg}
 }
 
+// errShutdown is the error of an invocation the agent's shutdown cancelled.
+const errShutdown = "agent shutting down: invocation cancelled"
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // execute runs one invocation and builds its result.
@@ -191,7 +195,7 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		res.Status, res.Error = protocol.StatusError, err.Error()
 		return res
 	case err != nil && ctx.Err() != nil:
-		res.Status, res.Error = protocol.StatusError, "agent shutting down: invocation cancelled"
+		res.Status, res.Error = protocol.StatusError, errShutdown
 		return res
 	case err != nil:
 		res.Status, res.Error = protocol.StatusError, err.Error()
@@ -300,6 +304,9 @@ func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
 			return fmt.Errorf("publish %s: a message of %d bytes exceeds the broker's maximum packet size of %d", p.Topic, size, limit)
 		}
 	}
+	if len(out.Actuate) > 0 || len(out.Publish) > 0 {
+		a.dedupe.applying(inv.ID) // on disk before anything is applied
+	}
 	for _, act := range out.Actuate {
 		if err := a.actuate(act); err != nil {
 			return fmt.Errorf("actuate: %w", err)
@@ -339,72 +346,4 @@ func lastLines(s string, n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-// dedupe remembers results by invocation id, and who waits for ids in flight.
-type dedupe struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]*dedupeEntry
-	order   []string
-}
-
-type dedupeEntry struct {
-	done    bool
-	payload []byte // the result as published
-	waiters []replyTo
-}
-
-func newDedupe(max int) *dedupe {
-	return &dedupe{max: max, entries: map[string]*dedupeEntry{}}
-}
-
-// join registers to as waiting for id. It returns seen false when id is new (the caller
-// must run it and call complete); done and the stored payload when id has finished; and
-// seen alone when id is in flight (to gets the answer when it finishes).
-func (d *dedupe) join(id string, to replyTo) (payload []byte, seen, done bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[id]
-	switch {
-	case !ok:
-		d.entries[id] = &dedupeEntry{waiters: []replyTo{to}}
-		return nil, false, false
-	case e.done:
-		return e.payload, true, true
-	default:
-		e.waiters = append(e.waiters, to)
-		return nil, true, false
-	}
-}
-
-// inFlight reports whether id is running or queued.
-func (d *dedupe) inFlight(id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[id]
-	return ok && !e.done
-}
-
-// complete returns who waits for id; with store it keeps its result's payload for
-// repeats, otherwise it forgets the id.
-func (d *dedupe) complete(id string, payload []byte, store bool) []replyTo {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[id]
-	if !ok {
-		return nil
-	}
-	waiters := e.waiters
-	if !store {
-		delete(d.entries, id)
-		return waiters
-	}
-	e.done, e.payload, e.waiters = true, payload, nil
-	d.order = append(d.order, id)
-	for len(d.order) > d.max {
-		delete(d.entries, d.order[0])
-		d.order = d.order[1:]
-	}
-	return waiters
 }
