@@ -223,7 +223,9 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		return res
 	}
 	res.Output = output
-	if err := a.perform(inv, actions); err != nil {
+	if expired, err := a.perform(inv, actions); len(expired) > 0 {
+		res.Status, res.Error, res.Expired = protocol.StatusExpired, err.Error(), expired
+	} else if err != nil {
 		res.Status, res.Error = protocol.StatusError, err.Error()
 	}
 	return res
@@ -281,27 +283,43 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 	return job, nil
 }
 
-// perform applies a function's actuations and publishes. Every actuation is checked first:
-// one bad line and none is applied.
-func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
+// perform applies a function's actuations and publishes, all of them or none: every
+// actuation and publish is checked first, and one bad line, one stale actuation (past its
+// expires_at, or without one the invocation's deadline: returned in expired) or one
+// publish that cannot be sent, and none is applied or sent.
+func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) (expired []protocol.Actuation, err error) {
 	if out == nil {
-		return nil
+		return nil, nil
 	}
 	for _, act := range out.Actuate {
 		if err := a.checkActuation(act); err != nil {
-			return fmt.Errorf("actuate: %w", err)
+			return nil, fmt.Errorf("actuate: %w", err)
 		}
+	}
+	now := time.Now()
+	var stales []string
+	for _, act := range out.Actuate {
+		if at, old := stale(act, inv.Deadline, now); old {
+			expired = append(expired, act)
+			stales = append(stales, act.Line+" at "+at.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if len(expired) > 0 {
+		a.metrics.expiredActuations(len(expired))
+		a.log.Warn("function's actuations expired: none applied", "id", inv.ID, "function", inv.Function, "expired", stales)
+		return expired, fmt.Errorf("actuations expired (%s): none of the function's %d actuations applied, nor its %d publishes sent",
+			strings.Join(stales, ", "), len(out.Actuate), len(out.Publish))
 	}
 	limit := a.maxPacket()
 	for _, p := range out.Publish {
 		if err := checkPublishTopic(a.topics, p.Topic); err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return nil, fmt.Errorf("publish: %w", err)
 		}
 		if p.QoS > 2 {
-			return fmt.Errorf("publish %s: qos %d", p.Topic, p.QoS)
+			return nil, fmt.Errorf("publish %s: qos %d", p.Topic, p.QoS)
 		}
 		if size := packetSize(publishPacket(p)); size > limit {
-			return fmt.Errorf("publish %s: a message of %d bytes exceeds the broker's maximum packet size of %d", p.Topic, size, limit)
+			return nil, fmt.Errorf("publish %s: a message of %d bytes exceeds the broker's maximum packet size of %d", p.Topic, size, limit)
 		}
 	}
 	if len(out.Actuate) > 0 || len(out.Publish) > 0 {
@@ -309,13 +327,13 @@ func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
 	}
 	for _, act := range out.Actuate {
 		if err := a.actuate(act); err != nil {
-			return fmt.Errorf("actuate: %w", err)
+			return nil, fmt.Errorf("actuate: %w", err)
 		}
 	}
 	for _, p := range out.Publish {
 		a.publish(publishPacket(p))
 	}
-	return nil
+	return nil, nil
 }
 
 // publishPacket is the PUBLISH of a function's publish.

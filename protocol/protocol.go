@@ -83,14 +83,21 @@ type Result struct {
 	ExitCode int             `json:"exit_code"`
 	Cold     bool            `json:"cold"`
 	Timings  Timings         `json:"timings_ms"`
+	// Expired are the actuations the function asked for that the agent dropped because
+	// their expires_at (or the invocation's deadline) had passed.
+	Expired []Actuation `json:"expired,omitempty"`
 }
 
 // Actuation drives one output line of an agent; For, when set, reverts it afterwards.
+// ExpiresAt, when set, is when it goes stale: an agent that gets it later does not apply
+// it (the engine also sets the MQTT message expiry, so the broker drops it from an
+// offline agent's queue).
 type Actuation struct {
-	ID    string   `json:"id,omitempty"`
-	Line  string   `json:"line"`
-	Value int      `json:"value"`
-	For   Duration `json:"for,omitzero"`
+	ID        string    `json:"id,omitempty"`
+	Line      string    `json:"line"`
+	Value     int       `json:"value"`
+	For       Duration  `json:"for,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 // Publish is a message a function (or a rule) asks to publish.
