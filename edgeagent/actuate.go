@@ -40,8 +40,19 @@ func (a *Agent) actuate(act protocol.Actuation) error {
 	return nil
 }
 
+// stale reports whether act has expired at now, and when: at its expires_at, or without
+// one at deadline (a function's actuations: the invocation's; zero: never).
+func stale(act protocol.Actuation, deadline, now time.Time) (time.Time, bool) {
+	at := act.ExpiresAt
+	if at.IsZero() {
+		at = deadline
+	}
+	return at, !at.IsZero() && !now.Before(at)
+}
+
 // receiveActuation handles a message on the actuate topic. With a response topic the
-// outcome is answered as a result (status ok or error).
+// outcome is answered as a result (status ok, error, or expired for one received after
+// its expires_at, which is not applied).
 //
 // An actuation whose id the agent has seen is not applied again (the engine sends the
 // same id again when it evaluates an event a second time after a crash, and QoS 1 may
@@ -68,16 +79,31 @@ func (a *Agent) receiveActuation(p *paho.Publish) {
 			return
 		}
 	}
+	res := protocol.Result{ID: act.ID, Agent: a.cfg.ID, Status: protocol.StatusOK}
 	if err == nil {
+		if at, old := stale(act, time.Time{}, time.Now()); old {
+			res.Status = protocol.StatusExpired
+			err = fmt.Errorf("expired at %s, before the agent got it: not applied", at.UTC().Format(time.RFC3339Nano))
+			a.metrics.expiredActuations(1)
+		}
+	}
+	if err == nil {
+		err = a.checkActuation(act)
+	}
+	if err == nil {
+		if joined {
+			a.dedupe.applying(act.ID) // on disk before the line moves
+		}
 		err = a.actuate(act)
 	}
-	if err != nil {
-		a.log.Warn("actuation refused", "line", act.Line, "err", err)
-	} else {
+	switch {
+	case err == nil:
 		a.log.Debug("actuated", "id", act.ID, "line", act.Line, "value", act.Value, "for", act.For.D())
-	}
-	res := protocol.Result{ID: act.ID, Agent: a.cfg.ID, Status: protocol.StatusOK}
-	if err != nil {
+	case res.Status == protocol.StatusExpired:
+		a.log.Warn("actuation expired: not applied", "id", act.ID, "line", act.Line, "expires_at", act.ExpiresAt)
+		res.Error = err.Error()
+	default:
+		a.log.Warn("actuation refused", "line", act.Line, "err", err)
 		res.Status, res.Error = protocol.StatusError, err.Error()
 	}
 	payload := a.encode(res)

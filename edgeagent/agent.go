@@ -18,13 +18,13 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/autopaho/queue/memory"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/deviceless/deviceless/edgeagent/container"
@@ -57,11 +57,19 @@ type Agent struct {
 	// linesChanged is signalled when a line may have changed: the status is published
 	// again with the lines' values (publishLineValues).
 	linesChanged chan struct{}
+	outbox       *outbox
 	metrics      *agentMetrics
 
-	mu         sync.Mutex
-	cm         *autopaho.ConnectionManager
-	runs       atomic.Bool
+	mu   sync.Mutex
+	cm   *autopaho.ConnectionManager
+	runs atomic.Bool
+	// maxPacketSize is the broker's maximum packet size (the last CONNACK's).
+	maxPacketSize atomic.Int64
+	dropLog       struct {
+		sync.Mutex
+		n  int       // dropped since the last log line
+		at time.Time // of the last log line
+	}
 	subscribed atomic.Bool    // a subscription was acknowledged (it lives on in the session)
 	pending    sync.WaitGroup // goroutines started from MQTT callbacks
 }
@@ -81,15 +89,27 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cfg.State, 0o755); err != nil {
+	if err := privateDir(cfg.State); err != nil {
 		return nil, fmt.Errorf("agent state folder: %w", err)
 	}
+	seen, err := openDedupe(filepath.Join(cfg.State, dedupeFile), cfg.ID, dedupeMaxIDs, dedupeMaxBytes, logger)
+	if err != nil {
+		return nil, fmt.Errorf("agent state folder: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			seen.close()
+		}
+	}()
 	rt, err := podman.New(podman.Config{
 		Socket:      cfg.Podman.Socket,
 		OCIRuntime:  cfg.Podman.Runtime,
+		APITimeout:  cfg.Podman.Timeout,
 		Agent:       cfg.ID,
 		User:        cfg.Podman.User,
 		Pids:        cfg.Limits.Pids,
+		CPUs:        cfg.Limits.CPUs,
 		OutputLimit: int(cfg.Limits.Output),
 		Memory:      int64(cfg.Limits.Memory),
 		CodeDir:     cfg.State + "/code",
@@ -108,13 +128,14 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		tlsCfg:  tlsCfg,
 		version: version.String(),
 		queue:   make(chan *task, cfg.Queue),
-		dedupe:  newDedupe(4096),
+		dedupe:  seen,
 		edges:   make(chan gpio.Edge, 256),
 
 		linesChanged: make(chan struct{}, 1),
 	}
 	a.healthy.Store(true)
 	a.problem.Store("")
+	a.maxPacketSize.Store(int64(cfg.Limits.MaxPacketSize))
 	onEdge := func(e gpio.Edge) {
 		a.lineChanged()
 		select {
@@ -133,10 +154,12 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("gpio: %w", err)
 	}
 	a.reverts = newReverter(a.lines, logger, a.lineChanged)
+	a.outbox = newOutbox(cfg.Limits.Outbox, int(cfg.Limits.OutboxBytes), a.maxPacket, a.outboxDrop)
 	if a.metrics, err = newAgentMetrics(a); err != nil {
 		_ = a.lines.Close()
 		return nil, fmt.Errorf("influx: %w", err)
 	}
+	ok = true
 	return a, nil
 }
 
@@ -176,7 +199,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		SessionExpiryInterval:         uint32(a.cfg.SessionExpiry / time.Second),
 		ReconnectBackoff:              autopaho.NewExponentialBackoff(100*time.Millisecond, 10*time.Second, 200*time.Millisecond, 2),
 		ConnectTimeout:                10 * time.Second,
-		Queue:                         memory.New(),
+		Queue:                         a.outbox,
 		ConnectUsername:               a.cfg.Username,
 		ConnectPassword:               []byte(a.cfg.Password),
 		WillMessage:                   &paho.WillMessage{Topic: a.topics.AgentStatus(a.cfg.ID), Payload: offline, QoS: 1, Retain: true},
@@ -246,6 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopSink() // flushes the last points
 	<-sinkDone
+	a.dedupe.close()
 	return nil
 }
 
@@ -342,6 +366,7 @@ func (a *Agent) Status() protocol.Status {
 // publishes the online status: online means ready to take invocations.
 func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack) {
 	a.log.Info("connected to broker", "broker", a.cfg.Broker, "session_present", ack.SessionPresent)
+	a.setMaxPacket(ack)
 	a.mu.Lock()
 	a.cm = cm // NewConnection may not have returned yet
 	a.mu.Unlock()
@@ -427,12 +452,20 @@ func (a *Agent) publishStatus() {
 }
 
 // publish sends a message now, waiting for the broker's acknowledgement, or queues it
-// until the connection is back.
+// until the connection is back. A message larger than the broker's maximum packet size is
+// dropped (and logged): the broker would disconnect the agent for it, again at every
+// reconnection.
 func (a *Agent) publish(p *paho.Publish) {
 	a.mu.Lock()
 	cm := a.cm
 	a.mu.Unlock()
 	if cm == nil {
+		return
+	}
+	if size, limit := packetSize(p), a.maxPacket(); size > limit {
+		a.log.Error("message larger than the broker's maximum packet size: dropped", "topic", p.Topic,
+			"bytes", size, "max_packet_size", limit)
+		a.metrics.dropped("too_large")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -445,6 +478,25 @@ func (a *Agent) publish(p *paho.Publish) {
 	if err := cm.PublishViaQueue(context.Background(), &autopaho.QueuePublish{Publish: p}); err != nil {
 		a.log.Error("queueing publish", "topic", p.Topic, "err", err)
 	}
+}
+
+// outboxDrop counts a message the outbox dropped and logs it, at most once every 10
+// seconds with the count since the last line (an outage may drop many).
+func (a *Agent) outboxDrop(reason, topic string) {
+	a.metrics.dropped(reason)
+	a.dropLog.Lock()
+	defer a.dropLog.Unlock()
+	a.dropLog.n++
+	if time.Since(a.dropLog.at) < 10*time.Second {
+		return
+	}
+	msg := "outbox full while the broker is away: dropped the oldest messages"
+	if reason == "too_large" {
+		msg = "queued message larger than the broker's maximum packet size: dropped"
+	}
+	a.log.Warn(msg, "reason", reason, "topic", topic, "dropped", a.dropLog.n,
+		"limit", a.cfg.Limits.Outbox, "limit_bytes", int64(a.cfg.Limits.OutboxBytes))
+	a.dropLog.n, a.dropLog.at = 0, time.Now()
 }
 
 func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {

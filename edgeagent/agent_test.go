@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -426,5 +428,59 @@ func TestShutdownGoesOffline(t *testing.T) {
 	cl.status(cfg.ID, func(s protocol.Status) bool { return !s.Online })
 	if err := a.Run(context.Background()); err == nil {
 		t.Fatal("second Run accepted")
+	}
+}
+
+// hungPodman is a podman socket that accepts connections and never answers.
+func hungPodman(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "podman.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return sock
+}
+
+// A podman service that stops answering fails each invocation within podman.timeout's
+// bound instead of holding the worker forever: with one worker, the invocations behind
+// the first one are answered too.
+func TestHungPodmanFreesTheWorker(t *testing.T) {
+	broker := startBroker(t)
+	cl := newClient(t, broker, "deviceless/agents/+/status", "test/replies/#")
+	cfg := testConfig(t, broker)
+	cfg.Podman.Socket = hungPodman(t)
+	cfg.Podman.Timeout = 500 * time.Millisecond
+	cfg.Concurrency = 1
+	startAgent(t, cfg, cl)
+	const bound = 20 * time.Second // a few calls of 500ms (the bindings retry each 3 times) on a loaded machine
+	for i := range 3 {
+		t0 := time.Now()
+		res := cl.invoke(cfg.ID, shInvocation(fmt.Sprintf("hung-%d", i), `echo 1`))
+		if took := time.Since(t0); res.Status != protocol.StatusError || !strings.Contains(res.Error, "podman") || took > bound {
+			t.Fatalf("invocation %d: %s %q after %s, want an error naming podman within %s", i, res.Status, res.Error, took, bound)
+		}
 	}
 }

@@ -33,7 +33,7 @@ type Config struct {
 	Concurrency   int                              `yaml:"concurrency"`    // invocations running at once
 	Queue         int                              `yaml:"queue"`          // invocations waiting; beyond it: rejected
 	Limits        Limits                           `yaml:"limits"`         // defaults for functions that set none
-	State         string                           `yaml:"state"`          // folder for inline code
+	State         string                           `yaml:"state"`          // private folder: inline code, ids seen
 	GPIO          GPIOConfig                       `yaml:"gpio"`           //
 	Influx        *InfluxConfig                    `yaml:"influx"`         // absent: no metrics to InfluxDB
 }
@@ -50,20 +50,32 @@ type TLSConfig struct {
 type PodmanConfig struct {
 	Socket  string `yaml:"socket"`  // socket path or unix:// URI
 	Runtime string `yaml:"runtime"` // OCI runtime (runc, crun); default the service's
-	Pull    bool   `yaml:"pull"`    // pull images missing locally from a registry
-	User    string `yaml:"user"`    // user functions run as; default 65534:65534 (nobody)
+	// Timeout bounds each call to the podman service (30s); a pull gets 10 minutes.
+	Timeout time.Duration `yaml:"timeout"`
+	Pull    bool          `yaml:"pull"` // pull images missing locally from a registry
+	User    string        `yaml:"user"` // user functions run as; default 65534:65534 (nobody)
 	// Prepare creates the next container of a runtime function ahead of its invocation
 	// (default true); every invocation still gets a fresh container.
 	Prepare *bool `yaml:"prepare"`
 }
 
-// Limits are the defaults and caps applied to every function.
+// Limits bound every function the agent runs. Timeout and Memory are caps: an invocation
+// asking for more is rejected, and a function that asks nothing gets protocol's defaults
+// (DefaultTimeout, DefaultMemory), lowered to the caps.
 type Limits struct {
-	Timeout time.Duration `yaml:"timeout"` // default run deadline (protocol.DefaultTimeout)
-	Memory  protocol.Size `yaml:"memory"`  // default memory limit (protocol.DefaultMemory)
+	Timeout time.Duration `yaml:"timeout"` // longest run deadline a function may ask (1m)
+	Memory  protocol.Size `yaml:"memory"`  // most memory a function may ask (256Mi)
+	CPUs    float64       `yaml:"cpus"`    // CPUs a container may use (1.0), as a CFS quota
 	Pids    int64         `yaml:"pids"`    // pids limit (64)
 	Output  protocol.Size `yaml:"output"`  // stdout kept (1Mi); more is an error
-	Sweep   time.Duration `yaml:"sweep"`   // how often orphan containers are removed (1m)
+	// Outbox and OutboxBytes bound the messages kept for the broker while it is away
+	// (1000, 16Mi); beyond them the oldest are dropped.
+	Outbox      int           `yaml:"outbox"`
+	OutboxBytes protocol.Size `yaml:"outbox_bytes"`
+	// MaxPacketSize caps the MQTT packets the agent sends (1Mi, the Deviceless broker's
+	// limit); a broker's CONNACK may lower it.
+	MaxPacketSize protocol.Size `yaml:"max_packet_size"`
+	Sweep         time.Duration `yaml:"sweep"` // how often orphan containers are removed (1m)
 }
 
 // GPIOConfig declares the agent's lines.
@@ -120,10 +132,17 @@ const (
 	DefaultBroker        = "mqtt://127.0.0.1:1883"
 	DefaultSessionExpiry = 24 * time.Hour
 	DefaultUser          = "65534:65534" // nobody
+	DefaultPodmanTimeout = 30 * time.Second
 	DefaultConcurrency   = 2
 	DefaultQueue         = 16
+	DefaultMaxTimeout    = time.Minute
+	DefaultMaxMemory     = protocol.Size(256 << 20)
+	DefaultCPUs          = 1.0
 	DefaultPids          = 64
 	DefaultOutput        = protocol.Size(1 << 20)
+	DefaultMaxPacketSize = protocol.Size(1 << 20)
+	DefaultOutbox        = 1000
+	DefaultOutboxBytes   = protocol.Size(16 << 20)
 	DefaultSweep         = time.Minute
 	DefaultGPIODriver    = "sim"
 	DefaultGPIOChip      = "gpiochip0" // gpiocdev only
@@ -150,6 +169,9 @@ func (c Config) withDefaults() Config {
 	if c.Podman.Socket == "" {
 		c.Podman.Socket = DefaultPodmanSocket()
 	}
+	if c.Podman.Timeout == 0 {
+		c.Podman.Timeout = DefaultPodmanTimeout
+	}
 	if c.Podman.Prepare == nil {
 		c.Podman.Prepare = new(true)
 	}
@@ -166,10 +188,13 @@ func (c Config) withDefaults() Config {
 		c.Queue = DefaultQueue
 	}
 	if c.Limits.Timeout == 0 {
-		c.Limits.Timeout = protocol.DefaultTimeout
+		c.Limits.Timeout = DefaultMaxTimeout
 	}
 	if c.Limits.Memory == 0 {
-		c.Limits.Memory = protocol.DefaultMemory
+		c.Limits.Memory = DefaultMaxMemory
+	}
+	if c.Limits.CPUs == 0 {
+		c.Limits.CPUs = DefaultCPUs
 	}
 	if c.Limits.Pids == 0 {
 		c.Limits.Pids = DefaultPids
@@ -177,15 +202,20 @@ func (c Config) withDefaults() Config {
 	if c.Limits.Output == 0 {
 		c.Limits.Output = DefaultOutput
 	}
+	if c.Limits.MaxPacketSize == 0 {
+		c.Limits.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.Limits.Outbox == 0 {
+		c.Limits.Outbox = DefaultOutbox
+	}
+	if c.Limits.OutboxBytes == 0 {
+		c.Limits.OutboxBytes = DefaultOutboxBytes
+	}
 	if c.Limits.Sweep == 0 {
 		c.Limits.Sweep = DefaultSweep
 	}
 	if c.State == "" {
-		if s := os.Getenv("DEVICELESS_STATE"); s != "" {
-			c.State = filepath.Join(s, "agent", c.ID)
-		} else {
-			c.State = filepath.Join(os.TempDir(), "deviceless-agent-"+c.ID)
-		}
+		c.State = defaultState(c.ID)
 	}
 	if c.GPIO.Driver == "" {
 		c.GPIO.Driver = DefaultGPIODriver
@@ -232,6 +262,9 @@ func (c *Config) Validate() error {
 			add("runtimes.%s: no image", name)
 		}
 	}
+	if c.Podman.Timeout < 0 {
+		add("podman.timeout: %s is negative", c.Podman.Timeout)
+	}
 	if c.Concurrency < 1 {
 		add("concurrency: %d is less than 1", c.Concurrency)
 	}
@@ -244,17 +277,33 @@ func (c *Config) Validate() error {
 	if c.Limits.Memory < protocol.MinMemory {
 		add("limits.memory: %s is below the %s a container needs", c.Limits.Memory, protocol.MinMemory)
 	}
+	if c.Limits.CPUs < 0.01 {
+		add("limits.cpus: %g is less than 0.01", c.Limits.CPUs)
+	}
 	if c.Limits.Pids < 1 {
 		add("limits.pids: %d is less than 1", c.Limits.Pids)
 	}
 	if c.Limits.Output < 1 {
 		add("limits.output: %d is less than 1 byte", c.Limits.Output)
 	}
+	if c.State == "" {
+		add("state: not set, and neither $DEVICELESS_STATE nor a user cache folder to default to")
+	}
+	if c.Limits.MaxPacketSize < 1024 || c.Limits.MaxPacketSize > 268435455 {
+		add("limits.max_packet_size: %d is not between 1Ki and MQTT's 268435455 bytes", c.Limits.MaxPacketSize)
+	}
+	if c.Limits.Outbox < 1 {
+		add("limits.outbox: %d is less than 1", c.Limits.Outbox)
+	}
+	if c.Limits.OutboxBytes < c.Limits.MaxPacketSize {
+		add("limits.outbox_bytes: %s is less than limits.max_packet_size (%s)", c.Limits.OutboxBytes, c.Limits.MaxPacketSize)
+	}
 	if c.Limits.Sweep < 0 {
 		add("limits.sweep: %s is negative", c.Limits.Sweep)
 	}
 	for _, name := range sortedKeys(c.Functions) {
-		for _, err := range joined(c.checkFunction(c.Functions[name])) {
+		f := c.Functions[name]
+		for _, err := range joined(errors.Join(c.checkFunction(f), c.checkCaps(f, ""))) {
 			add("functions.%s: %w", name, err)
 		}
 	}
@@ -309,6 +358,19 @@ func (c *Config) checkFunction(s protocol.FunctionSpec) error {
 		err = errors.Join(err, fmt.Errorf("unknown runtime %q (this agent has %s)", s.Runtime, strings.Join(sortedKeys(c.Runtimes), ", ")))
 	}
 	return err
+}
+
+// checkCaps reports what s asks beyond limits.timeout and limits.memory; whose starts the
+// name of the limit ("this agent's ").
+func (c *Config) checkCaps(s protocol.FunctionSpec, whose string) error {
+	var errs []error
+	if s.Memory > c.Limits.Memory {
+		errs = append(errs, fmt.Errorf("memory %s exceeds %slimits.memory of %s", s.Memory, whose, c.Limits.Memory))
+	}
+	if s.Timeout.D() > c.Limits.Timeout {
+		errs = append(errs, fmt.Errorf("timeout %s exceeds %slimits.timeout of %s", s.Timeout.D(), whose, c.Limits.Timeout))
+	}
+	return errors.Join(errs...)
 }
 
 // joined returns the errors err joins (errors.Join, nested or not), or err alone.

@@ -46,12 +46,12 @@ influx: {url: "http://127.0.0.1:8086", bucket: deviceless}
 	want := Config{
 		ID: "gh1-edge", Broker: "mqtts://broker.example:8883", Username: "gh1-edge", Password: "secret",
 		Prefix: "deviceless", SessionExpiry: 24 * time.Hour, Labels: map[string]string{"zone": "north"},
-		Podman:   PodmanConfig{Socket: "/run/podman/podman.sock", Runtime: "runc", User: "65534:65534", Prepare: new(true)},
+		Podman:   PodmanConfig{Socket: "/run/podman/podman.sock", Runtime: "runc", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
 		Runtimes: map[string]string{"sh": "localhost/deviceless/sh"},
 		Functions: map[string]protocol.FunctionSpec{"blink": {Runtime: "sh", Code: "echo 1", Memory: 32 << 20,
 			Warm: &protocol.Warm{Idle: protocol.Duration(time.Minute), MaxUses: 1000}}},
 		Concurrency: 3, Queue: 5,
-		Limits: Limits{Timeout: 10 * time.Second, Memory: 64 << 20, Pids: 64, Output: 256 << 10, Sweep: time.Minute},
+		Limits: Limits{Timeout: 10 * time.Second, Memory: 64 << 20, CPUs: 1, Pids: 64, Output: 256 << 10, MaxPacketSize: 1 << 20, Outbox: 1000, OutboxBytes: 16 << 20, Sweep: time.Minute},
 		State:  "/var/lib/deviceless/agent/gh1-edge",
 		GPIO: GPIOConfig{Driver: "gpiocdev", Chip: "gpiochip0", Lines: map[string]gpio.LineConfig{
 			"fan": {Offset: 17, Direction: "output", Bias: "as-is", Edge: "none"},
@@ -72,10 +72,10 @@ func TestParseConfigDefaults(t *testing.T) {
 		return Config{
 			ID: host, Broker: "mqtt://127.0.0.1:1883", Username: host, Prefix: "deviceless",
 			SessionExpiry: 24 * time.Hour,
-			Podman:        PodmanConfig{Socket: "/state/podman/podman.sock", User: "65534:65534", Prepare: new(true)},
+			Podman:        PodmanConfig{Socket: "/state/podman/podman.sock", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
 			Runtimes:      map[string]string{"sh": "localhost/deviceless/sh", "python3": "localhost/deviceless/python3"},
 			Concurrency:   2, Queue: 16,
-			Limits: Limits{Timeout: protocol.DefaultTimeout, Memory: protocol.DefaultMemory, Pids: 64, Output: 1 << 20,
+			Limits: Limits{Timeout: time.Minute, Memory: 256 << 20, CPUs: 1, Pids: 64, Output: 1 << 20, MaxPacketSize: 1 << 20, Outbox: 1000, OutboxBytes: 16 << 20,
 				Sweep: time.Minute},
 			State: filepath.Join("/state/agent", host),
 			GPIO:  GPIOConfig{Driver: "sim", Lines: map[string]gpio.LineConfig{}},
@@ -89,10 +89,10 @@ func TestParseConfigDefaults(t *testing.T) {
 		{name: "empty", want: func(*Config) {}},
 		{name: "podman socket from the environment", env: map[string]string{"DEVICELESS_PODMAN_SOCKET": "/tmp/x.sock"},
 			want: func(c *Config) { c.Podman.Socket = "/tmp/x.sock" }},
-		{name: "no state folder", yaml: "id: a1", env: map[string]string{"DEVICELESS_STATE": ""},
+		{name: "no state folder", yaml: "id: a1", env: map[string]string{"DEVICELESS_STATE": "", "XDG_CACHE_HOME": "/cache"},
 			want: func(c *Config) {
 				c.ID, c.Username, c.Podman.Socket = "a1", "a1", "/run/podman/podman.sock"
-				c.State = filepath.Join(os.TempDir(), "deviceless-agent-a1")
+				c.State = "/cache/deviceless/agent/a1"
 			}},
 		{name: "username and state follow the id", yaml: "id: a1\nusername: u1",
 			want: func(c *Config) { c.ID, c.Username, c.State = "a1", "u1", "/state/agent/a1" }},

@@ -18,7 +18,9 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"golang.org/x/crypto/bcrypt"
 
+	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -43,6 +45,38 @@ func startBroker(t testing.TB) string {
 	}
 	t.Cleanup(func() { s.Close() })
 	return addr
+}
+
+// startDevicelessBroker runs the project's own broker (package broker: mochi with the
+// engine's limits and ACLs, among them 1 MiB packets) with cfg's agent as an agent user
+// (password set in cfg) and anonymous clients as admins, and returns the server (for
+// its metrics); cfg's broker is set to its address.
+func startDevicelessBroker(t testing.TB, cfg *Config) *broker.Server {
+	t.Helper()
+	cfg.Password = "pw-" + cfg.ID
+	hash, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := broker.New(broker.Config{Listen: "127.0.0.1:0", AllowAnonymous: true, AnonymousRole: broker.RoleAdmin,
+		Users: []broker.User{{Username: cfg.ID, PasswordHash: string(hash), Role: broker.RoleAgent}}},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		t.Fatalf("broker: %v", err)
+	case <-time.After(wait):
+		t.Fatal("broker not ready")
+	}
+	cfg.Broker = "mqtt://" + srv.Addr(broker.ListenerTCP)
+	return srv
 }
 
 // client is an MQTT v5 test client standing in for the engine and for devices.

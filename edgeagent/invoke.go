@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
@@ -62,6 +61,16 @@ func (a *Agent) receiveInvocation(p *paho.Publish) {
 	} else if seen {
 		return // in flight: the answer goes to every requester
 	}
+	if spec, err := a.spec(inv); err == nil {
+		if err := a.cfg.checkCaps(spec, "this agent's "); err != nil {
+			// Not stored: another agent may have the room (the engine tries one), and this
+			// one gives the same answer again.
+			res := a.result(inv, protocol.StatusRejected, strings.ReplaceAll(err.Error(), "\n", "; "))
+			res.Timings.Total = ms(time.Since(received))
+			a.pending.Go(func() { a.finish(res, false) })
+			return
+		}
+	}
 	var raw bytes.Buffer
 	if err := json.Compact(&raw, p.Payload); err != nil {
 		raw.Reset()
@@ -89,7 +98,9 @@ func (a *Agent) worker(ctx context.Context) {
 			a.metrics.running.Add(1)
 			res := a.execute(ctx, t)
 			a.metrics.running.Add(-1)
-			a.finish(res, true)
+			// One cancelled by the shutdown applied nothing: not stored, it runs when
+			// delivered again after the restart.
+			a.finish(res, res.Error != errShutdown)
 		}
 	}
 }
@@ -118,9 +129,9 @@ func (a *Agent) finish(res protocol.Result, store bool) {
 }
 
 // encode returns res as published. The function's output, a json.RawMessage of validated
-// stdout, is not decoded again: json.Marshal copies it in (compacted, HTML-escaped).
+// stdout, is not decoded again: it is copied in compacted, without HTML escaping.
 func (a *Agent) encode(res protocol.Result) []byte {
-	payload, err := json.Marshal(res)
+	payload, err := encodeJSON(res)
 	if err != nil {
 		a.log.Error("encoding result", "id", res.ID, "err", err)
 		return nil
@@ -133,21 +144,23 @@ func (a *Agent) replyAsync(to replyTo, payload []byte) {
 	a.pending.Go(func() { a.reply(to, payload) })
 }
 
-// reply publishes an encoded result (nil: it could not be encoded) to one requester.
+// reply publishes an encoded result (nil: it could not be encoded) to one requester;
+// without its output if it would not fit in a packet (see fit).
 func (a *Agent) reply(to replyTo, payload []byte) {
 	if payload == nil {
 		return
 	}
-	p := &paho.Publish{Topic: to.topic, Payload: payload, QoS: 1}
-	if to.correlation != nil {
-		p.Properties = &paho.PublishProperties{CorrelationData: to.correlation, ContentType: "application/json"}
+	if p := a.fit(to, payload); p != nil {
+		a.publish(p)
 	}
-	a.publish(p)
 }
 
 func (a *Agent) result(inv protocol.Invocation, status, msg string) protocol.Result {
 	return protocol.Result{ID: inv.ID, Agent: a.cfg.ID, Function: inv.Function, Rule: inv.Rule, Status: status, Error: msg}
 }
+
+// errShutdown is the error of an invocation the agent's shutdown cancelled.
+const errShutdown = "agent shutting down: invocation cancelled"
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -183,7 +196,7 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		res.Status, res.Error = protocol.StatusError, err.Error()
 		return res
 	case err != nil && ctx.Err() != nil:
-		res.Status, res.Error = protocol.StatusError, "agent shutting down: invocation cancelled"
+		res.Status, res.Error = protocol.StatusError, errShutdown
 		return res
 	case err != nil:
 		res.Status, res.Error = protocol.StatusError, err.Error()
@@ -211,30 +224,43 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		return res
 	}
 	res.Output = output
-	if err := a.perform(inv, actions); err != nil {
+	if expired, err := a.perform(inv, actions); len(expired) > 0 {
+		res.Status, res.Error, res.Expired = protocol.StatusExpired, err.Error(), expired
+	} else if err != nil {
 		res.Status, res.Error = protocol.StatusError, err.Error()
 	}
 	return res
 }
 
-// job resolves an invocation's function into a container job.
+// spec is the definition an invocation runs: its own spec, or without one the agent's
+// function of that name.
+func (a *Agent) spec(inv protocol.Invocation) (protocol.FunctionSpec, error) {
+	if inv.Spec.Image != "" || inv.Spec.Runtime != "" {
+		return inv.Spec, nil
+	}
+	local, ok := a.cfg.Functions[inv.Function]
+	if !ok {
+		return protocol.FunctionSpec{}, fmt.Errorf("unknown function %q: the invocation has no spec and the agent defines no such function", inv.Function)
+	}
+	return local, nil
+}
+
+// job resolves an invocation's function into a container job. What the spec leaves unset
+// gets protocol's defaults lowered to the agent's caps (receiveInvocation refused specs
+// asking more than the caps).
 func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
-	spec := inv.Spec
-	if spec.Image == "" && spec.Runtime == "" {
-		local, ok := a.cfg.Functions[inv.Function]
-		if !ok {
-			return container.Job{}, fmt.Errorf("unknown function %q: the invocation has no spec and the agent defines no such function", inv.Function)
-		}
-		spec = local
+	spec, err := a.spec(inv)
+	if err != nil {
+		return container.Job{}, err
 	}
 	if err := a.cfg.checkFunction(spec); err != nil {
 		return container.Job{}, fmt.Errorf("%s: %w", inv.Function, err)
 	}
 	if spec.Timeout == 0 {
-		spec.Timeout = protocol.Duration(a.cfg.Limits.Timeout)
+		spec.Timeout = protocol.Duration(min(protocol.DefaultTimeout, a.cfg.Limits.Timeout))
 	}
 	if spec.Memory == 0 {
-		spec.Memory = a.cfg.Limits.Memory
+		spec.Memory = min(protocol.DefaultMemory, a.cfg.Limits.Memory)
 	}
 	spec = spec.WithDefaults()
 	job := container.Job{
@@ -258,38 +284,65 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 	return job, nil
 }
 
-// perform applies a function's actuations and publishes. Every actuation is checked first:
-// one bad line and none is applied.
-func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) error {
+// perform applies a function's actuations and publishes, all of them or none: every
+// actuation and publish is checked first, and one bad line, one stale actuation (past its
+// expires_at, or without one the invocation's deadline: returned in expired) or one
+// publish that cannot be sent, and none is applied or sent.
+func (a *Agent) perform(inv protocol.Invocation, out *protocol.Output) (expired []protocol.Actuation, err error) {
 	if out == nil {
-		return nil
+		return nil, nil
 	}
 	for _, act := range out.Actuate {
 		if err := a.checkActuation(act); err != nil {
-			return fmt.Errorf("actuate: %w", err)
+			return nil, fmt.Errorf("actuate: %w", err)
 		}
 	}
+	now := time.Now()
+	var stales []string
+	for _, act := range out.Actuate {
+		if at, old := stale(act, inv.Deadline, now); old {
+			expired = append(expired, act)
+			stales = append(stales, act.Line+" at "+at.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	if len(expired) > 0 {
+		a.metrics.expiredActuations(len(expired))
+		a.log.Warn("function's actuations expired: none applied", "id", inv.ID, "function", inv.Function, "expired", stales)
+		return expired, fmt.Errorf("actuations expired (%s): none of the function's %d actuations applied, nor its %d publishes sent",
+			strings.Join(stales, ", "), len(out.Actuate), len(out.Publish))
+	}
+	limit := a.maxPacket()
 	for _, p := range out.Publish {
 		if err := checkPublishTopic(a.topics, p.Topic); err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return nil, fmt.Errorf("publish: %w", err)
 		}
 		if p.QoS > 2 {
-			return fmt.Errorf("publish %s: qos %d", p.Topic, p.QoS)
+			return nil, fmt.Errorf("publish %s: qos %d", p.Topic, p.QoS)
 		}
+		if size := packetSize(publishPacket(p, inv.Hop)); size > limit {
+			return nil, fmt.Errorf("publish %s: a message of %d bytes exceeds the broker's maximum packet size of %d", p.Topic, size, limit)
+		}
+	}
+	if len(out.Actuate) > 0 || len(out.Publish) > 0 {
+		a.dedupe.applying(inv.ID) // on disk before anything is applied
 	}
 	for _, act := range out.Actuate {
 		if err := a.actuate(act); err != nil {
-			return fmt.Errorf("actuate: %w", err)
+			return nil, fmt.Errorf("actuate: %w", err)
 		}
 	}
-	// A function's publishes come back into the rules one hop after its invocation, so
-	// that rule chains through functions stop too (docs/design.md, deviceless-hop).
-	hop := paho.UserProperties{{Key: protocol.HopProperty, Value: strconv.Itoa(inv.Hop + 1)}}
 	for _, p := range out.Publish {
-		a.publish(&paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain,
-			Properties: &paho.PublishProperties{User: hop}})
+		a.publish(publishPacket(p, inv.Hop))
 	}
-	return nil
+	return nil, nil
+}
+
+// publishPacket is the message a function's publish becomes. It comes back into the rules
+// one hop after its invocation (hop), so that rule chains through functions stop too
+// (docs/design.md, deviceless-hop).
+func publishPacket(p protocol.Publish, hop int) *paho.Publish {
+	return &paho.Publish{Topic: p.Topic, Payload: payloadBytes(p.Payload), QoS: p.QoS, Retain: p.Retain,
+		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: protocol.HopProperty, Value: strconv.Itoa(hop + 1)}}}}
 }
 
 // payloadBytes turns a publish payload into message bytes: a JSON string travels as its
@@ -315,72 +368,4 @@ func lastLines(s string, n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-// dedupe remembers results by invocation id, and who waits for ids in flight.
-type dedupe struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]*dedupeEntry
-	order   []string
-}
-
-type dedupeEntry struct {
-	done    bool
-	payload []byte // the result as published
-	waiters []replyTo
-}
-
-func newDedupe(max int) *dedupe {
-	return &dedupe{max: max, entries: map[string]*dedupeEntry{}}
-}
-
-// join registers to as waiting for id. It returns seen false when id is new (the caller
-// must run it and call complete); done and the stored payload when id has finished; and
-// seen alone when id is in flight (to gets the answer when it finishes).
-func (d *dedupe) join(id string, to replyTo) (payload []byte, seen, done bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[id]
-	switch {
-	case !ok:
-		d.entries[id] = &dedupeEntry{waiters: []replyTo{to}}
-		return nil, false, false
-	case e.done:
-		return e.payload, true, true
-	default:
-		e.waiters = append(e.waiters, to)
-		return nil, true, false
-	}
-}
-
-// inFlight reports whether id is running or queued.
-func (d *dedupe) inFlight(id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[id]
-	return ok && !e.done
-}
-
-// complete returns who waits for id; with store it keeps its result's payload for
-// repeats, otherwise it forgets the id.
-func (d *dedupe) complete(id string, payload []byte, store bool) []replyTo {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	e, ok := d.entries[id]
-	if !ok {
-		return nil
-	}
-	waiters := e.waiters
-	if !store {
-		delete(d.entries, id)
-		return waiters
-	}
-	e.done, e.payload, e.waiters = true, payload, nil
-	d.order = append(d.order, id)
-	for len(d.order) > d.max {
-		delete(d.entries, d.order[0])
-		d.order = d.order[1:]
-	}
-	return waiters
 }

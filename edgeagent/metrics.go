@@ -24,6 +24,8 @@ type agentMetrics struct {
 	stages  *prometheus.HistogramVec
 	actions *prometheus.CounterVec // line
 	repeats prometheus.Counter
+	expired prometheus.Counter
+	drops   *prometheus.CounterVec // reason
 	running atomic.Int64
 }
 
@@ -37,6 +39,11 @@ func newAgentMetrics(a *Agent) (*agentMetrics, error) {
 			Help: "Actuations applied to output lines."}, []string{"line"}),
 		repeats: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_agent_actuations_repeated_total",
 			Help: "Actuations received again with an id already applied, and not applied again."}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_agent_actuations_expired_total",
+			Help: "Actuations not applied because their expires_at (or their invocation's deadline) had passed."}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_agent_publish_dropped_total",
+			Help: "Messages the agent did not publish: too_large for the broker's maximum packet size, outbox_full during a broker outage."},
+			[]string{"reason"}),
 	}
 	if a.cfg.Influx != nil {
 		in, err := metrics.New(a.cfg.Influx.Config, a.log.With("component", "metrics"))
@@ -46,7 +53,7 @@ func newAgentMetrics(a *Agent) (*agentMetrics, error) {
 		m.influx, m.sink = in, in
 		m.reg.MustRegister(in)
 	}
-	m.reg.MustRegister(m.results, m.stages, m.actions, m.repeats,
+	m.reg.MustRegister(m.results, m.stages, m.actions, m.repeats, m.expired, m.drops,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_running", Help: "Invocations running."},
 			func() float64 { return float64(m.running.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agent_queue", Help: "Invocations waiting."},
@@ -73,6 +80,11 @@ func (m *agentMetrics) result(r protocol.Result) {
 }
 
 func (m *agentMetrics) repeatedActuation() { m.repeats.Inc() }
+
+func (m *agentMetrics) expiredActuations(n int) { m.expired.Add(float64(n)) }
+
+// dropped counts a message not published, by reason.
+func (m *agentMetrics) dropped(reason string) { m.drops.WithLabelValues(reason).Inc() }
 
 func (m *agentMetrics) actuation(agent string, act protocol.Actuation) {
 	m.actions.WithLabelValues(act.Line).Inc()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
@@ -203,7 +204,10 @@ func pullImage(ctx context.Context, c *bindings.Connection, name string) error {
 //
 // The upgrade runs on a private HTTP client bound to one new connection of the service
 // (dialled as the shared one dials), so requests on the shared client are never disturbed.
-func attach(ctx context.Context, c *bindings.Connection, id string, stdin io.Reader, stdout, stderr io.Writer, ready chan<- bool) error {
+// A service that has not answered the upgrade within handshake ends it with an error.
+func attach(ctx context.Context, c *bindings.Connection, id string, stdin io.Reader, stdout, stderr io.Writer, ready chan<- bool, handshake time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	base, ok := c.Client.Transport.(*http.Transport)
 	if !ok || base.DialContext == nil {
 		return errors.New("attach: the connection has no dialer")
@@ -233,7 +237,14 @@ func attach(ctx context.Context, c *bindings.Connection, id string, stdin io.Rea
 		params.Set("stdin", "true")
 	}
 	headers := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"tcp"}}
+	late := time.AfterFunc(handshake, cancel)
 	resp, err := own.DoRequest(ctx, nil, http.MethodPost, "/containers/%s/attach", params, headers, id)
+	if !late.Stop() {
+		if err == nil {
+			resp.Body.Close()
+		}
+		return fmt.Errorf("attach: no answer within %s", handshake)
+	}
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ type prepared struct {
 	stdout   *container.Capped
 	stderr   *container.Tail
 	attached chan error    // Attach's result once the streams end
+	detach   func()        // ends the attach stream (a container the service no longer reports on)
 	ready    chan struct{} // closed when preparation finished; err tells how
 	err      error
 	idle     *time.Timer
@@ -131,9 +132,12 @@ func (r *Runtime) prepareNow(ctx context.Context, job container.Job, k string, w
 	pr, pw := io.Pipe()
 	p.stdin = pw
 	attachReady := make(chan bool, 1)
-	// The streams outlive ctx so they drain after a kill; Close ends them.
+	// The streams outlive ctx so they drain after a kill; Close or detach ends them.
+	actx, detach := context.WithCancel(r.base)
+	p.detach = detach
 	go func() {
-		err := attach(r.base, c, id, pr, p.stdout, p.stderr, attachReady)
+		err := attach(actx, c, id, pr, p.stdout, p.stderr, attachReady, r.cfg.APITimeout)
+		detach()
 		pr.CloseWithError(net.ErrClosed) // unblocks a writer once the container is gone
 		p.attached <- err
 	}()
@@ -176,7 +180,10 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 		_ = p.stdin.Close()
 	}()
 	starting := time.Now()
-	if err := startContainer(ctx, c, p.id); err != nil {
+	call, cancel := r.bounded(ctx)
+	err = startContainer(call, c, p.id)
+	cancel()
+	if err != nil {
 		_ = p.stdin.CloseWithError(err)
 		return container.Outcome{}, fmt.Errorf("podman: start %s: %w: %w", job.Function, errNotStarted, err)
 	}
@@ -189,12 +196,7 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 		r.kill(p.id)
 	})
 	stopOnCancel := context.AfterFunc(ctx, func() { r.kill(p.id) })
-	var attachErr error
-	select {
-	case attachErr = <-p.attached:
-	case <-r.base.Done():
-		attachErr = errors.New("runtime closed")
-	}
+	attachErr := r.awaitStreams(ctx, p.attached, p.detach, job.Timeout)
 	exited := time.Now()
 	timer.Stop()
 	stopOnCancel()
@@ -233,6 +235,33 @@ func (r *Runtime) runPrepared(ctx context.Context, p *prepared, job container.Jo
 	return out, nil
 }
 
+// awaitStreams waits for a started container's attach stream to end (attached). A
+// container is killed at its deadline or when ctx ends; if its streams are still open
+// 2×KillGrace after that, the service is not answering: detach ends them, and the
+// container is given up on with an error.
+func (r *Runtime) awaitStreams(ctx context.Context, attached <-chan error, detach func(), timeout time.Duration) error {
+	limit := time.NewTimer(timeout + 2*r.cfg.KillGrace)
+	defer limit.Stop()
+	cancelled := ctx.Done()
+	for {
+		select {
+		case err := <-attached:
+			return err
+		case <-r.base.Done():
+			return errors.New("runtime closed")
+		case <-cancelled:
+			cancelled = nil
+			if !limit.Stop() {
+				<-limit.C
+			}
+			limit.Reset(2 * r.cfg.KillGrace)
+		case <-limit.C:
+			detach()
+			return fmt.Errorf("container streams still open %s after it was killed: the podman service does not answer", 2*r.cfg.KillGrace)
+		}
+	}
+}
+
 // takePrepared hands out the prepared container for k, if any (it may still be preparing).
 func (r *Runtime) takePrepared(k string) *prepared {
 	r.mu.Lock()
@@ -266,15 +295,14 @@ func (r *Runtime) prepareLater(job container.Job, k string) {
 	job.ID, job.Stdin = "", nil
 	go func() {
 		defer r.removals.Done()
-		ctx, cancel := context.WithTimeout(r.base, 30*time.Second)
-		p, err := r.prepareNow(ctx, job, k, true)
-		cancel()
+		// Each call has its deadline (APITimeout, PullTimeout); Close ends the rest.
+		p, err := r.prepareNow(r.base, job, k, true)
 		r.starting.Add(-1)
 		if err != nil {
 			slot.err = err
 		} else {
 			slot.id, slot.codeDir, slot.wrapID, slot.boundary, slot.stdin = p.id, p.codeDir, p.wrapID, p.boundary, p.stdin
-			slot.stdout, slot.stderr, slot.attached = p.stdout, p.stderr, p.attached
+			slot.stdout, slot.stderr, slot.attached, slot.detach = p.stdout, p.stderr, p.attached, p.detach
 			slot.create, slot.attach = p.create, p.attach
 		}
 		r.mu.Lock()

@@ -49,13 +49,16 @@ type Config struct {
 	Agent       string        // agent id, stored in the LabelAgent label
 	User        string        // user the function runs as; empty uses the image's
 	Pids        int64         // pids limit per container (default 64)
+	CPUs        float64       // CPUs a container may use, as a CFS quota per 100ms period (0: no limit)
 	OutputLimit int           // stdout bytes kept (default 1 MiB)
 	StderrLimit int           // stderr tail bytes kept (default 4 KiB)
 	Memory      int64         // memory limit when a job sets none (default 128 MiB)
-	CodeDir     string        // host folder for inline code (default a temp folder)
+	CodeDir     string        // host folder for inline code, in a private one (default a new temp folder)
 	Pull        bool          // pull missing images from a registry
 	Logger      *slog.Logger  // default slog.Default()
 	KillGrace   time.Duration // how long to wait for a killed container's streams (default 5s)
+	APITimeout  time.Duration // deadline of every API call but pulls (default 30s)
+	PullTimeout time.Duration // deadline of an image pull (default 10m)
 	RemoveDelay time.Duration // how long a removal may wait for cold starts to finish (default 2s)
 	// Prepare creates the next container of a job marked Prepare as soon as one is used, so
 	// the next invocation only has to start it (see cold.go).
@@ -122,6 +125,12 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.KillGrace == 0 {
 		cfg.KillGrace = 5 * time.Second
 	}
+	if cfg.APITimeout == 0 {
+		cfg.APITimeout = 30 * time.Second
+	}
+	if cfg.PullTimeout == 0 {
+		cfg.PullTimeout = 10 * time.Minute
+	}
 	if cfg.PreparedIdle == 0 {
 		cfg.PreparedIdle = 5 * time.Minute
 	}
@@ -132,9 +141,13 @@ func New(cfg Config) (*Runtime, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.CodeDir == "" {
-		cfg.CodeDir = filepath.Join(os.TempDir(), "deviceless-code-"+cfg.Agent)
-	}
-	if err := os.MkdirAll(cfg.CodeDir, 0o755); err != nil {
+		// A fresh folder, not a predictable name under the shared $TMPDIR.
+		dir, err := os.MkdirTemp("", "deviceless-code-")
+		if err != nil {
+			return nil, fmt.Errorf("podman: code folder: %w", err)
+		}
+		cfg.CodeDir = dir
+	} else if err := os.MkdirAll(cfg.CodeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("podman: code folder: %w", err)
 	}
 	// Functions may run as an unprivileged user: the code must be readable by it.
@@ -162,7 +175,9 @@ func (r *Runtime) client(ctx context.Context) (*bindings.Connection, error) {
 	if conn != nil {
 		return conn, nil
 	}
-	c, err := bindings.NewConnection(ctx, r.uri)
+	cctx, cancel := r.bounded(ctx)
+	defer cancel()
+	c, err := bindings.NewConnection(cctx, r.uri)
 	if err != nil {
 		return nil, fmt.Errorf("podman service at %s: %w", r.uri, err)
 	}
@@ -182,12 +197,19 @@ func (r *Runtime) client(ctx context.Context) (*bindings.Connection, error) {
 	return conn, nil
 }
 
+// bounded is ctx with the deadline of one API call (APITimeout) added.
+func (r *Runtime) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.cfg.APITimeout)
+}
+
 // Ping reports whether the podman service answers.
 func (r *Runtime) Ping(ctx context.Context) error {
 	c, err := r.client(ctx)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := r.bounded(ctx)
+	defer cancel()
 	if _, err := imageExists(ctx, c, "deviceless/ping-probe"); err != nil {
 		return fmt.Errorf("podman service at %s: %w", r.uri, err)
 	}
@@ -233,22 +255,31 @@ func (r *Runtime) exitState(id string) (containerState, error) {
 
 // create creates the container for s, pulling or reporting a missing image.
 func (r *Runtime) create(ctx context.Context, c *bindings.Connection, s *createSpec) (string, error) {
-	id, err := createContainer(ctx, c, s)
+	call, cancel := r.bounded(ctx)
+	id, err := createContainer(call, c, s)
+	cancel()
 	if err == nil {
 		r.track(id)
 		return id, nil
 	}
-	exists, xerr := imageExists(ctx, c, s.Image)
+	call, cancel = r.bounded(ctx)
+	exists, xerr := imageExists(call, c, s.Image)
+	cancel()
 	if xerr != nil || exists {
 		return "", fmt.Errorf("podman: create container for %s: %w", s.Image, err)
 	}
 	if !r.cfg.Pull {
 		return "", fmt.Errorf("%w: %q is not present locally (pulling is off)", container.ErrImageNotFound, s.Image)
 	}
-	if perr := pullImage(ctx, c, s.Image); perr != nil {
+	pull, cancel := context.WithTimeout(ctx, r.cfg.PullTimeout)
+	perr := pullImage(pull, c, s.Image)
+	cancel()
+	if perr != nil {
 		return "", fmt.Errorf("%w: %q: pull: %v", container.ErrImageNotFound, s.Image, perr)
 	}
-	id, err = createContainer(ctx, c, s)
+	call, cancel = r.bounded(ctx)
+	id, err = createContainer(call, c, s)
+	cancel()
 	if err != nil {
 		return "", fmt.Errorf("podman: create container for %s: %w", s.Image, err)
 	}
@@ -257,6 +288,10 @@ func (r *Runtime) create(ctx context.Context, c *bindings.Connection, s *createS
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// cpuPeriod is the CFS period of a container's CPU quota, in microseconds (the kernel's
+// default, 100ms).
+const cpuPeriod = 100000
 
 // spec builds the locked-down container spec for job.
 func (r *Runtime) spec(job container.Job, codeDir string) *createSpec {
@@ -289,6 +324,9 @@ func (r *Runtime) spec(job container.Job, codeDir string) *createSpec {
 	s.ResourceLimits = &spec.LinuxResources{
 		Memory: &spec.LinuxMemory{Limit: ptr(mem), Swap: ptr(mem)},
 		Pids:   &spec.LinuxPids{Limit: r.cfg.Pids},
+	}
+	if r.cfg.CPUs > 0 {
+		s.ResourceLimits.CPU = &spec.LinuxCPU{Period: ptr(uint64(cpuPeriod)), Quota: ptr(int64(r.cfg.CPUs * cpuPeriod))}
 	}
 	s.Rlimits = []spec.POSIXRlimit{
 		{Type: "nofile", Soft: 1024, Hard: 1024},
@@ -393,7 +431,7 @@ func (r *Runtime) removeLater(id, codeDir string) {
 
 func (r *Runtime) remove(id string) {
 	t0 := time.Now()
-	c, ctx, cancel, err := r.detached(30 * time.Second)
+	c, ctx, cancel, err := r.detached(r.cfg.APITimeout)
 	if err == nil {
 		defer cancel()
 		err = removeContainer(ctx, c, id)
@@ -415,7 +453,9 @@ func (r *Runtime) Sweep(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ids, err := listByLabel(ctx, c, LabelAgent+"="+r.cfg.Agent)
+	call, cancel := r.bounded(ctx)
+	ids, err := listByLabel(call, c, LabelAgent+"="+r.cfg.Agent)
+	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("podman: list containers: %w", err)
 	}
@@ -427,7 +467,10 @@ func (r *Runtime) Sweep(ctx context.Context) (int, error) {
 		if busy {
 			continue
 		}
-		if err := removeContainer(ctx, c, id); err != nil {
+		call, cancel := r.bounded(ctx)
+		err := removeContainer(call, c, id)
+		cancel()
+		if err != nil {
 			return n, fmt.Errorf("podman: remove orphan %s: %w", short(id), err)
 		}
 		n++

@@ -418,3 +418,51 @@ func TestExitFromMarker(t *testing.T) {
 		t.Errorf("tail of %d bytes, want 4096", len(got))
 	}
 }
+
+// A container gets at most Config.CPUs of CPU time: a function running two busy loops
+// with CPUs 0.25 sees the quota in its cgroup and uses about a quarter of a CPU, measured
+// from its own cgroup's usage over wall time (cgroup v1 cpuacct or v2 cpu.stat).
+func TestCPULimit(t *testing.T) {
+	rt, err := New(Config{
+		Socket: testenv.PodmanSocket(t), OCIRuntime: "runc", Agent: "test-" + randomHex(3), User: "65534:65534",
+		CodeDir: t.TempDir(), CPUs: 0.25,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	out := run(t, rt, shJob(`
+usage() {
+  if [ -r /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then cat /sys/fs/cgroup/cpuacct/cpuacct.usage
+  else while read -r k v; do [ "$k" = usage_usec ] && echo $((v * 1000)); done </sys/fs/cgroup/cpu.stat; fi
+}
+quota() {
+  if [ -r /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us
+  else read -r q _ </sys/fs/cgroup/cpu.max; echo "$q"; fi
+}
+uptime_cs() { read -r up _ </proc/uptime; echo "${up%.*}${up#*.}"; }
+(while :; do :; done) & a=$!
+(while :; do :; done) & b=$!
+u0=$(usage); t0=$(uptime_cs)
+sleep 3
+u1=$(usage); t1=$(uptime_cs)
+kill $a $b
+echo "{\"quota\":\"$(quota)\",\"usage_ns\":$((u1 - u0)),\"wall_cs\":$((t1 - t0))}"`))
+	var got struct {
+		Quota   string `json:"quota"`
+		UsageNS int64  `json:"usage_ns"`
+		WallCS  int64  `json:"wall_cs"`
+	}
+	if err := json.Unmarshal(out.Stdout, &got); err != nil || got.WallCS <= 0 {
+		t.Fatalf("output %q (%v), stderr %q", out.Stdout, err, out.Stderr)
+	}
+	share := float64(got.UsageNS) / 1e9 / (float64(got.WallCS) / 100)
+	t.Logf("quota %s, %.3f CPUs over %.2fs", got.Quota, share, float64(got.WallCS)/100)
+	if got.Quota != "25000" {
+		t.Errorf("CFS quota %q, want 25000 (per 100000µs)", got.Quota)
+	}
+	if share > 0.25*1.4 {
+		t.Errorf("two busy loops used %.3f CPUs, want at most about 0.25", share)
+	}
+}

@@ -48,6 +48,7 @@ type runner struct {
 	stdoutW  *io.PipeWriter
 	stderr   *container.Tail
 	exited   chan struct{} // closed when the attach stream ends
+	detach   func()        // ends the attach stream
 	codeDir  string
 	uses     int
 	idle     *time.Timer
@@ -126,7 +127,16 @@ func (r *Runtime) runWarm(ctx context.Context, job container.Job) (container.Out
 	}
 	// Timed out, cancelled or the container died: this runner is done.
 	r.kill(w.id)
-	<-replies // the reader sees EOF once the stream ends
+	select {
+	case <-replies: // the reader sees EOF once the stream ends
+	case <-time.After(2 * r.cfg.KillGrace):
+		// The service does not answer: end the stream ourselves.
+		w.detach()
+		<-replies
+		if rep.err == nil {
+			rep.err = fmt.Errorf("container streams still open %s after it was killed: the podman service does not answer", 2*r.cfg.KillGrace)
+		}
+	}
 	out.Run = time.Since(started)
 	out.Stderr = w.stderr.String()
 	if state, err := r.exitState(w.id); err == nil {
@@ -235,8 +245,11 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 
 	ready := make(chan bool, 1)
 	attached := make(chan error, 1)
+	actx, detach := context.WithCancel(r.base)
+	w.detach = detach
 	go func() {
-		err := attach(r.base, c, id, w.stdinR, w.stdoutW, w.stderr, ready)
+		err := attach(actx, c, id, w.stdinR, w.stdoutW, w.stderr, ready, r.cfg.APITimeout)
+		detach()
 		w.stdoutW.CloseWithError(fmt.Errorf("container exited: %w", errOrEOF(err)))
 		w.stdinR.CloseWithError(net.ErrClosed) // quiets the bindings' stdin copier
 		close(w.exited)
@@ -248,7 +261,10 @@ func (r *Runtime) startRunner(ctx context.Context, job container.Job, k string) 
 		r.removeLater(id, codeDir)
 		return nil, fmt.Errorf("podman: attach warm %s: %w", job.Function, err)
 	}
-	if err := startContainer(ctx, c, id); err != nil {
+	call, cancel := r.bounded(ctx)
+	err = startContainer(call, c, id)
+	cancel()
+	if err != nil {
 		w.retire()
 		return nil, fmt.Errorf("podman: start warm %s: %w", job.Function, err)
 	}
