@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -68,35 +67,7 @@ type running struct {
 
 func startEngine(t *testing.T, cfg Config) *running {
 	t.Helper()
-	var logs io.Writer = io.Discard
-	if testing.Verbose() {
-		logs = os.Stderr
-	}
-	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Engine: e, done: make(chan error, 1)}
-	go func() { r.done <- e.Run(ctx) }()
-	select {
-	case <-e.Ready():
-	case err := <-r.done:
-		t.Fatalf("engine stopped: %v", err)
-	case <-time.After(deadline):
-		t.Fatal("engine not ready")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-r.done:
-			if err != nil {
-				t.Errorf("engine Run: %v", err)
-			}
-		case <-time.After(deadline):
-			t.Error("engine did not stop")
-		}
-	})
+	r, _ := runEngine(t, cfg)
 	return r
 }
 

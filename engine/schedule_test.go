@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -179,10 +180,15 @@ func TestScheduleCatchUpAfterRestart(t *testing.T) {
 		time.UnixMilli(stored.UnixMilli()).Format("15:04:05.000"), started.Format("15:04:05.000"), time.UnixMilli(c.At).Format("15:04:05"), len(normal))
 }
 
-// runEngine starts an engine that the test may stop before its end.
+// runEngine starts an engine that the test may stop before its end (it stops at the end
+// anyway); with -v it logs to stderr.
 func runEngine(t *testing.T, cfg Config) (*running, func()) {
 	t.Helper()
-	e, err := New(cfg, slog.New(slog.DiscardHandler))
+	var logs io.Writer = io.Discard
+	if testing.Verbose() {
+		logs = os.Stderr
+	}
+	e, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
