@@ -67,7 +67,14 @@ func startDevicelessBroker(t testing.TB, cfg *Config) *broker.Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Error("the broker did not stop")
+		}
+	})
 	select {
 	case <-srv.Ready():
 	case err := <-done:

@@ -181,6 +181,7 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 	if err != nil {
 		return a.result(inv, protocol.StatusError, err.Error())
 	}
+	a.metrics.admit(inv.Function)
 	job.Stdin = t.raw
 	if !inv.Deadline.IsZero() {
 		job.Timeout = min(job.Timeout, inv.Deadline.Sub(start))

@@ -5,8 +5,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,10 +30,21 @@ type agentMetrics struct {
 	expired prometheus.Counter
 	drops   *prometheus.CounterVec // reason
 	running atomic.Int64
+
+	fnMu     sync.Mutex
+	fnLabels map[string]bool // function names that are labels (see functionLabel)
+	fnRun    int             // of them, admitted because the agent ran them
 }
 
+// maxFunctionLabels bounds the function names, beyond the agent's own functions, that
+// label its invocation metrics: the names come from the invocations it is sent.
+const maxFunctionLabels = 64
+
+// otherFunction labels the invocations of every other name.
+const otherFunction = "other"
+
 func newAgentMetrics(a *Agent) (*agentMetrics, error) {
-	m := &agentMetrics{sink: metrics.Nop{}, reg: prometheus.NewRegistry(),
+	m := &agentMetrics{sink: metrics.Nop{}, reg: prometheus.NewRegistry(), fnLabels: map[string]bool{},
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_agent_invocations_total",
 			Help: "Invocations this agent finished, by status."}, []string{"function", "status", "cold"}),
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "deviceless_agent_invocation_stage_seconds",
@@ -44,6 +58,11 @@ func newAgentMetrics(a *Agent) (*agentMetrics, error) {
 		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deviceless_agent_publish_dropped_total",
 			Help: "Messages the agent did not publish: too_large for the broker's maximum packet size, outbox_full during a broker outage."},
 			[]string{"reason"}),
+	}
+	for name := range a.cfg.Functions {
+		if labelName(name) {
+			m.fnLabels[name] = true
+		}
 	}
 	if a.cfg.Influx != nil {
 		in, err := metrics.New(a.cfg.Influx.Config, a.log.With("component", "metrics"))
@@ -71,12 +90,48 @@ func newAgentMetrics(a *Agent) (*agentMetrics, error) {
 
 func (m *agentMetrics) result(r protocol.Result) {
 	cold := strconv.FormatBool(r.Cold)
-	m.results.WithLabelValues(r.Function, r.Status, cold).Inc()
+	fn := m.functionLabel(r.Function)
+	m.results.WithLabelValues(fn, r.Status, cold).Inc()
 	if r.Status == protocol.StatusOK {
 		for stage, v := range map[string]float64{"queue": r.Timings.Queue, "start": r.Timings.Start, "run": r.Timings.Run, "total": r.Timings.Total} {
-			m.stages.WithLabelValues(r.Function, stage).Observe(v / 1000)
+			m.stages.WithLabelValues(fn, stage).Observe(v / 1000)
 		}
 	}
+}
+
+// admit makes name a function label once the agent runs a job of that name, while fewer
+// than maxFunctionLabels names were admitted so.
+func (m *agentMetrics) admit(name string) {
+	m.fnMu.Lock()
+	defer m.fnMu.Unlock()
+	if !m.fnLabels[name] && m.fnRun < maxFunctionLabels && labelName(name) {
+		m.fnLabels[name] = true
+		m.fnRun++
+	}
+}
+
+// functionLabel is name if the agent knows it (its own function, or one admitted), else
+// "other": unknown names, malformed invocations and names past the bound add no series.
+func (m *agentMetrics) functionLabel(name string) string {
+	m.fnMu.Lock()
+	defer m.fnMu.Unlock()
+	if m.fnLabels[name] {
+		return name
+	}
+	return otherFunction
+}
+
+// labelName accepts names that are fit to be a label value: short, printable UTF-8.
+func labelName(name string) bool {
+	if name == "" || len(name) > 64 || name == otherFunction || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func (m *agentMetrics) repeatedActuation() { m.repeats.Inc() }

@@ -251,10 +251,7 @@ func (r *Runtime) awaitStreams(ctx context.Context, attached <-chan error, detac
 			return errors.New("runtime closed")
 		case <-cancelled:
 			cancelled = nil
-			if !limit.Stop() {
-				<-limit.C
-			}
-			limit.Reset(2 * r.cfg.KillGrace)
+			limit.Reset(2 * r.cfg.KillGrace) // no stale expiry is received after Reset (Go ≥ 1.23)
 		case <-limit.C:
 			detach()
 			return fmt.Errorf("container streams still open %s after it was killed: the podman service does not answer", 2*r.cfg.KillGrace)
