@@ -551,6 +551,32 @@ func expectPanel(name string, series []panelSeries, f *runFacts, interval time.D
 		if full == 0 || last-first+1 != full {
 			check("count", fmt.Errorf("%d intervals with all %g agents online, from row %d to %d: want one unbroken run", full, n, first, last))
 		}
+	case "timeseries GB-s by function", "timeseries Run time by caller":
+		// Usage is metered per invocation: run ms (a stage of the total) times the memory
+		// limit for GB-s. Sound bounds: every series sums to at most what all invocations
+		// could use (each at most latencyMs, at most 4 GiB for GB-s), and some run time was
+		// metered; for GB-s by function, only the functions invoked appear.
+		n := float64(len(f.invocations))
+		limit := n * f.latencyMs / 1000
+		if name == "timeseries GB-s by function" {
+			limit *= 4
+			fns := countBy(f.invocations, func(inv invocationFact) (string, bool) { return "function=" + inv.function, true })
+			for k := range sums(series, "sum") {
+				if _, ok := fns[k]; !ok {
+					check("functions", fmt.Errorf("series %s: no such function was invoked", k))
+				}
+			}
+		}
+		total := 0.0
+		for k, v := range sums(series, "sum") {
+			if v < 0 || v > limit {
+				check("bounds", fmt.Errorf("%s: %g, want 0 to %g", k, v, limit))
+			}
+			total += v
+		}
+		if n > 0 && total <= 0 {
+			check("metered", fmt.Errorf("no usage metered for %g invocations", n))
+		}
 	case "timeseries Actuations":
 		check("by agent and line", sameCounts(sums(series, "count"), lines))
 	case "timeseries Output line values":

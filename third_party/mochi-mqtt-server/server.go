@@ -662,6 +662,12 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 		properties.AssignedClientID = cl.Properties.Props.AssignedClientID // [MQTT-3.1.3-7] [MQTT-3.2.2-16]
 	}
 
+	// deviceless patch 6: tell MQTT 5 clients the largest packet the server accepts
+	// ([MQTT-3.2.2.3.6]), so they can avoid sending one it disconnects them for.
+	if s.Options.Capabilities.MaximumPacketSize > 0 {
+		properties.MaximumPacketSize = s.Options.Capabilities.MaximumPacketSize
+	}
+
 	if cl.Properties.Props.SessionExpiryInterval > s.Options.Capabilities.MaximumSessionExpiryInterval {
 		properties.SessionExpiryInterval = s.Options.Capabilities.MaximumSessionExpiryInterval
 		properties.SessionExpiryIntervalFlag = true

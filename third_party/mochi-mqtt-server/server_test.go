@@ -1098,6 +1098,28 @@ func TestServerSendConnack(t *testing.T) {
 	require.Equal(t, packets.TPacketData[packets.Connack].Get(packets.TConnackMinMqtt5).RawBytes, buf)
 }
 
+// deviceless patch 6: the CONNACK carries the server's Maximum Packet Size.
+func TestSendConnackMaximumPacketSize(t *testing.T) {
+	s := newServer()
+	s.Options.Capabilities.MaximumPacketSize = 1 << 20
+	cl, r, w := newTestClient()
+	cl.Properties.ProtocolVersion = 5
+	go func() {
+		err := s.SendConnack(cl, packets.CodeSuccess, false, nil)
+		require.NoError(t, err)
+		_ = w.Close()
+	}()
+	buf, err := io.ReadAll(r)
+	require.NoError(t, err)
+	pk := packets.Packet{ProtocolVersion: 5}
+	fh := packets.FixedHeader{}
+	require.NoError(t, fh.Decode(buf[0]))
+	pk.FixedHeader = fh
+	pk.FixedHeader.Remaining = int(buf[1]) // small packet: one length byte
+	require.NoError(t, pk.ConnackDecode(buf[2:]))
+	require.Equal(t, uint32(1<<20), pk.Properties.MaximumPacketSize)
+}
+
 func TestServerSendConnackFailureReason(t *testing.T) {
 	s := newServer()
 	cl, r, w := newTestClient()
