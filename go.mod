@@ -108,3 +108,5 @@ tool github.com/go-task/task/v3/cmd/task
 replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt-server
 
 replace github.com/eclipse/paho.golang => ./third_party/paho.golang
+
+replace github.com/goccy/go-yaml => ./third_party/goccy-go-yaml
