@@ -103,8 +103,11 @@ rules:
 	if acked == 0 {
 		t.Fatal("no publish was acknowledged during the drain")
 	}
-	if fired != acked {
-		t.Errorf("%d QoS 1 events acknowledged by the broker during the shutdown drain, %d evaluated", acked, fired)
+	// Every acknowledged event was evaluated. One more may be: the device publishes one
+	// QoS 1 event at a time, and the last one can be evaluated with its PUBACK lost to the
+	// engine's exit (the device then sends it again: at least once).
+	if fired < acked || fired > acked+1 {
+		t.Errorf("%d QoS 1 events acknowledged by the broker during the shutdown drain, %d evaluated (want %d, or one more)", acked, fired, acked)
 	}
 	t.Logf("%d QoS 1 events acknowledged from SIGTERM until the engine exited, all evaluated", acked)
 }
