@@ -84,7 +84,10 @@ def exit_code(e, err):
     if isinstance(code, int):
         return code & 0xFF
     # As the interpreter does for sys.exit("message").
-    print(code, file=err)
+    try:
+        print(code, file=err)
+    except Exception:
+        pass  # the script closed its stderr
     return 1
 
 
@@ -134,7 +137,9 @@ def main():
             os.dup2(w, fd)
             os.close(w)
             captures.append(Capture(r, limit, head, stop_r))
-        streams = [open(fd, mode, buffering, closefd=False, encoding=enc[name][0], errors=enc[name][1])
+        # On copies of fds 0-2: after the invocation the copies are pointed at /dev/null, so
+        # a thread of the script that writes to its sys.stdout later writes nowhere.
+        streams = [open(os.dup(fd), mode, buffering, encoding=enc[name][0], errors=enc[name][1])
                    for fd, mode, buffering, name in ((0, "r", -1, "stdin"), (1, "w", -1, "stdout"), (2, "w", 1, "stderr"))]
         sys.stdin, sys.stdout, sys.stderr = streams
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
@@ -183,7 +188,7 @@ def main():
                 pass
 
         sys.modules["__main__"] = runner_main
-        for fd in (0, 1, 2):
+        for fd in [0, 1, 2] + [st.fileno() for st in streams if not st.closed]:
             os.dup2(devnull, fd)
         os.write(stop_w, b"x")
         out, err = captures[0].result(), captures[1].result()

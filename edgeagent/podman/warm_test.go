@@ -227,6 +227,13 @@ func TestWarmPythonSameAsCold(t *testing.T) {
 		job = warm(job, 0)
 		run(t, rt, job) // starts the runner
 		hot := run(t, rt, job)
+		// Under load podman 4.3 sometimes writes its own attach error into a cold container's
+		// stderr ("Error: read unixpacket @->/proc/self/fd/N/attach: ... connection reset by
+		// peer"); that is the cold path's, not what this test compares.
+		if i := strings.Index(cold.Stderr, "Error: read unixpacket "); i >= 0 && strings.HasSuffix(cold.Stderr, "connection reset by peer\n") {
+			t.Logf("%s: podman's attach error in the cold stderr: %q", tc.name, cold.Stderr[i:])
+			cold.Stderr = cold.Stderr[:i]
+		}
 		if !cold.Cold || hot.Cold {
 			t.Fatalf("%s: cold %v / %v", tc.name, cold.Cold, hot.Cold)
 		}
@@ -384,5 +391,18 @@ func TestWarmShOOM(t *testing.T) {
 	job.Stdin = []byte(`{"x":"small"}` + "\n")
 	if out := run(t, rt, job); string(out.Stdout) != "ok\n" || out.OOMKilled {
 		t.Fatalf("after: %+v", out)
+	}
+}
+
+// A script that closes its streams and then exits with a message does not take the runner
+// down with it.
+func TestWarmPythonClosedStderr(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("import sys\nprint('x', flush=True)\nsys.stderr.close()\nsys.exit('bye')\n"), 0)
+	for i := range 2 {
+		out := run(t, rt, job)
+		if string(out.Stdout) != "x\n" || out.ExitCode != 1 || out.Cold != (i == 0) {
+			t.Fatalf("run %d: %+v", i, out)
+		}
 	}
 }
