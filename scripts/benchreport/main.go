@@ -96,6 +96,7 @@ func report(r results) string {
 	row("agent: cold invocation p50 / p95 (ms), spaced / back to back", r.fmt("BenchmarkColdInvocation/spaced/prepare=on", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkColdInvocation/spaced/prepare=on", "p95-ms", "%.0f")+", "+r.fmt("BenchmarkColdInvocation/back-to-back/prepare=on", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkColdInvocation/back-to-back/prepare=on", "p95-ms", "%.0f"), "p50 ≤ 250, below `podman run`")
 	row("agent: warm invocation p50 / p95 (ms)", r.fmt("BenchmarkWarmInvocation", "p50-ms", "%.1f")+" / "+r.fmt("BenchmarkWarmInvocation", "p95-ms", "%.1f"), "p50 ≤ 20")
 	row("`podman run --rm` of the same function p50 / p95 (ms)", r.fmt("BenchmarkPodmanRunBaseline", "p50-ms", "%.0f")+" / "+r.fmt("BenchmarkPodmanRunBaseline", "p95-ms", "%.0f"), "")
+	row("agent: python3 invocation `run` p50 (ms), warm / warm container, process per call / cold", r.fmt("BenchmarkPython/warm", "run-p50-ms", "%.2f")+" / "+r.fmt("BenchmarkPython/warm-process", "run-p50-ms", "%.0f")+" / "+r.fmt("BenchmarkPython/cold", "run-p50-ms", "%.0f"), "warm ≤ 10")
 	const slim, full = "BenchmarkAgentResources/binary=deviceless-agent/", "BenchmarkAgentResources/binary=deviceless/"
 	row("agent RSS idle, bin/deviceless-agent (MB, anonymous MB)", r.fmt(slim+"warm", "rss-idle-MB", "%.1f")+" ("+r.fmt(slim+"warm", "rss-anon-idle-MB", "%.1f")+")", "≤ 15")
 	row("agent RSS idle, full bin/deviceless (MB, anonymous MB)", r.fmt(full+"warm", "rss-idle-MB", "%.1f")+" ("+r.fmt(full+"warm", "rss-anon-idle-MB", "%.1f")+")", "")
