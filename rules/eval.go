@@ -63,11 +63,12 @@ type Evaluator struct {
 	env     Env
 	matched []int32
 	parts   []string
+	keys    map[string]string // payload keys, interned (json.go)
 }
 
 // NewEvaluator returns an evaluator for s.
 func (s *Set) NewEvaluator() *Evaluator {
-	e := &Evaluator{set: s, matched: make([]int32, 0, 16)}
+	e := &Evaluator{set: s, matched: make([]int32, 0, 16), keys: make(map[string]string)}
 	e.vm.MemoryBudget = s.opts.MemoryBudget
 	return e
 }
@@ -136,7 +137,7 @@ func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
 		env.Agents = *p
 	}
 	if u&(usePayload|usePrev) != 0 {
-		env.Payload = DecodePayload(ev.Payload)
+		env.Payload = decodePayload(ev.Payload, e.keys)
 	}
 	if u&useRaw != 0 {
 		env.Raw = string(ev.Payload)
@@ -150,8 +151,16 @@ func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
 
 // DecodePayload is the `payload` variable: decoded JSON, or else the payload as a string.
 func DecodePayload(b []byte) any {
+	return decodePayload(b, nil)
+}
+
+// decodePayload is DecodePayload, interning object keys in keys (nil: none).
+func decodePayload(b []byte, keys map[string]string) any {
 	if len(b) == 0 {
 		return ""
+	}
+	if v, ok := decodeJSON(b, keys); ok {
+		return v
 	}
 	var v any
 	if json.Unmarshal(b, &v) != nil {
