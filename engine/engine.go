@@ -439,10 +439,22 @@ func hops(b *broker.Event) int {
 	return max(n, 0)
 }
 
-// hopProperties are the user properties of a message hop hops into a chain.
+// hopProperties are the user properties of a message hop hops into a chain. The broker
+// only reads them: the usual ones are shared, not made at every publish.
 func hopProperties(hop int) []broker.UserProperty {
+	if hop >= 0 && hop < len(hopPropertyTable) {
+		return hopPropertyTable[hop]
+	}
 	return []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hop)}}
 }
+
+// hopPropertyTable holds hopProperties(0..maxHops), read-only.
+var hopPropertyTable = func() (t [maxHops + 1][]broker.UserProperty) {
+	for i := range t {
+		t[i] = []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(i)}}
+	}
+	return t
+}()
 
 // actionIDs names the invocations and actuations one event causes. An event from a
 // durable intake has an ID that stays the same when it is evaluated again after a crash,

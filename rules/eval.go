@@ -340,18 +340,12 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 			}
 			act.Value = v
 		case Publish:
-			t, err := e.vm.Run(a.topic, &e.env)
-			if err != nil {
-				return nil, fmt.Errorf("publish topic: %w", err)
+			var err error
+			if a.fixedTopic != "" {
+				act.Topic = a.fixedTopic
+			} else if act.Topic, err = e.topic(a); err != nil {
+				return nil, err
 			}
-			name, ok := t.(string)
-			if !ok {
-				return nil, fmt.Errorf("publish topic: %v (%T) is not a string", t, t)
-			}
-			if err := topic.ValidateTopic(name); err != nil {
-				return nil, fmt.Errorf("publish topic %q: %w", name, err)
-			}
-			act.Topic = name
 			if act.Payload, err = e.vm.Run(a.payload, &e.env); err != nil {
 				return nil, fmt.Errorf("publish payload: %w", err)
 			}
@@ -359,6 +353,22 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 		out[i] = act
 	}
 	return out, nil
+}
+
+// topic evaluates a publish action's topic expression and checks the name.
+func (e *Evaluator) topic(a *actionSpec) (string, error) {
+	t, err := e.vm.Run(a.topic, &e.env)
+	if err != nil {
+		return "", fmt.Errorf("publish topic: %w", err)
+	}
+	name, ok := t.(string)
+	if !ok {
+		return "", fmt.Errorf("publish topic: %v (%T) is not a string", t, t)
+	}
+	if err := topic.ValidateTopic(name); err != nil {
+		return "", fmt.Errorf("publish topic %q: %w", name, err)
+	}
+	return name, nil
 }
 
 // fail counts a runtime error, keeps it as the rule's last error, and logs it at most

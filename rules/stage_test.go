@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -200,5 +201,22 @@ rules:
 	}
 	if fired != keys*per {
 		t.Fatalf("%d of %d events saw their key's previous event just before them", fired, keys*per)
+	}
+}
+
+// A fixed publish topic is checked once, at load: an invalid one is a load error (it
+// failed at every firing before), a valid one is used without running its expression.
+func TestFixedPublishTopic(t *testing.T) {
+	_, err := Compile(mustParse(t, "rules:\n  - name: r\n    on: a/#\n    do: [{publish: {topic: '\"alerts/+\"'}}]\n"), Options{})
+	if err == nil || !strings.Contains(err.Error(), `publish topic "alerts/+"`) {
+		t.Fatalf("invalid fixed topic: %v", err)
+	}
+	set := compileSrc(t, "rules:\n  - name: r\n    on: a/#\n    do: [{publish: {topic: '\"alerts/\" + \"hot\"'}}, {publish: {topic: 'topic + \"/x\"'}}]\n", Options{})
+	if a := set.Rules[0].actions[0]; a.fixedTopic != "alerts/hot" {
+		t.Fatalf("constant topic not folded: %q", a.fixedTopic)
+	}
+	fs := set.NewEvaluator().Eval(ev("a/b", "{}", 0), nil)
+	if len(fs) != 1 || fs[0].Actions[0].Topic != "alerts/hot" || fs[0].Actions[1].Topic != "a/b/x" {
+		t.Fatalf("firings %+v", fs)
 	}
 }
