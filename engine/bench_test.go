@@ -236,14 +236,22 @@ func BenchmarkFullRate(b *testing.B) {
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 		b.ReportMetric(float64(b.N-n), "lost")
 	})
-	for _, overflow := range []string{"backpressure", "shed"} {
-		b.Run("deviceless/overflow="+overflow, func(b *testing.B) {
+	// workers 0 is the default (GOMAXPROCS); 1 the sequential event loop, for comparison.
+	for _, v := range []struct {
+		overflow string
+		workers  int
+	}{{"backpressure", 0}, {"backpressure", 1}, {"shed", 0}} {
+		overflow, name := v.overflow, "deviceless/overflow="+v.overflow
+		if v.workers != 0 {
+			name += fmt.Sprintf("/workers=%d", v.workers)
+		}
+		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			rule := "rules:\n  - name: hot\n    on: sensors/+/t\n    if: payload.temp > 30\n    do: [{publish: {topic: '\"alerts/hot\"'}}]\n"
 			if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rule), 0o644); err != nil {
 				b.Fatal(err)
 			}
-			e, stop := benchEngine(b, dir, func(c *Config) { c.Intake.Overflow = broker.Overflow(overflow) })
+			e, stop := benchEngine(b, dir, func(c *Config) { c.Intake.Overflow, c.Workers = broker.Overflow(overflow), v.workers })
 			defer stop()
 			r := e.ruleSet().Rules[0]
 			start := publishTempLines(b, pubBin, e.BrokerAddr())
