@@ -141,13 +141,18 @@ func BenchmarkPodmanRunBaseline(b *testing.B) {
 // use while serving 10 invocations per second. b.N is ignored beyond the first round: use
 // -benchtime 1x.
 //
+// Modes: cold and warm run a sh function in podman (the agent's wasm runtime on, as by
+// default, unused); wasm runs examples/wasm/c-fan with podman disabled (the idle RSS then
+// includes the compiled module and wazero's runtime).
+//
 // Two builds: bin/deviceless-agent (`go tool task build:agent`, tag agentonly: the agent
 // alone, what a device runs) and the full bin/deviceless (engine, broker, rules, demo too).
 func BenchmarkAgentResources(b *testing.B) {
 	for _, build := range []struct{ name, tag string }{{"deviceless-agent", "agentonly"}, {"deviceless", ""}} {
 		exe := buildAgentBinary(b, build.tag)
-		b.Run("binary="+build.name+"/cold", func(b *testing.B) { benchResources(b, exe, false) })
-		b.Run("binary="+build.name+"/warm", func(b *testing.B) { benchResources(b, exe, true) })
+		b.Run("binary="+build.name+"/cold", func(b *testing.B) { benchResources(b, exe, "cold") })
+		b.Run("binary="+build.name+"/warm", func(b *testing.B) { benchResources(b, exe, "warm") })
+		b.Run("binary="+build.name+"/wasm", func(b *testing.B) { benchResources(b, exe, "wasm") })
 	}
 }
 
@@ -178,31 +183,38 @@ func buildAgentBinary(b *testing.B, tag string) string {
 	return exe
 }
 
-// agentYAML is the agent.yaml of BenchmarkAgentResources.
-func agentYAML(cfg Config, warm bool) string {
-	warmLine := ""
-	if warm {
-		warmLine = "\n    warm: {idle: 1m}"
+// agentYAML is the agent.yaml of BenchmarkAgentResources; module is the wasm mode's.
+func agentYAML(cfg Config, mode, module string) string {
+	fn := fmt.Sprintf("    runtime: sh\n    code: %q\n", benchCode)
+	podman := fmt.Sprintf("{socket: %q, runtime: runc}", cfg.Podman.Socket)
+	switch mode {
+	case "warm":
+		fn += "    warm: {idle: 1m}\n"
+	case "wasm":
+		fn = fmt.Sprintf("    runtime: wasm\n    module: %q\ngpio: {driver: sim, lines: {fan: {offset: 17}}}\n", module)
+		podman = "{enabled: false}"
 	}
 	return fmt.Sprintf(`id: %s
 broker: %s
-podman: {socket: %q, runtime: runc}
+podman: %s
 state: %q
 concurrency: 4
 queue: 100
 functions:
   bench:
-    runtime: sh
-    code: %q%s
-`, cfg.ID, cfg.Broker, cfg.Podman.Socket, cfg.State, benchCode, warmLine)
+%s`, cfg.ID, cfg.Broker, podman, cfg.State, fn)
 }
 
-func benchResources(b *testing.B, exe string, warm bool) {
+func benchResources(b *testing.B, exe string, mode string) {
 	broker := startBroker(b)
 	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
 	cfg := testConfig(b, broker)
 	conf := filepath.Join(b.TempDir(), "agent.yaml")
-	if err := os.WriteFile(conf, []byte(agentYAML(cfg, warm)), 0o644); err != nil {
+	module := ""
+	if mode == "wasm" {
+		module = filepath.Join(testenv.WasmExamples(b), "c-fan.wasm")
+	}
+	if err := os.WriteFile(conf, []byte(agentYAML(cfg, mode, module)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe, "agent", "-c", conf, "--log-level", "warn")

@@ -100,11 +100,15 @@ func report(r results) string {
 	row("agent RSS idle, bin/deviceless-agent (MB, anonymous MB)", r.fmt(slim+"warm", "rss-idle-MB", "%.1f")+" ("+r.fmt(slim+"warm", "rss-anon-idle-MB", "%.1f")+")", "≤ 15")
 	row("agent RSS idle, full bin/deviceless (MB, anonymous MB)", r.fmt(full+"warm", "rss-idle-MB", "%.1f")+" ("+r.fmt(full+"warm", "rss-anon-idle-MB", "%.1f")+")", "")
 	row("agent CPU at 10 invocations/s, cold / warm (% of a core)", r.fmt(slim+"cold", "cpu-%-at-10/s", "%.1f")+" / "+r.fmt(slim+"warm", "cpu-%-at-10/s", "%.1f"), "")
-	for _, k := range []string{"cold", "cold-spaced", "warm", "direct"} {
-		target := map[string]string{"cold": "p50 ≤ 250", "cold-spaced": "p50 ≤ 250", "warm": "p50 ≤ 20", "direct": "p50 ≤ 2"}[k]
+	row("agent RSS idle, bin/deviceless-agent, wasm only, after running a C module (MB, anonymous MB)", r.fmt(slim+"wasm", "rss-idle-MB", "%.1f")+" ("+r.fmt(slim+"wasm", "rss-anon-idle-MB", "%.1f")+")", "")
+	row("wasm instantiate + run in the agent's runtime, C / Go example p50 (ms)", r.fmt("BenchmarkWasmC", "p50-ms", "%.3f")+" / "+r.fmt("BenchmarkWasmGo", "p50-ms", "%.2f"), "")
+	row("wasm invocations/s on one agent through MQTT, C (concurrency 32) / Go (4)", r.fmt("BenchmarkWasmThroughput/module=c/concurrency=32", "inv/s", "%.0f")+" / "+r.fmt("BenchmarkWasmThroughput/module=go/concurrency=4", "inv/s", "%.0f"), "C ≥ 1,000")
+	for _, k := range []string{"cold", "cold-spaced", "warm", "wasm-c", "wasm-go", "direct"} {
+		target := map[string]string{"cold": "p50 ≤ 250", "cold-spaced": "p50 ≤ 250", "warm": "p50 ≤ 20", "wasm-c": "p50 ≤ 5", "direct": "p50 ≤ 2"}[k]
 		row("closed loop (publish → rules → agent → GPIO line), "+k+" p50 / p95 (ms)",
 			r.fmt("BenchmarkClosedLoop/"+k, "p50-ms", "%.2f")+" / "+r.fmt("BenchmarkClosedLoop/"+k, "p95-ms", "%.2f"), target)
 	}
+	row("closed loop, prepared cold container (cold-spaced) / wasm C function, p50", r.ratio("BenchmarkClosedLoop/cold-spaced", "p50-ms", "BenchmarkClosedLoop/wasm-c", "p50-ms"), "≥ 10×")
 	row("metrics sink `Write` on the caller's path (ns)", r.fmt("BenchmarkWrite/sink=influx/up", "ns/op", "%.0f"), "never blocks")
 	return b.String()
 }
