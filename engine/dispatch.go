@@ -141,6 +141,7 @@ func newID() string {
 // receives the first result (or the dead-letter result).
 func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs, caller string) {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Hop: hop, Event: ev, Args: args, Spec: fn.Spec}
+	target.Runtime = protocol.SpecRuntime(fn.Spec) // a wasm function to agents with wasm, a container to agents with podman
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply, caller: caller}, "no online agent matches the target "+target.String(), protocol.StatusError)

@@ -220,6 +220,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); e.reportEvents(controlCtx) }()
 	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
 	go func() { defer wg.Done(); e.watchRules(ctx) }()
+	if mr, ok := e.t.(moduleRequests); ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.serveModules(controlCtx, mr.ModuleRequests()) }()
+	}
 	wg.Add(1)
 	go func() { defer wg.Done(); e.sched.run(ctx) }() // after controlBacklog: catch-up runs find their agents
 	close(e.ready)

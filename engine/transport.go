@@ -104,11 +104,13 @@ type embedded struct {
 	*broker.Server
 	events  intakeEvents
 	control *broker.Intake
+	modules *broker.Intake
 }
 
 var (
 	_ authorizer      = (*embedded)(nil)
 	_ collectorSource = (*embedded)(nil)
+	_ moduleRequests  = (*embedded)(nil)
 )
 
 func openEmbedded(e *Engine) (*embedded, error) {
@@ -124,7 +126,7 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	t.events.durable = e.cfg.Broker.Store != ""
 	if t.events.in, err = b.Intake("events", broker.IntakeOptions{
 		Filters: []string{"#"},
-		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke(), e.topics.AllResponses()},
+		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke(), e.topics.AllResponses(), e.topics.AllModules()},
 		Durable: t.events.durable,
 		// A retained event is evaluated when it is published, not again at every start.
 		SkipRetained: true,
@@ -142,10 +144,17 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	}}); err != nil {
 		return nil, err
 	}
+	// Agents' requests for wasm modules: served apart from the control messages, so that
+	// sending a large module does not hold statuses and results back.
+	if t.modules, err = b.Intake("modules", broker.IntakeOptions{Filters: []string{e.topics.AllModules()}}); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
 func (t *embedded) Events() eventSource { return t.events }
+
+func (t *embedded) ModuleRequests() controlSource { return t.modules }
 
 func (t *embedded) Control() controlSource { return t.control }
 

@@ -67,6 +67,17 @@ func (t Topics) AgentResult(agent string) string { return t.p() + "/agents/" + a
 // AgentActuate carries direct actuations from the engine to one agent.
 func (t Topics) AgentActuate(agent string) string { return t.p() + "/agents/" + agent + "/actuate" }
 
+// AgentModules is where the engine sends an agent the module chunks it asked for (the
+// response topic of its module requests).
+func (t Topics) AgentModules(agent string) string { return t.p() + "/agents/" + agent + "/modules" }
+
+// Module is the request topic of a module by digest (sha256:<hex>): agents publish there
+// (MQTT v5 request, response topic AgentModules) to fetch a module they lack.
+func (t Topics) Module(digest string) string { return t.p() + "/modules/" + digest }
+
+// AllModules is the filter matching every module request.
+func (t Topics) AllModules() string { return t.p() + "/modules/+" }
+
 // AgentAll is the filter matching every topic of one agent.
 func (t Topics) AgentAll(agent string) string { return t.p() + "/agents/" + agent + "/#" }
 
@@ -130,9 +141,11 @@ const (
 	Results                  // {prefix}/results/{function}
 	DeadLetter               // {prefix}/deadletter
 	Response                 // {prefix}/responses/{user}, and any name below it
+	AgentModules             // {prefix}/agents/{agent}/modules
+	Module                   // {prefix}/modules/{digest}
 )
 
-var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response"}
+var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response", "agent modules", "module"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -146,6 +159,7 @@ type Route struct {
 	Kind     Kind
 	Agent    string // AgentStatus, AgentInvoke, AgentResult, AgentActuate
 	Function string // Invoke, Results
+	Digest   string // Module: a module digest (sha256:<hex>)
 	User     string // Response: the requester whose response space it is
 }
 
@@ -182,6 +196,8 @@ func (t Topics) Parse(name string) (r Route, ok bool) {
 			return Route{Kind: AgentResult, Agent: agent}, true
 		case "actuate":
 			return Route{Kind: AgentActuate, Agent: agent}, true
+		case "modules":
+			return Route{Kind: AgentModules, Agent: agent}, true
 		}
 	case "invoke":
 		if more && isName(rest) {
@@ -190,6 +206,10 @@ func (t Topics) Parse(name string) (r Route, ok bool) {
 	case "results":
 		if more && isName(rest) {
 			return Route{Kind: Results, Function: rest}, true
+		}
+	case "modules":
+		if more && IsModuleDigest(rest) {
+			return Route{Kind: Module, Digest: rest}, true
 		}
 	case "deadletter":
 		if !more {

@@ -29,6 +29,8 @@ func TestNewTopics(t *testing.T) {
 	}
 }
 
+var testDigest = ModuleDigest([]byte("\x00asm\x01\x00\x00\x00"))
+
 func TestTopicsParse(t *testing.T) {
 	dl := Topics{}
 	acme, err := NewTopics("acme/dl")
@@ -46,6 +48,8 @@ func TestTopicsParse(t *testing.T) {
 		{dl, dl.AgentInvoke("gh1-edge"), Route{Kind: AgentInvoke, Agent: "gh1-edge"}},
 		{dl, dl.AgentResult("gh1-edge"), Route{Kind: AgentResult, Agent: "gh1-edge"}},
 		{dl, dl.AgentActuate("gh1-edge"), Route{Kind: AgentActuate, Agent: "gh1-edge"}},
+		{dl, dl.AgentModules("gh1-edge"), Route{Kind: AgentModules, Agent: "gh1-edge"}},
+		{dl, dl.Module(testDigest), Route{Kind: Module, Digest: testDigest}},
 		{dl, dl.Invoke("cool-down"), Route{Kind: Invoke, Function: "cool-down"}},
 		{dl, dl.Results("cool-down"), Route{Kind: Results, Function: "cool-down"}},
 		{dl, dl.DeadLetter(), Route{Kind: DeadLetter}},
@@ -101,6 +105,12 @@ func TestTopicsParse(t *testing.T) {
 		{dl, "deviceless/results/", Route{}},
 		{dl, "deviceless/results/f/x", Route{}},
 		{dl, "deviceless/results/+", Route{}},
+		{dl, "deviceless/modules", Route{}},
+		{dl, "deviceless/modules/", Route{}},
+		{dl, "deviceless/modules/+", Route{}},
+		{dl, "deviceless/modules/fn.wasm", Route{}},
+		{dl, "deviceless/modules/" + strings.ToUpper(testDigest), Route{}},
+		{dl, "deviceless/modules/" + testDigest + "/x", Route{}},
 		{dl, "deviceless/responses", Route{}},
 		{dl, "deviceless/responses/", Route{}},
 		{dl, "deviceless/responses//x", Route{}},

@@ -75,6 +75,9 @@ type Function struct {
 	Pos      Pos
 	Spec     protocol.FunctionSpec
 	Deployed bool
+	// Module is a wasm function's module (its digest is Spec.Module), which the engine
+	// serves to agents that lack it.
+	Module []byte
 }
 
 // Rule is a compiled rule.
@@ -288,7 +291,10 @@ func (c *compiler) function(fd *FunctionDef) {
 			c.errf(name.Pos, "function %q: %v", name.Value, e)
 		}
 	}
-	fn := &Function{Name: name.Value, Pos: name.Pos, Spec: fd.Spec.WithDefaults()}
+	if fd.Spec.Runtime == protocol.RuntimeWasm && fd.Spec.Module != "" && fd.Module == nil {
+		c.errf(name.Pos, "function %q: module %q was not loaded (a rule file's module is a .wasm file, read by rules.Load)", name.Value, fd.Spec.Module)
+	}
+	fn := &Function{Name: name.Value, Pos: name.Pos, Spec: fd.Spec.WithDefaults(), Module: fd.Module}
 	c.set.Functions[name.Value] = fn
 }
 

@@ -130,6 +130,13 @@ var rows = []row{
 		figure: []any{fig{agentFull + "warm", "rss-idle-MB"}, " (", fig{agentFull + "warm", "rss-anon-idle-MB"}, ")"}},
 	{what: "agent CPU at 10 invocations/s, cold / warm (% of a core)",
 		figure: []any{fig{agentSlim + "cold", "cpu-%-at-10/s"}, " / ", fig{agentSlim + "warm", "cpu-%-at-10/s"}}},
+	{what: "agent RSS idle, bin/deviceless-agent with podman off, after serving a C wasm module at 10/s (MB; anonymous MB)",
+		figure: []any{fig{agentSlim + "wasm", "rss-idle-MB"}, " (", fig{agentSlim + "wasm", "rss-anon-idle-MB"}, ")"}},
+	{what: "wasm instantiate + run in the agent's runtime, no MQTT: C / Go example p50 (ms)",
+		figure: []any{fig{"BenchmarkWasmC", "p50-ms"}, " / ", fig{"BenchmarkWasmGo", "p50-ms"}}},
+	{what: "wasm invocations/s on one agent through MQTT, each applying its actuation: C (concurrency 32) / Go (4)",
+		figure: []any{fig{"BenchmarkWasmThroughput/module=c/concurrency=32", "inv/s"}, " / ", fig{"BenchmarkWasmThroughput/module=go/concurrency=4", "inv/s"}},
+		target: "C ≥ 1,000 (issue 17)", checks: []check{atLeast(fig{"BenchmarkWasmThroughput/module=c/concurrency=32", "inv/s"}, 1000)}},
 
 	// closed loop: publish → rules → agent → GPIO line (go test ./demo)
 	{what: "closed loop, direct actuation (no function): p50 / p95 (ms)",
@@ -144,6 +151,13 @@ var rows = []row{
 	{what: "closed loop, prepared container (events 500 ms apart): p50 / p95 (ms)",
 		figure: p50p95(closedLoop + "prepared"),
 		target: "p50 ≤ 250", checks: []check{atMost(fig{closedLoop + "prepared", "p50-ms"}, 250)}},
+	{what: "closed loop, wasm function, C module (fresh instance per event): p50 / p95 (ms); prepared container's p50 over it",
+		figure: append(p50p95(closedLoop+"wasm-c"), "; ", ratio{fig{closedLoop + "prepared", "p50-ms"}, fig{closedLoop + "wasm-c", "p50-ms"}}),
+		target: "p50 ≤ 5, ≥ 10× faster than prepared (issue 17)", checks: []check{
+			atMost(fig{closedLoop + "wasm-c", "p50-ms"}, 5),
+			atLeast(ratio{fig{closedLoop + "prepared", "p50-ms"}, fig{closedLoop + "wasm-c", "p50-ms"}}, 10)}},
+	{what: "closed loop, wasm function, Go module: p50 / p95 (ms)",
+		figure: p50p95(closedLoop + "wasm-go")},
 
 	// metrics (go test ./metrics)
 	{what: "metrics `Write` on the caller's path, InfluxDB up / down (ns)",

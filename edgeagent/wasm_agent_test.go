@@ -1,0 +1,293 @@
+package edgeagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/deviceless/deviceless/edgeagent/internal/testenv"
+	"github.com/deviceless/deviceless/protocol"
+)
+
+// moduleServer stands in for the engine's side of module transfers (engine/modules.go) on
+// a real broker: it answers requests on deviceless/modules/+ with the module's chunks, as
+// the engine does, or with what a test makes it send instead.
+type moduleServer struct {
+	t  testing.TB
+	c  *paho.Client
+	mu sync.Mutex
+	// modules by digest; answer, when set, replaces the engine's answer for a digest.
+	modules  map[string][]byte
+	answer   func(digest string) (payloads [][]byte, props [][]paho.UserProperty)
+	requests map[string]int
+}
+
+func newModuleServer(t testing.TB, addr string) *moduleServer {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &moduleServer{t: t, modules: map[string][]byte{}, requests: map[string]int{}}
+	reqs := make(chan *paho.Publish, 64)
+	s.c = paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { reqs <- pr.Packet; return true, nil }}})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := s.c.Connect(ctx, &paho.Connect{KeepAlive: 30, ClientID: fmt.Sprintf("modules-%p", s), CleanStart: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "deviceless/modules/+", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case p := <-reqs:
+				s.serve(p)
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done; _ = s.c.Disconnect(&paho.Disconnect{}) })
+	return s
+}
+
+func (s *moduleServer) put(b []byte) string {
+	d := protocol.ModuleDigest(b)
+	s.mu.Lock()
+	s.modules[d] = b
+	s.mu.Unlock()
+	return d
+}
+
+func (s *moduleServer) count(d string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[d]
+}
+
+// chunks splits b as the engine does.
+func chunks(b []byte) ([][]byte, [][]paho.UserProperty) {
+	n := (len(b) + protocol.ModuleChunkSize - 1) / protocol.ModuleChunkSize
+	var ps [][]byte
+	var props [][]paho.UserProperty
+	for i := range n {
+		ps = append(ps, b[i*protocol.ModuleChunkSize:min(len(b), (i+1)*protocol.ModuleChunkSize)])
+		props = append(props, []paho.UserProperty{{Key: protocol.ChunkProperty, Value: fmt.Sprintf("%d/%d", i, n)},
+			{Key: protocol.ModuleSizeProperty, Value: strconv.Itoa(len(b))}})
+	}
+	return ps, props
+}
+
+func (s *moduleServer) serve(p *paho.Publish) {
+	d := strings.TrimPrefix(p.Topic, "deviceless/modules/")
+	s.mu.Lock()
+	s.requests[d]++
+	b, answer := s.modules[d], s.answer
+	s.mu.Unlock()
+	var payloads [][]byte
+	var props [][]paho.UserProperty
+	switch {
+	case answer != nil:
+		payloads, props = answer(d)
+	case b != nil:
+		payloads, props = chunks(b)
+	default:
+		payloads, props = [][]byte{nil}, [][]paho.UserProperty{{{Key: protocol.ModuleErrorProperty, Value: "the engine has no module " + d}}}
+	}
+	if p.Properties == nil {
+		return
+	}
+	for i := range payloads {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		_, err := s.c.Publish(ctx, &paho.Publish{Topic: p.Properties.ResponseTopic, QoS: 1, Payload: payloads[i],
+			Properties: &paho.PublishProperties{CorrelationData: p.Properties.CorrelationData, User: props[i]}})
+		cancel()
+		if err != nil {
+			s.t.Errorf("sending a module chunk: %v", err)
+			return
+		}
+	}
+}
+
+func wasmInvocation(id, digest string) protocol.Invocation {
+	return protocol.Invocation{ID: id, Function: "fan-" + id, Attempt: 1,
+		Event: &protocol.Event{Topic: "sensors/gh1/temperature", Payload: json.RawMessage(`{"celsius":31}`)},
+		Args:  map[string]any{"celsius": 31},
+		Spec:  protocol.FunctionSpec{Runtime: protocol.RuntimeWasm, Module: digest, Timeout: protocol.Duration(time.Minute)}}
+}
+
+// An agent with podman disabled (and no podman service at all) starts, advertises only
+// wasm, and serves wasm functions whose modules it fetches from the engine over the
+// project's broker (1 MiB packets) — the Go module is over 3 MB, so it travels in chunks;
+// eight concurrent invocations of a module it lacks cost one transfer; the module is kept
+// across a restart. A container function is refused with the reason.
+func TestWasmAgentWithoutPodman(t *testing.T) {
+	examples := testenv.WasmExamples(t)
+	goMod, err := os.ReadFile(filepath.Join(examples, "go-echo.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(goMod) <= 1<<20 {
+		t.Fatalf("go-echo.wasm is %d bytes: the test wants a module over the broker's 1 MiB packets", len(goMod))
+	}
+	cfg := testConfig(t, "")
+	cfg.Podman = PodmanConfig{Enabled: new(false), Socket: filepath.Join(t.TempDir(), "no-podman.sock")}
+	cfg.Concurrency = 8
+	startDevicelessBroker(t, &cfg)
+	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
+	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
+	engine := newModuleServer(t, addr)
+	d := engine.put(goMod)
+	a, stop := startAgentStop(t, cfg, cl)
+
+	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
+	if !st.Healthy || !slices.Equal(st.Runtimes, []string{"wasm"}) {
+		t.Fatalf("status of an agent without podman: %+v", st)
+	}
+
+	var wg sync.WaitGroup
+	results := make([]protocol.Result, 8)
+	for i := range results {
+		wg.Go(func() {
+			inv := wasmInvocation(fmt.Sprintf("go-%d", i), d)
+			payload, _ := json.Marshal(inv)
+			m, ok := cl.wait(cl.send(cfg.ID, payload))
+			if !ok {
+				t.Errorf("no result for %s", inv.ID)
+				return
+			}
+			_ = json.Unmarshal(m.Payload, &results[i])
+		})
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res.Status != protocol.StatusOK || !strings.Contains(string(res.Output), fmt.Sprintf(`"go-%d"`, i)) {
+			t.Errorf("invocation %d: %s %q, output %s", i, res.Status, res.Error, res.Output)
+		}
+	}
+	if n := engine.count(d); n != 1 {
+		t.Errorf("%d module requests for 8 concurrent invocations, want 1", n)
+	}
+	if v, err := a.Lines().Get("fan"); err != nil || v != 1 {
+		t.Errorf("fan = %d, %v after the function asked for it", v, err)
+	}
+
+	// A container function: this agent has none to run it with.
+	res := cl.invoke(cfg.ID, shInvocation("sh-1", "echo 1"))
+	if res.Status != protocol.StatusError || !strings.Contains(res.Error, "runs no containers") {
+		t.Errorf("container function on an agent without podman: %s %q", res.Status, res.Error)
+	}
+
+	// Restarted, the agent has the module on disk: no new request.
+	stop()
+	startAgent(t, cfg, cl)
+	if res := cl.invoke(cfg.ID, wasmInvocation("go-again", d)); res.Status != protocol.StatusOK {
+		t.Errorf("after a restart: %s %q", res.Status, res.Error)
+	}
+	if n := engine.count(d); n != 1 {
+		t.Errorf("%d module requests after a restart, want still 1 (the store keeps it)", n)
+	}
+}
+
+// A module the agent cannot get or verify is rejected with the reason, and nothing runs:
+// bytes that do not hash to the digest (tampered on the way, or by a lying engine), an
+// engine that has no such module, a malformed transfer, and an engine that never answers
+// (the wasm.fetch deadline). A later invocation of the same digest fetches again.
+func TestWasmModuleRefused(t *testing.T) {
+	examples := testenv.WasmExamples(t)
+	cMod, err := os.ReadFile(filepath.Join(examples, "c-echo.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "")
+	cfg.Podman.Enabled = new(false)
+	cfg.Wasm.Fetch = 2 * time.Second
+	startDevicelessBroker(t, &cfg)
+	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
+	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
+	engine := newModuleServer(t, addr)
+	a := startAgent(t, cfg, cl)
+
+	d := protocol.ModuleDigest(cMod)
+	tampered := slices.Clone(cMod)
+	tampered[len(tampered)/2] ^= 0xff
+	silent := protocol.ModuleDigest([]byte("\x00asm\x01\x00\x00\x00never sent"))
+	for _, tc := range []struct {
+		name   string
+		digest string
+		answer func(string) ([][]byte, [][]paho.UserProperty)
+		want   string
+	}{
+		{"tampered", d, func(string) ([][]byte, [][]paho.UserProperty) { return chunks(tampered) }, "hash to " + protocol.ModuleDigest(tampered)},
+		{"unknown", protocol.ModuleDigest([]byte("no such module")), nil, "the engine refused it: the engine has no module"},
+		{"bad chunk", d, func(string) ([][]byte, [][]paho.UserProperty) {
+			ps, props := chunks(cMod)
+			props[0][0].Value = "7/1"
+			return ps, props
+		}, "malformed transfer"},
+		{"oversized", d, func(string) ([][]byte, [][]paho.UserProperty) {
+			return [][]byte{cMod}, [][]paho.UserProperty{{{Key: protocol.ChunkProperty, Value: "0/1"}, {Key: protocol.ModuleSizeProperty, Value: "999999999999"}}}
+		}, "malformed transfer"},
+		{"no answer", silent, func(string) ([][]byte, [][]paho.UserProperty) { return nil, nil }, "not received from the engine within 2s"},
+	} {
+		engine.mu.Lock()
+		engine.answer = tc.answer
+		engine.mu.Unlock()
+		res := cl.invoke(cfg.ID, wasmInvocation("refused-"+strings.ReplaceAll(tc.name, " ", "-"), tc.digest))
+		if res.Status != protocol.StatusRejected || !strings.Contains(res.Error, tc.want) {
+			t.Errorf("%s: %s %q, want rejected with %q", tc.name, res.Status, res.Error, tc.want)
+		}
+	}
+	if a.wasm.Store().Has(d) {
+		t.Fatal("a module that failed verification was stored")
+	}
+	// The real module, asked again under a new id: fetched and run.
+	engine.mu.Lock()
+	engine.answer = nil
+	engine.mu.Unlock()
+	engine.put(cMod)
+	if res := cl.invoke(cfg.ID, wasmInvocation("c-ok", d)); res.Status != protocol.StatusOK || !strings.Contains(string(res.Output), "c-ok") {
+		t.Errorf("the real module after the refusals: %s %q %s", res.Status, res.Error, res.Output)
+	}
+}
+
+// wasm.enabled: false: the agent advertises no wasm and refuses wasm functions; both
+// runtimes off is a config error.
+func TestWasmDisabled(t *testing.T) {
+	broker := startBroker(t)
+	cl := newClient(t, broker, "deviceless/agents/+/status", "test/replies/#")
+	cfg := testConfig(t, broker)
+	cfg.Wasm.Enabled = new(false)
+	startAgent(t, cfg, cl)
+	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
+	if slices.Contains(st.Runtimes, "wasm") {
+		t.Errorf("runtimes %v with wasm disabled", st.Runtimes)
+	}
+	res := cl.invoke(cfg.ID, wasmInvocation("off", protocol.ModuleDigest([]byte("x"))))
+	if res.Status != protocol.StatusError || !strings.Contains(res.Error, "wasm.enabled: false") {
+		t.Errorf("wasm function with wasm off: %s %q", res.Status, res.Error)
+	}
+
+	both := testConfig(t, broker)
+	both.Wasm.Enabled, both.Podman.Enabled = new(false), new(false)
+	if _, err := New(both, quietLogger()); err == nil || !strings.Contains(err.Error(), "both off") {
+		t.Errorf("both runtimes off: %v", err)
+	}
+}
