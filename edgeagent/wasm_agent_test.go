@@ -158,7 +158,7 @@ func TestWasmAgentWithoutPodman(t *testing.T) {
 	a, stop := startAgentStop(t, cfg, cl)
 
 	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
-	if !st.Healthy || !slices.Equal(st.Runtimes, []string{"wasm"}) {
+	if !st.Healthy || !slices.Equal(st.Runtimes, []string{"wasm"}) || st.Containers == nil || *st.Containers {
 		t.Fatalf("status of an agent without podman: %+v", st)
 	}
 
@@ -277,7 +277,7 @@ func TestWasmDisabled(t *testing.T) {
 	cfg.Wasm.Enabled = new(false)
 	startAgent(t, cfg, cl)
 	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
-	if slices.Contains(st.Runtimes, "wasm") {
+	if slices.Contains(st.Runtimes, "wasm") || st.Containers == nil || !*st.Containers {
 		t.Errorf("runtimes %v with wasm disabled", st.Runtimes)
 	}
 	res := cl.invoke(cfg.ID, wasmInvocation("off", protocol.ModuleDigest([]byte("x"))))
