@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ type Config struct {
 	MaxKeys int `yaml:"max_keys"`
 	// Intake is what the engine does when devices publish faster than it evaluates.
 	Intake IntakeConfig `yaml:"intake"`
+	// Workers is how many goroutines evaluate a batch of events (docs/engine.md,
+	// "Ordering and overload"); every rule key still sees its events in arrival order.
+	// Default GOMAXPROCS; 1 evaluates on the event loop's goroutine alone.
+	Workers int `yaml:"workers"`
 	// State is the engine's own state folder: the last runs of scheduled rules with
 	// catch_up (docs/engine.md#schedules), deployed functions and usage figures
 	// (docs/functions.md). Default: broker.store + "-engine"; without either, the engine
@@ -121,6 +126,9 @@ func (c Config) withDefaults() Config {
 	if c.State == "" && c.Broker.Store != "" {
 		c.State = c.Broker.Store + "-engine" // beside the intake's journal, store + "-intake-events"
 	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
 	c.Functions = c.Functions.withDefaults()
 	return c
 }
@@ -151,6 +159,9 @@ func (c *Config) validate() error {
 				errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): with broker.external a token's name is its response space {prefix}/responses/{name}: no '/', '+', '#' or NUL", i, t.Name))
 			}
 		}
+	}
+	if c.Workers < 0 || c.Workers > maxWorkers {
+		errs = append(errs, fmt.Errorf("workers: %d: want 1 to %d (0: GOMAXPROCS)", c.Workers, maxWorkers))
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))

@@ -69,6 +69,10 @@ type Engine struct {
 	functions *functionRegistry
 	reloading sync.Mutex // one Reload at a time (the watcher's, a deploy's)
 
+	// parallelChunks counts the chunks of events the workers evaluated (parallel.go):
+	// tests check that their load took that path.
+	parallelChunks atomic.Uint64
+
 	tokens   tokenTable   // api.tokens, for invoke requests through an external broker
 	httpAddr atomic.Value // string
 	ready    chan struct{}
@@ -263,11 +267,10 @@ func (e *Engine) Run(ctx context.Context) error {
 // accepted, once the invocations in flight are done (or shutdown_grace ran out).
 const drainBudget = time.Second
 
-// eventLoop evaluates events in arrival order on one goroutine: rule state (windows,
-// `for`, throttle) sees every key's events in order, and at 1–4 µs per event one
-// goroutine keeps up with far more than a broker on an edge box delivers. Actions are
-// handed to the broker and the dispatcher, which do not block. Each batch is evaluated,
-// acted on, then acknowledged.
+// eventLoop evaluates batches of events in arrival order: on this goroutine, or on the
+// workers (parallel.go) for a large batch, every rule key sees its events in order.
+// Actions are handed to the broker and the dispatcher from this goroutine, in arrival
+// order, and do not block. Each batch is evaluated, acted on, then acknowledged.
 //
 // When ctx ends the loop takes what the broker already accepted, for drainBudget: the
 // budget is checked at every event, since under a flood (and -race) one batch can take
@@ -278,6 +281,9 @@ func (e *Engine) eventLoop(ctx context.Context) {
 	budget := drainClock{ctx: ctx, now: e.now}
 	var left unevaluatedEvents
 	handle := func(b eventBatch) {
+		// A stopping engine drains on this goroutine alone: its budget is checked at every
+		// event, and what it cuts short is exactly what it did not evaluate.
+		st.batch.draining = ctx.Err() != nil
 		n := e.evaluate(&st, b.Events, budget.spent)
 		// Every action of the evaluated events is with the broker (invocations and
 		// actuations are stored for their agents' sessions): those need not come back.
@@ -355,6 +361,7 @@ type evaluation struct {
 	eval    *rules.Evaluator
 	firings []rules.Firing
 	ev      rules.Event
+	batch   parallelBatch // Workers > 1 (parallel.go)
 }
 
 // evaluate runs events through the rules and acts on the firings, until stop reports
@@ -363,6 +370,10 @@ type evaluation struct {
 func (e *Engine) evaluate(st *evaluation, events []broker.Event, stop func() bool) int {
 	if set := e.ruleSet(); set != st.set {
 		st.set, st.eval = set, set.NewEvaluator()
+		st.batch.reset(set, e.cfg.Workers)
+	}
+	if st.batch.takes(events) {
+		return e.evaluateParallel(st, events, stop)
 	}
 	for i := range events {
 		if stop() {
@@ -432,10 +443,22 @@ func hops(b *broker.Event) int {
 	return max(n, 0)
 }
 
-// hopProperties are the user properties of a message hop hops into a chain.
+// hopProperties are the user properties of a message hop hops into a chain. The broker
+// only reads them: the usual ones are shared, not made at every publish.
 func hopProperties(hop int) []broker.UserProperty {
+	if hop >= 0 && hop < len(hopPropertyTable) {
+		return hopPropertyTable[hop]
+	}
 	return []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hop)}}
 }
+
+// hopPropertyTable holds hopProperties(0..maxHops), read-only.
+var hopPropertyTable = func() (t [maxHops + 1][]broker.UserProperty) {
+	for i := range t {
+		t[i] = []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(i)}}
+	}
+	return t
+}()
 
 // actionIDs names the invocations and actuations one event causes. An event from a
 // durable intake has an ID that stays the same when it is evaluated again after a crash,

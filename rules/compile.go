@@ -199,9 +199,12 @@ type actionSpec struct {
 	dur      time.Duration
 	expire   time.Duration
 	topic    *vm.Program
-	payload  *vm.Program
-	qos      byte
-	retain   bool
+	// fixedTopic is the topic when its expression is a constant string, checked once at
+	// load instead of run and checked at every firing.
+	fixedTopic string
+	payload    *vm.Program
+	qos        byte
+	retain     bool
 }
 
 // Set is a compiled, immutable rule set with the state of its rules. Evaluate events
@@ -500,6 +503,14 @@ func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {
 			c.errf(ad.Pos, "publish needs a `topic` expression, e.g. '\"alerts/\" + topic_parts[1]'")
 		} else {
 			a.topic = c.expr(d.Topic, &r.uses)
+			if a.topic != nil {
+				if sn, ok := a.topic.Node().(*ast.StringNode); ok {
+					if err := topic.ValidateTopic(sn.Value); err != nil {
+						c.errf(d.Topic.Pos, "publish topic %q: %v", sn.Value, err)
+					}
+					a.fixedTopic = sn.Value
+				}
+			}
 		}
 		if d.Payload.IsSet() {
 			a.payload = c.expr(d.Payload, &r.uses)

@@ -310,10 +310,12 @@ type InlineSubscription struct {
 
 // Subscribers contains the shared and non-shared subscribers matching a topic.
 type Subscribers struct {
-	Shared              map[string]map[string]packets.Subscription
-	SharedSelected      map[string]packets.Subscription
-	Subscriptions       map[string]packets.Subscription
-	InlineSubscriptions map[int]InlineSubscription
+	Shared         map[string]map[string]packets.Subscription
+	SharedSelected map[string]packets.Subscription
+	Subscriptions  map[string]packets.Subscription
+	// InlineSubscriptions are the matching inline subscriptions, one per id, in the order
+	// they were found (patch 7: a slice instead of a map per publish).
+	InlineSubscriptions []InlineSubscription
 }
 
 // SelectShared returns one subscriber for each shared subscription group.
@@ -582,10 +584,9 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 // their subscription ids and highest qos.
 func (x *TopicsIndex) Subscribers(topic string) *Subscribers {
 	return x.scanSubscribers(topic, 0, nil, &Subscribers{
-		Shared:              map[string]map[string]packets.Subscription{},
-		SharedSelected:      map[string]packets.Subscription{},
-		Subscriptions:       map[string]packets.Subscription{},
-		InlineSubscriptions: map[int]InlineSubscription{},
+		Shared:         map[string]map[string]packets.Subscription{},
+		SharedSelected: map[string]packets.Subscription{},
+		Subscriptions:  map[string]packets.Subscription{},
 	})
 }
 
@@ -666,12 +667,26 @@ func (x *TopicsIndex) gatherSharedSubscriptions(particle *particle, subs *Subscr
 
 // gatherSharedSubscriptions gathers all inline subscriptions for a particle.
 func (x *TopicsIndex) gatherInlineSubscriptions(particle *particle, subs *Subscribers) {
-	if subs.InlineSubscriptions == nil {
-		subs.InlineSubscriptions = map[int]InlineSubscription{}
-	}
+	particle.inlineSubscriptions.appendTo(subs)
+}
 
-	for id, inline := range particle.inlineSubscriptions.GetAll() {
-		subs.InlineSubscriptions[id] = inline
+// appendTo adds the internal subscriptions to subs under the read lock, an id once,
+// without the intermediate map GetAll makes (patch 7: that map, and the result's, were a
+// quarter of a publish's cost).
+func (s *InlineSubscriptions) appendTo(subs *Subscribers) {
+	s.RLock()
+	defer s.RUnlock()
+	if subs.InlineSubscriptions == nil && len(s.internal) > 0 {
+		subs.InlineSubscriptions = make([]InlineSubscription, 0, len(s.internal))
+	}
+next:
+	for k, v := range s.internal {
+		for i := range subs.InlineSubscriptions {
+			if subs.InlineSubscriptions[i].Identifier == k {
+				continue next
+			}
+		}
+		subs.InlineSubscriptions = append(subs.InlineSubscriptions, v)
 	}
 }
 

@@ -216,7 +216,7 @@ func TestEncodePropertiesDisallowProblemInfo(t *testing.T) {
 	require.False(t, bytes.Contains(b.Bytes(), []byte{26, 0, 8}))
 }
 
-// Deviceless patch 7: Request Problem Information 0 keeps a PUBLISH's user properties
+// Deviceless patch 8: Request Problem Information 0 keeps a PUBLISH's user properties
 // [MQTT-3.1.2-29] (paho.golang's autopaho connects so).
 func TestEncodePropertiesDisallowProblemInfoPublish(t *testing.T) {
 	props := Properties{User: []UserProperty{{Key: "deviceless-chunk", Val: "0/1"}}}
