@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -305,5 +306,63 @@ func TestWasmDisabled(t *testing.T) {
 	both.Wasm.Enabled, both.Podman.Enabled = new(false), new(false)
 	if _, err := New(both, quietLogger()); err == nil || !strings.Contains(err.Error(), "both off") {
 		t.Errorf("both runtimes off: %v", err)
+	}
+}
+
+// buildC compiles edgeagent/wasm/testdata/c/<name>.c to a module with clang and wasi-libc.
+func buildC(t testing.TB, name string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	cmd := exec.Command("clang", "--target=wasm32-wasi", "-O2", "-Wall", "-Werror", "-Wl,--strip-all",
+		"-o", out, filepath.Join("wasm", "testdata", "c", name+".c"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("clang %s: %v\n%s\n(the C toolchain comes with scripts/setup.sh)", name, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Through the agent, a wasm function's failures get the container statuses: a trap is
+// `error` with the trap in the message, an endless loop is `timeout` at its deadline, a
+// memory.grow past the spec's memory is `oom`, a module trying files and sockets gets
+// nothing and says so, 10 MiB of stdout is `error` at limits.output; and the worker is
+// free for the next invocation each time.
+func TestWasmOutcomesThroughAgent(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.Podman.Enabled = new(false)
+	startDevicelessBroker(t, &cfg)
+	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
+	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
+	engine := newModuleServer(t, addr)
+	startAgent(t, cfg, cl)
+	for _, tc := range []struct {
+		module  string
+		timeout time.Duration
+		memory  protocol.Size
+		status  string
+		want    string
+	}{
+		{"trap", 0, 0, protocol.StatusError, "wasm trap"},
+		{"loop", 500 * time.Millisecond, 0, protocol.StatusTimeout, "killed after 500ms"},
+		{"grow", 0, 8 << 20, protocol.StatusOOM, "memory limit"},
+		{"bigout", 0, 0, protocol.StatusError, "output exceeds the 1048576 byte limit"},
+		{"escape", 0, 0, protocol.StatusOK, ""},
+	} {
+		d := engine.put(buildC(t, tc.module))
+		inv := wasmInvocation(tc.module, d)
+		inv.Spec.Timeout, inv.Spec.Memory = protocol.Duration(20*time.Second), tc.memory
+		if tc.timeout > 0 {
+			inv.Spec.Timeout = protocol.Duration(tc.timeout)
+		}
+		res := cl.invoke(cfg.ID, inv)
+		if res.Status != tc.status || !strings.Contains(res.Error, tc.want) {
+			t.Errorf("%s: %s %q, want %s with %q", tc.module, res.Status, res.Error, tc.status, tc.want)
+		}
+		if tc.module == "escape" && strings.Contains(string(res.Output), `"ok"`) {
+			t.Errorf("escape reached the host: %s", res.Output)
+		}
 	}
 }
