@@ -47,7 +47,8 @@ func userProp(p *paho.Publish, key string) string {
 }
 
 // The engine serves a rule file's module to the agent that asks, in chunks of at most 256
-// KiB on that agent's modules topic, and refuses what it has not; a request whose response
+// KiB on that agent's modules topic, and refuses what it has not and the same request again
+// within 5 s; a request whose response
 // topic is not the requester's own modules topic is not answered; a device may not ask.
 func TestServeModules(t *testing.T) {
 	dir := t.TempDir()
@@ -89,6 +90,12 @@ func TestServeModules(t *testing.T) {
 	ask(a1, protocol.ModuleDigest([]byte("none")), topics.AgentModules("a1"), "c2")
 	if m := a1.next(t, topics.AgentModules("a1")); !strings.Contains(userProp(m, protocol.ModuleErrorProperty), "has no module") || string(m.Properties.CorrelationData) != "c2" {
 		t.Fatalf("unknown module: %q", userProp(m, protocol.ModuleErrorProperty))
+	}
+
+	// Asking again at once: refused (an agent asks once per module; a loop is a flood).
+	ask(a1, protocol.ModuleDigest(mod), topics.AgentModules("a1"), "c5")
+	if m := a1.next(t, topics.AgentModules("a1")); !strings.Contains(userProp(m, protocol.ModuleErrorProperty), "asked again") || len(m.Payload) != 0 {
+		t.Fatalf("a repeated request: %q, %d bytes", userProp(m, protocol.ModuleErrorProperty), len(m.Payload))
 	}
 
 	// a2 asks for an answer on a1's topic: dropped (a1 gets nothing more).
