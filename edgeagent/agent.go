@@ -409,16 +409,17 @@ func (a *Agent) Status() protocol.Status {
 		lines[name] = info
 	}
 	return protocol.Status{
-		Agent:     a.cfg.ID,
-		Online:    true,
-		Healthy:   a.healthy.Load(),
-		Problem:   a.problem.Load().(string),
-		Labels:    a.cfg.Labels,
-		Runtimes:  a.cfg.runtimeNames(),
-		Functions: sortedKeys(a.cfg.Functions),
-		Lines:     lines,
-		Version:   a.version,
-		StartedAt: a.started,
+		Agent:      a.cfg.ID,
+		Online:     true,
+		Healthy:    a.healthy.Load(),
+		Problem:    a.problem.Load().(string),
+		Labels:     a.cfg.Labels,
+		Runtimes:   a.cfg.runtimeNames(),
+		Containers: new(a.podman != nil),
+		Functions:  sortedKeys(a.cfg.Functions),
+		Lines:      lines,
+		Version:    a.version,
+		StartedAt:  a.started,
 	}
 }
 

@@ -189,7 +189,7 @@ gpio:
 			"functions.alarm: has both `runtime` and `image`; choose one",
 			"functions.alarm: warm.max_uses must not be negative",
 			"functions.blink: memory 1048576 bytes is below the 4Mi a container needs",
-			`functions.blink: unknown runtime "cobol" (this agent has python3, sh)`,
+			`functions.blink: unknown runtime "cobol" (this agent has python3, sh, wasm)`,
 			`gpio.driver: "sysfs": want gpiocdev or sim`,
 			`gpio.lines.fan: direction "sideways": want output or input`,
 			"gpio.lines.fan: initial: line value must be 0 or 1",

@@ -1,11 +1,13 @@
 package edgeagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -133,20 +135,35 @@ func wasmInvocation(id, digest string) protocol.Invocation {
 		Spec:  protocol.FunctionSpec{Runtime: protocol.RuntimeWasm, Module: digest, Timeout: protocol.Duration(time.Minute)}}
 }
 
+// withFiller returns module with a custom section of n filler bytes appended: a valid
+// module of its own digest, as quick to compile as module (custom sections are skipped).
+func withFiller(module []byte, n int) []byte {
+	body := append([]byte{6, 'f', 'i', 'l', 'l', 'e', 'r'}, bytes.Repeat([]byte{'x'}, n)...)
+	out := append(slices.Clone(module), 0)
+	for size := len(body); ; {
+		b := byte(size & 0x7f)
+		if size >>= 7; size == 0 {
+			out = append(out, b)
+			break
+		}
+		out = append(out, b|0x80)
+	}
+	return append(out, body...)
+}
+
 // An agent with podman disabled (and no podman service at all) starts, advertises only
 // wasm, and serves wasm functions whose modules it fetches from the engine over the
-// project's broker (1 MiB packets) — the Go module is over 3 MB, so it travels in chunks;
+// project's broker (1 MiB packets): c-echo with 1.5 MiB of filler travels in chunks (the
+// real 3 MB Go module does in test/wasm_test.go; compiling it under -race takes minutes);
 // eight concurrent invocations of a module it lacks cost one transfer; the module is kept
 // across a restart. A container function is refused with the reason.
 func TestWasmAgentWithoutPodman(t *testing.T) {
 	examples := testenv.WasmExamples(t)
-	goMod, err := os.ReadFile(filepath.Join(examples, "go-echo.wasm"))
+	cMod, err := os.ReadFile(filepath.Join(examples, "c-echo.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(goMod) <= 1<<20 {
-		t.Fatalf("go-echo.wasm is %d bytes: the test wants a module over the broker's 1 MiB packets", len(goMod))
-	}
+	bigMod := withFiller(cMod, 3<<19)
 	cfg := testConfig(t, "")
 	cfg.Podman = PodmanConfig{Enabled: new(false), Socket: filepath.Join(t.TempDir(), "no-podman.sock")}
 	cfg.Concurrency = 8
@@ -154,11 +171,11 @@ func TestWasmAgentWithoutPodman(t *testing.T) {
 	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
 	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
 	engine := newModuleServer(t, addr)
-	d := engine.put(goMod)
+	d := engine.put(bigMod)
 	a, stop := startAgentStop(t, cfg, cl)
 
 	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
-	if !st.Healthy || !slices.Equal(st.Runtimes, []string{"wasm"}) {
+	if !st.Healthy || !slices.Equal(st.Runtimes, []string{"wasm"}) || st.Containers == nil || *st.Containers {
 		t.Fatalf("status of an agent without podman: %+v", st)
 	}
 
@@ -166,7 +183,7 @@ func TestWasmAgentWithoutPodman(t *testing.T) {
 	results := make([]protocol.Result, 8)
 	for i := range results {
 		wg.Go(func() {
-			inv := wasmInvocation(fmt.Sprintf("go-%d", i), d)
+			inv := wasmInvocation(fmt.Sprintf("big-%d", i), d)
 			payload, _ := json.Marshal(inv)
 			m, ok := cl.wait(cl.send(cfg.ID, payload))
 			if !ok {
@@ -178,7 +195,7 @@ func TestWasmAgentWithoutPodman(t *testing.T) {
 	}
 	wg.Wait()
 	for i, res := range results {
-		if res.Status != protocol.StatusOK || !strings.Contains(string(res.Output), fmt.Sprintf(`"go-%d"`, i)) {
+		if res.Status != protocol.StatusOK || !strings.Contains(string(res.Output), fmt.Sprintf(`"big-%d"`, i)) {
 			t.Errorf("invocation %d: %s %q, output %s", i, res.Status, res.Error, res.Output)
 		}
 	}
@@ -198,7 +215,7 @@ func TestWasmAgentWithoutPodman(t *testing.T) {
 	// Restarted, the agent has the module on disk: no new request.
 	stop()
 	startAgent(t, cfg, cl)
-	if res := cl.invoke(cfg.ID, wasmInvocation("go-again", d)); res.Status != protocol.StatusOK {
+	if res := cl.invoke(cfg.ID, wasmInvocation("big-again", d)); res.Status != protocol.StatusOK {
 		t.Errorf("after a restart: %s %q", res.Status, res.Error)
 	}
 	if n := engine.count(d); n != 1 {
@@ -277,7 +294,7 @@ func TestWasmDisabled(t *testing.T) {
 	cfg.Wasm.Enabled = new(false)
 	startAgent(t, cfg, cl)
 	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
-	if slices.Contains(st.Runtimes, "wasm") {
+	if slices.Contains(st.Runtimes, "wasm") || st.Containers == nil || !*st.Containers {
 		t.Errorf("runtimes %v with wasm disabled", st.Runtimes)
 	}
 	res := cl.invoke(cfg.ID, wasmInvocation("off", protocol.ModuleDigest([]byte("x"))))
@@ -289,5 +306,63 @@ func TestWasmDisabled(t *testing.T) {
 	both.Wasm.Enabled, both.Podman.Enabled = new(false), new(false)
 	if _, err := New(both, quietLogger()); err == nil || !strings.Contains(err.Error(), "both off") {
 		t.Errorf("both runtimes off: %v", err)
+	}
+}
+
+// buildC compiles edgeagent/wasm/testdata/c/<name>.c to a module with clang and wasi-libc.
+func buildC(t testing.TB, name string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	cmd := exec.Command("clang", "--target=wasm32-wasi", "-O2", "-Wall", "-Werror", "-Wl,--strip-all",
+		"-o", out, filepath.Join("wasm", "testdata", "c", name+".c"))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("clang %s: %v\n%s\n(the C toolchain comes with scripts/setup.sh)", name, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Through the agent, a wasm function's failures get the container statuses: a trap is
+// `error` with the trap in the message, an endless loop is `timeout` at its deadline, a
+// memory.grow past the spec's memory is `oom`, a module trying files and sockets gets
+// nothing and says so, 10 MiB of stdout is `error` at limits.output; and the worker is
+// free for the next invocation each time.
+func TestWasmOutcomesThroughAgent(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.Podman.Enabled = new(false)
+	startDevicelessBroker(t, &cfg)
+	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
+	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
+	engine := newModuleServer(t, addr)
+	startAgent(t, cfg, cl)
+	for _, tc := range []struct {
+		module  string
+		timeout time.Duration
+		memory  protocol.Size
+		status  string
+		want    string
+	}{
+		{"trap", 0, 0, protocol.StatusError, "wasm trap"},
+		{"loop", 500 * time.Millisecond, 0, protocol.StatusTimeout, "killed after 500ms"},
+		{"grow", 0, 8 << 20, protocol.StatusOOM, "memory limit"},
+		{"bigout", 0, 0, protocol.StatusError, "output exceeds the 1048576 byte limit"},
+		{"escape", 0, 0, protocol.StatusOK, ""},
+	} {
+		d := engine.put(buildC(t, tc.module))
+		inv := wasmInvocation(tc.module, d)
+		inv.Spec.Timeout, inv.Spec.Memory = protocol.Duration(20*time.Second), tc.memory
+		if tc.timeout > 0 {
+			inv.Spec.Timeout = protocol.Duration(tc.timeout)
+		}
+		res := cl.invoke(cfg.ID, inv)
+		if res.Status != tc.status || !strings.Contains(res.Error, tc.want) {
+			t.Errorf("%s: %s %q, want %s with %q", tc.module, res.Status, res.Error, tc.status, tc.want)
+		}
+		if tc.module == "escape" && strings.Contains(string(res.Output), `"ok"`) {
+			t.Errorf("escape reached the host: %s", res.Output)
+		}
 	}
 }

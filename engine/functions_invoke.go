@@ -271,7 +271,7 @@ func (e *Engine) deployWarnings(def FunctionDeploy, t protocol.Target) []string 
 	if def.Runtime != "" && len(ids) > 0 {
 		has := false
 		for _, a := range e.registry.list() {
-			if slices.Contains(ids, a.Agent) && slices.Contains(a.Runtimes, def.Runtime) && protocol.RunsOn(a.Runtimes, def.Runtime) {
+			if slices.Contains(ids, a.Agent) && slices.Contains(a.Runtimes, def.Runtime) && a.Status.Runs(def.Runtime) {
 				has = true
 			}
 		}

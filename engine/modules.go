@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/protocol"
@@ -125,15 +126,22 @@ type moduleRequests interface {
 	ModuleRequests() controlSource
 }
 
+// moduleRepeat is how soon an agent may ask for the same module again: an agent asks
+// once per digest (its invocations share the transfer) and again only after a failed one,
+// which takes its wasm.fetch deadline; an agent asking in a loop would have the engine read
+// and send the module (up to 32 MiB) at every request.
+const moduleRepeat = 5 * time.Second
+
 // serveModules answers module requests until ctx ends (docs/design.md, "Modules").
 func (e *Engine) serveModules(ctx context.Context, src controlSource) {
+	served := map[string]time.Time{} // agent and digest → last transfer
 	for {
 		reqs, err := src.NextBatch(ctx)
 		if err != nil {
 			return
 		}
 		for _, r := range reqs {
-			e.serveModule(r)
+			e.serveModule(r, served)
 		}
 	}
 }
@@ -142,7 +150,7 @@ func (e *Engine) serveModules(ctx context.Context, src controlSource) {
 // the requesting agent's modules topic, each with its index/total and the module's size,
 // or one message with the reason it is refused. Only an agent's own modules topic is
 // answered; anything else is dropped and logged.
-func (e *Engine) serveModule(r broker.Event) {
+func (e *Engine) serveModule(r broker.Event, served map[string]time.Time) {
 	route, _ := e.topics.Parse(r.Topic)
 	to, _ := e.topics.Parse(r.ResponseTopic)
 	log := e.log.With("module", route.Digest, "agent", r.Username)
@@ -160,6 +168,18 @@ func (e *Engine) serveModule(r broker.Event) {
 		refuse(fmt.Sprintf("%s is not a module request: want %s", r.Topic, e.topics.Module(protocol.ModuleDigestPrefix+"<64 hex digits>")))
 		return
 	}
+	key, now := r.Username+" "+route.Digest, time.Now()
+	if at, ok := served[key]; ok && now.Sub(at) < moduleRepeat {
+		refuse(fmt.Sprintf("asked again %s after the last transfer: one per %s", now.Sub(at).Round(time.Millisecond), moduleRepeat))
+		return
+	}
+	if len(served) >= 4096 {
+		for k, at := range served {
+			if now.Sub(at) >= moduleRepeat {
+				delete(served, k)
+			}
+		}
+	}
 	b, err := e.module(route.Digest)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -169,6 +189,7 @@ func (e *Engine) serveModule(r broker.Event) {
 		refuse(err.Error())
 		return
 	}
+	served[key] = now
 	n := (len(b) + protocol.ModuleChunkSize - 1) / protocol.ModuleChunkSize
 	size := strconv.Itoa(len(b))
 	for i := range n {

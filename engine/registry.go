@@ -100,7 +100,7 @@ func (r *registry) snapshotLocked() []rules.Agent {
 }
 
 // selectAgents returns the online agents a target names (that admit its tenant and run its
-// runtime: protocol.RunsOn), in a
+// runtime: protocol.Status.Runs), in a
 // stable order; for pick: one, the single least busy one (ties round-robin), skipping
 // those in exclude.
 // line, when set, keeps only agents that declare that output line.
@@ -116,7 +116,7 @@ func (r *registry) selectAgents(t protocol.Target, line string, exclude []string
 			continue
 		}
 		if !labelsMatch(a.status.Labels, t.Labels) || !protocol.AdmitsTenant(a.status.Labels, t.Tenant) ||
-			!protocol.RunsOn(a.status.Runtimes, t.Runtime) {
+			!a.status.Runs(t.Runtime) {
 			continue
 		}
 		if line != "" {

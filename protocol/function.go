@@ -130,7 +130,7 @@ type Target struct {
 	Labels map[string]string `json:"labels,omitempty" yaml:"labels"`
 	Pick   string            `json:"pick,omitempty" yaml:"pick"`
 	// Runtime, set by the engine from the function it dispatches (SpecRuntime), keeps only
-	// the agents that run it (RunsOn). It never travels.
+	// the agents that run it (Status.Runs). It never travels.
 	Runtime string `json:"-" yaml:"-"`
 	// Tenant, set by the engine for a function deployed under a namespace, keeps only the
 	// agents whose `tenants` label admits it (AdmitsTenant). It never travels: requests

@@ -182,22 +182,23 @@ func TestModuleHelpers(t *testing.T) {
 			t.Errorf("ParseChunk(%q) accepted", bad)
 		}
 	}
+	yes, no := true, false
 	for _, c := range []struct {
-		runtimes []string
-		runtime  string
-		want     bool
+		st      Status
+		runtime string
+		want    bool
 	}{
-		{[]string{"wasm"}, RuntimeWasm, true},
-		{[]string{"python3", "sh"}, RuntimeWasm, false},
-		{[]string{"wasm"}, "sh", false},
-		{[]string{"wasm"}, RuntimeImage, false},
-		{[]string{"sh", "wasm"}, RuntimeImage, true},
-		{nil, RuntimeImage, true}, // older agents advertise nothing and have podman
-		{nil, RuntimeWasm, false},
-		{[]string{"wasm"}, "", true},
+		{Status{Runtimes: []string{"wasm"}, Containers: &no}, RuntimeWasm, true},
+		{Status{Runtimes: []string{"python3", "sh"}, Containers: &yes}, RuntimeWasm, false},
+		{Status{Runtimes: []string{"wasm"}, Containers: &no}, "sh", false},
+		{Status{Runtimes: []string{"wasm"}, Containers: &no}, RuntimeImage, false},
+		{Status{Runtimes: []string{"wasm"}, Containers: &yes}, RuntimeImage, true}, // podman without named runtimes
+		{Status{Runtimes: []string{"sh"}}, RuntimeImage, true},                     // older agents say nothing and have podman
+		{Status{}, RuntimeWasm, false},
+		{Status{Containers: &no}, "", true},
 	} {
-		if got := RunsOn(c.runtimes, c.runtime); got != c.want {
-			t.Errorf("RunsOn(%v, %q) = %v", c.runtimes, c.runtime, got)
+		if got := c.st.Runs(c.runtime); got != c.want {
+			t.Errorf("%+v.Runs(%q) = %v", c.st, c.runtime, got)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 const RuntimeWasm = "wasm"
 
 // RuntimeImage is what Target.Runtime holds for a function that is a container image:
-// an agent runs it when it has podman (see RunsOn).
+// an agent runs it when it has podman (see Status.Runs).
 const RuntimeImage = "(image)"
 
 // Modules travel content-addressed (docs/design.md, "Modules").
@@ -94,29 +94,21 @@ func SpecRuntime(s FunctionSpec) string {
 	return RuntimeImage
 }
 
-// RunsOn reports whether an agent advertising runtimes can run functions of runtime
+// Runs reports whether the agent whose status this is runs functions of runtime
 // (SpecRuntime; "" is anything): wasm needs the agent to list wasm; a container (an image
-// or a podman runtime) needs podman, which an agent has when it lists a runtime other
-// than wasm, or lists none (agents older than the wasm runtime).
-func RunsOn(runtimes []string, runtime string) bool {
+// or a podman runtime) needs podman, which the agent has unless its status says
+// `"containers": false` (agents older than the wasm runtime say nothing, and have podman).
+func (s Status) Runs(runtime string) bool {
 	switch runtime {
 	case "":
 		return true
 	case RuntimeWasm:
-		for _, r := range runtimes {
+		for _, r := range s.Runtimes {
 			if r == RuntimeWasm {
 				return true
 			}
 		}
 		return false
 	}
-	if len(runtimes) == 0 {
-		return true
-	}
-	for _, r := range runtimes {
-		if r != RuntimeWasm {
-			return true
-		}
-	}
-	return false
+	return s.Containers == nil || *s.Containers
 }

@@ -99,7 +99,7 @@ func TestWasmEndToEnd(t *testing.T) {
 	c.waitSubscribed(sub, "e2e/probe")
 
 	st := decode[protocol.Status](t, waitMessage(t, sub, 30*time.Second, "deviceless/agents/"+id+"/status", `"online":true`))
-	if len(st.Runtimes) != 1 || st.Runtimes[0] != "wasm" || !st.Healthy {
+	if len(st.Runtimes) != 1 || st.Runtimes[0] != "wasm" || !st.Healthy || st.Containers == nil || *st.Containers {
 		t.Fatalf("status of the wasm-only agent: %+v", st)
 	}
 
