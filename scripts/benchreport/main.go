@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 )
 
 const (
@@ -27,15 +26,22 @@ func main() {
 	in := flag.String("in", ".state/bench.out", "output of the benchmarks")
 	md := flag.String("md", "BENCHMARKS.md", "file whose latest-run section is replaced")
 	flag.Parse()
-	if err := run(*in, *md, time.Now()); err != nil {
+	if err := run(*in, *md); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, md string, now time.Time) error {
+// run writes the table of the benchmark output in into md's latest-run section. The
+// table is dated by in's modification time: when the run ended, not when it was reported.
+func run(in, md string) error {
 	f, err := os.Open(in)
 	if err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
 		return err
 	}
 	r, err := parse(f)
@@ -50,7 +56,7 @@ func run(in, md string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	table, problems := render(r, rows, now)
+	table, problems := render(r, rows, st.ModTime())
 	s, err := replaceSection(string(doc), table)
 	if err != nil {
 		return fmt.Errorf("%s: %w", md, err)

@@ -128,7 +128,7 @@ func TestRender(t *testing.T) {
 		{what: "renamed", figure: []any{fig{"BenchmarkGone", "p50-ms"}}, target: "p50 ≤ 5", checks: []check{atMost(fig{"BenchmarkGone", "p50-ms"}, 5)}},
 	}
 	got, problems := render(r, table, time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC))
-	want := "Written by `go tool task bench` on 2026-12-02 01:00 UTC from one run; every ratio divides two figures of the same `go test` run. 1 of 3 targets met.\n\n" +
+	want := "Written by `go tool task bench` from one run that ended 2026-12-02 01:00 UTC; every ratio divides two figures of the same `go test` run. 1 of 3 targets met.\n\n" +
 		"| what | figure | target | result |\n| --- | --- | --- | --- |\n" +
 		"| forwarding | 150,000 vs 80,000 (1.88×) | ≥ 1× | PASS |\n" +
 		"| invocations | 19,334; 0 lost | ≥ 20,000, 0 lost | **FAIL** (19,334 < 20,000) |\n" +
@@ -181,7 +181,7 @@ func TestRun(t *testing.T) {
 	}
 	// The figures of twoRuns are not those of the table: the section is written and the
 	// missing figures are an error.
-	err := run(in, md, time.Now())
+	err := run(in, md)
 	if !errors.Is(err, errMissing) {
 		t.Fatalf("run: %v, want missing figures", err)
 	}
@@ -194,13 +194,13 @@ func TestRun(t *testing.T) {
 	if err := os.WriteFile(md, []byte("no markers"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(in, md, time.Now()); err == nil || !strings.Contains(err.Error(), "markers") {
+	if err := run(in, md); err == nil || !strings.Contains(err.Error(), "markers") {
 		t.Errorf("no markers: %v", err)
 	}
 	if err := os.WriteFile(in, []byte("PASS\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(in, md, time.Now()); err == nil || !strings.Contains(err.Error(), "no benchmark lines") {
+	if err := run(in, md); err == nil || !strings.Contains(err.Error(), "no benchmark lines") {
 		t.Errorf("empty output: %v", err)
 	}
 }

@@ -175,7 +175,7 @@ func render(r results, rows []row, now time.Time) (string, []error) {
 		}
 		lines = append(lines, "| "+strings.Join([]string{w.what, cell(w.figure), w.target, result}, " | ")+" |\n")
 	}
-	fmt.Fprintf(&b, "Written by `go tool task bench` on %s from one run; every ratio divides two figures of the same `go test` run. %d of %d targets met.\n\n",
+	fmt.Fprintf(&b, "Written by `go tool task bench` from one run that ended %s; every ratio divides two figures of the same `go test` run. %d of %d targets met.\n\n",
 		now.UTC().Format("2006-01-02 15:04 MST"), passed, passed+failed)
 	b.WriteString("| what | figure | target | result |\n| --- | --- | --- | --- |\n")
 	for _, l := range lines {

@@ -13,9 +13,10 @@ package main
 //     same target as numbers: every check must hold for PASS. A row without a target has
 //     neither.
 //
-// A ratio divides two figures of the same `go test` run (benchreport refuses others): the
-// same client doing the same work into both sides, seconds apart, so that machine load
-// affects both alike. Never divide figures of different runs or different clients.
+// A ratio divides two figures of the same `go test` run (benchreport refuses others), made
+// with the same work on both sides: the same publisher and file into Deviceless and into
+// mosquitto, the same function through the agent and through `podman run`, seconds apart,
+// so that machine load weighs on both alike.
 
 const (
 	closedLoop = "BenchmarkClosedLoop/"
