@@ -45,17 +45,23 @@ import (
 
 // shRunner is the runner of commands other than python3's. The function's stdout and
 // stderr go to files on /tmp (tmpfs) so that their sizes are known before the reply starts.
+// Forks are what a call costs here: the here-document needs none (unlike a pipe from
+// printf), and an empty stderr needs no wc or tail.
 const shRunner = `o=$1 e=$2; shift 2
 while IFS= read -r id && IFS= read -r line; do
-  printf '%s\n' "$line" | DEVICELESS_INVOCATION_ID=$id "$@" >/tmp/.deviceless-out 2>/tmp/.deviceless-err
-  rc=$? t=0
+  DEVICELESS_INVOCATION_ID=$id "$@" >/tmp/.deviceless-out 2>/tmp/.deviceless-err <<EOF
+$line
+EOF
+  rc=$? t=0 m=0
   n=$(wc -c </tmp/.deviceless-out)
   if [ "$n" -gt "$o" ]; then n=$o t=1; fi
-  m=$(wc -c </tmp/.deviceless-err)
-  if [ "$m" -gt "$e" ]; then m=$e; fi
+  if [ -s /tmp/.deviceless-err ]; then
+    m=$(wc -c </tmp/.deviceless-err)
+    if [ "$m" -gt "$e" ]; then m=$e; fi
+  fi
   printf 'DLR1 %s %s %s %s\n' "$rc" "$n" "$t" "$m"
-  head -c "$n" /tmp/.deviceless-out
-  tail -c "$m" /tmp/.deviceless-err
+  if [ "$n" -gt 0 ]; then head -c "$n" /tmp/.deviceless-out; fi
+  if [ "$m" -gt 0 ]; then tail -c "$m" /tmp/.deviceless-err; fi
 done`
 
 //go:embed runner.py

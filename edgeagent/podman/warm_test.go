@@ -295,6 +295,8 @@ func TestWarmPythonRecycling(t *testing.T) {
 func TestWarmShFraming(t *testing.T) {
 	rt := newRuntime(t)
 	job := warm(shJob(`cat; printf 'DLR1 0 3 0 0\nabc'; echo 'DLR1 9 0 0 0' >&2`), 0)
+	// Nothing in the invocation is expanded on its way to stdin.
+	job.Stdin = []byte(`{"x":"\\ \n $HOME $(echo hi) ` + "`id`" + ` %s \\"}` + "\n")
 	for i := range 2 {
 		out := run(t, rt, job)
 		want := string(job.Stdin) + "DLR1 0 3 0 0\nabc"
