@@ -4,9 +4,9 @@
 #
 #   python3 /.deviceless/runner.py OUTPUT_LIMIT STDERR_LIMIT SCRIPT
 #
-# Requests on stdin, one per invocation: the invocation id and the invocation JSON, one line
-# each. Reply on stdout, length-prefixed so that nothing a function prints can be taken for
-# framing:
+# Requests on stdin, one per invocation: "<stdin bytes> <invocation id>\n" and the script's
+# stdin (the invocation JSON). Reply on stdout, length-prefixed so that nothing a function
+# prints can be taken for framing:
 #
 #   DLR1 <exit code> <stdout bytes> <truncated 0|1> <stderr bytes>\n<stdout><stderr tail>
 #
@@ -116,10 +116,13 @@ def main():
     code = None
 
     while True:
-        inv_id = requests.readline()
-        line = requests.readline()
-        if not line.endswith(b"\n"):
+        header = requests.readline()
+        if not header.endswith(b"\n"):
             os._exit(0)  # the agent closed stdin: retired
+        size, inv_id = header.rstrip(b"\n").split(b" ", 1)
+        line = requests.read(int(size))
+        if len(line) != int(size):
+            os._exit(0)
 
         if hasattr(os, "memfd_create"):
             stdin_fd = os.memfd_create("stdin")
@@ -145,7 +148,7 @@ def main():
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
         os.environ.clear()
         os.environ.update(base_env)
-        os.environ["DEVICELESS_INVOCATION_ID"] = inv_id.rstrip(b"\n").decode("utf-8", "surrogateescape")
+        os.environ["DEVICELESS_INVOCATION_ID"] = inv_id.decode("utf-8", "surrogateescape")
         os.chdir(base_cwd)
         sys.argv = [script]
         sys.path[:] = base_path

@@ -2,6 +2,7 @@ package podman
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -295,11 +296,13 @@ func TestWarmPythonRecycling(t *testing.T) {
 func TestWarmShFraming(t *testing.T) {
 	rt := newRuntime(t)
 	job := warm(shJob(`cat; printf 'DLR1 0 3 0 0\nabc'; echo 'DLR1 9 0 0 0' >&2`), 0)
-	// Nothing in the invocation is expanded on its way to stdin.
-	job.Stdin = []byte(`{"x":"\\ \n $HOME $(echo hi) ` + "`id`" + ` %s \\"}` + "\n")
-	for i := range 2 {
+	// Nothing in the invocation is expanded on its way to stdin, and it may span lines.
+	job.Stdin = []byte(`{"x":"\\ \n $HOME $(echo hi) ` + "`id`" + ` %s \\"}` + "\nsecond line\n\n")
+	job.Code += "\necho \"[$DEVICELESS_INVOCATION_ID]\""
+	for i, id := range []string{"  id with  spaces ", ""} { // ids reach the function verbatim
+		job.ID = id
 		out := run(t, rt, job)
-		want := string(job.Stdin) + "DLR1 0 3 0 0\nabc"
+		want := string(job.Stdin) + "DLR1 0 3 0 0\nabc[" + id + "]\n"
 		if string(out.Stdout) != want || out.Stderr != "DLR1 9 0 0 0\n" || out.ExitCode != 0 || out.Cold != (i == 0) {
 			t.Fatalf("run %d: cold=%v exit %d stdout %q stderr %q", i, out.Cold, out.ExitCode, out.Stdout, out.Stderr)
 		}
@@ -407,4 +410,74 @@ func TestWarmPythonClosedStderr(t *testing.T) {
 			t.Fatalf("run %d: %+v", i, out)
 		}
 	}
+}
+
+// Concurrent invocations of one warm python3 function start more runners; each gets its own
+// answer, big invocations included, and closing the runtime leaves no container behind.
+func TestWarmPythonConcurrentAndBig(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("import os, sys\ndata = sys.stdin.read()\nprint(os.environ['DEVICELESS_INVOCATION_ID'], len(data))\n"), 0)
+	big := `{"id":"x","args":{"blob":"` + strings.Repeat("z", 900<<10) + `"}}` + "\n"
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			j := job
+			j.ID = fmt.Sprintf("conc-%d", i)
+			if i%2 == 1 {
+				j.Stdin = []byte(big)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := rt.Run(ctx, j)
+			want := fmt.Sprintf("%s %d\n", j.ID, len(j.Stdin))
+			if err == nil && (string(out.Stdout) != want || out.ExitCode != 0) {
+				err = fmt.Errorf("%s: %q (want %q), stderr %q", j.ID, out.Stdout, want, out.Stderr)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rt2.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("left behind after close: %d, %v", n, err)
+	}
+}
+
+// A big invocation reaches a warm sh function whole.
+func TestWarmShBigInvocation(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(shJob(`wc -c`), 0)
+	job.Stdin = []byte(`{"id":"x","args":{"blob":"` + strings.Repeat("z", 900<<10) + `"}}` + "\n")
+	for i := range 2 {
+		if out := run(t, rt, job); strings.TrimSpace(string(out.Stdout)) != fmt.Sprint(len(job.Stdin)) || out.Cold != (i == 0) {
+			t.Fatalf("run %d: %q (want %d), stderr %q", i, out.Stdout, len(job.Stdin), out.Stderr)
+		}
+	}
+}
+
+// An image without the interpreter fails the invocation with an error, as cold.
+func TestWarmPythonNoInterpreter(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("print(1)\n"), 0)
+	job.Image = shImage
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := rt.Run(ctx, job)
+	if err == nil && out.ExitCode == 0 {
+		t.Fatalf("no python3 in %s, yet %+v", shImage, out)
+	}
+	t.Logf("err %v, outcome %+v", err, out)
 }
