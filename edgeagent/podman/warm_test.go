@@ -481,3 +481,20 @@ func TestWarmPythonNoInterpreter(t *testing.T) {
 	}
 	t.Logf("err %v, outcome %+v", err, out)
 }
+
+// A runner holds as many fds and threads after many invocations as after the first few.
+func TestWarmPythonNoLeaks(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("import os, threading\nprint(len(os.listdir('/proc/self/fd')), threading.active_count())\n"), 0)
+	var first string
+	for i := range 40 {
+		out := run(t, rt, job)
+		if i == 2 {
+			first = string(out.Stdout)
+		}
+		if i > 2 && string(out.Stdout) != first {
+			t.Fatalf("invocation %d: fds and threads %q, after 3: %q", i, out.Stdout, first)
+		}
+	}
+	t.Logf("fds, threads: %q", first)
+}
