@@ -108,6 +108,8 @@ def main():
         os.dup2(devnull, fd)
     enc = {"stdin": (sys.stdin.encoding, sys.stdin.errors), "stdout": (sys.stdout.encoding, sys.stdout.errors),
            "stderr": (sys.stderr.encoding, "backslashreplace")}
+    # PYTHONUNBUFFERED (or -u) makes the interpreter's stdout and stderr write through.
+    unbuffered = getattr(sys.stdout, "write_through", False)
     base_env = dict(os.environ)
     base_cwd = os.getcwd()
     base_path = [os.path.dirname(os.path.abspath(script))] + sys.path[1:]
@@ -142,8 +144,13 @@ def main():
             captures.append(Capture(r, limit, head, stop_r))
         # On copies of fds 0-2: after the invocation the copies are pointed at /dev/null, so
         # a thread of the script that writes to its sys.stdout later writes nowhere.
-        streams = [open(os.dup(fd), mode, buffering, encoding=enc[name][0], errors=enc[name][1])
-                   for fd, mode, buffering, name in ((0, "r", -1, "stdin"), (1, "w", -1, "stdout"), (2, "w", 1, "stderr"))]
+        streams = [open(os.dup(0), "r", encoding=enc["stdin"][0], errors=enc["stdin"][1])]
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            if unbuffered:
+                streams.append(io.TextIOWrapper(open(os.dup(fd), "wb", 0), encoding=enc[name][0],
+                                                errors=enc[name][1], write_through=True))
+            else:
+                streams.append(open(os.dup(fd), "w", 1 if fd == 2 else -1, encoding=enc[name][0], errors=enc[name][1]))
         sys.stdin, sys.stdout, sys.stderr = streams
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
         os.environ.clear()

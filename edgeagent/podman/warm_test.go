@@ -208,22 +208,28 @@ func stdoutIs(want string) func(container.Outcome) error {
 // warm (run by the runner's interpreter).
 func TestWarmPythonSameAsCold(t *testing.T) {
 	rt := newRuntime(t)
-	for _, tc := range []struct{ name, code string }{
-		{"json", "import json, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'n': inv['args']['n'] + 1}))\n"},
-		{"stdin bytes", "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())\n"},
-		{"input", "line = input()\nprint(len(line))\ntry:\n    input()\nexcept EOFError:\n    print('eof')\n"},
-		{"os.read and os.write", "import os\nprint('buffered')\nos.write(1, os.read(0, 1 << 20))\n"},
-		{"script identity", "import sys\nprint(__name__, __file__, sys.argv, sys.path[0])\n"},
-		{"unicode", "print('température ✓')\n"},
-		{"stderr and exit", "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(4)\n"},
-		{"exit message", "import sys\nsys.exit('bye')\n"},
-		{"raise", "x = 1\nraise RuntimeError('boom %d' % x)\n"},
-		{"nested raise", "def f(n):\n    if n == 0:\n        raise KeyError('k')\n    f(n - 1)\nf(3)\n"},
-		{"3 MB", "import sys\nsys.stdout.write('b' * 3000000)\n"},
-		{"no newline", "import sys\nsys.stdout.write('half')\n"},
+	for _, tc := range []struct {
+		name, code string
+		env        map[string]string
+	}{
+		{name: "unbuffered", code: "import os\nprint('a')\nos.write(1, b'b\\n')\nprint('c')\n", env: map[string]string{"PYTHONUNBUFFERED": "1"}},
+		{name: "buffered", code: "import os\nprint('a')\nos.write(1, b'b\\n')\nprint('c')\n"},
+		{"json", "import json, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'n': inv['args']['n'] + 1}))\n", nil},
+		{"stdin bytes", "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())\n", nil},
+		{"input", "line = input()\nprint(len(line))\ntry:\n    input()\nexcept EOFError:\n    print('eof')\n", nil},
+		{"os.read and os.write", "import os\nprint('buffered')\nos.write(1, os.read(0, 1 << 20))\n", nil},
+		{"script identity", "import sys\nprint(__name__, __file__, sys.argv, sys.path[0])\n", nil},
+		{"unicode", "print('température ✓')\n", nil},
+		{"stderr and exit", "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(4)\n", nil},
+		{"exit message", "import sys\nsys.exit('bye')\n", nil},
+		{"raise", "x = 1\nraise RuntimeError('boom %d' % x)\n", nil},
+		{"nested raise", "def f(n):\n    if n == 0:\n        raise KeyError('k')\n    f(n - 1)\nf(3)\n", nil},
+		{"3 MB", "import sys\nsys.stdout.write('b' * 3000000)\n", nil},
+		{"no newline", "import sys\nsys.stdout.write('half')\n", nil},
 	} {
 		job := pyJob(tc.code)
 		job.Function = "same-" + strings.ReplaceAll(tc.name, " ", "-")
+		job.Env = tc.env
 		cold := run(t, rt, job)
 		job = warm(job, 0)
 		run(t, rt, job) // starts the runner
