@@ -226,6 +226,8 @@ func TestWarmPythonSameAsCold(t *testing.T) {
 		{"nested raise", "def f(n):\n    if n == 0:\n        raise KeyError('k')\n    f(n - 1)\nf(3)\n", nil},
 		{"3 MB", "import sys\nsys.stdout.write('b' * 3000000)\n", nil},
 		{"no newline", "import sys\nsys.stdout.write('half')\n", nil},
+		{"syntax error", "print('never')\ndef (:\n", nil},
+		{"error in an imported module", "import json\njson.loads('{')\n", nil},
 	} {
 		job := pyJob(tc.code)
 		job.Function = "same-" + strings.ReplaceAll(tc.name, " ", "-")
