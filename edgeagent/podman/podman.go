@@ -8,7 +8,8 @@
 // the attached stdin, stdout is read with a size cap and the tail of stderr kept. Attach
 // returns when the container exits (podman 4.3's Wait polls every 250 ms, so it is never
 // used); a timer kills the container at the deadline; the container is removed in the
-// background after Run returns, so the caller replies first.
+// background after Run returns, so the caller replies first. A job with a warm policy runs in
+// a long-lived runner container instead (warm.go; for python3 one interpreter, runner.py).
 package podman
 
 import (

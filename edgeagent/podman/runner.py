@@ -4,9 +4,9 @@
 #
 #   python3 /.deviceless/runner.py OUTPUT_LIMIT STDERR_LIMIT SCRIPT
 #
-# Requests on stdin, one per invocation: the invocation id and the invocation JSON, one line
-# each. Reply on stdout, length-prefixed so that nothing a function prints can be taken for
-# framing:
+# Requests on stdin, one per invocation: "<stdin bytes> <invocation id>\n" and the script's
+# stdin (the invocation JSON). Reply on stdout, length-prefixed so that nothing a function
+# prints can be taken for framing:
 #
 #   DLR1 <exit code> <stdout bytes> <truncated 0|1> <stderr bytes>\n<stdout><stderr tail>
 #
@@ -108,6 +108,8 @@ def main():
         os.dup2(devnull, fd)
     enc = {"stdin": (sys.stdin.encoding, sys.stdin.errors), "stdout": (sys.stdout.encoding, sys.stdout.errors),
            "stderr": (sys.stderr.encoding, "backslashreplace")}
+    # PYTHONUNBUFFERED (or -u) makes the interpreter's stdout and stderr write through.
+    unbuffered = getattr(sys.stdout, "write_through", False)
     base_env = dict(os.environ)
     base_cwd = os.getcwd()
     base_path = [os.path.dirname(os.path.abspath(script))] + sys.path[1:]
@@ -116,10 +118,13 @@ def main():
     code = None
 
     while True:
-        inv_id = requests.readline()
-        line = requests.readline()
-        if not line.endswith(b"\n"):
+        header = requests.readline()
+        if not header.endswith(b"\n"):
             os._exit(0)  # the agent closed stdin: retired
+        size, inv_id = header.rstrip(b"\n").split(b" ", 1)
+        line = requests.read(int(size))
+        if len(line) != int(size):
+            os._exit(0)
 
         if hasattr(os, "memfd_create"):
             stdin_fd = os.memfd_create("stdin")
@@ -139,13 +144,18 @@ def main():
             captures.append(Capture(r, limit, head, stop_r))
         # On copies of fds 0-2: after the invocation the copies are pointed at /dev/null, so
         # a thread of the script that writes to its sys.stdout later writes nowhere.
-        streams = [open(os.dup(fd), mode, buffering, encoding=enc[name][0], errors=enc[name][1])
-                   for fd, mode, buffering, name in ((0, "r", -1, "stdin"), (1, "w", -1, "stdout"), (2, "w", 1, "stderr"))]
+        streams = [open(os.dup(0), "r", encoding=enc["stdin"][0], errors=enc["stdin"][1])]
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            if unbuffered:
+                streams.append(io.TextIOWrapper(open(os.dup(fd), "wb", 0), encoding=enc[name][0],
+                                                errors=enc[name][1], write_through=True))
+            else:
+                streams.append(open(os.dup(fd), "w", 1 if fd == 2 else -1, encoding=enc[name][0], errors=enc[name][1]))
         sys.stdin, sys.stdout, sys.stderr = streams
         sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
         os.environ.clear()
         os.environ.update(base_env)
-        os.environ["DEVICELESS_INVOCATION_ID"] = inv_id.rstrip(b"\n").decode("utf-8", "surrogateescape")
+        os.environ["DEVICELESS_INVOCATION_ID"] = inv_id.decode("utf-8", "surrogateescape")
         os.chdir(base_cwd)
         sys.argv = [script]
         sys.path[:] = base_path

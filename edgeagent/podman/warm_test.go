@@ -2,6 +2,7 @@ package podman
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -207,22 +208,30 @@ func stdoutIs(want string) func(container.Outcome) error {
 // warm (run by the runner's interpreter).
 func TestWarmPythonSameAsCold(t *testing.T) {
 	rt := newRuntime(t)
-	for _, tc := range []struct{ name, code string }{
-		{"json", "import json, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'n': inv['args']['n'] + 1}))\n"},
-		{"stdin bytes", "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())\n"},
-		{"input", "line = input()\nprint(len(line))\ntry:\n    input()\nexcept EOFError:\n    print('eof')\n"},
-		{"os.read and os.write", "import os\nprint('buffered')\nos.write(1, os.read(0, 1 << 20))\n"},
-		{"script identity", "import sys\nprint(__name__, __file__, sys.argv, sys.path[0])\n"},
-		{"unicode", "print('température ✓')\n"},
-		{"stderr and exit", "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(4)\n"},
-		{"exit message", "import sys\nsys.exit('bye')\n"},
-		{"raise", "x = 1\nraise RuntimeError('boom %d' % x)\n"},
-		{"nested raise", "def f(n):\n    if n == 0:\n        raise KeyError('k')\n    f(n - 1)\nf(3)\n"},
-		{"3 MB", "import sys\nsys.stdout.write('b' * 3000000)\n"},
-		{"no newline", "import sys\nsys.stdout.write('half')\n"},
+	for _, tc := range []struct {
+		name, code string
+		env        map[string]string
+	}{
+		{name: "unbuffered", code: "import os\nprint('a')\nos.write(1, b'b\\n')\nprint('c')\n", env: map[string]string{"PYTHONUNBUFFERED": "1"}},
+		{name: "buffered", code: "import os\nprint('a')\nos.write(1, b'b\\n')\nprint('c')\n"},
+		{"json", "import json, sys\ninv = json.load(sys.stdin)\nprint(json.dumps({'n': inv['args']['n'] + 1}))\n", nil},
+		{"stdin bytes", "import sys\nsys.stdout.buffer.write(sys.stdin.buffer.read())\n", nil},
+		{"input", "line = input()\nprint(len(line))\ntry:\n    input()\nexcept EOFError:\n    print('eof')\n", nil},
+		{"os.read and os.write", "import os\nprint('buffered')\nos.write(1, os.read(0, 1 << 20))\n", nil},
+		{"script identity", "import sys\nprint(__name__, __file__, sys.argv, sys.path[0])\n", nil},
+		{"unicode", "print('température ✓')\n", nil},
+		{"stderr and exit", "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(4)\n", nil},
+		{"exit message", "import sys\nsys.exit('bye')\n", nil},
+		{"raise", "x = 1\nraise RuntimeError('boom %d' % x)\n", nil},
+		{"nested raise", "def f(n):\n    if n == 0:\n        raise KeyError('k')\n    f(n - 1)\nf(3)\n", nil},
+		{"3 MB", "import sys\nsys.stdout.write('b' * 3000000)\n", nil},
+		{"no newline", "import sys\nsys.stdout.write('half')\n", nil},
+		{"syntax error", "print('never')\ndef (:\n", nil},
+		{"error in an imported module", "import json\njson.loads('{')\n", nil},
 	} {
 		job := pyJob(tc.code)
 		job.Function = "same-" + strings.ReplaceAll(tc.name, " ", "-")
+		job.Env = tc.env
 		cold := run(t, rt, job)
 		job = warm(job, 0)
 		run(t, rt, job) // starts the runner
@@ -295,9 +304,13 @@ func TestWarmPythonRecycling(t *testing.T) {
 func TestWarmShFraming(t *testing.T) {
 	rt := newRuntime(t)
 	job := warm(shJob(`cat; printf 'DLR1 0 3 0 0\nabc'; echo 'DLR1 9 0 0 0' >&2`), 0)
-	for i := range 2 {
+	// Nothing in the invocation is expanded on its way to stdin, and it may span lines.
+	job.Stdin = []byte(`{"x":"\\ \n $HOME $(echo hi) ` + "`id`" + ` %s \\"}` + "\nsecond line\n\n")
+	job.Code += "\necho \"[$DEVICELESS_INVOCATION_ID]\""
+	for i, id := range []string{"  id with  spaces ", ""} { // ids reach the function verbatim
+		job.ID = id
 		out := run(t, rt, job)
-		want := string(job.Stdin) + "DLR1 0 3 0 0\nabc"
+		want := string(job.Stdin) + "DLR1 0 3 0 0\nabc[" + id + "]\n"
 		if string(out.Stdout) != want || out.Stderr != "DLR1 9 0 0 0\n" || out.ExitCode != 0 || out.Cold != (i == 0) {
 			t.Fatalf("run %d: cold=%v exit %d stdout %q stderr %q", i, out.Cold, out.ExitCode, out.Stdout, out.Stderr)
 		}
@@ -405,4 +418,91 @@ func TestWarmPythonClosedStderr(t *testing.T) {
 			t.Fatalf("run %d: %+v", i, out)
 		}
 	}
+}
+
+// Concurrent invocations of one warm python3 function start more runners; each gets its own
+// answer, big invocations included, and closing the runtime leaves no container behind.
+func TestWarmPythonConcurrentAndBig(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("import os, sys\ndata = sys.stdin.read()\nprint(os.environ['DEVICELESS_INVOCATION_ID'], len(data))\n"), 0)
+	big := `{"id":"x","args":{"blob":"` + strings.Repeat("z", 900<<10) + `"}}` + "\n"
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			j := job
+			j.ID = fmt.Sprintf("conc-%d", i)
+			if i%2 == 1 {
+				j.Stdin = []byte(big)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := rt.Run(ctx, j)
+			want := fmt.Sprintf("%s %d\n", j.ID, len(j.Stdin))
+			if err == nil && (string(out.Stdout) != want || out.ExitCode != 0) {
+				err = fmt.Errorf("%s: %q (want %q), stderr %q", j.ID, out.Stdout, want, out.Stderr)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rt2.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("left behind after close: %d, %v", n, err)
+	}
+}
+
+// A big invocation reaches a warm sh function whole.
+func TestWarmShBigInvocation(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(shJob(`wc -c`), 0)
+	job.Stdin = []byte(`{"id":"x","args":{"blob":"` + strings.Repeat("z", 900<<10) + `"}}` + "\n")
+	for i := range 2 {
+		if out := run(t, rt, job); strings.TrimSpace(string(out.Stdout)) != fmt.Sprint(len(job.Stdin)) || out.Cold != (i == 0) {
+			t.Fatalf("run %d: %q (want %d), stderr %q", i, out.Stdout, len(job.Stdin), out.Stderr)
+		}
+	}
+}
+
+// An image without the interpreter fails the invocation with an error, as cold.
+func TestWarmPythonNoInterpreter(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("print(1)\n"), 0)
+	job.Image = shImage
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := rt.Run(ctx, job)
+	if err == nil && out.ExitCode == 0 {
+		t.Fatalf("no python3 in %s, yet %+v", shImage, out)
+	}
+	t.Logf("err %v, outcome %+v", err, out)
+}
+
+// A runner holds as many fds and threads after many invocations as after the first few.
+func TestWarmPythonNoLeaks(t *testing.T) {
+	rt := newRuntime(t)
+	job := warm(pyJob("import os, threading\nprint(len(os.listdir('/proc/self/fd')), threading.active_count())\n"), 0)
+	var first string
+	for i := range 40 {
+		out := run(t, rt, job)
+		if i == 2 {
+			first = string(out.Stdout)
+		}
+		if i > 2 && string(out.Stdout) != first {
+			t.Fatalf("invocation %d: fds and threads %q, after 3: %q", i, out.Stdout, first)
+		}
+	}
+	t.Logf("fds, threads: %q", first)
 }
