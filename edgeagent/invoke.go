@@ -198,6 +198,14 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 			}
 			return res
 		}
+		if !inv.Deadline.IsZero() {
+			// A transfer takes time: the run gets what is left of the deadline.
+			left := time.Until(inv.Deadline)
+			if left <= 0 {
+				return a.result(inv, protocol.StatusExpired, fmt.Sprintf("deadline %s passed while the module was fetched", inv.Deadline.Format(time.RFC3339Nano)))
+			}
+			job.Timeout = min(job.Timeout, left)
+		}
 	}
 	out, err := rt.Run(ctx, job)
 	res = a.result(inv, protocol.StatusOK, "")

@@ -275,6 +275,23 @@ func TestWasmModuleRefused(t *testing.T) {
 	if a.wasm.Store().Has(d) {
 		t.Fatal("a module that failed verification was stored")
 	}
+	// A transfer that ends after the invocation's deadline: stored, but not run (expired).
+	late := wasmInvocation("late", protocol.ModuleDigest(withFiller(cMod, 10)))
+	late.Deadline = time.Now().Add(300 * time.Millisecond)
+	engine.mu.Lock()
+	engine.answer = func(string) ([][]byte, [][]paho.UserProperty) {
+		for !time.Now().After(late.Deadline) { // the engine is slow: it answers past the deadline
+			time.Sleep(10 * time.Millisecond)
+		}
+		return chunks(withFiller(cMod, 10))
+	}
+	engine.mu.Unlock()
+	if res := cl.invoke(cfg.ID, late); res.Status != protocol.StatusExpired || !strings.Contains(res.Error, "passed while the module was fetched") {
+		t.Errorf("late module: %s %q", res.Status, res.Error)
+	}
+	if !a.wasm.Store().Has(late.Spec.Module) {
+		t.Error("the late module was not kept for the next invocation")
+	}
 	// The real module, asked again under a new id: fetched and run.
 	engine.mu.Lock()
 	engine.answer = nil
