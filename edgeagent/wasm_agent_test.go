@@ -383,3 +383,35 @@ func TestWasmOutcomesThroughAgent(t *testing.T) {
 		}
 	}
 }
+
+// podman on (the default) but absent, as on a device without it: the agent starts,
+// reports the problem (unhealthy, the reason in its status) and still serves wasm.
+func TestWasmWithPodmanAbsent(t *testing.T) {
+	cMod, err := os.ReadFile(filepath.Join(testenv.WasmExamples(t), "c-fan.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "")
+	cfg.Podman.Socket = filepath.Join(t.TempDir(), "absent.sock")
+	startDevicelessBroker(t, &cfg)
+	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
+	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
+	d := newModuleServer(t, addr).put(cMod)
+	a := startAgent(t, cfg, cl)
+	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online && !s.Healthy })
+	if !strings.Contains(st.Problem, "absent.sock") {
+		t.Errorf("problem %q does not name the podman socket", st.Problem)
+	}
+	inv := wasmInvocation("absent", d)
+	inv.Args = map[string]any{"value": 1}
+	if res := cl.invoke(cfg.ID, inv); res.Status != protocol.StatusOK || string(res.Output) != "1" {
+		t.Fatalf("wasm with podman absent: %s %q %s", res.Status, res.Error, res.Output)
+	}
+	if v, _ := a.Lines().Get("fan"); v != 1 {
+		t.Errorf("fan = %d", v)
+	}
+	// A wasm run says nothing of podman: the agent is still unhealthy, for the same reason.
+	if st := a.Status(); st.Healthy || !strings.Contains(st.Problem, "absent.sock") {
+		t.Errorf("after a wasm run: healthy %v, problem %q", st.Healthy, st.Problem)
+	}
+}
