@@ -383,6 +383,15 @@ func (a *Agent) ping(ctx context.Context) error {
 	return a.wasm.Ping(ctx)
 }
 
+// healthOf reports whether rt is the runtime the agent's health is about (see ping): a wasm
+// run says nothing about podman's service.
+func (a *Agent) healthOf(rt container.Runtime) bool {
+	if a.podman != nil {
+		return rt == a.podman
+	}
+	return rt == container.Runtime(a.wasm)
+}
+
 // setHealth records the podman service's health and republishes the status on a change.
 func (a *Agent) setHealth(ok bool, problem string) {
 	was := a.healthy.Swap(ok)

@@ -198,6 +198,14 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 			}
 			return res
 		}
+		if !inv.Deadline.IsZero() {
+			// A transfer takes time: the run gets what is left of the deadline.
+			left := time.Until(inv.Deadline)
+			if left <= 0 {
+				return a.result(inv, protocol.StatusExpired, fmt.Sprintf("deadline %s passed while the module was fetched", inv.Deadline.Format(time.RFC3339Nano)))
+			}
+			job.Timeout = min(job.Timeout, left)
+		}
 	}
 	out, err := rt.Run(ctx, job)
 	res = a.result(inv, protocol.StatusOK, "")
@@ -214,7 +222,7 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		return res
 	case err != nil:
 		res.Status, res.Error = protocol.StatusError, err.Error()
-		if perr := rt.Ping(ctx); perr != nil {
+		if perr := rt.Ping(ctx); perr != nil && a.healthOf(rt) {
 			a.setHealth(false, perr.Error())
 		}
 		return res
@@ -231,7 +239,9 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		res.Status, res.Error = protocol.StatusError, fmt.Sprintf("output exceeds the %d byte limit", a.cfg.Limits.Output)
 		return res
 	}
-	a.setHealth(true, "")
+	if a.healthOf(rt) {
+		a.setHealth(true, "")
+	}
 	output, actions, err := interpret(out.Stdout)
 	if err != nil {
 		res.Status, res.Error = protocol.StatusError, err.Error()

@@ -275,6 +275,23 @@ func TestWasmModuleRefused(t *testing.T) {
 	if a.wasm.Store().Has(d) {
 		t.Fatal("a module that failed verification was stored")
 	}
+	// A transfer that ends after the invocation's deadline: stored, but not run (expired).
+	late := wasmInvocation("late", protocol.ModuleDigest(withFiller(cMod, 10)))
+	late.Deadline = time.Now().Add(300 * time.Millisecond)
+	engine.mu.Lock()
+	engine.answer = func(string) ([][]byte, [][]paho.UserProperty) {
+		for !time.Now().After(late.Deadline) { // the engine is slow: it answers past the deadline
+			time.Sleep(10 * time.Millisecond)
+		}
+		return chunks(withFiller(cMod, 10))
+	}
+	engine.mu.Unlock()
+	if res := cl.invoke(cfg.ID, late); res.Status != protocol.StatusExpired || !strings.Contains(res.Error, "passed while the module was fetched") {
+		t.Errorf("late module: %s %q", res.Status, res.Error)
+	}
+	if !a.wasm.Store().Has(late.Spec.Module) {
+		t.Error("the late module was not kept for the next invocation")
+	}
 	// The real module, asked again under a new id: fetched and run.
 	engine.mu.Lock()
 	engine.answer = nil
@@ -364,5 +381,37 @@ func TestWasmOutcomesThroughAgent(t *testing.T) {
 		if tc.module == "escape" && strings.Contains(string(res.Output), `"ok"`) {
 			t.Errorf("escape reached the host: %s", res.Output)
 		}
+	}
+}
+
+// podman on (the default) but absent, as on a device without it: the agent starts,
+// reports the problem (unhealthy, the reason in its status) and still serves wasm.
+func TestWasmWithPodmanAbsent(t *testing.T) {
+	cMod, err := os.ReadFile(filepath.Join(testenv.WasmExamples(t), "c-fan.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "")
+	cfg.Podman.Socket = filepath.Join(t.TempDir(), "absent.sock")
+	startDevicelessBroker(t, &cfg)
+	addr := strings.TrimPrefix(cfg.Broker, "mqtt://")
+	cl := newClient(t, addr, "deviceless/agents/+/status", "test/replies/#")
+	d := newModuleServer(t, addr).put(cMod)
+	a := startAgent(t, cfg, cl)
+	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online && !s.Healthy })
+	if !strings.Contains(st.Problem, "absent.sock") {
+		t.Errorf("problem %q does not name the podman socket", st.Problem)
+	}
+	inv := wasmInvocation("absent", d)
+	inv.Args = map[string]any{"value": 1}
+	if res := cl.invoke(cfg.ID, inv); res.Status != protocol.StatusOK || string(res.Output) != "1" {
+		t.Fatalf("wasm with podman absent: %s %q %s", res.Status, res.Error, res.Output)
+	}
+	if v, _ := a.Lines().Get("fan"); v != 1 {
+		t.Errorf("fan = %d", v)
+	}
+	// A wasm run says nothing of podman: the agent is still unhealthy, for the same reason.
+	if st := a.Status(); st.Healthy || !strings.Contains(st.Problem, "absent.sock") {
+		t.Errorf("after a wasm run: healthy %v, problem %q", st.Healthy, st.Problem)
 	}
 }

@@ -137,6 +137,19 @@ func TestWasmEndToEnd(t *testing.T) {
 		t.Fatalf("invoke fan-variant: %d %s", status, body)
 	}
 
+	// A deploy file names its module relative to itself; the same module: the same digest.
+	deployFile := filepath.Join(c.dir, "fan-file.yaml")
+	if err := os.WriteFile(deployFile, []byte("name: fan-file\nruntime: wasm\nmodule: variant.wasm\nmemory: 1Mi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := c.cli("obs", "functions", "deploy", deployFile); code != 0 || !strings.HasPrefix(out, "deployed fan-file@1") {
+		t.Fatalf("deploy file: %d %s %s", code, out, errs)
+	}
+	status, body = c.api(http.MethodGet, "/api/v1/functions/fan-file", "obs", "")
+	if status != http.StatusOK || !strings.Contains(string(body), protocol.ModuleDigest(customSection(cMod, "deviceless-e2e"))) {
+		t.Fatalf("fan-file: %d %s", status, body)
+	}
+
 	// A second deploy whose module is tampered with in the engine's state before any
 	// agent has it: refused by digest, and the invocation is rejected with the reason.
 	other := customSection(cMod, "deviceless-e2e-tampered")
