@@ -56,6 +56,18 @@ func installNodes(t testing.TB, dir string) string {
 	return userDir
 }
 
+// nodesRules has a rule whose firings an event node of the flow reports.
+const nodesRules = `
+functions:
+  echo:
+    runtime: sh
+    code: 'read -r inv; echo "{\"pong\": true}"'
+rules:
+  - name: ping
+    on: e2e/ping
+    do: [{invoke: echo}]
+`
+
 // edgeCode is the test's python3 function: it says its version, and sleeps when asked.
 func edgeCode(version string) string {
 	return fmt.Sprintf(`import json, socket, sys, time
@@ -112,6 +124,10 @@ func examplePackageFlow(t testing.TB, c *cluster, code string) []byte {
 	nodes = append(nodes, wrap("e2e.ok", "nodered/out")...)
 	nodes = append(nodes, wrap("e2e.failed", "nodered/failed")...)
 	nodes = append(nodes, wrap("e2e.events", "nodered/events")...)
+	// An event node for one rule's firings.
+	nodes = append(nodes, map[string]any{"id": "e2e.rule", "type": "deviceless event", "z": "dlx.tab", "engine": "dlx.engine",
+		"function": "", "rule": "ping", "status": "all", "x": 200, "y": 400, "wires": [][]string{{"e2e.rules.wrap"}}})
+	nodes = append(nodes, wrap("e2e.rules", "nodered/rules")...)
 	out, _ := json.Marshal(nodes)
 	return out
 }
@@ -129,6 +145,7 @@ type nodeOut struct {
 		Agent    string `json:"agent"`
 		Function string `json:"function"`
 		Status   string `json:"status"`
+		Rule     string `json:"rule"`
 		Cold     bool   `json:"cold"`
 		Timings  struct {
 			Run float64 `json:"run"`
@@ -153,7 +170,7 @@ func TestNodeREDNodes(t *testing.T) {
 	noderedDir(t) // fail early, before starting anything
 	browser(t)
 	agent := "e2e-nr-" + randHex(3)
-	c := newCluster(t, faasRules, agent)
+	c := newCluster(t, nodesRules, agent)
 	c.users = append(c.users, user{"alice", "developer"})
 	c.startEngine()
 	c.addAgent(agent, map[string]string{"site": "greenhouse", "tenants": "alice"})
@@ -207,6 +224,14 @@ func TestNodeREDNodes(t *testing.T) {
 	ev := ask("dlx.hot", "nodered/events", `"status":"ok"`)
 	if ev.Deviceless.Function != name+"@1" || ev.Deviceless.Agent != agent || ev.Payload.Version != "v1" {
 		t.Fatalf("event node: %+v", ev)
+	}
+
+	// A rule fires: the event node for that rule reports its invocation.
+	before := len(messages(sub, "nodered/rules"))
+	c.pub("dev", "e2e/ping", `{"n": 1}`, 1)
+	pong := decode[nodeOut](t, waitMessage(t, sub, 60*time.Second, "nodered/rules", `"rule":"ping"`))
+	if pong.Deviceless.Function != "echo" || pong.Deviceless.Status != "ok" || pong.Deviceless.Agent != agent || len(messages(sub, "nodered/rules")) != before+1 {
+		t.Fatalf("the rule's firing as the event node saw it: %+v", pong)
 	}
 
 	// New code, redeploy: the next message runs @2 in a container of its own.

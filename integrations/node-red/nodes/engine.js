@@ -38,13 +38,16 @@ module.exports = function (RED) {
     });
 
     // The editor sends the form's values: an unsaved URL, and credentials it may not have
-    // (a deployed node's password comes back as "__PWRD__"), which come from the store.
+    // (a deployed node's password comes back as "__PWRD__"), which come from the store, but
+    // only for the URL they were deployed with: an editor user must not be able to send a
+    // stored token to an address of their choosing.
     function clientFor(body) {
         body = body || {};
-        const stored = (body.id && RED.nodes.getCredentials(body.id)) || {};
         const deployed = body.id && RED.nodes.getNode(body.id);
+        const url = body.url !== undefined && body.url !== '' ? body.url : deployed && deployed.url;
+        const same = deployed && deployed.url && normaliseURL(url) === deployed.url;
+        const stored = (same && RED.nodes.getCredentials(body.id)) || {};
         const pick = (k) => (body[k] === undefined || body[k] === '__PWRD__' ? stored[k] : body[k]);
-        const url = body.url !== undefined ? body.url : deployed && deployed.url;
         return new Client({ url, credentials: { token: pick('token'), user: pick('user'), password: pick('password') } });
     }
 
@@ -157,15 +160,26 @@ module.exports = function (RED) {
             this.state(true, undefined);
             const decoder = new TextDecoder();
             let buf = '';
-            for await (const chunk of res.body) {
-                buf += decoder.decode(chunk, { stream: true });
-                if (buf.length > MAX_FRAME) throw new Error(`event stream: a frame over ${MAX_FRAME} bytes`);
-                let i;
-                while ((i = buf.indexOf('\n\n')) >= 0) {
-                    const frame = buf.slice(0, i);
-                    buf = buf.slice(i + 2);
-                    this.dispatch(frame);
+            // Cancel the read itself on stop: an aborted fetch does not always end a body
+            // that is being read.
+            const reader = res.body.getReader();
+            const cancel = () => reader.cancel().catch(() => {});
+            signal.addEventListener('abort', cancel, { once: true });
+            try {
+                for (;;) {
+                    const { done, value: chunk } = await reader.read();
+                    if (done || signal.aborted) return;
+                    buf += decoder.decode(chunk, { stream: true });
+                    if (buf.length > MAX_FRAME) throw new Error(`event stream: a frame over ${MAX_FRAME} bytes`);
+                    let i;
+                    while ((i = buf.indexOf('\n\n')) >= 0) {
+                        const frame = buf.slice(0, i);
+                        buf = buf.slice(i + 2);
+                        this.dispatch(frame);
+                    }
                 }
+            } finally {
+                signal.removeEventListener('abort', cancel);
             }
         }
 

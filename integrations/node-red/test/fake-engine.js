@@ -40,6 +40,12 @@ async function startEngine(handle) {
                 res.writeHead(code, { 'Content-Type': 'application/json', ...headers });
                 res.end(JSON.stringify(body));
             };
+            // answer.raw sends a body as it is (not JSON): an engine, or something in
+            // between, answering nonsense.
+            answer.raw = (code, text) => {
+                res.writeHead(code, { 'Content-Type': 'text/html' });
+                res.end(text);
+            };
             Promise.resolve(handle(call, answer)).catch((err) => answer(500, { error: err.message }));
         });
     });

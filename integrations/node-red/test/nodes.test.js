@@ -236,6 +236,27 @@ describe('deviceless function', () => {
         helper.settings({});
     });
 
+    test('an engine answering nonsense or too much: an error on output 2, nothing buffered without bound', async () => {
+        let answer;
+        engine = await startEngine((call, reply) => {
+            if (call.method === 'PUT') return reply(201, { ref: 'alice.nr-fn1@1', created: true });
+            return answer(reply);
+        });
+        await helper.load(nodes, onTab(flow(engine.url)), { eng: { token: 't' } });
+        const fn = helper.getNode('fn1');
+        const cases = [
+            [(reply) => reply(200, 'x'.repeat(9 << 20)), /answer larger than 8388608 bytes/],
+            [(reply) => reply.raw(502, '<html>bad gateway</html>'), /502 with a body that is not JSON: <html>bad gateway/],
+            [(reply) => reply.raw(200, '{"status": "ok", "output": '), /200 with a body that is not JSON/],
+        ];
+        for (const [a, want] of cases) {
+            answer = a;
+            const bad = next(helper.getNode('bad'));
+            fn.receive({ payload: {} });
+            assert.match((await bad).error.message, want);
+        }
+    });
+
     test('bad settings are refused at start, with a red ring and an error per message', async () => {
         engine = await startEngine(deviceless(() => {}));
         await helper.load(nodes, onTab(flow(engine.url, { labels: 'zone' })), { eng: {} });
@@ -272,6 +293,12 @@ describe('deviceless-engine', () => {
         assert.match(res.body.error, /401: unknown token/);
         res = await helper.request().post('/deviceless-engine/functions').send({ id: 'eng' }).expect(200);
         assert.deepEqual(res.body.functions.map((f) => f.name), ['fan-speed', 'alice.fan']);
+        // The stored token goes only to the URL it was deployed with.
+        const other = await startEngine((call, reply) => reply(401, { error: `auth ${call.auth}` }));
+        res = await helper.request().post('/deviceless-engine/functions').send({ id: 'eng', url: other.url, token: '__PWRD__' }).expect(200);
+        await other.close();
+        assert.equal(res.body.ok, false);
+        assert.deepEqual(other.calls.map((c) => c.auth), [undefined]);
         res = await helper.request().post('/deviceless-engine/test').send({ url: 'ftp://x' }).expect(200);
         assert.match(res.body.error, /use http:\/\/ or https:\/\//);
         res = await helper.request().post('/deviceless-engine/test').send({ url: 'http://127.0.0.1:1' }).expect(200);
