@@ -124,6 +124,10 @@ func examplePackageFlow(t testing.TB, c *cluster, code string) []byte {
 	nodes = append(nodes, wrap("e2e.ok", "nodered/out")...)
 	nodes = append(nodes, wrap("e2e.failed", "nodered/failed")...)
 	nodes = append(nodes, wrap("e2e.events", "nodered/events")...)
+	// An inject whose msg.target asks every greenhouse agent.
+	nodes = append(nodes, map[string]any{"id": "e2e.all", "type": "inject", "z": "dlx.tab", "props": []map[string]string{
+		{"p": "payload", "v": `{"celsius":30}`, "vt": "json"}, {"p": "target", "v": `{"labels":{"site":"greenhouse"},"pick":"all"}`, "vt": "json"}},
+		"payload": `{"celsius":30}`, "payloadType": "json", "x": 100, "y": 500, "wires": [][]string{{"dlx.fan"}}})
 	// An event node for one rule's firings.
 	nodes = append(nodes, map[string]any{"id": "e2e.rule", "type": "deviceless event", "z": "dlx.tab", "engine": "dlx.engine",
 		"function": "", "rule": "ping", "status": "all", "x": 200, "y": 400, "wires": [][]string{{"e2e.rules.wrap"}}})
@@ -161,7 +165,8 @@ type nodeOut struct {
 // folder and deploys the package's example flow through the admin API against a real
 // engine and agent on podman: the inline python3 code is deployed as alice.nr-dlx-fan@1,
 // runs on the agent, and its result reaches the next node with the invocation's details;
-// the event node reports the same result; new code and a redeploy make @2, which the next
+// the event node reports the same result; msg.target with pick all gives a message per
+// agent; new code and a redeploy make @2, which the next
 // message runs; an invocation running while the flow is redeployed is not lost silently;
 // going back to earlier code makes a new version again;
 // the engine login stays in Node-RED's credentials file. Then the editor, in headless
@@ -169,12 +174,14 @@ type nodeOut struct {
 func TestNodeREDNodes(t *testing.T) {
 	noderedDir(t) // fail early, before starting anything
 	browser(t)
-	agent := "e2e-nr-" + randHex(3)
-	c := newCluster(t, nodesRules, agent)
+	suffix := randHex(3)
+	agent, agent2 := "e2e-nr-"+suffix, "e2e-nr2-"+suffix
+	c := newCluster(t, nodesRules, agent, agent2)
 	c.users = append(c.users, user{"alice", "developer"})
 	c.startEngine()
-	c.addAgent(agent, map[string]string{"site": "greenhouse", "tenants": "alice"})
-	c.waitAgents(true, agent)
+	c.addAgent(agent, map[string]string{"site": "greenhouse", "zone": "gh1", "tenants": "alice"})
+	c.addAgent(agent2, map[string]string{"site": "greenhouse", "zone": "gh2", "tenants": "alice"})
+	c.waitAgents(true, agent, agent2)
 	sub := c.mosquittoSub("observer", "obs", nil, "nodered/#", "e2e/probe")
 	c.waitSubscribed(sub, "e2e/probe")
 
@@ -217,20 +224,35 @@ func TestNodeREDNodes(t *testing.T) {
 	nr.out.WaitLine(t, 30*time.Second, "Connected to broker")
 	waitFor(t, 30*time.Second, name+"@1 deployed by the node", func() bool { return versions() == 1 })
 	r1 := ask("dlx.hot", "nodered/out")
-	if r1.Payload.Speed != 2 || r1.Payload.Version != "v1" || r1.Payload.RanOn == "" || r1.Deviceless.Agent != agent ||
+	if r1.Payload.Speed != 2 || r1.Payload.Version != "v1" || r1.Payload.RanOn == "" || (r1.Deviceless.Agent != agent && r1.Deviceless.Agent != agent2) ||
 		r1.Deviceless.Function != name+"@1" || r1.Deviceless.Status != "ok" || r1.Deviceless.ID == "" || !r1.Deviceless.Cold || r1.Deviceless.Timings.Run <= 0 {
 		t.Fatalf("result of the example's python3 code: %+v", r1)
 	}
 	ev := ask("dlx.hot", "nodered/events", `"status":"ok"`)
-	if ev.Deviceless.Function != name+"@1" || ev.Deviceless.Agent != agent || ev.Payload.Version != "v1" {
+	if ev.Deviceless.Function != name+"@1" || ev.Deviceless.Agent == "" || ev.Payload.Version != "v1" {
 		t.Fatalf("event node: %+v", ev)
 	}
 
+	// msg.target with pick all: one message per agent.
+	before := len(messages(sub, "nodered/out"))
+	postNodeRED(t, base+"/inject/e2e.all", nil, nil)
+	var both []nodeOut
+	waitFor(t, 60*time.Second, "a result from each agent", func() bool {
+		both = both[:0]
+		for _, m := range messages(sub, "nodered/out")[before:] {
+			both = append(both, decode[nodeOut](t, m))
+		}
+		return len(both) >= 2
+	})
+	if len(both) != 2 || both[0].Deviceless.Agent == both[1].Deviceless.Agent || both[0].Payload.Celsius != 30 || both[1].Payload.Celsius != 30 {
+		t.Fatalf("pick all: %+v", both)
+	}
+
 	// A rule fires: the event node for that rule reports its invocation.
-	before := len(messages(sub, "nodered/rules"))
+	before = len(messages(sub, "nodered/rules"))
 	c.pub("dev", "e2e/ping", `{"n": 1}`, 1)
 	pong := decode[nodeOut](t, waitMessage(t, sub, 60*time.Second, "nodered/rules", `"rule":"ping"`))
-	if pong.Deviceless.Function != "echo" || pong.Deviceless.Status != "ok" || pong.Deviceless.Agent != agent || len(messages(sub, "nodered/rules")) != before+1 {
+	if pong.Deviceless.Function != "echo" || pong.Deviceless.Status != "ok" || pong.Deviceless.Agent == "" || len(messages(sub, "nodered/rules")) != before+1 {
 		t.Fatalf("the rule's firing as the event node saw it: %+v", pong)
 	}
 
@@ -255,7 +277,7 @@ func TestNodeREDNodes(t *testing.T) {
 		return getJSON("http://"+c.http+"/api/v1/invocations", &inv) == nil && inv.InFlight > 0
 	})
 	deploy(edgeCode("v3"))
-	nr.out.WaitLine(t, 60*time.Second, name+"@2 answered after the flow stopped", `ok on `+agent, `"version":"v2"`)
+	nr.out.WaitLine(t, 60*time.Second, name+"@2 answered after the flow stopped", `ok on e2e-nr`, `"version":"v2"`)
 	waitFor(t, 30*time.Second, name+"@3 deployed by the node", func() bool { return versions() == 3 })
 	r3 := ask("dlx.hot", "nodered/out", `"version":"v3"`)
 	if r3.Deviceless.Function != name+"@3" {

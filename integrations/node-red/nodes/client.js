@@ -131,8 +131,11 @@ class Client {
         return this.request('PUT', '/api/v1/functions/' + encodeURIComponent(name), { ...opts, body: def });
     }
 
-    invoke(ref, req, opts) {
-        return this.request('POST', '/api/v1/invoke/' + encodeURIComponent(ref), { ...opts, body: req });
+    // invoke runs ref; with opts.all (a `pick: all` target) the engine answers every
+    // agent's result, {"results": [...]}, instead of the first one's.
+    invoke(ref, req, opts = {}) {
+        const { all, ...rest } = opts;
+        return this.request('POST', '/api/v1/invoke/' + encodeURIComponent(ref) + (all ? '?all=true' : ''), { ...rest, body: req });
     }
 }
 

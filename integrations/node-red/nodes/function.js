@@ -171,15 +171,54 @@ module.exports = function (RED) {
             return deployed;
         };
 
+        const wired2 = () => node.wires && node.wires[1] && node.wires[1].length > 0;
+
         const fail = (msg, send, done, info, text) => {
             msg.deviceless = info;
             msg.error = { message: text, source: { id: node.id, type: node.type, name: node.name } };
-            if (node.wires && node.wires[1] && node.wires[1].length > 0) {
+            if (wired2()) {
                 send([null, msg]);
                 done();
             } else {
                 done(text); // output 2 is not wired: a catch node gets it
             }
+        };
+
+        // deliver sends one message per result (several for a `pick: all` target, each a
+        // copy of msg): successes on output 1, failures on output 2 or, unwired, as errors.
+        const deliver = (r, msg, send, done, results, started) => {
+            const failed = [];
+            results.forEach((res, i) => {
+                const m = results.length > 1 && i < results.length - 1 ? RED.util.cloneMessage(msg) : msg;
+                m.deviceless = {
+                    id: res.id, agent: res.agent, function: res.function, status: res.status, cold: res.cold,
+                    exit_code: res.exit_code, timings_ms: res.timings_ms, error: res.error, expired: res.expired,
+                };
+                if (closing) {
+                    node.warn(`${r} answered after the flow stopped (message ${msg._msgid}): ${res.status} on ${res.agent || 'no agent'}: ` +
+                        JSON.stringify(res.status === 'ok' ? res.output : res.error).slice(0, 500));
+                }
+                const ms = res.timings_ms ? Math.round(res.timings_ms.total) : Date.now() - started;
+                if (res.status === 'ok') {
+                    last = { fill: 'green', shape: 'dot', text: `${res.agent} · ${res.cold ? 'cold' : 'warm'} · ${ms} ms` };
+                    m.payload = res.output === undefined ? null : res.output;
+                    send([m, null]);
+                    return;
+                }
+                last = { fill: res.status === 'timeout' || res.status === 'oom' ? 'yellow' : 'red', shape: 'dot', text: `${res.status}${res.agent ? ' · ' + res.agent : ''} · ${ms} ms` };
+                if (res.output !== undefined) m.payload = res.output;
+                m.error = { message: `${r}: ${res.status}${res.agent ? ' on ' + res.agent : ''}: ${res.error || 'failed'}`, source: { id: node.id, type: node.type, name: node.name } };
+                failed.push(m);
+            });
+            if (failed.length === 0) return done();
+            if (wired2()) {
+                for (const m of failed) send([null, m]);
+                return done();
+            }
+            // Unwired output 2: each failure is an error a catch node gets.
+            const lastFailed = failed.pop();
+            for (const m of failed) node.error(m.error.message, m);
+            done(lastFailed.error.message);
         };
 
         const run = async (msg, send, done) => {
@@ -192,41 +231,32 @@ module.exports = function (RED) {
                 const req = { args: argsOf(msg.payload) };
                 const t = msgTarget(msg.target) || target;
                 if (t) req.target = t;
-                const res = await engine.client.invoke(r, req, { signal: entry.abort.signal, timeoutMs: (timeoutS * 3 + 30) * 1000 });
+                const all = !!(t && t.pick === 'all');
+                const opts = { signal: entry.abort.signal, timeoutMs: (timeoutS * 3 + 30) * 1000, all };
+                let results;
+                try {
+                    const ans = await engine.client.invoke(r, req, opts);
+                    results = all ? ans.results : [ans];
+                    if (!Array.isArray(results) || results.length === 0) throw new EngineError(`POST /api/v1/invoke/${r}: an answer without results`, 200);
+                } catch (err) {
+                    // pick all past the engine's budget: the results that came, then the error.
+                    if (!(all && err instanceof EngineError && err.body && Array.isArray(err.body.results) && err.body.results.length > 0)) throw err;
+                    deliver(r, RED.util.cloneMessage(msg), send, () => {}, err.body.results, entry.started);
+                    throw err;
+                }
                 unreachable = false;
-                const info = {
-                    id: res.id, agent: res.agent, function: res.function, status: res.status, cold: res.cold,
-                    exit_code: res.exit_code, timings_ms: res.timings_ms, error: res.error, expired: res.expired,
-                };
-                if (closing) {
-                    node.warn(`${r} answered after the flow stopped (message ${msg._msgid}): ${res.status} on ${res.agent || 'no agent'}: ` +
-                        JSON.stringify(res.status === 'ok' ? res.output : res.error).slice(0, 500));
-                }
-                const ms = res.timings_ms ? Math.round(res.timings_ms.total) : Date.now() - entry.started;
-                if (res.status === 'ok') {
-                    last = { fill: 'green', shape: 'dot', text: `${res.agent} · ${res.cold ? 'cold' : 'warm'} · ${ms} ms` };
-                    msg.payload = res.output === undefined ? null : res.output;
-                    msg.deviceless = info;
-                    entry.delivered = true;
-                    send([msg, null]);
-                    done();
-                } else {
-                    last = { fill: res.status === 'timeout' || res.status === 'oom' ? 'yellow' : 'red', shape: 'dot', text: `${res.status}${res.agent ? ' · ' + res.agent : ''} · ${ms} ms` };
-                    if (res.output !== undefined) msg.payload = res.output;
-                    entry.delivered = true;
-                    fail(msg, send, done, info, `${r}: ${res.status}: ${res.error || 'failed'}`);
-                }
+                deliver(r, msg, send, done, results, entry.started);
             } catch (err) {
                 const code = err instanceof EngineError ? err.status : undefined;
-                if (err instanceof EngineError && err.unreachable && !entry.abort.signal.aborted) unreachable = true;
-                if (!(err instanceof EngineError) || !err.unreachable) last = { fill: 'red', shape: 'dot', text: `error${code ? ' ' + code : ''}` };
-                entry.delivered = !entry.abort.signal.aborted;
-                if (entry.delivered) {
-                    fail(msg, send, done, { function: entry.ref || undefined, status: err.unreachable ? 'unreachable' : 'error', http_status: code, error: err.message }, err.message);
+                if (entry.abort.signal.aborted) {
+                    done(); // reported when the flow stopped
+                    return;
                 }
+                if (err instanceof EngineError && err.unreachable) unreachable = true;
+                else last = { fill: 'red', shape: 'dot', text: `error${code ? ' ' + code : ''}` };
+                fail(msg, send, done, { function: entry.ref || undefined, status: err.unreachable ? 'unreachable' : 'error', http_status: code, error: err.message }, err.message);
             } finally {
                 inFlight.delete(msg._msgid);
-                entry.settled = true;
                 if (entry.onSettled) entry.onSettled();
                 next();
                 status();

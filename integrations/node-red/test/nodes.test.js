@@ -95,7 +95,7 @@ describe('deviceless function', () => {
         assert.equal(msg.deviceless.status, 'timeout');
         assert.equal(msg.deviceless.error, 'no result within 5s');
         assert.equal(msg.payload, 7);
-        assert.match(msg.error.message, /alice.nr-fn1@1: timeout: no result within 5s/);
+        assert.match(msg.error.message, /alice.nr-fn1@1: timeout on gh1-edge: no result within 5s/);
         assert.deepEqual(engine.calls.find((c) => c.method === 'POST').body.args, { payload: 7 });
         const st = helper.getNode('fn1').status.lastCall.args[0];
         assert.equal(st.fill, 'yellow');
@@ -108,7 +108,7 @@ describe('deviceless function', () => {
         const out = next(helper.getNode('caught'));
         helper.getNode('fn1').receive({ payload: {} });
         const msg = await out;
-        assert.match(msg.error.message, /oom: out of memory/);
+        assert.match(msg.error.message, /oom on gh1-edge: out of memory/);
         assert.equal(msg.deviceless.status, 'oom');
     });
 
@@ -150,7 +150,10 @@ describe('deviceless function', () => {
     });
 
     test('an existing function: its name, the node target and msg.target overriding it; user and password', async () => {
-        engine = await startEngine(deviceless((call, reply) => reply(200, result({ function: 'alice.fan@2' }))));
+        engine = await startEngine(deviceless((call, reply) => {
+            const r = result({ function: 'alice.fan@2' });
+            reply(200, call.url.endsWith('?all=true') ? { results: [r] } : r);
+        }));
         const f = flow(engine.url, { mode: 'existing', function: 'alice.fan', targetType: 'agent', agent: 'gh2-edge', pick: 'one' });
         await helper.load(nodes, onTab(f), { eng: { user: 'nodered', password: 'pw:with:colons' } });
         const fn = helper.getNode('fn1');
@@ -161,13 +164,34 @@ describe('deviceless function', () => {
         }
         assert.equal(engine.calls.filter((c) => c.method === 'PUT').length, 0);
         const invs = engine.calls.filter((c) => c.method === 'POST');
-        assert.deepEqual(invs.map((c) => c.url), Array(3).fill('/api/v1/invoke/alice.fan'));
+        assert.deepEqual(invs.map((c) => c.url), ['/api/v1/invoke/alice.fan', '/api/v1/invoke/alice.fan', '/api/v1/invoke/alice.fan?all=true']);
         assert.deepEqual(invs.map((c) => c.body.target), [{ agent: 'gh2-edge' }, { agent: 'gh9-edge' }, { labels: { zone: 'south', n: '3' }, pick: 'all' }]);
         assert.equal(invs[0].auth, 'Basic ' + Buffer.from('nodered:pw:with:colons').toString('base64'));
         const bad = next(helper.getNode('bad'));
         fn.receive({ payload: {}, target: { agents: ['x'] } });
         assert.match((await bad).error.message, /msg.target.agents: unknown field/);
         assert.equal(engine.calls.filter((c) => c.method === 'POST').length, 3);
+    });
+
+    test('pick all: one message per agent, each result on its output', async () => {
+        engine = await startEngine(deviceless((call, reply) => reply(200, { results: [
+            result({ id: 'i1', agent: 'a1', output: 'one' }),
+            result({ id: 'i2', agent: 'a2', status: 'timeout', output: undefined, error: 'no result within 5s' }),
+            result({ id: 'i3', agent: 'a3', output: 'three' }),
+        ] })));
+        await helper.load(nodes, onTab(flow(engine.url, { pick: 'all' })), { eng: { token: 't' } });
+        const oks = [];
+        const bads = [];
+        helper.getNode('ok').on('input', (m) => oks.push(m));
+        helper.getNode('bad').on('input', (m) => bads.push(m));
+        helper.getNode('fn1').receive({ payload: { n: 1 }, topic: 'keep' });
+        await waitFor('three messages', () => oks.length + bads.length === 3);
+        const inv = engine.calls.find((c) => c.method === 'POST');
+        assert.equal(inv.url, '/api/v1/invoke/alice.nr-fn1%401?all=true');
+        assert.deepEqual(inv.body.target, { labels: { zone: 'north', site: 'gh1' }, pick: 'all' });
+        assert.deepEqual(oks.map((m) => [m.deviceless.agent, m.payload, m.topic]), [['a1', 'one', 'keep'], ['a3', 'three', 'keep']]);
+        assert.deepEqual(bads.map((m) => [m.deviceless.agent, m.deviceless.status, m.payload]), [['a2', 'timeout', { n: 1 }]]);
+        assert.notEqual(oks[0], oks[1]); // copies, not one object sent twice
     });
 
     test('an HTTP error of the engine (unknown function) goes to output 2 with its status', async () => {
