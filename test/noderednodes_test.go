@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,6 +219,18 @@ func TestNodeREDNodes(t *testing.T) {
 			return false
 		})
 		return decode[nodeOut](t, got)
+	}
+
+	// The example is in Node-RED's import menu (Import → Examples), as the file ships it.
+	resp, err := http.Get(base + "/library/examples/flows/node-red-contrib-deviceless/python-on-the-edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	shipped, _ := os.ReadFile(filepath.Join(repoRoot, noderedPackage, "examples", "python-on-the-edge.json"))
+	if resp.StatusCode != http.StatusOK || compact(listed) != compact(shipped) {
+		t.Fatalf("the example in Node-RED's library: %s\n%.300s", resp.Status, listed)
 	}
 
 	// The example flow as it is: its own fan-speed code.
