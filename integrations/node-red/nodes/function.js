@@ -10,7 +10,7 @@ const { EngineError } = require('./client');
 const DEFAULT_TIMEOUT = '10s';
 const DEFAULT_MEMORY = '64Mi';
 const DEFAULT_MAX_IN_FLIGHT = 16;
-const MAX_QUEUE = 10000;
+const MAX_QUEUE = 10000; // settings.js: devicelessMaxQueue
 // How long a closing node (redeploy, stop) waits for invocations still in flight; below
 // Node-RED's own 15 s close timeout so that each one is reported before the runtime moves on.
 const CLOSE_WAIT_MS = 10000; // settings.js: devicelessCloseWaitMs
@@ -105,6 +105,7 @@ module.exports = function (RED) {
         const engine = RED.nodes.getNode(config.engine);
         const inline = config.mode === 'inline';
         const maxInFlight = Math.max(1, Number(config.concurrency) || DEFAULT_MAX_IN_FLIGHT);
+        const maxQueue = Number(RED.settings.devicelessMaxQueue) || MAX_QUEUE;
         const inFlight = new Map(); // msg._msgid → {ref, abort, started}
         const queue = [];
         let closing = false;
@@ -279,8 +280,8 @@ module.exports = function (RED) {
                 done('the flow is stopping: not invoked');
                 return;
             }
-            if (queue.length >= MAX_QUEUE) {
-                fail(msg, send, done, { status: 'error', error: 'queue full' }, `${MAX_QUEUE} messages waiting for the engine already: not invoked`);
+            if (queue.length >= maxQueue) {
+                fail(msg, send, done, { status: 'error', error: 'queue full' }, `${maxQueue} messages waiting for the engine already: not invoked`);
                 return;
             }
             queue.push({ msg, send, done });

@@ -241,6 +241,28 @@ describe('deviceless function', () => {
         assert.deepEqual([...got].sort((a, b) => a - b), [...Array(N).keys()]);
     });
 
+    test('a flood beyond the queue: each message over the bound fails on output 2 at once, none is lost', async () => {
+        const hold = [];
+        engine = await startEngine(deviceless((call, reply) => hold.push(() => reply(200, result({ output: call.body.args.n })))));
+        helper.settings({ devicelessMaxQueue: 5 });
+        await helper.load(nodes, onTab(flow(engine.url, { concurrency: 2 })), { eng: { token: 't' } });
+        const fn = helper.getNode('fn1');
+        const oks = [];
+        const bads = [];
+        helper.getNode('ok').on('input', (m) => oks.push(m.payload));
+        helper.getNode('bad').on('input', (m) => bads.push(m));
+        for (let n = 0; n < 20; n++) fn.receive({ payload: { n } });
+        // 2 in flight, 5 waiting, 13 refused.
+        await waitFor('the refusals', () => bads.length === 13 && hold.length === 2);
+        assert.ok(bads.every((m) => m.deviceless.error === 'queue full' && /5 messages waiting/.test(m.error.message)));
+        await waitFor('the rest answered', () => {
+            while (hold.length) hold.shift()();
+            return oks.length === 7;
+        });
+        assert.deepEqual([...oks, ...bads.map((m) => m.payload.n)].sort((a, b) => a - b), [...Array(20).keys()]);
+        helper.settings({});
+    });
+
     test('a redeploy while invocations run: results that come are logged, the rest reported as errors', async () => {
         const hold = [];
         engine = await startEngine(deviceless((call, reply) => hold.push(() => reply(200, result({ output: 'late' })))));
