@@ -15,7 +15,6 @@ const MAX_QUEUE = 10000; // settings.js: devicelessMaxQueue
 // Node-RED's own 15 s close timeout so that each one is reported before the runtime moves on.
 const CLOSE_WAIT_MS = 10000; // settings.js: devicelessCloseWaitMs
 const RUNTIMES = ['python3', 'sh'];
-const FAILED = ['error', 'timeout', 'oom', 'rejected', 'expired'];
 
 // parseLabels reads "zone=north, site=gh1" into an object; bad entries are errors.
 function parseLabels(text) {
@@ -106,7 +105,9 @@ module.exports = function (RED) {
         const inline = config.mode === 'inline';
         const maxInFlight = Math.max(1, Number(config.concurrency) || DEFAULT_MAX_IN_FLIGHT);
         const maxQueue = Number(RED.settings.devicelessMaxQueue) || MAX_QUEUE;
-        const inFlight = new Map(); // msg._msgid → {ref, abort, started}
+        // In flight by a number of their own: copies of one message share a _msgid.
+        const inFlight = new Map(); // seq → {msgid, ref, abort, started}
+        let seq = 0;
         const queue = [];
         let closing = false;
         let deployed = null; // a promise of the ref to invoke
@@ -152,6 +153,9 @@ module.exports = function (RED) {
             };
             if (target && (target.agent || target.labels)) def.target = target;
             const ans = await engine.client.deploy(name, def, { timeoutMs: 30000 });
+            if (typeof ans.ref !== 'string' || !ans.ref.startsWith(name + '@')) {
+                throw new EngineError(`PUT /api/v1/functions/${name}: an answer without the version deployed: ${JSON.stringify(ans).slice(0, 200)}`, 200);
+            }
             node.log(`${ans.created ? 'deployed' : 'unchanged'} ${ans.ref}${(ans.warnings || []).length ? ': ' + ans.warnings.join('; ') : ''}`);
             for (const w of ans.warnings || []) node.warn(`${ans.ref}: ${w}`);
             last = { fill: 'grey', shape: 'dot', text: `${ans.created ? 'deployed' : 'ready'} ${ans.ref}` };
@@ -223,8 +227,9 @@ module.exports = function (RED) {
         };
 
         const run = async (msg, send, done) => {
-            const entry = { abort: new AbortController(), started: Date.now(), ref: '' };
-            inFlight.set(msg._msgid, entry);
+            const key = ++seq;
+            const entry = { msgid: msg._msgid, abort: new AbortController(), started: Date.now(), ref: '' };
+            inFlight.set(key, entry);
             status();
             try {
                 const r = await ref();
@@ -257,7 +262,7 @@ module.exports = function (RED) {
                 else last = { fill: 'red', shape: 'dot', text: `error${code ? ' ' + code : ''}` };
                 fail(msg, send, done, { function: entry.ref || undefined, status: err.unreachable ? 'unreachable' : 'error', http_status: code, error: err.message }, err.message);
             } finally {
-                inFlight.delete(msg._msgid);
+                inFlight.delete(key);
                 if (entry.onSettled) entry.onSettled();
                 next();
                 status();
@@ -304,8 +309,8 @@ module.exports = function (RED) {
             node.status({ fill: 'blue', shape: 'ring', text: `stopping: ${open.length} in flight` });
             const waits = open.map(([, e]) => new Promise((resolve) => (e.onSettled = resolve)));
             const timer = setTimeout(() => {
-                for (const [id, e] of inFlight) {
-                    node.error(`flow stopped while ${e.ref || 'a function'} ran for message ${id} (${Date.now() - e.started} ms): ` +
+                for (const e of inFlight.values()) {
+                    node.error(`flow stopped while ${e.ref || 'a function'} ran for message ${e.msgid} (${Date.now() - e.started} ms): ` +
                         `the engine finishes it; see GET /api/v1/functions/${(e.ref || '').split('@')[0]}/logs`);
                     e.abort.abort();
                 }
@@ -330,4 +335,4 @@ module.exports = function (RED) {
     RED.nodes.registerType('deviceless function', DevicelessFunctionNode);
 };
 
-module.exports.internal = { parseLabels, targetOf, msgTarget, argsOf, seconds, inlineName, FAILED };
+module.exports.internal = { parseLabels, targetOf, msgTarget, argsOf, seconds, inlineName };
