@@ -59,6 +59,15 @@ try {
   await page.waitForSelector('.red-ui-palette-node[data-palette-type="deviceless function"]');
   await page.waitForSelector('.red-ui-palette-node[data-palette-type="deviceless event"]');
   step('palette shows deviceless function and deviceless event');
+  // Each node's help for the sidebar came with its definition.
+  for (const type of ['deviceless function', 'deviceless event', 'deviceless-engine']) {
+    const help = await page.evaluate((t) => {
+      const el = document.querySelector(`script[data-help-name="${t}"]`);
+      return el ? el.textContent : '';
+    }, type);
+    if (!/<h3>|<p>/.test(help)) throw new Error(`no help text for ${type}`);
+  }
+  step('help text of the three nodes loaded');
 
   // The deployed node on the workspace: a double-click opens its form.
   const nodeSel = `${byId(env.DLX_FUNCTION_NODE)}.red-ui-flow-node`;
