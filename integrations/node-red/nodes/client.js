@@ -80,25 +80,41 @@ class Client {
             const headers = { Accept: 'application/json' };
             if (this.auth) headers.Authorization = this.auth;
             if (body !== undefined) headers['Content-Type'] = 'application/json';
-            const signals = [AbortSignal.timeout(timeoutMs)];
-            if (signal) signals.push(signal);
-            let res;
-            try {
-                res = await this.fetch(this.url + path, {
-                    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-                    signal: AbortSignal.any(signals), redirect: 'error',
-                });
-            } catch (err) {
-                if (signal && signal.aborted) throw new EngineError(`${method} ${path}: cancelled`, 0);
-                const why = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (err.cause && err.cause.message) || err.message;
-                throw new EngineError(`engine ${this.url} unreachable: ${why}`, 0);
+            // One signal for the caller's cancel and the deadline (AbortSignal.any needs
+            // Node.js 20.3; Node-RED 4 runs on 18).
+            const ctl = new AbortController();
+            let timedOut = false;
+            const timer = setTimeout(() => {
+                timedOut = true;
+                ctl.abort();
+            }, timeoutMs);
+            const cancel = () => ctl.abort();
+            if (signal) {
+                if (signal.aborted) ctl.abort();
+                signal.addEventListener('abort', cancel, { once: true });
             }
+            let res;
             let text;
             try {
-                text = await readBody(res);
-            } catch (err) {
-                if (err instanceof EngineError) throw err;
-                throw new EngineError(`engine ${this.url}: reading the answer to ${method} ${path}: ${err.message}`, 0);
+                try {
+                    res = await this.fetch(this.url + path, {
+                        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+                        signal: ctl.signal, redirect: 'error',
+                    });
+                } catch (err) {
+                    if (signal && signal.aborted) throw new EngineError(`${method} ${path}: cancelled`, 0);
+                    const why = timedOut ? `no answer within ${timeoutMs} ms` : (err.cause && err.cause.message) || err.message;
+                    throw new EngineError(`engine ${this.url} unreachable: ${why}`, 0);
+                }
+                try {
+                    text = await readBody(res);
+                } catch (err) {
+                    if (err instanceof EngineError) throw err;
+                    throw new EngineError(`engine ${this.url}: reading the answer to ${method} ${path}: ${timedOut ? `no answer within ${timeoutMs} ms` : err.message}`, 0);
+                }
+            } finally {
+                clearTimeout(timer);
+                if (signal) signal.removeEventListener('abort', cancel);
             }
             if (res.status === 503 && attempt < this.retries) {
                 const wait = Math.min(Number(res.headers.get('retry-after')) || 1, 10) * 1000;

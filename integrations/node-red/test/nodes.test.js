@@ -427,6 +427,24 @@ describe('deviceless event', () => {
     });
 });
 
+describe('client', () => {
+    const { Client } = require('../nodes/client.js');
+    test('a silent engine: no answer within the deadline; a cancel ends the call', async () => {
+        const engine = await startEngine(() => {}); // never answers
+        try {
+            const c = new Client({ url: engine.url, credentials: { token: 't' } });
+            await assert.rejects(c.functions({ timeoutMs: 100 }), (err) => err.unreachable && /no answer within 100 ms/.test(err.message));
+            const ctl = new AbortController();
+            const call = c.invoke('fn', { args: {} }, { signal: ctl.signal });
+            await waitFor('the call at the engine', () => engine.calls.some((x) => x.method === 'POST'));
+            ctl.abort();
+            await assert.rejects(call, /cancelled/);
+        } finally {
+            await engine.close();
+        }
+    });
+});
+
 describe('pure parts', () => {
     const { parseLabels, targetOf, argsOf, seconds, inlineName } = functionNode.internal;
     const { matchesFunction } = eventNode.internal;
