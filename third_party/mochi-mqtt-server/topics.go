@@ -310,9 +310,9 @@ type InlineSubscription struct {
 
 // Subscribers contains the shared and non-shared subscribers matching a topic.
 type Subscribers struct {
-	Shared              map[string]map[string]packets.Subscription
-	SharedSelected      map[string]packets.Subscription
-	Subscriptions       map[string]packets.Subscription
+	Shared         map[string]map[string]packets.Subscription
+	SharedSelected map[string]packets.Subscription
+	Subscriptions  map[string]packets.Subscription
 	// InlineSubscriptions are the matching inline subscriptions, one per id, in the order
 	// they were found (patch 7: a slice instead of a map per publish).
 	InlineSubscriptions []InlineSubscription
