@@ -504,7 +504,7 @@ func (a *eventActions) invocationEvent() *protocol.Event {
 
 // act carries out a firing's actions.
 func (e *Engine) act(f *rules.Firing, acts *eventActions) {
-	e.metrics.firings.WithLabelValues(f.Rule).Inc()
+	e.metrics.fire(f.Rule)
 	ids := &acts.ids
 	for i := range f.Actions {
 		a := &f.Actions[i]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,8 @@ type external struct {
 	once   sync.Once
 
 	events, control *queue
+	receiveMax      uint16 // announced in CONNECT: flowControl
+	maxPacket       uint32
 
 	// Events are acknowledged to the broker once committed (evaluated, actions handed on):
 	// a crash leaves them unacknowledged, and the broker sends them again to the engine's
@@ -60,8 +63,31 @@ func openExternal(e *Engine) (*external, error) {
 	if buf <= 0 {
 		buf = broker.DefaultIntakeBuffer
 	}
-	return &external{e: e, url: u, topics: e.topics, ready: make(chan struct{}),
-		events: newQueue(buf), control: newQueue(buf)}, nil
+	maxPacket := e.cfg.Broker.Limits.MaxPacketSize
+	if maxPacket == 0 {
+		maxPacket = broker.DefaultMaxPacketSize
+	}
+	t := &external{e: e, url: u, topics: e.topics, ready: make(chan struct{}),
+		events: newQueue(buf), control: newQueue(buf), maxPacket: maxPacket}
+	t.receiveMax = uint16(min(buf, math.MaxUint16))
+	// A broker that sends more unacknowledged QoS 1/2 events than the Receive Maximum
+	// breaks MQTT 5 §3.3.4 (mosquitto 2.0.11 sends a few more once acknowledgements flow:
+	// TestExternalFloodStaysBounded): beyond that plus the QoS 0 room, they wait (push).
+	t.events.hard = buf + int(t.receiveMax)
+	return t, nil
+}
+
+// flowControl sets the CONNECT's Receive Maximum (the engine's QoS 1/2 events in flight,
+// unacknowledged until committed: the broker sends no more) and Maximum Packet Size (the
+// broker sends nothing bigger), so that memory stays bounded however fast that broker's
+// publishers are (docs/engine.md, "Ordering and overload").
+func (t *external) flowControl(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+	if cp.Properties == nil {
+		cp.Properties = &paho.ConnectProperties{}
+	}
+	rm, mp := t.receiveMax, t.maxPacket
+	cp.Properties.ReceiveMaximum, cp.Properties.MaximumPacketSize = &rm, &mp
+	return cp, nil
 }
 
 func (t *external) Run(ctx context.Context) error {
@@ -90,6 +116,7 @@ func (t *external) Run(ctx context.Context) error {
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               []byte(cfg.Password),
 		Queue:                         memory.New(),
+		ConnectPacketBuilder:          t.flowControl,
 		ReconnectBackoff:              func(n int) time.Duration { return min(time.Duration(n+1)*250*time.Millisecond, 5*time.Second) },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			t.cm.Store(cm)
@@ -271,17 +298,37 @@ type queue struct {
 	mu      sync.Mutex
 	items   []broker.Event
 	limit   int
+	hard    int           // 0, or the most events it holds before a QoS 1/2 one waits (push)
+	room    chan struct{} // signalled when events are taken
+	peak    int           // the most it held (tests)
 	closed  bool
 	notify  chan struct{}
 	dropped uint64
 	total   uint64
 }
 
-func newQueue(limit int) *queue { return &queue{limit: limit, notify: make(chan struct{}, 1)} }
+func newQueue(limit int) *queue {
+	return &queue{limit: limit, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+// taken tells a push waiting for room that there may be some.
+func (q *queue) taken() {
+	select {
+	case q.room <- struct{}{}:
+	default:
+	}
+}
 
 // push queues ev and reports whether it did.
 func (q *queue) push(ev broker.Event) bool {
 	q.mu.Lock()
+	// A QoS 1/2 event beyond hard (a broker over the Receive Maximum) waits for room:
+	// the client stops reading, TCP holds that broker back, and nothing is lost.
+	for q.hard > 0 && ev.QoS > 0 && !q.closed && len(q.items) >= q.hard {
+		q.mu.Unlock()
+		<-q.room
+		q.mu.Lock()
+	}
 	if q.closed || (ev.QoS == 0 && len(q.items) >= q.limit) {
 		if !q.closed {
 			q.dropped++
@@ -291,6 +338,7 @@ func (q *queue) push(ev broker.Event) bool {
 	}
 	q.items = append(q.items, ev)
 	q.total++
+	q.peak = max(q.peak, len(q.items))
 	q.mu.Unlock()
 	select {
 	case q.notify <- struct{}{}:
@@ -309,6 +357,7 @@ func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 			out := q.items
 			q.items = nil
 			q.mu.Unlock()
+			q.taken()
 			return out, nil
 		}
 		closed := q.closed
@@ -327,9 +376,10 @@ func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 // Queued returns what is queued now, without waiting (a controlSource).
 func (q *queue) Queued() []broker.Event {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	out := q.items
 	q.items = nil
+	q.mu.Unlock()
+	q.taken()
 	return out
 }
 
@@ -337,6 +387,7 @@ func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
+	q.taken()
 	select {
 	case q.notify <- struct{}{}:
 	default:

@@ -329,3 +329,104 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 		t.Logf("%d events evaluated twice across the stop", once+again-n)
 	}
 }
+
+// TestExternalFloodStaysBounded: with an external broker (mosquitto 2.0.11 with an
+// in-flight limit of its own above the engine's, and room to queue), a QoS 1 flood
+// reaches the engine only about as fast as it commits — the engine announces a Receive
+// Maximum of intake_buffer and acknowledges at commit (mosquitto overshoots it by a few
+// once acknowledgements flow; beyond the queue's bound such events wait) — and nothing is
+// lost; a QoS 0 flood, which MQTT gives no flow
+// control, is shed beyond intake_buffer and counted; a message over max_packet_size (the
+// CONNECT's Maximum Packet Size) is not sent to the engine at all. The queue never holds
+// more than intake_buffer QoS 1 events plus intake_buffer QoS 0 ones.
+func TestExternalFloodStaysBounded(t *testing.T) {
+	addr := startMosquittoConf(t, "max_inflight_messages 1000\nmax_queued_messages 100000\n")
+	dir := t.TempDir()
+	writeRules(t, dir, "rules:\n  - {name: r, on: 'sensors/#', do: [{publish: {topic: '\"seen\"'}}]}\n")
+	cfg := Config{HTTP: "off", Rules: []string{dir}}
+	cfg.Broker.External = "mqtt://" + addr
+	cfg.Broker.ClientID = "engine-flood"
+	const buffer = 100
+	cfg.Broker.Limits.IntakeBuffer = buffer
+	cfg.Broker.Limits.MaxPacketSize = 1024
+	e, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := e.t.(*external)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-tr.Ready():
+	case <-time.After(deadline):
+		t.Fatal("external transport not ready")
+	}
+	lines := func(n int, qos string) {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(addr)
+		var sb strings.Builder
+		for i := range n {
+			fmt.Fprintf(&sb, `{"n": %d}`+"\n", i)
+		}
+		pub := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-t", "sensors/flood", "-q", qos, "-l")
+		pub.Stdin = strings.NewReader(sb.String())
+		if out, err := pub.CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s (run go tool task setup)", err, out)
+		}
+	}
+
+	// QoS 1: 1000 events, taken and committed a batch at a time.
+	const n = 1000
+	lines(n, "1")
+	taken, over := 0, 0 // over: the most events the broker sent beyond the Receive Maximum
+	for taken < n {
+		eventually(t, "the broker sending more", func() bool { return tr.events.stats().Backlog > 0 })
+		b, err := tr.Events().Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		over = max(over, len(b.Events)-buffer)
+		taken += len(b.Events)
+		if err := b.Commit(len(b.Events)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if taken != n || tr.events.stats().Dropped != 0 {
+		t.Fatalf("%d of %d QoS 1 events, %d dropped", taken, n, tr.events.stats().Dropped)
+	}
+
+	// QoS 0: nobody takes them; the queue sheds beyond its buffer.
+	lines(n, "0")
+	eventually(t, "every QoS 0 event received or shed", func() bool {
+		s := tr.events.stats()
+		return s.Received+s.Dropped == n+n
+	})
+	if s := tr.events.stats(); s.Backlog != buffer || s.Dropped != n-buffer {
+		t.Fatalf("QoS 0 flood: %d queued, %d shed; want %d and %d", s.Backlog, s.Dropped, buffer, n-buffer)
+	}
+	tr.events.Queued()
+
+	// Over max_packet_size: not sent; the probe after it is.
+	host, port, _ := net.SplitHostPort(addr)
+	for _, m := range []string{strings.Repeat("x", 2048), "probe"} {
+		if out, err := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-t", "sensors/big", "-q", "1", "-m", m).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s", err, out)
+		}
+	}
+	b, err := tr.Events().Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Events) != 1 || string(b.Events[0].Payload) != "probe" {
+		t.Fatalf("after a 2 KiB message and a probe, with max_packet_size 1024: %d events, the first %.20q", len(b.Events), b.Events[0].Payload)
+	}
+	tr.events.mu.Lock()
+	peak := tr.events.peak
+	tr.events.mu.Unlock()
+	if peak > 2*buffer {
+		t.Fatalf("the queue held %d events at most, more than %d", peak, 2*buffer)
+	}
+	t.Logf("queue peak %d events (buffer %d); the broker sent up to %d QoS 1 events over the Receive Maximum", peak, buffer, over)
+}

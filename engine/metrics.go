@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"sync"
 
 	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
@@ -12,6 +13,9 @@ type promMetrics struct {
 	reg     *prometheus.Registry
 	events  *prometheus.CounterVec // stage: received, matched, skipped
 	firings *prometheus.CounterVec // rule
+	// fired caches firings' counter per rule name: WithLabelValues hashes and validates
+	// the label at every firing (3 % of the engine's CPU at a paced 10k events/s).
+	fired sync.Map // string → prometheus.Counter
 	// The event loop's counters (children of events), and a registry of events and
 	// firings alone: the cumulative counts of the deviceless_events point (eventCounts).
 	received, matched, skipped prometheus.Counter
@@ -176,4 +180,15 @@ func (c *ruleCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(ruleThrottledDesc, prometheus.CounterValue, float64(r.Counters().Throttled.Load()), r.Name)
 		ch <- prometheus.MustNewConstMetric(ruleKeysDesc, prometheus.GaugeValue, float64(r.Keys()), r.Name)
 	}
+}
+
+// fire counts one firing of rule.
+func (m *promMetrics) fire(rule string) {
+	if c, ok := m.fired.Load(rule); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.firings.WithLabelValues(rule)
+	m.fired.Store(rule, c)
+	c.Inc()
 }

@@ -112,6 +112,7 @@ func (st *Staged) Firings(dst []Firing) []Firing {
 		}
 	}
 	st.pending = 0
+	st.env = Env{} // the payload and topic parts are the event's: not kept past it
 	return dst
 }
 
