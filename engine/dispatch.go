@@ -139,13 +139,15 @@ func newID() string {
 // from outside the rules): its result and dead letter come back into the rules with
 // hop+1, and so do the function's publishes (the agent echoes it). reply, when set,
 // receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs, caller string) {
+// invoke sends one invocation per selected agent (pick all) or one. reply gets the first
+// agent's result, or with every each agent's; invoke returns how many results reply gets.
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), every bool, ids *actionIDs, caller string) int {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Hop: hop, Event: ev, Args: args, Spec: fn.Spec}
 	target.Runtime = protocol.SpecRuntime(fn.Spec) // a wasm function to agents with wasm, a container to agents with podman
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply, caller: caller}, "no online agent matches the target "+target.String(), protocol.StatusError)
-		return
+		return 1
 	}
 	for i, a := range agents {
 		inv := base
@@ -153,13 +155,17 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Tar
 			inv.ID = ids.next()
 		}
 		p := &pending{inv: inv, target: target, agent: a, reply: reply, caller: caller}
-		if i > 0 {
+		if i > 0 && !every {
 			p.reply = nil
 		}
 		if !d.send(p) {
-			return // the others would not encode either: one dead letter
+			return 1 // the others would not encode either: one dead letter
 		}
 	}
+	if every {
+		return len(agents)
+	}
+	return 1
 }
 
 // budget is how long an attempt of p may take: the function's timeout and the start grace.

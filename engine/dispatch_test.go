@@ -335,7 +335,7 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
 			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
 			var reply []byte
-			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 0, func(f *finished) { reply = f.JSON() }, &h.ids, "")
+			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 0, func(f *finished) { reply = f.JSON() }, false, &h.ids, "")
 			h.d.result("a1", []byte(h.real(tc.payload)), []byte(h.real("ev-1")))
 			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.labels(h.results)); diff != "" {
 				t.Errorf("results topic (-want +got):\n%s", diff)
@@ -368,7 +368,7 @@ func TestResultsAndDeadLettersCountHops(t *testing.T) {
 		}
 		return "none"
 	}
-	d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 3, nil, nil, "")
+	d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 3, nil, false, nil, "")
 	var inv protocol.Invocation
 	if err := json.Unmarshal(msgs[0].Payload, &inv); err != nil || inv.Hop != 3 {
 		t.Fatalf("invocation %s: hop %d, want 3 (%v)", msgs[0].Payload, inv.Hop, err)
@@ -378,7 +378,7 @@ func TestResultsAndDeadLettersCountHops(t *testing.T) {
 		t.Fatalf("result on %s with hop %s, want deviceless/results/f with hop 4", m.Topic, hopOf(m))
 	}
 	msgs = nil
-	d.invoke(testFunction, "r", protocol.Target{Agent: "nobody", Pick: protocol.PickOne}, nil, nil, 5, nil, nil, "")
+	d.invoke(testFunction, "r", protocol.Target{Agent: "nobody", Pick: protocol.PickOne}, nil, nil, 5, nil, false, nil, "")
 	if len(msgs) != 2 || msgs[0].Topic != "deviceless/deadletter" || hopOf(msgs[0]) != "6" || hopOf(msgs[1]) != "6" {
 		t.Fatalf("dead letter and its result: %+v, want both with hop 6", msgs)
 	}
@@ -561,7 +561,7 @@ func invoke(target protocol.Target) step { return invokeArgs(target, map[string]
 func invokeArgs(target protocol.Target, args map[string]any) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		ev := &protocol.Event{Topic: "sensors/a", Payload: json.RawMessage(`{"c":1}`)}
-		h.d.invoke(testFunction, "r", target, args, ev, 0, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, &h.ids, "")
+		h.d.invoke(testFunction, "r", target, args, ev, 0, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, false, &h.ids, "")
 	}
 }
 

@@ -680,7 +680,7 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 			return
 		}
 	}
-	if _, err := e.invoke(e.mqttCaller(b), function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
+	if _, _, err := e.invoke(e.mqttCaller(b), function, req, func(f *finished) { respondJSON(f.JSON()) }, false); err != nil {
 		fail(err.Error())
 	}
 }
@@ -744,17 +744,18 @@ func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(
 	if reply != nil {
 		r = func(f *finished) { reply(f.Result) }
 	}
-	_, err := e.invoke(engineCaller, function, req, r)
+	_, _, err := e.invoke(engineCaller, function, req, r, false)
 	return err
 }
 
 // invoke starts an invocation on behalf of c, once c may (functions_invoke.go), and
-// returns the function it runs.
-func (e *Engine) invoke(c caller, function string, req protocol.InvokeRequest, reply func(*finished)) (*rules.Function, error) {
+// returns the function it runs and how many results reply gets: one (the first agent's),
+// or with every one per agent of a `pick: all` target.
+func (e *Engine) invoke(c caller, function string, req protocol.InvokeRequest, reply func(*finished), every bool) (*rules.Function, int, error) {
 	r, t, err := e.prepareInvoke(c, function, req.Target)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	e.dispatch.invoke(r.fn, "", t, req.Args, nil, 0, reply, nil, c.String())
-	return r.fn, nil
+	n := e.dispatch.invoke(r.fn, "", t, req.Args, nil, 0, reply, every, nil, c.String())
+	return r.fn, n, nil
 }

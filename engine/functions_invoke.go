@@ -149,7 +149,7 @@ func (e *Engine) invokeRule(rule string, a *rules.Action, ev *protocol.Event, ho
 		t.Tenant = r.tenant
 		fn = r.fn
 	}
-	e.dispatch.invoke(fn, rule, t, a.Args, ev, hop, nil, ids, by)
+	e.dispatch.invoke(fn, rule, t, a.Args, ev, hop, nil, false, ids, by)
 }
 
 // apiError is a refused API request: its status and its problems, each naming its field.
