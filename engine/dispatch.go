@@ -73,6 +73,8 @@ type counter interface{ Inc() }
 // dispatchCounters count what the dispatcher does (Prometheus counters in the engine).
 type dispatchCounters struct {
 	attempts, retries, timeouts, late, deadLetters, malformed counter
+	// dropped counts attempts the broker dropped for a full agent queue (OnDropped).
+	dropped counter
 	// foreign counts results from an agent the invocation was not sent to (ignored).
 	foreign counter
 }
@@ -223,9 +225,39 @@ func (d *dispatcher) send(p *pending) bool {
 
 // timeout handles an attempt whose result did not arrive in time.
 func (d *dispatcher) timeout(id string) {
+	d.attemptFailed(id, "", func(p *pending) string {
+		d.counters.timeouts.Inc()
+		return fmt.Sprintf("no result from agent %s within %v", p.agent, d.budget(p))
+	}, protocol.StatusTimeout)
+}
+
+// dropped handles an invocation the broker dropped instead of queueing it for agentID
+// (broker.OnDropped: the agent's queue, limits.max_queued, was full): the agent will never
+// see it, so the attempt ends now, not at its timeout, and is retried on another agent or
+// dead-lettered. The broker calls it within the engine's Publish: the rest runs on a timer.
+func (d *dispatcher) dropped(agentID string, correlation []byte) {
+	id := string(correlation)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.pending[id]
+	if p == nil || !p.sent || p.agent != agentID {
+		return // not an attempt out to that agent (a repeat, or already over)
+	}
+	p.timer.Stop()
+	p.timer = d.clock.AfterFunc(0, func() {
+		d.attemptFailed(id, agentID, func(p *pending) string {
+			d.counters.dropped.Inc()
+			return fmt.Sprintf("not delivered: the broker's queue for agent %s is full (broker.limits.max_queued)", p.agent)
+		}, protocol.StatusRejected)
+	})
+}
+
+// attemptFailed ends the attempt of invocation id that is out (to agent, when not ""),
+// then retries or dead-letters it for the reason why says.
+func (d *dispatcher) attemptFailed(id, agent string, why func(*pending) string, status string) {
 	d.mu.Lock()
 	p := d.pending[id]
-	sent := p != nil && p.sent
+	sent := p != nil && p.sent && (agent == "" || p.agent == agent)
 	if sent {
 		delete(d.pending, id)
 		p.sent = false
@@ -235,8 +267,7 @@ func (d *dispatcher) timeout(id string) {
 		return
 	}
 	d.agents.addInFlight(p.agent, -1)
-	d.counters.timeouts.Inc()
-	d.retryOrDeadLetter(p, fmt.Sprintf("no result from agent %s within %v", p.agent, d.budget(p)), protocol.StatusTimeout)
+	d.retryOrDeadLetter(p, why(p), status)
 	d.signalIdle()
 }
 

@@ -151,7 +151,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		log:       log,
 		limits:    cfg.Dispatch,
 		topics:    e.topics,
-		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, foreign: m.foreign, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
+		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, dropped: m.dropped, late: m.late, foreign: m.foreign, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
 		observers: observers,
 	})
 	e.sched = newScheduler(e.ruleSet, e.actScheduled, e.now, log.With("component", "schedule"), cfg.State)

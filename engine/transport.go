@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // transport is where the engine meets MQTT: the embedded broker in process, or an
@@ -119,6 +120,13 @@ func openEmbedded(e *Engine) (*embedded, error) {
 		return nil, err
 	}
 	t := &embedded{Server: b}
+	// An invocation the broker drops for an agent whose queue is full ends its attempt
+	// now (retried elsewhere or dead-lettered), not at its timeout.
+	b.OnDropped(func(d broker.Dropped) {
+		if r, ok := e.topics.Parse(d.Topic); ok && r.Kind == protocol.AgentInvoke && r.Agent == d.Client {
+			e.dispatch.dropped(r.Agent, d.CorrelationData)
+		}
+	})
 	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
 	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
 	// Agent, invoke and response traffic never reaches the rules (forRules), so it is not

@@ -1087,10 +1087,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	if out.FixedHeader.Qos > 0 {
+		// Deviceless patch 10: a message dropped for a full queue reaches OnPublishDropped,
+		// as one dropped for a full outbound buffer does, so its publisher can learn of it.
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
-			// add hook?
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
+			s.hooks.OnPublishDropped(cl, pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
@@ -1099,6 +1101,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			s.hooks.OnPacketIDExhausted(cl, pk)
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
+			s.hooks.OnPublishDropped(cl, pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
