@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,11 +265,16 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	cfg := Config{HTTP: "off", Rules: []string{dir}}
 	cfg.Broker.External = "mqtt://" + addr
 	cfg.Broker.ClientID = "engine-stop"
+	var recs [2]*recordingSource // per run: the event IDs by payload, as the event loop took them
+	runs := 0
 	run := func() (*Engine, func()) {
 		e, err := New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		rec := &recordingSource{eventSource: e.events, topic: "sensors/a", ids: map[string]string{}}
+		e.events, recs[runs] = rec, rec
+		runs++
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
@@ -317,15 +324,59 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // events delivered again, if any, would arrive now
 	again := matched(second)
 	t.Logf("the first engine evaluated %d events before it stopped, the second %d", once, again)
-	// No event lost across the stop. Exactly once is the aim (the first engine's
-	// acknowledgements are flushed before it disconnects; TestExternalAcknowledgesCommittedEvents
-	// proves the flush), but a CI run under load saw 181 of 3,000 evaluated twice: events
-	// evaluated in the stop's last moments whose acknowledgements did not reach mosquitto.
-	// Until that is found, a repeat is allowed and reported, a loss is not.
+	// No event lost across the stop. Exactly once at the evaluation is the aim (the first
+	// engine's acknowledgements are flushed before it disconnects, TestExternalAcknowledgesCommittedEvents;
+	// and it waits for mosquitto to close the connection, the paho fork's patch 2: a reset
+	// had dropped the last acknowledgements, 181 of 3,000 evaluated twice in a CI run). Some
+	// runs still evaluate tens twice (cause not found), so a repeat is allowed and reported,
+	// a loss is not, and every repeat must be harmless: below.
 	if once+again < n {
 		t.Fatalf("%d + %d events evaluated, want at least %d: %d lost", once, again, n, n-once-again)
 	}
 	if once+again > n {
 		t.Logf("%d events evaluated twice across the stop", once+again-n)
 	}
+	// A repeat is harmless at the agents: an event delivered to both runs has the same ID
+	// in both (the delivery's, engine/external_ids.go), so its invocations and actuations
+	// carry the same ids, which agents answer from their memory.
+	both := 0
+	ids0, ids1 := recs[0].snapshot(), recs[1].snapshot()
+	for payload, id := range ids1 {
+		if first, ok := ids0[payload]; ok {
+			both++
+			if id != first || id == "" {
+				t.Fatalf("event %s: ID %q in the first run, %q in the second", payload, first, id)
+			}
+		}
+	}
+	if twice := int(once+again) - n; both < twice {
+		t.Fatalf("%d events evaluated twice, but only %d were delivered to both runs", twice, both)
+	}
+	t.Logf("%d events delivered to both runs, each with the same ID", both)
+}
+
+// recordingSource records the ID of every event on topic the event loop takes, by payload.
+type recordingSource struct {
+	eventSource
+	topic string
+	mu    sync.Mutex
+	ids   map[string]string
+}
+
+func (r *recordingSource) Next(ctx context.Context) (eventBatch, error) {
+	b, err := r.eventSource.Next(ctx)
+	r.mu.Lock()
+	for _, ev := range b.Events {
+		if ev.Topic == r.topic {
+			r.ids[string(ev.Payload)] = ev.ID
+		}
+	}
+	r.mu.Unlock()
+	return b, err
+}
+
+func (r *recordingSource) snapshot() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.ids)
 }
