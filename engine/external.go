@@ -177,8 +177,8 @@ func intPtr(i int) *int { return &i }
 
 // statusSnapshot reads the agents' retained statuses into the control queue before the
 // engine's own session connects, on a clean session of its own (client id id): the
-// persistent session's queue holds the events it missed, and the broker sends only so many
-// of them (mosquitto: 20) before the engine acknowledges some, which it does once it has
+// persistent session's queue holds the events it missed, and the broker sends only its
+// in-flight window of them before the engine acknowledges some, which it does once it has
 // evaluated them, so a marker behind them would never come. The snapshot subscribes to the
 // statuses and to its sync topic, publishes a fresh nonce there and waits until it comes
 // back: a broker sends a subscription's retained messages before what is published to it
