@@ -22,7 +22,7 @@ type sentQueue struct {
 	mu       sync.Mutex
 	enqueued uint64
 	written  uint64
-	onSent   func(written uint64) // called after each write, without mu
+	onSent   func(written uint64) // called after each write, before written counts it, without mu
 	wrote    chan struct{}        // signalled after each write
 }
 
@@ -73,18 +73,24 @@ func (q *sentQueue) Peek() (pahoqueue.Entry, error) {
 }
 
 // done counts an entry that left the queue, written (or quarantined: never for the
-// engine's own packets, and holding acknowledgements for it would hold them all).
+// engine's own packets, and holding acknowledgements for it would hold them all). It runs
+// on autopaho's one queue goroutine. The acknowledgements the write releases are handed to
+// paho before the new count is visible: waitWritten's caller disconnects as soon as it sees
+// the count, and an acknowledgement handed on after that was lost (its event came again
+// after a stop).
 func (q *sentQueue) done() {
 	q.mu.Lock()
-	q.written++
-	n, f := q.written, q.onSent
+	n, f := q.written+1, q.onSent
+	q.mu.Unlock()
+	if f != nil {
+		f(n)
+	}
+	q.mu.Lock()
+	q.written = n
 	q.mu.Unlock()
 	select {
 	case q.wrote <- struct{}{}:
 	default:
-	}
-	if f != nil {
-		f(n)
 	}
 }
 

@@ -321,24 +321,31 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	second, stop2 := run()
 	defer stop2()
 	eventually(t, fmt.Sprintf("%d events evaluated by the two engines", n), func() bool { return once+matched(second) >= n })
-	time.Sleep(500 * time.Millisecond) // events delivered again, if any, would arrive now
-	again := matched(second)
+	// A last event behind the stream: the session's events (those delivered again among
+	// them) come before it, so once it is evaluated, every repeat would have been.
+	mosquittoPubAnon(t, addr, "-t", "sensors/a", "-m", `{"seq": -1}`, "-q", "1")
+	eventually(t, "the last event evaluated", func() bool {
+		_, seen := recs[1].snapshot()[`{"seq": -1}`]
+		return seen && once+matched(second) >= n+1
+	})
+	again := matched(second) - 1
 	t.Logf("the first engine evaluated %d events before it stopped, the second %d", once, again)
-	// No event lost across the stop. Exactly once at the evaluation is the aim (the first
-	// engine's acknowledgements are flushed before it disconnects, TestExternalAcknowledgesCommittedEvents;
-	// and it waits for mosquitto to close the connection, the paho fork's patch 2: a reset
-	// had dropped the last acknowledgements, 181 of 3,000 evaluated twice in a CI run). Some
-	// runs still evaluate tens twice (cause not found), so a repeat is allowed and reported,
-	// a loss is not, and every repeat must be harmless: below.
+	// Exactly once across the stop: the first engine acknowledges what it evaluated before
+	// it disconnects (TestExternalAcknowledgesCommittedEvents), and waits for mosquitto to
+	// close the connection (the paho fork's patch 2: closing with mosquitto's messages
+	// unread reset the connection and dropped the last acknowledgements, 181 of 3,000
+	// evaluated twice in a CI run). The acknowledgements an event's written actions release
+	// reach paho before the stop sees the write (sentQueue.done; handed on after it, 18 to
+	// 118 of 3,000 came again in 4 of 11 runs).
 	if once+again < n {
-		t.Fatalf("%d + %d events evaluated, want at least %d: %d lost", once, again, n, n-once-again)
+		t.Fatalf("%d + %d events evaluated, want %d: %d lost", once, again, n, n-once-again)
 	}
 	if once+again > n {
-		t.Logf("%d events evaluated twice across the stop", once+again-n)
+		t.Errorf("%d events evaluated twice across the stop", once+again-n)
 	}
-	// A repeat is harmless at the agents: an event delivered to both runs has the same ID
-	// in both (the delivery's, engine/external_ids.go), so its invocations and actuations
-	// carry the same ids, which agents answer from their memory.
+	// Were one evaluated twice, it must be harmless at the agents: an event delivered to
+	// both runs has the same ID in both (the delivery's, engine/external_ids.go), so its
+	// invocations and actuations carry the same ids, which agents answer from memory.
 	both := 0
 	ids0, ids1 := recs[0].snapshot(), recs[1].snapshot()
 	for payload, id := range ids1 {
