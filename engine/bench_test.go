@@ -403,3 +403,43 @@ func waitMatched(r *rules.Rule, n uint64) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// BenchmarkExternalQoS1 measures one engine on an external mosquitto 2.0.11 with a
+// persistent session: b.N QoS 1 events from one `mosquitto_pub -l`, one rule with a publish
+// action; events/s from the first publish until every event was evaluated. (The
+// acknowledgement window and the 2 ms ack ticker bound it; docs/scale.md.)
+func BenchmarkExternalQoS1(b *testing.B) {
+	addr := startMosquittoConf(b, "max_queued_messages 0\n")
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("rules:\n  - {name: r, on: 'sensors/#', do: [{publish: {topic: '\"seen\"', qos: 1}}]}\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{HTTP: "off", Rules: []string{dir}}
+	cfg.Broker.External = "mqtt://" + addr
+	cfg.Broker.ClientID = "engine-bench"
+	e, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-e.Ready()
+	lines := make([]string, b.N)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"seq": %d}`, i)
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	pub := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-t", "sensors/a", "-q", "1", "-l")
+	pub.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	b.ResetTimer()
+	start := time.Now()
+	if out, err := pub.CombinedOutput(); err != nil {
+		b.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+	for e.ruleSet().Rule("r").Counters().Matched.Load() < uint64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}

@@ -70,8 +70,16 @@ type BrokerConfig struct {
 	// ClientID, when set, makes the engine's session persistent (QoS 1 events sent while
 	// it restarts wait for it); each engine of a group needs its own.
 	ClientID string `yaml:"client_id"`
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	// SessionExpiry is how long the broker keeps the session of an engine that is gone
+	// (with client_id; default DefaultSessionExpiry). 0 ends it with the connection: a
+	// broker that re-dispatches a dead member's shared-subscription messages (EMQX) then
+	// hands them to the other engines at once, while mosquitto drops them (docs/scale.md).
+	SessionExpiry *time.Duration `yaml:"session_expiry"`
+	// ReceiveMaximum, when set (1–65535), bounds the QoS 1/2 events the broker sends this
+	// engine before it acknowledges them: what a crashed member holds in flight.
+	ReceiveMaximum int    `yaml:"receive_maximum"`
+	Username       string `yaml:"username"`
+	Password       string `yaml:"password"`
 }
 
 // DispatchConfig tunes invocation delivery.
@@ -92,6 +100,9 @@ const (
 	DefaultBackoff       = 100 * time.Millisecond
 	DefaultStartGrace    = 3 * time.Second
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultSessionExpiry is how long an external broker keeps an engine's persistent
+	// session (broker.client_id set) after it went away.
+	DefaultSessionExpiry = time.Hour
 	DefaultReloadDelay   = 200 * time.Millisecond
 )
 
@@ -137,6 +148,16 @@ func (c *Config) validate() error {
 	var errs []error
 	if c.Broker.External == "" && (c.Broker.SharedGroup != "" || c.Broker.ClientID != "") {
 		errs = append(errs, errors.New("broker.shared_group and broker.client_id apply to an external broker only"))
+	}
+	if c.Broker.ClientID != "" && !validClientID(c.Broker.ClientID) {
+		// It names the engine's sync topic ({prefix}/engines/{client_id}/sync).
+		errs = append(errs, fmt.Errorf("broker.client_id %q: want one topic level (no '/', '+', '#'), at most 128 bytes", c.Broker.ClientID))
+	}
+	if c.Broker.SessionExpiry != nil && (c.Broker.ClientID == "" || *c.Broker.SessionExpiry < 0 || *c.Broker.SessionExpiry > maxSessionExpiry) {
+		errs = append(errs, fmt.Errorf("broker.session_expiry: needs broker.client_id and a duration from 0s to %v", maxSessionExpiry))
+	}
+	if c.Broker.ReceiveMaximum < 0 || c.Broker.ReceiveMaximum > 65535 || (c.Broker.ReceiveMaximum > 0 && c.Broker.External == "") {
+		errs = append(errs, errors.New("broker.receive_maximum: 1 to 65535, with an external broker"))
 	}
 	if c.HTTP != "off" {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
@@ -208,4 +229,25 @@ func joinPath(dir, p string) string {
 		return p
 	}
 	return filepath.Join(dir, p)
+}
+
+// maxSessionExpiry is the longest MQTT 5 session expiry interval short of "never"
+// (0xFFFFFFFF seconds), which a crashed engine's session should not have.
+const maxSessionExpiry = time.Duration(0xFFFFFFFE) * time.Second
+
+// validClientID reports whether id can name the engine's topics: one topic level, short.
+func validClientID(id string) bool {
+	return id != "" && len(id) <= 128 && !strings.ContainsAny(id, "/+#\x00")
+}
+
+// sessionExpiry is the external session's expiry: 0 without client_id (a clean session
+// that ends with the connection).
+func (b BrokerConfig) sessionExpiry() time.Duration {
+	switch {
+	case b.ClientID == "":
+		return 0
+	case b.SessionExpiry == nil:
+		return DefaultSessionExpiry
+	}
+	return *b.SessionExpiry
 }

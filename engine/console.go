@@ -302,7 +302,8 @@ func (f *feed) handle(it *feedItem) {
 		if json.Unmarshal(it.payload, &dl) != nil {
 			return
 		}
-		if _, ok := f.tracked[dl.Invocation.ID]; !ok { // never sent, or sent before the feed started
+		// An action's dead letter has no invocation.
+		if _, ok := f.tracked[dl.Invocation.ID]; !ok && dl.Invocation.ID != "" { // never sent, or sent before the feed started
 			f.track(&dl.Invocation, it.at, false)
 		}
 		f.mu.Lock()

@@ -115,14 +115,6 @@ type pending struct {
 	caller string // who invoked it (caller.String())
 }
 
-// DeadLetter is what the engine publishes on {prefix}/deadletter.
-type DeadLetter struct {
-	Reason     string              `json:"reason"`
-	Invocation protocol.Invocation `json:"invocation"`
-	Tried      []string            `json:"tried,omitempty"`
-	At         time.Time           `json:"at"`
-}
-
 func newDispatcher(deps dispatchDeps) *dispatcher {
 	if deps.log == nil {
 		deps.log = slog.New(slog.DiscardHandler)
@@ -366,18 +358,8 @@ func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
 
 func (d *dispatcher) deadLetter(p *pending, reason, status string) {
 	d.log.Warn("invocation dead-lettered", "id", p.inv.ID, "function", p.inv.Function, "rule", p.inv.Rule, "reason", reason)
-	d.counters.deadLetters.Inc()
-	dl := DeadLetter{Reason: reason, Invocation: p.inv, Tried: p.tried, At: d.clock.Now()}
-	b, err := json.Marshal(dl)
-	if err != nil {
-		// Only the arguments can fail to encode (the reason says so): leave them out.
-		dl.Invocation.Args = nil
-		b, err = json.Marshal(dl)
-	}
-	if err == nil {
-		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json",
-			UserProperties: hopProperties(p.inv.Hop + 1)})
-	}
+	inv := p.inv
+	d.publishDeadLetter(DeadLetter{Reason: reason, Invocation: &inv, Tried: p.tried, At: d.clock.Now()}, p.inv.Hop)
 	res := protocol.Result{ID: p.inv.ID, Function: p.inv.Function, Rule: p.inv.Rule, Status: status, Error: reason, ExitCode: -1}
 	if len(p.tried) > 0 {
 		res.Agent = p.tried[len(p.tried)-1]

@@ -513,8 +513,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 			e.invokeRule(f.Rule, a, acts.invocationEvent(), acts.hop, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
-				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
-				e.log.Warn("actuation failed", "rule", f.Rule, "line", a.Line, "err", err)
+				e.actionFailed(f.Rule, a, acts, err)
 			}
 		case rules.Publish:
 			payload, err := payloadBytes(a.Payload)
@@ -523,8 +522,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 					UserProperties: hopProperties(acts.hop + 1)})
 			}
 			if err != nil {
-				e.metrics.actionErrs.WithLabelValues("publish").Inc()
-				e.log.Warn("publish failed", "rule", f.Rule, "topic", a.Topic, "err", err)
+				e.actionFailed(f.Rule, a, acts, err)
 			}
 		}
 	}

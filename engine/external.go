@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/autopaho/queue/memory"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/deviceless/deviceless/broker"
@@ -46,6 +45,10 @@ type external struct {
 	amu     sync.Mutex
 	seq     uint64
 	unacked []unacked
+	held    []heldAcks // committed, waiting for their publications to be written
+	pubs    *sentQueue
+
+	ids *externalIDs // the events' IDs, from which their actions' ids derive
 }
 
 type unacked struct {
@@ -68,7 +71,10 @@ func openExternal(e *Engine) (*external, error) {
 		maxPacket = broker.DefaultMaxPacketSize
 	}
 	t := &external{e: e, url: u, topics: e.topics, ready: make(chan struct{}),
-		events: newQueue(buf), control: newQueue(buf), maxPacket: maxPacket}
+		events: newQueue(buf), control: newQueue(buf), maxPacket: maxPacket,
+		ids: newExternalIDs(e.cfg.Broker.ClientID)}
+	t.pubs = newSentQueue()
+	t.pubs.onSent = t.release
 	t.receiveMax = uint16(min(buf, math.MaxUint16))
 	// A broker that sends more unacknowledged QoS 1/2 events than the Receive Maximum
 	// breaks MQTT 5 §3.3.4 (mosquitto 2.0.11 sends a few more once acknowledgements flow:
@@ -115,7 +121,7 @@ func (t *external) Run(ctx context.Context) error {
 		CleanStartOnInitialConnection: !persistent,
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               []byte(cfg.Password),
-		Queue:                         memory.New(),
+		Queue:                         t.pubs,
 		ConnectPacketBuilder:          t.flowControl,
 		ReconnectBackoff:              func(n int) time.Duration { return min(time.Duration(n+1)*250*time.Millisecond, 5*time.Second) },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
@@ -151,26 +157,119 @@ func (t *external) Run(ctx context.Context) error {
 		},
 	}
 	if persistent {
-		ac.SessionExpiryInterval = uint32(time.Hour / time.Second)
+		ac.SessionExpiryInterval = uint32(cfg.sessionExpiry() / time.Second)
 	}
-	cm, err := autopaho.NewConnection(ctx, ac)
+	if rm := uint16(cfg.ReceiveMaximum); rm > 0 {
+		ac.ConnectPacketBuilder = func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if cp.Properties == nil {
+				cp.Properties = &paho.ConnectProperties{}
+			}
+			cp.Properties.ReceiveMaximum = &rm
+			return cp, nil
+		}
+	}
+	// The agents first, on a connection of their own: the session's events arrive from
+	// the connect on, and the event loop takes none before Ready.
+	if err := t.statusSnapshot(ctx, ac, clientID+"-sync"); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		t.e.log.Warn("external broker: the agents' retained statuses may not all be in before the first event "+
+			"(an event whose action finds no agent is dead-lettered)", "err", err)
+	}
+	// The connection outlives ctx by the flush below.
+	cm, err := autopaho.NewConnection(context.WithoutCancel(ctx), ac)
 	if err != nil {
 		return fmt.Errorf("external broker: %w", err)
 	}
 	t.cm.Store(cm)
 	<-ctx.Done()
-	// The event loop has ended (Engine.Run stops the transport last): every commit has
-	// been acknowledged, and paho sends those acknowledgements before DISCONNECT.
+	// The event loop has ended (Engine.Run stops the transport last). Its last actions are
+	// written first, which releases the acknowledgements of their events (commit), and
+	// paho sends those before DISCONNECT; what is not written within the budget stays
+	// unacknowledged and comes again.
 	t.events.close()
 	t.control.close()
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if err := t.pubs.waitWritten(dctx, t.pubs.queued()); err != nil {
+		t.e.log.Warn("external broker: stopping with publications not written; their events come again", "err", err)
+	}
 	_ = cm.Disconnect(dctx)
 	<-cm.Done()
 	return nil
 }
 
 func intPtr(i int) *int { return &i }
+
+// statusSnapshot reads the agents' retained statuses into the control queue before the
+// engine's own session connects, on a clean session of its own (client id id): the
+// persistent session's queue holds the events it missed, and the broker sends only its
+// in-flight window of them before the engine acknowledges some, which it does once it has
+// evaluated them, so a marker behind them would never come. The snapshot subscribes to the
+// statuses and to its sync topic, publishes a fresh nonce there and waits until it comes
+// back: a broker sends a subscription's retained messages before what is published to it
+// afterwards, and paho hands received messages on in order (though it may report the
+// SUBACK before it has handed on the messages that came before it). docs/engine.md,
+// "External broker: start".
+func (t *external) statusSnapshot(ctx context.Context, main autopaho.ClientConfig, id string) error {
+	syncTopic := t.topics.EngineSync(id)
+	nonce, returned := newID(), make(chan struct{})
+	var once sync.Once
+	ac := autopaho.ClientConfig{
+		ServerUrls:                    main.ServerUrls,
+		KeepAlive:                     main.KeepAlive,
+		CleanStartOnInitialConnection: true,
+		ConnectUsername:               main.ConnectUsername,
+		ConnectPassword:               main.ConnectPassword,
+		ReconnectBackoff:              main.ReconnectBackoff,
+		OnConnectError:                main.OnConnectError,
+		ClientConfig: paho.ClientConfig{
+			ClientID: id,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				p := pr.Packet
+				switch r, _ := t.topics.Parse(p.Topic); r.Kind {
+				case protocol.AgentStatus:
+					t.control.push(broker.Event{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Received: t.e.now()})
+				case protocol.EngineSync:
+					if string(p.Payload) == nonce {
+						once.Do(func() { close(returned) })
+					}
+				}
+				return true, nil
+			}},
+		},
+	}
+	cm, err := autopaho.NewConnection(ctx, ac)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = cm.Disconnect(dctx)
+		<-cm.Done()
+	}()
+	// However long the broker takes to come up; then the round trip is bounded.
+	if err := cm.AwaitConnection(ctx); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: t.topics.AllStatus(), QoS: 1}, {Topic: syncTopic, QoS: 1}}}); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	if _, err := cm.Publish(sctx, &paho.Publish{Topic: syncTopic, QoS: 1, Payload: []byte(nonce)}); err != nil {
+		return fmt.Errorf("publish on %s: %w", syncTopic, err)
+	}
+	select {
+	case <-returned:
+		return nil
+	case <-sctx.Done():
+		return fmt.Errorf("no message back on %s (may the engine's user read and write it?): %w", syncTopic, sctx.Err())
+	}
+}
 
 // receive routes one message. A control message can arrive twice (through the shared
 // subscription and the control one): the shared copy of status and results is dropped.
@@ -201,7 +300,11 @@ func (t *external) receive(c *paho.Client, p *paho.Publish) {
 		t.control.push(ev)
 		t.ack(c, p)
 		return
+	case protocol.EngineSync:
+		t.ack(c, p) // a status snapshot's marker, through the shared subscription
+		return
 	}
+	ev.ID, ev.Redelivered = t.ids.eventID(p), p.Duplicate()
 	t.amu.Lock()
 	t.seq++
 	ev.Seq = t.seq
@@ -236,7 +339,8 @@ func (s externalEvents) Next(ctx context.Context) (eventBatch, error) {
 	return newBatch(events, s), nil
 }
 
-// commit acknowledges the QoS 1/2 events up to seq to the broker.
+// commit acknowledges the QoS 1/2 events up to seq to the broker, once the publications
+// queued so far (their actions among them) have been written (sentQueue).
 func (s externalEvents) commit(seq uint64) error {
 	t := s.t
 	t.amu.Lock()
@@ -244,20 +348,38 @@ func (s externalEvents) commit(seq uint64) error {
 	for n < len(t.unacked) && t.unacked[n].seq <= seq {
 		n++
 	}
-	done := t.unacked[:n:n]
-	t.unacked = t.unacked[n:]
-	t.amu.Unlock()
-	for _, u := range done {
-		t.ack(u.c, u.p)
+	if n > 0 {
+		t.held = append(t.held, heldAcks{after: t.pubs.queued(), acks: t.unacked[:n:n]})
+		t.unacked = t.unacked[n:]
 	}
+	t.amu.Unlock()
+	t.release(t.pubs.writtenCount())
 	return nil
+}
+
+// release acknowledges the held events whose publications have all been written, in
+// order (paho sends acknowledgements in the order the messages arrived).
+func (t *external) release(written uint64) {
+	t.amu.Lock()
+	n := 0
+	for n < len(t.held) && t.held[n].after <= written {
+		n++
+	}
+	done := t.held[:n:n]
+	t.held = t.held[n:]
+	t.amu.Unlock()
+	for _, h := range done {
+		for _, u := range h.acks {
+			t.ack(u.c, u.p)
+		}
+	}
 }
 
 // Close stops taking events; those still queued stay unacknowledged: with a persistent
 // session (client_id set) the broker sends them again.
 func (s externalEvents) Close() []broker.Event { return s.t.events.stop() }
 
-func (s externalEvents) Redelivers() bool { return s.t.e.cfg.Broker.ClientID != "" }
+func (s externalEvents) Redelivers() bool { return s.t.e.cfg.Broker.sessionExpiry() > 0 }
 
 func (s externalEvents) Stats() broker.IntakeStats { return s.t.events.stats() }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,11 +265,16 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	cfg := Config{HTTP: "off", Rules: []string{dir}}
 	cfg.Broker.External = "mqtt://" + addr
 	cfg.Broker.ClientID = "engine-stop"
+	var recs [2]*recordingSource // per run: the event IDs by payload, as the event loop took them
+	runs := 0
 	run := func() (*Engine, func()) {
 		e, err := New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		rec := &recordingSource{eventSource: e.events, topic: "sensors/a", ids: map[string]string{}}
+		e.events, recs[runs] = rec, rec
+		runs++
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
@@ -314,20 +321,71 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	second, stop2 := run()
 	defer stop2()
 	eventually(t, fmt.Sprintf("%d events evaluated by the two engines", n), func() bool { return once+matched(second) >= n })
-	time.Sleep(500 * time.Millisecond) // events delivered again, if any, would arrive now
-	again := matched(second)
+	// A last event behind the stream: the session's events (those delivered again among
+	// them) come before it, so once it is evaluated, every repeat would have been.
+	mosquittoPubAnon(t, addr, "-t", "sensors/a", "-m", `{"seq": -1}`, "-q", "1")
+	eventually(t, "the last event evaluated", func() bool {
+		_, seen := recs[1].snapshot()[`{"seq": -1}`]
+		return seen && once+matched(second) >= n+1
+	})
+	again := matched(second) - 1
 	t.Logf("the first engine evaluated %d events before it stopped, the second %d", once, again)
-	// No event lost across the stop. Exactly once is the aim (the first engine's
-	// acknowledgements are flushed before it disconnects; TestExternalAcknowledgesCommittedEvents
-	// proves the flush), but a CI run under load saw 181 of 3,000 evaluated twice: events
-	// evaluated in the stop's last moments whose acknowledgements did not reach mosquitto.
-	// Until that is found, a repeat is allowed and reported, a loss is not.
+	// Exactly once across the stop: the first engine acknowledges what it evaluated before
+	// it disconnects (TestExternalAcknowledgesCommittedEvents), and waits for mosquitto to
+	// close the connection (the paho fork's patch 2: closing with mosquitto's messages
+	// unread reset the connection and dropped the last acknowledgements, 181 of 3,000
+	// evaluated twice in a CI run). The acknowledgements an event's written actions release
+	// reach paho before the stop sees the write (sentQueue.done; handed on after it, 18 to
+	// 118 of 3,000 came again in 4 of 11 runs).
 	if once+again < n {
-		t.Fatalf("%d + %d events evaluated, want at least %d: %d lost", once, again, n, n-once-again)
+		t.Fatalf("%d + %d events evaluated, want %d: %d lost", once, again, n, n-once-again)
 	}
 	if once+again > n {
-		t.Logf("%d events evaluated twice across the stop", once+again-n)
+		t.Errorf("%d events evaluated twice across the stop", once+again-n)
 	}
+	// Were one evaluated twice, it must be harmless at the agents: an event delivered to
+	// both runs has the same ID in both (the delivery's, engine/external_ids.go), so its
+	// invocations and actuations carry the same ids, which agents answer from memory.
+	both := 0
+	ids0, ids1 := recs[0].snapshot(), recs[1].snapshot()
+	for payload, id := range ids1 {
+		if first, ok := ids0[payload]; ok {
+			both++
+			if id != first || id == "" {
+				t.Fatalf("event %s: ID %q in the first run, %q in the second", payload, first, id)
+			}
+		}
+	}
+	if twice := int(once+again) - n; both < twice {
+		t.Fatalf("%d events evaluated twice, but only %d were delivered to both runs", twice, both)
+	}
+	t.Logf("%d events delivered to both runs, each with the same ID", both)
+}
+
+// recordingSource records the ID of every event on topic the event loop takes, by payload.
+type recordingSource struct {
+	eventSource
+	topic string
+	mu    sync.Mutex
+	ids   map[string]string
+}
+
+func (r *recordingSource) Next(ctx context.Context) (eventBatch, error) {
+	b, err := r.eventSource.Next(ctx)
+	r.mu.Lock()
+	for _, ev := range b.Events {
+		if ev.Topic == r.topic {
+			r.ids[string(ev.Payload)] = ev.ID
+		}
+	}
+	r.mu.Unlock()
+	return b, err
+}
+
+func (r *recordingSource) snapshot() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.ids)
 }
 
 // TestExternalFloodStaysBounded: with an external broker (mosquitto 2.0.11 with an

@@ -118,8 +118,14 @@ func (t Topics) ResponsesTree(user string) string { return t.p() + "/responses/"
 // AllResponses is the filter matching every requester's response space.
 func (t Topics) AllResponses() string { return t.p() + "/responses/#" }
 
-// DeadLetter receives invocations that could not be delivered or exhausted their retries.
+// DeadLetter receives invocations that could not be delivered or exhausted their retries,
+// and rule actions that could not be carried out.
 func (t Topics) DeadLetter() string { return t.p() + "/deadletter" }
+
+// EngineSync is an engine's own topic on an external broker: the engine publishes a nonce
+// there after subscribing and evaluates no event before it comes back, which tells it
+// that the agents' retained statuses sent before it have arrived. engine is its client id.
+func (t Topics) EngineSync(engine string) string { return t.p() + "/engines/" + engine + "/sync" }
 
 // Internal reports whether name lies inside the prefix.
 func (t Topics) Internal(name string) bool {
@@ -143,9 +149,10 @@ const (
 	Response                 // {prefix}/responses/{user}, and any name below it
 	AgentModules             // {prefix}/agents/{agent}/modules
 	Module                   // {prefix}/modules/{digest}
+	EngineSync               // {prefix}/engines/{engine}/sync
 )
 
-var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response", "agent modules", "module"}
+var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response", "agent modules", "module", "engine sync"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -157,7 +164,7 @@ func (k Kind) String() string {
 // Route is what a topic inside the prefix is for.
 type Route struct {
 	Kind     Kind
-	Agent    string // AgentStatus, AgentInvoke, AgentResult, AgentActuate
+	Agent    string // AgentStatus, AgentInvoke, AgentResult, AgentActuate; EngineSync: the engine
 	Function string // Invoke, Results
 	Digest   string // Module: a module digest (sha256:<hex>)
 	User     string // Response: the requester whose response space it is
@@ -214,6 +221,11 @@ func (t Topics) Parse(name string) (r Route, ok bool) {
 	case "deadletter":
 		if !more {
 			return Route{Kind: DeadLetter}, true
+		}
+	case "engines":
+		engine, leaf, more := strings.Cut(rest, "/")
+		if more && isName(engine) && leaf == "sync" {
+			return Route{Kind: EngineSync, Agent: engine}, true
 		}
 	case "responses":
 		user, below, _ := strings.Cut(rest, "/")

@@ -58,6 +58,10 @@ func TestTopicsParse(t *testing.T) {
 		{acme, acme.AgentStatus("a"), Route{Kind: AgentStatus, Agent: "a"}},
 		{acme, acme.Results("f"), Route{Kind: Results, Function: "f"}},
 		{acme, acme.DeadLetter(), Route{Kind: DeadLetter}},
+		{dl, dl.EngineSync("engine-A"), Route{Kind: EngineSync, Agent: "engine-A"}},
+		{dl, "deviceless/engines/engine-A/sync/x", Route{}},
+		{dl, "deviceless/engines/+/sync", Route{}},
+		{dl, "deviceless/engines/engine-A/other", Route{}},
 		{dl, "deviceless/agents/a.b/result", Route{Kind: AgentResult, Agent: "a.b"}},
 		{dl, "deviceless/agents/$x/status", Route{Kind: AgentStatus, Agent: "$x"}},
 		// A requester's response space: any name below its own level.
