@@ -15,6 +15,7 @@ import (
 type Dropped struct {
 	Client          string // the subscriber's client id
 	Topic           string
+	Payload         []byte
 	CorrelationData []byte
 }
 
@@ -41,6 +42,6 @@ func (h *dropHook) Provides(b byte) bool {
 // a full queue or exhausted packet ids.
 func (h *dropHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	if f := h.s.dropped; f != nil {
-		f(Dropped{Client: cl.ID, Topic: pk.TopicName, CorrelationData: pk.Properties.CorrelationData})
+		f(Dropped{Client: cl.ID, Topic: pk.TopicName, Payload: pk.Payload, CorrelationData: pk.Properties.CorrelationData})
 	}
 }

@@ -48,7 +48,7 @@ func TestOnDroppedReportsFullQueue(t *testing.T) {
 	}
 	var want []Dropped
 	for i := 5; i < n; i++ {
-		want = append(want, Dropped{Client: "agent-1", Topic: "deviceless/agents/agent-1/invoke", CorrelationData: []byte(fmt.Sprint("inv-", i))})
+		want = append(want, Dropped{Client: "agent-1", Topic: "deviceless/agents/agent-1/invoke", Payload: []byte("{}"), CorrelationData: []byte(fmt.Sprint("inv-", i))})
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -25,19 +25,7 @@ func TestInvocationsDroppedForAFullAgentQueueAreRejected(t *testing.T) {
 	cfg.Broker.Limits.MaxQueued = 2
 	e := startEngine(t, cfg)
 	addr := e.BrokerAddr()
-	host, port, _ := net.SplitHostPort(addr)
-	bin, err := exec.LookPath("mosquitto_sub")
-	if err != nil {
-		t.Fatal("mosquitto_sub not found: run `go tool task setup` to install mosquitto-clients")
-	}
-	topics := protocol.Topics{}
-	sub := exec.Command(bin, "-h", host, "-p", port, "-V", "mqttv5", "-u", "a1", "-P", "pw-a1", "-i", "a1",
-		"-c", "-x", "600", "-q", "1", "-t", topics.AgentInvoke("a1"), "-E")
-	if out, err := sub.CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_sub: %v: %s", err, out)
-	}
-	st, _ := json.Marshal(protocol.Status{Agent: "a1", Online: true, Runtimes: []string{"sh"}})
-	mosquittoPubAs(t, addr, "a1", "-t", topics.AgentStatus("a1"), "-r", "-q", "1", "-m", string(st))
+	awayAgent(t, addr, "a1", protocol.Topics{}.AgentInvoke("a1"))
 	waitAgents(t, e, 1)
 
 	const n = 6
@@ -70,4 +58,62 @@ func TestInvocationsDroppedForAFullAgentQueueAreRejected(t *testing.T) {
 	if got := testutilValue(e, "deviceless_dispatch_dropped_total", ""); got != n-2 {
 		t.Errorf("deviceless_dispatch_dropped_total = %v, want %d", got, n-2)
 	}
+}
+
+// A rule's actuation the broker drops for an agent whose queue is full is dead-lettered
+// with the rule, the action and the event, not lost: the agent (mosquitto_sub, away with
+// its session kept) has room for max_queued = 2 actuations, the rule fires 4 times.
+func TestActuationsDroppedForAFullAgentQueueAreDeadLettered(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+rules:
+  - name: fan-on
+    on: sensors/+/t
+    do:
+      - actuate: {target: {agent: a1}, line: fan, value: 1}
+`)
+	cfg := testConfig(t, dir)
+	cfg.Broker.Limits.MaxQueued = 2
+	e := startEngine(t, cfg)
+	addr := e.BrokerAddr()
+	awayAgent(t, addr, "a1", protocol.Topics{}.AgentActuate("a1"))
+	waitAgents(t, e, 1)
+	watcher := connect(t, addr, "ops", nil, nil)
+	watcher.sub(t, "deviceless/deadletter")
+	for i := range 4 {
+		mosquittoPub(t, addr, "-t", "sensors/r1/t", "-q", "1", "-m", fmt.Sprintf(`{"c": %d}`, i))
+	}
+	for i := 2; i < 4; i++ {
+		var dl DeadLetter
+		if err := json.Unmarshal(watcher.next(t, "deviceless/deadletter").Payload, &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Rule != "fan-on" || dl.Action == nil || dl.Event == nil || dl.Event.Topic != "sensors/r1/t" ||
+			!strings.Contains(dl.Reason, "not delivered to agent a1: the broker's queue for it is full") {
+			t.Fatalf("dead letter %d: %+v", i, dl)
+		}
+		if want := fmt.Sprintf(`{"c":%d}`, i); string(dl.Event.Payload) != want {
+			t.Errorf("dead letter for event %s, want %s (the first two are queued)", dl.Event.Payload, want)
+		}
+	}
+}
+
+// awayAgent makes agent id an agent that is away with its session kept: mosquitto_sub
+// subscribes to filter at QoS 1 with a persistent MQTT 5 session and exits, and the
+// agent's retained status says it is online with an output line fan.
+func awayAgent(t *testing.T, addr, id, filter string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	bin, err := exec.LookPath("mosquitto_sub")
+	if err != nil {
+		t.Fatal("mosquitto_sub not found: run `go tool task setup` to install mosquitto-clients")
+	}
+	sub := exec.Command(bin, "-h", host, "-p", port, "-V", "mqttv5", "-u", id, "-P", "pw-"+id, "-i", id,
+		"-c", "-x", "600", "-q", "1", "-t", filter, "-E")
+	if out, err := sub.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_sub: %v: %s", err, out)
+	}
+	st, _ := json.Marshal(protocol.Status{Agent: id, Online: true, Runtimes: []string{"sh"},
+		Lines: map[string]protocol.LineInfo{"fan": {Direction: "output"}}})
+	mosquittoPubAs(t, addr, id, "-t", protocol.Topics{}.AgentStatus(id), "-r", "-q", "1", "-m", string(st))
 }

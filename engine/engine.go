@@ -59,7 +59,8 @@ type Engine struct {
 	rulesErr atomic.Pointer[reloadStatus]
 	registry *registry
 	dispatch *dispatcher
-	sched    *scheduler // scheduled rules (schedule.go)
+	drops    undelivered // actuations the broker dropped while they were published
+	sched    *scheduler  // scheduled rules (schedule.go)
 	history  *history
 	feed     *feed // the web console's live stream (console.go)
 	metrics  *promMetrics
@@ -546,14 +547,20 @@ func (e *Engine) actuate(rule string, a *rules.Action, ids *actionIDs) error {
 		expire = rules.DefaultActuationExpiry
 	}
 	expiresAt := e.now().Add(expire)
+	var errs []error
 	for _, id := range agents {
 		msg := protocol.Actuation{ID: ids.next(), Line: a.Line, Value: v, For: protocol.Duration(a.For), ExpiresAt: expiresAt}
 		b, _ := json.Marshal(msg)
-		if err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json", Expiry: expire}); err != nil {
-			return err
+		e.drops.watch(msg.ID)
+		err := e.publish(broker.Message{Topic: e.topics.AgentActuate(id), Payload: b, QoS: 1, ContentType: "application/json", Expiry: expire})
+		if e.drops.take(msg.ID) && err == nil {
+			err = fmt.Errorf("not delivered to agent %s: the broker's queue for it is full (broker.limits.max_queued)", id)
+		}
+		if err != nil {
+			errs = append(errs, err) // the other agents still get theirs
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func lineValue(v any) (int, error) {

@@ -121,10 +121,16 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	}
 	t := &embedded{Server: b}
 	// An invocation the broker drops for an agent whose queue is full ends its attempt
-	// now (retried elsewhere or dead-lettered), not at its timeout.
+	// now (retried elsewhere or dead-lettered), not at its timeout; a dropped actuation is
+	// dead-lettered with its rule.
 	b.OnDropped(func(d broker.Dropped) {
-		if r, ok := e.topics.Parse(d.Topic); ok && r.Kind == protocol.AgentInvoke && r.Agent == d.Client {
+		r, ok := e.topics.Parse(d.Topic)
+		switch {
+		case !ok || r.Agent != d.Client:
+		case r.Kind == protocol.AgentInvoke:
 			e.dispatch.dropped(r.Agent, d.CorrelationData)
+		case r.Kind == protocol.AgentActuate:
+			e.drops.dropped(d.Payload)
 		}
 	})
 	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
