@@ -156,9 +156,27 @@ func (cl *Client) flushAcks() {
 		q.mu.Unlock()
 
 		var err error
+		batching := false
 		for _, e := range batch {
-			if err == nil && !cl.Closed() {
-				err = e.write(e.err)
+			if err != nil || cl.Closed() {
+				break
+			}
+			if e.err != nil && batching {
+				// The refusal disconnects: what is buffered goes out first.
+				batching, err = false, cl.endBatch()
+				if err != nil {
+					break
+				}
+			}
+			if e.err == nil && !batching && n > 1 {
+				batching = true
+				cl.beginBatch()
+			}
+			err = e.write(e.err)
+		}
+		if batching {
+			if ferr := cl.endBatch(); err == nil {
+				err = ferr
 			}
 		}
 		clear(batch)

@@ -119,6 +119,7 @@ type ClientConnection struct {
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+	batch    bool          // buffer writes until endBatch (patch 7: a run of acknowledgements), under the client's lock
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -607,7 +608,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if len(cl.State.outbound) == 0 && !cl.Net.batch {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
@@ -647,6 +648,24 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
 
 	return err
+}
+
+// beginBatch buffers the packets written until endBatch, which writes them at once: one
+// write(2) for a run of acknowledgements instead of one each.
+func (cl *Client) beginBatch() {
+	cl.Lock()
+	cl.Net.batch = true
+	cl.Unlock()
+}
+
+func (cl *Client) endBatch() error {
+	cl.Lock()
+	defer cl.Unlock()
+	cl.Net.batch = false
+	if cl.Net.Conn == nil {
+		return nil
+	}
+	return cl.flushOutbuf()
 }
 
 func (cl *Client) flushOutbuf() (err error) {

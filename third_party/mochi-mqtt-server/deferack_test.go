@@ -273,21 +273,30 @@ func TestDeferAckQos2(t *testing.T) {
 }
 
 // A hook that completes with an error: no acknowledgement, the client is disconnected
-// with the reason; the acknowledgements queued behind it are not written either.
+// with the reason after the acknowledgements before it (written together, in one batch
+// with the refusal's DISCONNECT after them); those queued behind it are not written.
 func TestDeferAckErrorDisconnects(t *testing.T) {
 	s, h := deferServer(t, 64)
 	c := connectRaw(t, s, "c3", 5)
 	defer c.conn.Close()
 	c.publish("held/t", 1, 1)
 	c.publish("now/t", 1, 2)
-	acks := h.take(t, 1)
-	acks[0](errors.New("disk on fire"))
+	c.publish("held/t", 1, 3)
+	c.publish("now/t", 1, 4)
+	acks := h.take(t, 2)
+	acks[1](errors.New("disk on fire"))
+	acks[0](nil)
+	for i := uint16(1); i <= 2; i++ {
+		pk := c.next()
+		require.Equal(t, packets.Puback, pk.FixedHeader.Type)
+		require.Equal(t, i, pk.PacketID)
+	}
 	pk := c.next()
 	require.Equal(t, packets.Disconnect, pk.FixedHeader.Type)
 	require.Equal(t, packets.ErrUnspecifiedError.Code, pk.ReasonCode)
 	_, ok := <-c.in
 	require.False(t, ok, "connection closed after the DISCONNECT")
-	require.Empty(t, h.written())
+	require.Len(t, h.written(), 2)
 }
 
 // A connection that ends, or is taken over, with acknowledgements pending: completing
