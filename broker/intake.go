@@ -402,7 +402,7 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 	default:
 		in.wake()
 	}
-	if serr := in.awaitDisk(cl, pk, seq); serr != nil {
+	if serr := in.awaitDisk(cl, pk.TopicName, seq); serr != nil {
 		return serr
 	}
 	return err
@@ -412,7 +412,7 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 // client's is deferred (mochi patch 7): its connection goes on reading the client's
 // in-flight window while the journal's group commit fsyncs it all at once, and the
 // PUBACKs follow in order. The engine's own publishes wait here.
-func (in *Intake) awaitDisk(cl *mqtt.Client, pk packets.Packet, seq uint64) error {
+func (in *Intake) awaitDisk(cl *mqtt.Client, topic string, seq uint64) error {
 	j := in.journal
 	if !j.sync {
 		return nil
@@ -423,7 +423,7 @@ func (in *Intake) awaitDisk(cl *mqtt.Client, pk packets.Packet, seq uint64) erro
 	}
 	j.whenSynced(seq, func(err error) {
 		if err != nil && !errors.Is(err, ErrIntakeClosed) {
-			in.s.log.Error("intake journal sync failed: message not acknowledged", "intake", in.name, "client", cl.ID, "topic", pk.TopicName, "err", err)
+			in.s.log.Error("intake journal sync failed: message not acknowledged", "intake", in.name, "client", cl.ID, "topic", topic, "err", err)
 		}
 		// An error disconnects the client, which sends the message again.
 		ack(err)

@@ -25,8 +25,9 @@ import (
 
 // A journal is a durable intake's write-ahead log. Each QoS 1 or 2 message the intake
 // takes is appended before mochi acknowledges it to its publisher: one write(2), so it
-// survives the process being killed; with sync also an fsync, shared by the publishers
-// waiting at the same time, so it survives a power cut. The consumer commits what it has
+// survives the process being killed; with sync also an fsync, so it survives a power cut.
+// The fsync is a group commit: one sync loop covers everything written so far, and the
+// acknowledgements wait for it (deferred, so a connection's in-flight window shares it). The consumer commits what it has
 // handled; after a restart the messages not committed are delivered again.
 //
 // Files: segments named by their first sequence number ("00000000000000000001.log"),

@@ -67,7 +67,8 @@ func (cl *Client) DeferAck() func(error) {
 		return nil
 	}
 	q.claimed = true
-	e := q.current
+	e := &pendingAck{}
+	q.current = e
 	var once sync.Once
 	return func(err error) {
 		once.Do(func() { cl.completeAck(e, err) })
@@ -77,7 +78,7 @@ func (cl *Client) DeferAck() func(error) {
 // beginPublish lets the OnPublish hooks defer the acknowledgement of a QoS 1 or 2
 // PUBLISH; endPublish returns the entry if one did.
 func (q *ackQueue) beginPublish() {
-	q.current, q.claimed, q.claiming = &pendingAck{}, false, true
+	q.current, q.claimed, q.claiming = nil, false, true // allocated by DeferAck, if called
 }
 
 func (q *ackQueue) endPublish() *pendingAck {

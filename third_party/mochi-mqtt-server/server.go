@@ -977,9 +977,15 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	cl.State.Inflight.DecreaseReceiveQuota()
-	// A deferred acknowledgement goes out when the hook completes it; the message is
-	// delivered now, in the order the client's messages arrive.
-	err = cl.ack(held, func(err error) error { return s.acknowledgePublish(cl, pk, err) })
+	if held == nil && cl.pendingAcks() == 0 {
+		err = s.acknowledgePublish(cl, pk, nil) // nothing waits before it (see Client.ack)
+	} else {
+		// A deferred acknowledgement goes out when the hook completes it; the message is
+		// delivered now, in the order the client's messages arrive. The copy keeps pk
+		// itself off the heap (a closure over it moved it there for every publish).
+		apk := pk
+		err = cl.ack(held, func(err error) error { return s.acknowledgePublish(cl, apk, err) })
+	}
 	if err != nil {
 		return err
 	}
