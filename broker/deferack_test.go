@@ -79,16 +79,20 @@ func holdFirstSync(in *Intake) (release func()) {
 	return func() { once.Do(func() { close(ch) }) }
 }
 
-// mosquitto_pub -q 1 -l as a device into a durable intake with store_sync on: while the
+// mosquitto_pub -q 1 (and -q 2) -l as a device into a durable intake with store_sync on: while the
 // journal's first fsync is held, the broker goes on reading the publisher's in-flight
 // window (no acknowledgement has gone out, none can: nothing is on disk); released, every
 // message arrives once and in order, and mosquitto_pub sees every PUBACK (it exits 0).
 func TestDurableIntakeMosquittoPubWindow(t *testing.T) {
 	t.Parallel()
 	// mosquitto_pub keeps up to 20 messages in flight (libmosquitto's default), with MQTT 5
-	// as many as the broker's receive maximum allows.
-	for version, window := range map[string]int{"mqttv311": 20, "mqttv5": DefaultMaxInflight} {
-		t.Run(version, func(t *testing.T) {
+	// as many as the broker's receive maximum allows. QoS 2: the PUBRECs are deferred.
+	for _, c := range []struct {
+		version, qos string
+		window       int
+	}{{"mqttv311", "1", 20}, {"mqttv5", "1", DefaultMaxInflight}, {"mqttv311", "2", 20}, {"mqttv5", "2", DefaultMaxInflight}} {
+		version, window := c.version, c.window
+		t.Run(version+"/qos"+c.qos, func(t *testing.T) {
 			cfg := baseConfig(t)
 			cfg.Store = filepath.Join(t.TempDir(), "broker")
 			srv, err := New(cfg, testLogger(t))
@@ -112,7 +116,7 @@ func TestDurableIntakeMosquittoPubWindow(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, requireTool(t, "mosquitto_pub"), "-h", host, "-p", port, "-V", version,
-				"-u", "root", "-P", "pw-root", "-i", "pub-window", "-t", "sensors/w", "-q", "1", "-l", "-d")
+				"-u", "root", "-P", "pw-root", "-i", "pub-window", "-t", "sensors/w", "-q", c.qos, "-l", "-d")
 			cmd.Stdin = strings.NewReader(lines.String())
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &out
