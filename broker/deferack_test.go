@@ -273,3 +273,100 @@ func TestDurableIntakeSIGKILLKeepsAcknowledged(t *testing.T) {
 	}
 	t.Logf("%d acknowledged before the kill, %d in the journal", got, len(pending))
 }
+
+// The journal's group commit: one fsync covers every record written before it, the
+// waiters hear of it (in order), a failed fsync reaches its waiters, and close completes
+// the waiters its own fsync covered and refuses later ones.
+func TestJournalGroupCommit(t *testing.T) {
+	t.Parallel()
+	j, _, err := openJournal(filepath.Join(t.TempDir(), "j"), true, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(i int) uint64 {
+		t.Helper()
+		ev := Event{Topic: "t", Payload: []byte(strconv.Itoa(i)), QoS: 1}
+		seq, err := j.record(&ev, "dev", uint16(i), false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq
+	}
+	hold := make(chan struct{})
+	syncErr := make(chan error, 10)
+	j.mu.Lock()
+	j.syncFile = func(f *os.File) error {
+		<-hold
+		select {
+		case err := <-syncErr:
+			return err
+		default:
+		}
+		return f.Sync()
+	}
+	j.mu.Unlock()
+
+	done := make(chan uint64, 10)
+	wait := func(seq uint64) {
+		j.whenSynced(seq, func(err error) {
+			if err != nil {
+				t.Errorf("seq %d: %v", seq, err)
+			}
+			done <- seq
+		})
+	}
+	seqs := []uint64{record(1), record(2), record(3)}
+	for _, s := range seqs {
+		wait(s)
+	}
+	select {
+	case s := <-done:
+		t.Fatalf("seq %d completed before the fsync", s)
+	default:
+	}
+	hold <- struct{}{}
+	for _, want := range seqs {
+		if got := <-done; got != want {
+			t.Fatalf("completed %d, want %d (in order)", got, want)
+		}
+	}
+	if n := j.syncs.Load(); n != 1 {
+		t.Errorf("%d fsyncs for three records written before the first, want 1", n)
+	}
+	wait(seqs[2]) // on disk already: at once
+	if got := <-done; got != seqs[2] {
+		t.Fatalf("completed %d", got)
+	}
+
+	// A failed fsync reaches its waiter, wrapped.
+	failed := make(chan error, 1)
+	s4 := record(4)
+	syncErr <- fmt.Errorf("disk on fire")
+	j.whenSynced(s4, func(err error) { failed <- err })
+	hold <- struct{}{}
+	if err := <-failed; err == nil || !strings.Contains(err.Error(), "journal: sync: disk on fire") {
+		t.Fatalf("failed fsync: %v", err)
+	}
+
+	// Close while the loop's fsync is held: close's own fsync covers seq 5.
+	s5 := record(5)
+	wait(s5)
+	closed := make(chan error, 1)
+	go func() { closed <- j.close() }()
+	waitFor(t, "close to sync", func() bool {
+		j.smu.Lock()
+		defer j.smu.Unlock()
+		return j.synced >= s5
+	})
+	close(hold) // the loop's fsync returns (the file is closed) and the loop ends
+	if got := <-done; got != s5 {
+		t.Fatalf("completed %d, want %d", got, s5)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	j.whenSynced(s5+1, func(err error) { failed <- err })
+	if err := <-failed; err != ErrIntakeClosed {
+		t.Fatalf("after close: %v, want ErrIntakeClosed", err)
+	}
+}
