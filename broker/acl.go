@@ -171,7 +171,10 @@ func (p *policy) allowed(role Role, username, name string, write bool) bool {
 	if write {
 		switch role {
 		case RoleAgent:
-			return name == p.topics.AgentStatus(username) || name == p.topics.AgentResult(username)
+			// Its status and results, and requests for wasm modules it lacks (the engine
+			// answers on the agent's own modules topic).
+			return name == p.topics.AgentStatus(username) || name == p.topics.AgentResult(username) ||
+				topic.Intersects(name, p.topics.AllModules())
 		case RoleClient, RoleDeveloper:
 			return topic.Intersects(name, p.topics.InvokeTree())
 		}

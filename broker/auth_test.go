@@ -134,6 +134,17 @@ func TestPolicy(t *testing.T) {
 		{RoleDevice, "d", "dl/responses/c/x", true, false},
 		{RoleAgent, "a1", "dl/responses/a1/x", false, false},
 		{RoleAgent, "a1", "dl/responses/c/x", true, false},
+		// wasm modules: agents request them, only the engine answers (on the agent's own
+		// modules topic), devices and clients neither ask nor read.
+		{RoleAgent, "a1", "dl/modules/sha256:ab", true, true},
+		{RoleAgent, "a1", "dl/modules/+", false, false},
+		{RoleAgent, "a1", "dl/agents/a1/modules", false, true},
+		{RoleAgent, "a1", "dl/agents/a1/modules", true, false},
+		{RoleAgent, "a1", "dl/agents/a2/modules", false, false},
+		{RoleDevice, "d", "dl/modules/sha256:ab", true, false},
+		{RoleDevice, "d", "dl/agents/a1/modules", false, false},
+		{RoleClient, "c", "dl/modules/sha256:ab", true, false},
+		{RoleDeveloper, "alice", "dl/modules/sha256:ab", true, false},
 		{RoleClient, "", "dl/responses//x", false, false}, // anonymous: no response space
 		{RoleAdmin, "r", "dl/responses/c/x", false, true},
 		{RoleDeveloper, "alice", "dl/invoke/alice.fan@2", true, true},

@@ -409,7 +409,7 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 }
 
 // awaitDisk holds pk's acknowledgement until the journal is on disk up to seq. A network
-// client's is deferred (mochi patch 7): its connection goes on reading the client's
+// client's is deferred (mochi patch 9): its connection goes on reading the client's
 // in-flight window while the journal's group commit fsyncs it all at once, and the
 // PUBACKs follow in order. The engine's own publishes wait here.
 func (in *Intake) awaitDisk(cl *mqtt.Client, topic string, seq uint64) error {

@@ -40,6 +40,7 @@ type Server struct {
 	invokePrefix string          // {prefix}/invoke/: no retained requests
 	retained     *retainedOwners // retained topics per user
 	failures     *FailureLimiter // failed CONNECTs per address
+	dropped      func(Dropped)   // OnDropped's function, set before Run
 
 	intakeMu  sync.Mutex
 	intakes   map[string]*Intake
@@ -108,6 +109,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	if err := s.mqtt.AddHook(&journalHook{s: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add journal hook: %w", err)
+	}
+	if err := s.mqtt.AddHook(&dropHook{s: s}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add drop hook: %w", err)
 	}
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,17 +36,27 @@ functions:
       case "$inv" in *'"v":1'*) v=1 ;; *) v=0 ;; esac
       echo "{\"actuate\":[{\"line\":\"fan\",\"value\":$v}]}"
     warm: {idle: 5m, max_uses: 100000}
+  set-fan-wasm-c:
+    runtime: wasm
+    module: c-fan.wasm
+    memory: 2Mi
+  set-fan-wasm-go:
+    runtime: wasm
+    module: go-echo.wasm
 rules:
   - {name: cold, on: loop/cold, do: [{invoke: set-fan-cold, args: {v: payload.v}}]}
   - {name: warm, on: loop/warm, do: [{invoke: set-fan-warm, args: {v: payload.v}}]}
+  - {name: wasm-c, on: loop/wasm-c, do: [{invoke: set-fan-wasm-c, args: {value: payload.v}}]}
+  - {name: wasm-go, on: loop/wasm-go, do: [{invoke: set-fan-wasm-go, args: {value: payload.v, for: '""'}}]}
   - {name: direct, on: loop/direct, do: [{actuate: {target: {agent: loop-edge}, line: fan, value: payload.v}}]}
 `
 
 // BenchmarkClosedLoop measures sense → decide → compute → actuate with real processes in
 // one: a device's MQTT publish, through the embedded broker and the rules, to the GPIO line
 // of an edge agent changing (simulated driver), for a cold function (one container per
-// call), a warm one (a runner kept in its container) and a direct actuation (no function).
-// Run: go test ./demo -run '^$' -bench ClosedLoop -benchtime 30x
+// call), a warm one (a runner kept in its container), WebAssembly functions (a fresh
+// instance per call: c-fan in C, go-echo in Go, examples/wasm) and a direct actuation (no
+// function). Run: go test ./demo -run '^$' -bench ClosedLoop -benchtime 30x
 func BenchmarkClosedLoop(b *testing.B) {
 	socket := edgeagent.DefaultPodmanSocket()
 	if err := checkPodman(socket); err != nil {
@@ -54,6 +65,10 @@ func BenchmarkClosedLoop(b *testing.B) {
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "loop.yaml"), []byte(loopRules), 0o644); err != nil {
 		b.Fatal(err)
+	}
+	build := exec.Command("bash", "../scripts/wasm-examples.sh", dir) // c-fan.wasm, go-echo.wasm beside the rules
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building the wasm examples: %v\n%s", err, out)
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	ecfg := engine.Config{Rules: []string{dir}, HTTP: "off"}
@@ -124,12 +139,17 @@ func BenchmarkClosedLoop(b *testing.B) {
 		}
 	}
 	v := 0
-	// "cold" fires back to back; "cold-spaced" leaves 500 ms between events, as a sensor
-	// publishing twice a second would, which gives the agent time to prepare a container.
-	for _, name := range []string{"direct", "warm", "cold", "cold-spaced"} {
-		kind, spaced := strings.TrimSuffix(name, "-spaced"), strings.HasSuffix(name, "-spaced")
+	// "cold" fires back to back: each event waits for its container, whose preparation
+	// the previous call started. "prepared" leaves 500 ms between events, as a sensor
+	// publishing twice a second would, so the container the previous call prepared is
+	// ready and only started.
+	for _, name := range []string{"direct", "wasm-c", "wasm-go", "warm", "cold", "prepared"} {
+		kind, spaced := name, name == "prepared"
+		if spaced {
+			kind = "cold"
+		}
 		b.Run(name, func(b *testing.B) {
-			if kind == "warm" { // start the runner outside the measurement
+			if kind == "warm" || strings.HasPrefix(kind, "wasm") { // start the runner (fetch and compile the module) outside the measurement
 				v = 1 - v
 				if _, err := loop(kind, v); err != nil {
 					b.Fatal(err)

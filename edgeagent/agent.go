@@ -32,6 +32,7 @@ import (
 	"github.com/deviceless/deviceless/edgeagent/gpio/cdev"
 	"github.com/deviceless/deviceless/edgeagent/gpio/sim"
 	"github.com/deviceless/deviceless/edgeagent/podman"
+	"github.com/deviceless/deviceless/edgeagent/wasm"
 	"github.com/deviceless/deviceless/internal/version"
 	"github.com/deviceless/deviceless/protocol"
 )
@@ -41,7 +42,9 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	topics  protocol.Topics
-	rt      container.Runtime
+	podman  container.Runtime // nil: podman.enabled is false
+	wasm    *wasm.Runtime     // nil: wasm.enabled is false
+	modules *moduleFetcher    // nil without wasm
 	lines   gpio.Lines
 	tlsCfg  *tls.Config
 	started time.Time
@@ -102,29 +105,51 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 			seen.close()
 		}
 	}()
-	rt, err := podman.New(podman.Config{
-		Socket:      cfg.Podman.Socket,
-		OCIRuntime:  cfg.Podman.Runtime,
-		APITimeout:  cfg.Podman.Timeout,
-		Agent:       cfg.ID,
-		User:        cfg.Podman.User,
-		Pids:        cfg.Limits.Pids,
-		CPUs:        cfg.Limits.CPUs,
-		OutputLimit: int(cfg.Limits.Output),
-		Memory:      int64(cfg.Limits.Memory),
-		CodeDir:     cfg.State + "/code",
-		Pull:        cfg.Podman.Pull,
-		Prepare:     *cfg.Podman.Prepare,
-		Logger:      logger,
-	})
-	if err != nil {
-		return nil, err
+	var pod container.Runtime
+	if cfg.podman() {
+		pod, err = podman.New(podman.Config{
+			Socket:      cfg.Podman.Socket,
+			OCIRuntime:  cfg.Podman.Runtime,
+			APITimeout:  cfg.Podman.Timeout,
+			Agent:       cfg.ID,
+			User:        cfg.Podman.User,
+			Pids:        cfg.Limits.Pids,
+			CPUs:        cfg.Limits.CPUs,
+			OutputLimit: int(cfg.Limits.Output),
+			Memory:      int64(cfg.Limits.Memory),
+			CodeDir:     cfg.State + "/code",
+			Pull:        cfg.Podman.Pull,
+			Prepare:     *cfg.Podman.Prepare,
+			Logger:      logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var wrt *wasm.Runtime
+	if cfg.wasm() {
+		wrt, err = wasm.New(wasm.Config{
+			Dir:         filepath.Join(cfg.State, "wasm"),
+			StoreLimit:  int64(cfg.Wasm.Store),
+			OutputLimit: int(cfg.Limits.Output),
+			Memory:      int64(cfg.Limits.Memory),
+			MaxMemory:   int64(cfg.Limits.Memory),
+			Logger:      logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Functions, err = storeOwnModules(wrt.Store(), cfg.Functions); err != nil {
+			_ = wrt.Close(context.Background())
+			return nil, fmt.Errorf("agent config: %w", err)
+		}
 	}
 	a := &Agent{
 		cfg:     cfg,
 		log:     logger,
 		topics:  protocol.Topics{Prefix: cfg.Prefix},
-		rt:      rt,
+		podman:  pod,
+		wasm:    wrt,
 		tlsCfg:  tlsCfg,
 		version: version.String(),
 		queue:   make(chan *task, cfg.Queue),
@@ -152,6 +177,9 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gpio: %w", err)
+	}
+	if wrt != nil {
+		a.modules = newModuleFetcher(a, wrt.Store())
 	}
 	a.reverts = newReverter(a.lines, logger, a.lineChanged)
 	a.outbox = newOutbox(cfg.Limits.Outbox, int(cfg.Limits.OutboxBytes), a.maxPacket, a.outboxDrop)
@@ -241,7 +269,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 
-	a.log.Info("agent running", "broker", a.cfg.Broker, "podman", a.cfg.Podman.Socket,
+	podmanSocket := "off"
+	if a.podman != nil {
+		podmanSocket = a.cfg.Podman.Socket
+	}
+	a.log.Info("agent running", "broker", a.cfg.Broker, "podman", podmanSocket, "wasm", a.wasm != nil,
 		"concurrency", a.cfg.Concurrency, "lines", len(a.cfg.GPIO.Lines))
 	<-ctx.Done()
 	a.log.Info("agent stopping")
@@ -264,8 +296,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.pending.Wait()
 	stopConn()
 	<-cm.Done()
-	if err := a.rt.Close(shutdown); err != nil {
-		a.log.Warn("closing podman runtime", "err", err)
+	if a.podman != nil {
+		if err := a.podman.Close(shutdown); err != nil {
+			a.log.Warn("closing podman runtime", "err", err)
+		}
+	}
+	if a.wasm != nil {
+		if err := a.wasm.Close(shutdown); err != nil {
+			a.log.Warn("closing wasm runtime", "err", err)
+		}
 	}
 	stopSink() // flushes the last points
 	<-sinkDone
@@ -273,11 +312,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// startup removes containers a previous run of this agent left behind.
+// startup removes containers (and wasm temporary files) a previous run of this agent left
+// behind.
 func (a *Agent) startup(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if n, err := a.rt.Sweep(pctx); err != nil {
+	if a.wasm != nil {
+		if _, err := a.wasm.Sweep(pctx); err != nil {
+			a.log.Warn("sweeping the wasm module store", "err", err)
+		}
+	}
+	if a.podman == nil {
+		return
+	}
+	if n, err := a.podman.Sweep(pctx); err != nil {
 		a.setHealth(false, err.Error())
 		a.log.Error("podman service unavailable; invocations will fail until it answers", "err", err)
 	} else if n > 0 {
@@ -302,8 +350,11 @@ func (a *Agent) maintain(ctx context.Context) {
 		case <-health.C:
 			a.checkHealth(ctx)
 		case <-sweep:
+			if a.podman == nil {
+				continue
+			}
 			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			if n, err := a.rt.Sweep(pctx); err != nil {
+			if n, err := a.podman.Sweep(pctx); err != nil {
 				a.log.Warn("sweeping orphan containers", "err", err)
 			} else if n > 0 {
 				a.log.Info("removed orphan containers", "count", n)
@@ -316,11 +367,29 @@ func (a *Agent) maintain(ctx context.Context) {
 func (a *Agent) checkHealth(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := a.rt.Ping(pctx); err != nil {
+	if err := a.ping(pctx); err != nil {
 		a.setHealth(false, err.Error())
 		return
 	}
 	a.setHealth(true, "")
+}
+
+// ping checks the runtime the agent's health is about: podman when it is on (its service
+// may go away), else the wasm runtime.
+func (a *Agent) ping(ctx context.Context) error {
+	if a.podman != nil {
+		return a.podman.Ping(ctx)
+	}
+	return a.wasm.Ping(ctx)
+}
+
+// healthOf reports whether rt is the runtime the agent's health is about (see ping): a wasm
+// run says nothing about podman's service.
+func (a *Agent) healthOf(rt container.Runtime) bool {
+	if a.podman != nil {
+		return rt == a.podman
+	}
+	return rt == container.Runtime(a.wasm)
 }
 
 // setHealth records the podman service's health and republishes the status on a change.
@@ -349,16 +418,17 @@ func (a *Agent) Status() protocol.Status {
 		lines[name] = info
 	}
 	return protocol.Status{
-		Agent:     a.cfg.ID,
-		Online:    true,
-		Healthy:   a.healthy.Load(),
-		Problem:   a.problem.Load().(string),
-		Labels:    a.cfg.Labels,
-		Runtimes:  sortedKeys(a.cfg.Runtimes),
-		Functions: sortedKeys(a.cfg.Functions),
-		Lines:     lines,
-		Version:   a.version,
-		StartedAt: a.started,
+		Agent:      a.cfg.ID,
+		Online:     true,
+		Healthy:    a.healthy.Load(),
+		Problem:    a.problem.Load().(string),
+		Labels:     a.cfg.Labels,
+		Runtimes:   a.cfg.runtimeNames(),
+		Containers: new(a.podman != nil),
+		Functions:  sortedKeys(a.cfg.Functions),
+		Lines:      lines,
+		Version:    a.version,
+		StartedAt:  a.started,
 	}
 }
 
@@ -380,6 +450,7 @@ func (a *Agent) onConnectionUp(cm *autopaho.ConnectionManager, ack *paho.Connack
 		suback, err := cm.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
 			{Topic: a.topics.AgentInvoke(a.cfg.ID), QoS: 1},
 			{Topic: a.topics.AgentActuate(a.cfg.ID), QoS: 1},
+			{Topic: a.topics.AgentModules(a.cfg.ID), QoS: 1},
 		}})
 		if err != nil {
 			var reasons []byte
@@ -506,6 +577,10 @@ func (a *Agent) onPublish(pr paho.PublishReceived) (bool, error) {
 		a.receiveInvocation(p)
 	case a.topics.AgentActuate(a.cfg.ID):
 		a.receiveActuation(p)
+	case a.topics.AgentModules(a.cfg.ID):
+		if a.modules != nil {
+			a.modules.receive(p)
+		}
 	default:
 		return false, nil
 	}

@@ -26,7 +26,7 @@ func TestInvokeAndStatus(t *testing.T) {
 	startAgent(t, cfg, cl)
 
 	st := cl.status(cfg.ID, func(s protocol.Status) bool { return s.Online })
-	if !st.Healthy || st.Labels["zone"] != "test" || !slices.Equal(st.Runtimes, []string{"python3", "sh"}) ||
+	if !st.Healthy || st.Labels["zone"] != "test" || !slices.Equal(st.Runtimes, []string{"python3", "sh", "wasm"}) ||
 		st.Lines["fan"].Direction != "output" || st.Lines["button"].Direction != "input" || st.StartedAt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}

@@ -2,16 +2,23 @@ package edgeagent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/deviceless/deviceless/edgeagent/internal/testenv"
 	"github.com/deviceless/deviceless/protocol"
@@ -134,13 +141,18 @@ func BenchmarkPodmanRunBaseline(b *testing.B) {
 // use while serving 10 invocations per second. b.N is ignored beyond the first round: use
 // -benchtime 1x.
 //
+// Modes: cold and warm run a sh function in podman (the agent's wasm runtime on, as by
+// default, unused); wasm runs examples/wasm/c-fan with podman disabled (the idle RSS then
+// includes the compiled module and wazero's runtime).
+//
 // Two builds: bin/deviceless-agent (`go tool task build:agent`, tag agentonly: the agent
 // alone, what a device runs) and the full bin/deviceless (engine, broker, rules, demo too).
 func BenchmarkAgentResources(b *testing.B) {
 	for _, build := range []struct{ name, tag string }{{"deviceless-agent", "agentonly"}, {"deviceless", ""}} {
 		exe := buildAgentBinary(b, build.tag)
-		b.Run("binary="+build.name+"/cold", func(b *testing.B) { benchResources(b, exe, false) })
-		b.Run("binary="+build.name+"/warm", func(b *testing.B) { benchResources(b, exe, true) })
+		b.Run("binary="+build.name+"/cold", func(b *testing.B) { benchResources(b, exe, "cold") })
+		b.Run("binary="+build.name+"/warm", func(b *testing.B) { benchResources(b, exe, "warm") })
+		b.Run("binary="+build.name+"/wasm", func(b *testing.B) { benchResources(b, exe, "wasm") })
 	}
 }
 
@@ -171,31 +183,38 @@ func buildAgentBinary(b *testing.B, tag string) string {
 	return exe
 }
 
-// agentYAML is the agent.yaml of BenchmarkAgentResources.
-func agentYAML(cfg Config, warm bool) string {
-	warmLine := ""
-	if warm {
-		warmLine = "\n    warm: {idle: 1m}"
+// agentYAML is the agent.yaml of BenchmarkAgentResources; module is the wasm mode's.
+func agentYAML(cfg Config, mode, module string) string {
+	fn := fmt.Sprintf("    runtime: sh\n    code: %q\n", benchCode)
+	podman := fmt.Sprintf("{socket: %q, runtime: runc}", cfg.Podman.Socket)
+	switch mode {
+	case "warm":
+		fn += "    warm: {idle: 1m}\n"
+	case "wasm":
+		fn = fmt.Sprintf("    runtime: wasm\n    module: %q\ngpio: {driver: sim, lines: {fan: {offset: 17}}}\n", module)
+		podman = "{enabled: false}"
 	}
 	return fmt.Sprintf(`id: %s
 broker: %s
-podman: {socket: %q, runtime: runc}
+podman: %s
 state: %q
 concurrency: 4
 queue: 100
 functions:
   bench:
-    runtime: sh
-    code: %q%s
-`, cfg.ID, cfg.Broker, cfg.Podman.Socket, cfg.State, benchCode, warmLine)
+%s`, cfg.ID, cfg.Broker, podman, cfg.State, fn)
 }
 
-func benchResources(b *testing.B, exe string, warm bool) {
+func benchResources(b *testing.B, exe string, mode string) {
 	broker := startBroker(b)
 	cl := newClient(b, broker, "deviceless/agents/+/status", "test/replies/#")
 	cfg := testConfig(b, broker)
 	conf := filepath.Join(b.TempDir(), "agent.yaml")
-	if err := os.WriteFile(conf, []byte(agentYAML(cfg, warm)), 0o644); err != nil {
+	module := ""
+	if mode == "wasm" {
+		module = filepath.Join(testenv.WasmExamples(b), "c-fan.wasm")
+	}
+	if err := os.WriteFile(conf, []byte(agentYAML(cfg, mode, module)), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe, "agent", "-c", conf, "--log-level", "warn")
@@ -287,4 +306,133 @@ func cpuTicks(b *testing.B, pid int) int64 {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return utime + stime
+}
+
+// BenchmarkWasmThroughput: wasm invocations per second on one agent through MQTT, on the
+// machine's 2 cores: 64 invocations in flight at a time, each a fresh instance of
+// examples/wasm/c-fan (C) or go-echo (Go), its actuation applied (and recorded on disk
+// first, as every function's actuations are) and its result published. concurrency 32 for
+// the C module: an instance of it costs microseconds and 128 KiB, so the workers mostly
+// wait for the disk (one fsync serves all that wait together) and the broker; 4 for the Go
+// one (≈ 5 ms of CPU and megabytes per instance). Run with a fixed count, e.g.
+// -benchtime 5000x.
+func BenchmarkWasmThroughput(b *testing.B) {
+	examples := testenv.WasmExamples(b)
+	for _, m := range []struct {
+		name, file  string
+		concurrency int
+	}{{"c", "c-fan.wasm", 32}, {"go", "go-echo.wasm", 4}} {
+		b.Run(fmt.Sprintf("module=%s/concurrency=%d", m.name, m.concurrency), func(b *testing.B) {
+			broker := startBroker(b)
+			cl := newClient(b, broker, "deviceless/agents/+/status")
+			cfg := testConfig(b, broker)
+			cfg.Podman.Enabled = new(false)
+			cfg.Queue, cfg.Concurrency = 128, m.concurrency
+			cfg.Functions = map[string]protocol.FunctionSpec{"fan": {Runtime: protocol.RuntimeWasm, Module: filepath.Join(examples, m.file)}}
+			startAgent(b, cfg, cl)
+			rc := newReplyClient(b, broker)
+			const window = 64
+			call := func(i int) error {
+				inv, _ := json.Marshal(protocol.Invocation{ID: fmt.Sprintf("wasm-%d", i), Function: "fan", Args: map[string]any{"value": i & 1}})
+				r, err := rc.call(cfg.ID, inv)
+				if err == nil && r.Status != protocol.StatusOK {
+					err = fmt.Errorf("invocation %d: %s %q", i, r.Status, r.Error)
+				}
+				return err
+			}
+			if err := call(-1); err != nil { // fetch and compile outside the measurement
+				b.Fatal(err)
+			}
+			sem := make(chan struct{}, window)
+			errs := make(chan error, 1)
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem }()
+					if err := call(i); err != nil {
+						select {
+						case errs <- err:
+						default:
+						}
+					}
+				}()
+			}
+			for range window {
+				sem <- struct{}{}
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			select {
+			case err := <-errs:
+				b.Fatal(err)
+			default:
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "inv/s")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// replyClient sends invocations as the engine does and hands each result to its caller by
+// correlation data (the harness's client keeps every message, for tests that look back).
+type replyClient struct {
+	c       *paho.Client
+	mu      sync.Mutex
+	waiting map[string]chan *paho.Publish
+	seq     atomic.Int64
+}
+
+func newReplyClient(b *testing.B, addr string) *replyClient {
+	b.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc := &replyClient{waiting: map[string]chan *paho.Publish{}}
+	rc.c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) {
+			if pr.Packet.Properties != nil {
+				rc.mu.Lock()
+				ch := rc.waiting[string(pr.Packet.Properties.CorrelationData)]
+				delete(rc.waiting, string(pr.Packet.Properties.CorrelationData))
+				rc.mu.Unlock()
+				if ch != nil {
+					ch <- pr.Packet
+				}
+			}
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := rc.c.Connect(ctx, &paho.Connect{KeepAlive: 30, ClientID: fmt.Sprintf("replies-%p", rc), CleanStart: true}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rc.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "bench/replies", QoS: 1}}}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rc.c.Disconnect(&paho.Disconnect{}) })
+	return rc
+}
+
+func (rc *replyClient) call(agent string, inv []byte) (protocol.Result, error) {
+	corr := strconv.FormatInt(rc.seq.Add(1), 10)
+	ch := make(chan *paho.Publish, 1)
+	rc.mu.Lock()
+	rc.waiting[corr] = ch
+	rc.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := rc.c.Publish(ctx, &paho.Publish{Topic: protocol.Topics{}.AgentInvoke(agent), QoS: 1, Payload: inv,
+		Properties: &paho.PublishProperties{ResponseTopic: "bench/replies", CorrelationData: []byte(corr)}}); err != nil {
+		return protocol.Result{}, err
+	}
+	var r protocol.Result
+	select {
+	case m := <-ch:
+		return r, json.Unmarshal(m.Payload, &r)
+	case <-ctx.Done():
+		return r, fmt.Errorf("no result within %s", wait)
+	}
 }

@@ -28,6 +28,7 @@ type Config struct {
 	SessionExpiry time.Duration                    `yaml:"session_expiry"` // how long the broker keeps invocations for an offline agent
 	Labels        map[string]string                `yaml:"labels"`         // advertised in the status; rules target them
 	Podman        PodmanConfig                     `yaml:"podman"`         //
+	Wasm          WasmConfig                       `yaml:"wasm"`           // the WebAssembly runtime (on by default)
 	Runtimes      map[string]string                `yaml:"runtimes"`       // runtime name → image
 	Functions     map[string]protocol.FunctionSpec `yaml:"functions"`      // functions defined on the agent itself
 	Concurrency   int                              `yaml:"concurrency"`    // invocations running at once
@@ -48,6 +49,9 @@ type TLSConfig struct {
 
 // PodmanConfig selects the podman service.
 type PodmanConfig struct {
+	// Enabled runs container functions (default true). Off, the agent needs no podman: it
+	// serves wasm functions only and advertises no container runtime.
+	Enabled *bool  `yaml:"enabled"`
 	Socket  string `yaml:"socket"`  // socket path or unix:// URI
 	Runtime string `yaml:"runtime"` // OCI runtime (runc, crun); default the service's
 	// Timeout bounds each call to the podman service (30s); a pull gets 10 minutes.
@@ -57,6 +61,15 @@ type PodmanConfig struct {
 	// Prepare creates the next container of a runtime function ahead of its invocation
 	// (default true); every invocation still gets a fresh container.
 	Prepare *bool `yaml:"prepare"`
+}
+
+// WasmConfig configures the WebAssembly runtime: WASI preview 1 modules run in the agent's
+// process with wazero, a fresh instance per invocation (docs/agent.md).
+type WasmConfig struct {
+	Enabled *bool         `yaml:"enabled"` // default true; it needs nothing installed
+	Store   protocol.Size `yaml:"store"`   // module bytes kept on disk, least recently used dropped first (256Mi)
+	// Fetch bounds getting a module the agent lacks from the engine over the broker (1m).
+	Fetch time.Duration `yaml:"fetch"`
 }
 
 // Limits bound every function the agent runs. Timeout and Memory are caps: an invocation
@@ -102,6 +115,7 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
+	cfg.resolveModules(filepath.Dir(path))
 	return cfg, nil
 }
 
@@ -144,6 +158,8 @@ const (
 	DefaultOutbox        = 1000
 	DefaultOutboxBytes   = protocol.Size(16 << 20)
 	DefaultSweep         = time.Minute
+	DefaultWasmStore     = protocol.Size(256 << 20)
+	DefaultWasmFetch     = time.Minute
 	DefaultGPIODriver    = "sim"
 	DefaultGPIOChip      = "gpiochip0" // gpiocdev only
 )
@@ -171,6 +187,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Podman.Timeout == 0 {
 		c.Podman.Timeout = DefaultPodmanTimeout
+	}
+	if c.Podman.Enabled == nil {
+		c.Podman.Enabled = new(true)
+	}
+	if c.Wasm.Enabled == nil {
+		c.Wasm.Enabled = new(true)
+	}
+	if c.Wasm.Store == 0 {
+		c.Wasm.Store = DefaultWasmStore
+	}
+	if c.Wasm.Fetch == 0 {
+		c.Wasm.Fetch = DefaultWasmFetch
 	}
 	if c.Podman.Prepare == nil {
 		c.Podman.Prepare = new(true)
@@ -258,9 +286,20 @@ func (c *Config) Validate() error {
 	for _, name := range sortedKeys(c.Runtimes) {
 		if name == "" || strings.ContainsAny(name, "/ ") {
 			add("runtimes: %q: want a name without '/' or spaces", name)
+		} else if name == protocol.RuntimeWasm {
+			add("runtimes.%s: the name of the built-in WebAssembly runtime (configure it under wasm:)", name)
 		} else if c.Runtimes[name] == "" {
 			add("runtimes.%s: no image", name)
 		}
+	}
+	if !c.podman() && !c.wasm() {
+		add("podman.enabled and wasm.enabled: both off, the agent could run no function")
+	}
+	if c.Wasm.Store < 1<<20 {
+		add("wasm.store: %s is less than 1Mi", c.Wasm.Store)
+	}
+	if c.Wasm.Fetch < 0 {
+		add("wasm.fetch: %s is negative", c.Wasm.Fetch)
 	}
 	if c.Podman.Timeout < 0 {
 		add("podman.timeout: %s is negative", c.Podman.Timeout)
@@ -350,12 +389,35 @@ func (c *Config) checkPrefix() error {
 	return nil
 }
 
+// podman and wasm report whether the runtimes are on (defaults filled: nil is on).
+func (c *Config) podman() bool { return c.Podman.Enabled == nil || *c.Podman.Enabled }
+func (c *Config) wasm() bool   { return c.Wasm.Enabled == nil || *c.Wasm.Enabled }
+
+// runtimeNames are the runtimes the agent advertises: its podman runtimes when podman is
+// on, and wasm when it is on.
+func (c *Config) runtimeNames() []string {
+	var names []string
+	if c.podman() {
+		names = sortedKeys(c.Runtimes)
+	}
+	if c.wasm() {
+		names = append(names, protocol.RuntimeWasm)
+	}
+	return names
+}
+
 // checkFunction reports every problem of a function definition (protocol.FunctionSpec's
 // own), and whether this agent has its runtime.
 func (c *Config) checkFunction(s protocol.FunctionSpec) error {
 	err := s.Validate()
-	if s.Runtime != "" && c.Runtimes[s.Runtime] == "" {
-		err = errors.Join(err, fmt.Errorf("unknown runtime %q (this agent has %s)", s.Runtime, strings.Join(sortedKeys(c.Runtimes), ", ")))
+	switch {
+	case s.Runtime == protocol.RuntimeWasm && !c.wasm():
+		err = errors.Join(err, errors.New("runtime wasm is off on this agent (wasm.enabled: false)"))
+	case s.Runtime == protocol.RuntimeWasm:
+	case !c.podman():
+		err = errors.Join(err, errors.New("this agent runs no containers (podman.enabled: false): only wasm functions"))
+	case s.Runtime != "" && c.Runtimes[s.Runtime] == "":
+		err = errors.Join(err, fmt.Errorf("unknown runtime %q (this agent has %s)", s.Runtime, strings.Join(c.runtimeNames(), ", ")))
 	}
 	return err
 }

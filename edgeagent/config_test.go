@@ -46,7 +46,8 @@ influx: {url: "http://127.0.0.1:8086", bucket: deviceless}
 	want := Config{
 		ID: "gh1-edge", Broker: "mqtts://broker.example:8883", Username: "gh1-edge", Password: "secret",
 		Prefix: "deviceless", SessionExpiry: 24 * time.Hour, Labels: map[string]string{"zone": "north"},
-		Podman:   PodmanConfig{Socket: "/run/podman/podman.sock", Runtime: "runc", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
+		Podman:   PodmanConfig{Enabled: new(true), Socket: "/run/podman/podman.sock", Runtime: "runc", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
+		Wasm:     WasmConfig{Enabled: new(true), Store: 256 << 20, Fetch: time.Minute},
 		Runtimes: map[string]string{"sh": "localhost/deviceless/sh"},
 		Functions: map[string]protocol.FunctionSpec{"blink": {Runtime: "sh", Code: "echo 1", Memory: 32 << 20,
 			Warm: &protocol.Warm{Idle: protocol.Duration(time.Minute), MaxUses: 1000}}},
@@ -72,7 +73,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		return Config{
 			ID: host, Broker: "mqtt://127.0.0.1:1883", Username: host, Prefix: "deviceless",
 			SessionExpiry: 24 * time.Hour,
-			Podman:        PodmanConfig{Socket: "/state/podman/podman.sock", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
+			Podman:        PodmanConfig{Enabled: new(true), Socket: "/state/podman/podman.sock", User: "65534:65534", Timeout: 30 * time.Second, Prepare: new(true)},
+			Wasm:          WasmConfig{Enabled: new(true), Store: 256 << 20, Fetch: time.Minute},
 			Runtimes:      map[string]string{"sh": "localhost/deviceless/sh", "python3": "localhost/deviceless/python3"},
 			Concurrency:   2, Queue: 16,
 			Limits: Limits{Timeout: time.Minute, Memory: 256 << 20, CPUs: 1, Pids: 64, Output: 1 << 20, MaxPacketSize: 1 << 20, Outbox: 1000, OutboxBytes: 16 << 20,
@@ -187,7 +189,7 @@ gpio:
 			"functions.alarm: has both `runtime` and `image`; choose one",
 			"functions.alarm: warm.max_uses must not be negative",
 			"functions.blink: memory 1048576 bytes is below the 4Mi a container needs",
-			`functions.blink: unknown runtime "cobol" (this agent has python3, sh)`,
+			`functions.blink: unknown runtime "cobol" (this agent has python3, sh, wasm)`,
 			`gpio.driver: "sysfs": want gpiocdev or sim`,
 			`gpio.lines.fan: direction "sideways": want output or input`,
 			"gpio.lines.fan: initial: line value must be 0 or 1",

@@ -57,7 +57,13 @@ type dedupe struct {
 	f         *os.File
 	records   int   // lines in the file
 	fileBytes int64 // its size
-	log       *slog.Logger
+	// written counts the records appended, synced those known to be on disk: appends
+	// that must be durable wait in syncTo, where one fsync covers every record written
+	// before it (a group commit: concurrent workers do not queue behind each other's
+	// fsyncs while holding mu).
+	written, synced uint64
+	syncMu          sync.Mutex // one fsync at a time
+	log             *slog.Logger
 }
 
 type dedupeEntry struct {
@@ -174,19 +180,23 @@ func (d *dedupe) inFlight(id string) bool {
 // applying records, on disk before it returns, that id's effects are about to be applied.
 func (d *dedupe) applying(id string) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	e, ok := d.entries[id]
 	if !ok || e.done || e.applying {
+		d.mu.Unlock()
 		return
 	}
 	e.applying = true
-	d.append(dedupeRecord{ID: id, Applying: true}, true)
+	gen := d.append(dedupeRecord{ID: id, Applying: true})
+	d.mu.Unlock()
+	d.syncTo(gen)
 }
 
 // complete returns who waits for id; with store it keeps its result's payload for
 // repeats (on disk too), otherwise it forgets the id. An id whose effects were applied is
 // always stored.
 func (d *dedupe) complete(id string, payload []byte, store bool) []replyTo {
+	var gen uint64
+	defer func() { d.syncTo(gen) }() // after mu is released
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.entries[id]
@@ -199,7 +209,9 @@ func (d *dedupe) complete(id string, payload []byte, store bool) []replyTo {
 		delete(d.entries, id)
 		return waiters
 	}
-	d.append(dedupeRecord{ID: id, Result: payload}, e.applying)
+	if g := d.append(dedupeRecord{ID: id, Result: payload}); e.applying {
+		gen = g
+	}
 	e.applying = false
 	d.store(id, e, payload)
 	if d.f != nil && (d.records > 2*d.max+16 || d.fileBytes > 2*int64(d.maxBytes)+1<<20) {
@@ -263,10 +275,11 @@ func (d *dedupe) trim(e *dedupeEntry) {
 	}
 }
 
-// append writes a record to the file; sync waits until it is on disk.
-func (d *dedupe) append(rec dedupeRecord, sync bool) {
+// append writes a record to the file (d.mu held) and returns its number, for syncTo
+// (0: nothing to wait for).
+func (d *dedupe) append(rec dedupeRecord) uint64 {
 	if d.f == nil {
-		return
+		return 0
 	}
 	line, err := encodeJSON(rec)
 	if err == nil {
@@ -275,11 +288,40 @@ func (d *dedupe) append(rec dedupeRecord, sync bool) {
 		d.records++
 		d.fileBytes += int64(len(line))
 	}
-	if err == nil && sync {
-		err = d.f.Sync()
-	}
 	if err != nil {
 		d.log.Error("ids seen: writing the file (an id may run or apply again after a restart)", "file", d.path, "id", rec.ID, "err", err)
+		return 0
+	}
+	d.written++
+	return d.written
+}
+
+// syncTo returns once record gen (from append; 0: none) is on disk (d.mu not held). An
+// fsync covers every record written before it started, so callers arriving while one runs
+// share the next.
+func (d *dedupe) syncTo(gen uint64) {
+	if gen == 0 {
+		return
+	}
+	d.syncMu.Lock()
+	defer d.syncMu.Unlock()
+	d.mu.Lock()
+	f, upTo := d.f, d.written
+	if d.synced >= gen || f == nil {
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	err := f.Sync()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case err == nil:
+		d.synced = max(d.synced, upTo)
+	case d.f != f:
+		// Compacted meanwhile: the new file, synced before it replaced this one, has them.
+	default:
+		d.log.Error("ids seen: syncing the file (an id may run or apply again after a restart)", "file", d.path, "err", err)
 	}
 }
 
@@ -337,6 +379,7 @@ func (d *dedupe) compact() error {
 		return err
 	}
 	d.records, d.fileBytes = records, size
+	d.synced = d.written // the new file holds every record, synced
 	return nil
 }
 

@@ -99,8 +99,9 @@ func (a *Agent) worker(ctx context.Context) {
 			res := a.execute(ctx, t)
 			a.metrics.running.Add(-1)
 			// One cancelled by the shutdown applied nothing: not stored, it runs when
-			// delivered again after the restart.
-			a.finish(res, res.Error != errShutdown)
+			// delivered again after the restart. A rejection neither: a repeat may succeed
+			// (the module fetched, another agent tried).
+			a.finish(res, res.Error != errShutdown && res.Status != protocol.StatusRejected)
 		}
 	}
 }
@@ -177,7 +178,7 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 	if !inv.Deadline.IsZero() && !start.Before(inv.Deadline) {
 		return a.result(inv, protocol.StatusExpired, fmt.Sprintf("deadline %s passed before the invocation started", inv.Deadline.Format(time.RFC3339Nano)))
 	}
-	job, err := a.job(inv)
+	job, rt, err := a.job(inv)
 	if err != nil {
 		return a.result(inv, protocol.StatusError, err.Error())
 	}
@@ -186,7 +187,27 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 	if !inv.Deadline.IsZero() {
 		job.Timeout = min(job.Timeout, inv.Deadline.Sub(start))
 	}
-	out, err := a.rt.Run(ctx, job)
+	if rt == container.Runtime(a.wasm) {
+		// A module the agent lacks comes from the engine over the broker; one it cannot get
+		// or verify is rejected (not stored: the engine may try another agent, and a
+		// repeat fetches again).
+		if err := a.modules.fetch(ctx, job.Image); err != nil {
+			res := a.result(inv, protocol.StatusRejected, err.Error())
+			if ctx.Err() != nil {
+				res.Status, res.Error = protocol.StatusError, errShutdown
+			}
+			return res
+		}
+		if !inv.Deadline.IsZero() {
+			// A transfer takes time: the run gets what is left of the deadline.
+			left := time.Until(inv.Deadline)
+			if left <= 0 {
+				return a.result(inv, protocol.StatusExpired, fmt.Sprintf("deadline %s passed while the module was fetched", inv.Deadline.Format(time.RFC3339Nano)))
+			}
+			job.Timeout = min(job.Timeout, left)
+		}
+	}
+	out, err := rt.Run(ctx, job)
 	res = a.result(inv, protocol.StatusOK, "")
 	res.Cold = out.Cold
 	res.ExitCode = out.ExitCode
@@ -201,7 +222,7 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		return res
 	case err != nil:
 		res.Status, res.Error = protocol.StatusError, err.Error()
-		if perr := a.rt.Ping(ctx); perr != nil {
+		if perr := rt.Ping(ctx); perr != nil && a.healthOf(rt) {
 			a.setHealth(false, perr.Error())
 		}
 		return res
@@ -218,7 +239,9 @@ func (a *Agent) execute(ctx context.Context, t *task) (res protocol.Result) {
 		res.Status, res.Error = protocol.StatusError, fmt.Sprintf("output exceeds the %d byte limit", a.cfg.Limits.Output)
 		return res
 	}
-	a.setHealth(true, "")
+	if a.healthOf(rt) {
+		a.setHealth(true, "")
+	}
 	output, actions, err := interpret(out.Stdout)
 	if err != nil {
 		res.Status, res.Error = protocol.StatusError, err.Error()
@@ -246,16 +269,21 @@ func (a *Agent) spec(inv protocol.Invocation) (protocol.FunctionSpec, error) {
 	return local, nil
 }
 
-// job resolves an invocation's function into a container job. What the spec leaves unset
+// job resolves an invocation's function into a job and the runtime that runs it (podman,
+// or wasm for runtime wasm: Image is then the module's digest). What the spec leaves unset
 // gets protocol's defaults lowered to the agent's caps (receiveInvocation refused specs
 // asking more than the caps).
-func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
+func (a *Agent) job(inv protocol.Invocation) (container.Job, container.Runtime, error) {
 	spec, err := a.spec(inv)
 	if err != nil {
-		return container.Job{}, err
+		return container.Job{}, nil, err
 	}
 	if err := a.cfg.checkFunction(spec); err != nil {
-		return container.Job{}, fmt.Errorf("%s: %w", inv.Function, err)
+		return container.Job{}, nil, fmt.Errorf("%s: %w", inv.Function, err)
+	}
+	if spec.Runtime == protocol.RuntimeWasm && !protocol.IsModuleDigest(spec.Module) {
+		return container.Job{}, nil, fmt.Errorf("%s: module %q: an invocation names its module by digest (%s<64 hex digits>)",
+			inv.Function, spec.Module, protocol.ModuleDigestPrefix)
 	}
 	if spec.Timeout == 0 {
 		spec.Timeout = protocol.Duration(min(protocol.DefaultTimeout, a.cfg.Limits.Timeout))
@@ -275,14 +303,19 @@ func (a *Agent) job(inv protocol.Invocation) (container.Job, error) {
 		Memory:   int64(spec.Memory),
 		Warm:     spec.Warm,
 	}
-	if spec.Runtime != "" {
+	switch spec.Runtime {
+	case protocol.RuntimeWasm:
+		job.Image, job.Warm = spec.Module, nil // a fresh instance every time
+		return job, a.wasm, nil
+	case "":
+	default:
 		job.Image = a.cfg.Runtimes[spec.Runtime]
 		job.Prepare = true // runtime images have /bin/sh
 		if len(job.Command) == 0 {
 			job.Command = []string{spec.Runtime, container.CodePath}
 		}
 	}
-	return job, nil
+	return job, a.podman, nil
 }
 
 // perform applies a function's actuations and publishes, all of them or none: every

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ type Config struct {
 	MaxKeys int `yaml:"max_keys"`
 	// Intake is what the engine does when devices publish faster than it evaluates.
 	Intake IntakeConfig `yaml:"intake"`
+	// Workers is how many goroutines evaluate a batch of events (docs/engine.md,
+	// "Ordering and overload"); every rule key still sees its events in arrival order.
+	// Default GOMAXPROCS; 1 evaluates on the event loop's goroutine alone.
+	Workers int `yaml:"workers"`
 	// State is the engine's own state folder: the last runs of scheduled rules with
 	// catch_up (docs/engine.md#schedules), deployed functions and usage figures
 	// (docs/functions.md). Default: broker.store + "-engine"; without either, the engine
@@ -65,8 +70,16 @@ type BrokerConfig struct {
 	// ClientID, when set, makes the engine's session persistent (QoS 1 events sent while
 	// it restarts wait for it); each engine of a group needs its own.
 	ClientID string `yaml:"client_id"`
-	Username string `yaml:"username"`
-	Password string `yaml:"password"`
+	// SessionExpiry is how long the broker keeps the session of an engine that is gone
+	// (with client_id; default DefaultSessionExpiry). 0 ends it with the connection: a
+	// broker that re-dispatches a dead member's shared-subscription messages (EMQX) then
+	// hands them to the other engines at once, while mosquitto drops them (docs/scale.md).
+	SessionExpiry *time.Duration `yaml:"session_expiry"`
+	// ReceiveMaximum, when set (1–65535), bounds the QoS 1/2 events the broker sends this
+	// engine before it acknowledges them: what a crashed member holds in flight.
+	ReceiveMaximum int    `yaml:"receive_maximum"`
+	Username       string `yaml:"username"`
+	Password       string `yaml:"password"`
 }
 
 // DispatchConfig tunes invocation delivery.
@@ -87,6 +100,9 @@ const (
 	DefaultBackoff       = 100 * time.Millisecond
 	DefaultStartGrace    = 3 * time.Second
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultSessionExpiry is how long an external broker keeps an engine's persistent
+	// session (broker.client_id set) after it went away.
+	DefaultSessionExpiry = time.Hour
 	DefaultReloadDelay   = 200 * time.Millisecond
 )
 
@@ -121,6 +137,9 @@ func (c Config) withDefaults() Config {
 	if c.State == "" && c.Broker.Store != "" {
 		c.State = c.Broker.Store + "-engine" // beside the intake's journal, store + "-intake-events"
 	}
+	if c.Workers == 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
 	c.Functions = c.Functions.withDefaults()
 	return c
 }
@@ -129,6 +148,16 @@ func (c *Config) validate() error {
 	var errs []error
 	if c.Broker.External == "" && (c.Broker.SharedGroup != "" || c.Broker.ClientID != "") {
 		errs = append(errs, errors.New("broker.shared_group and broker.client_id apply to an external broker only"))
+	}
+	if c.Broker.ClientID != "" && !validClientID(c.Broker.ClientID) {
+		// It names the engine's sync topic ({prefix}/engines/{client_id}/sync).
+		errs = append(errs, fmt.Errorf("broker.client_id %q: want one topic level (no '/', '+', '#'), at most 128 bytes", c.Broker.ClientID))
+	}
+	if c.Broker.SessionExpiry != nil && (c.Broker.ClientID == "" || *c.Broker.SessionExpiry < 0 || *c.Broker.SessionExpiry > maxSessionExpiry) {
+		errs = append(errs, fmt.Errorf("broker.session_expiry: needs broker.client_id and a duration from 0s to %v", maxSessionExpiry))
+	}
+	if c.Broker.ReceiveMaximum < 0 || c.Broker.ReceiveMaximum > 65535 || (c.Broker.ReceiveMaximum > 0 && c.Broker.External == "") {
+		errs = append(errs, errors.New("broker.receive_maximum: 1 to 65535, with an external broker"))
 	}
 	if c.HTTP != "off" {
 		if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
@@ -151,6 +180,9 @@ func (c *Config) validate() error {
 				errs = append(errs, fmt.Errorf("api.tokens[%d] (%s): with broker.external a token's name is its response space {prefix}/responses/{name}: no '/', '+', '#' or NUL", i, t.Name))
 			}
 		}
+	}
+	if c.Workers < 0 || c.Workers > maxWorkers {
+		errs = append(errs, fmt.Errorf("workers: %d: want 1 to %d (0: GOMAXPROCS)", c.Workers, maxWorkers))
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))
@@ -197,4 +229,25 @@ func joinPath(dir, p string) string {
 		return p
 	}
 	return filepath.Join(dir, p)
+}
+
+// maxSessionExpiry is the longest MQTT 5 session expiry interval short of "never"
+// (0xFFFFFFFF seconds), which a crashed engine's session should not have.
+const maxSessionExpiry = time.Duration(0xFFFFFFFE) * time.Second
+
+// validClientID reports whether id can name the engine's topics: one topic level, short.
+func validClientID(id string) bool {
+	return id != "" && len(id) <= 128 && !strings.ContainsAny(id, "/+#\x00")
+}
+
+// sessionExpiry is the external session's expiry: 0 without client_id (a clean session
+// that ends with the connection).
+func (b BrokerConfig) sessionExpiry() time.Duration {
+	switch {
+	case b.ClientID == "":
+		return 0
+	case b.SessionExpiry == nil:
+		return DefaultSessionExpiry
+	}
+	return *b.SessionExpiry
 }

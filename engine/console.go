@@ -302,7 +302,8 @@ func (f *feed) handle(it *feedItem) {
 		if json.Unmarshal(it.payload, &dl) != nil {
 			return
 		}
-		if _, ok := f.tracked[dl.Invocation.ID]; !ok { // never sent, or sent before the feed started
+		// An action's dead letter has no invocation.
+		if _, ok := f.tracked[dl.Invocation.ID]; !ok && dl.Invocation.ID != "" { // never sent, or sent before the feed started
 			f.track(&dl.Invocation, it.at, false)
 		}
 		f.mu.Lock()
@@ -471,7 +472,18 @@ func (e *Engine) apiEvents(g *guard) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, fmt.Errorf("origin %q may not open the event stream", o))
 			return
 		}
-		e.stream(w, r)
+		// ?backlog=false: only what happens from now on, not the recent frames a new
+		// stream starts with (a client that reacts to each result once, the Node-RED nodes).
+		backlog := true
+		if v := r.URL.Query().Get("backlog"); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("backlog=%q: true or false", v))
+				return
+			}
+			backlog = b
+		}
+		e.stream(w, r, backlog)
 	}
 }
 
@@ -490,8 +502,11 @@ func (g *guard) sameSite(origin, host string) bool {
 	return err == nil && g.hosts[name]
 }
 
-func (e *Engine) stream(w http.ResponseWriter, r *http.Request) {
+func (e *Engine) stream(w http.ResponseWriter, r *http.Request, replay bool) {
 	c, backlog, ok := e.feed.subscribe()
+	if !replay {
+		backlog = nil
+	}
 	if !ok {
 		writeError(w, http.StatusServiceUnavailable, errors.New("engine stopping"))
 		return

@@ -267,6 +267,16 @@ func TestConsoleStreamShowsLoops(t *testing.T) {
 		t.Fatalf("second frame of a later stream: %+v", f)
 	}
 
+	// ?backlog=false: nothing from before, the next frame is the next stats.
+	fresh := openStream(t, base+"/api/v1/events?backlog=false", nil)
+	if f := <-fresh.frames; f.event != "stats" {
+		t.Fatalf("first frame of a stream without backlog: %+v", f)
+	}
+	var refused struct{ Error string }
+	if code := getJSON(t, base+"/api/v1/events?backlog=maybe", &refused); code != http.StatusBadRequest || !strings.Contains(refused.Error, "true or false") {
+		t.Fatalf("backlog=maybe: %d %q, want 400", code, refused.Error)
+	}
+
 	// No agent in the south: dead-lettered at once.
 	writeRules(t, dir, strings.ReplaceAll(echoRules, "zone: north}}\n        args", "zone: south}}\n        args"))
 	eventually(t, "reload", func() bool { r := e.rulesErr.Load(); return r != nil && r.Diff != nil })

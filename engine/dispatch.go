@@ -73,6 +73,8 @@ type counter interface{ Inc() }
 // dispatchCounters count what the dispatcher does (Prometheus counters in the engine).
 type dispatchCounters struct {
 	attempts, retries, timeouts, late, deadLetters, malformed counter
+	// dropped counts attempts the broker dropped for a full agent queue (OnDropped).
+	dropped counter
 	// foreign counts results from an agent the invocation was not sent to (ignored).
 	foreign counter
 }
@@ -113,14 +115,6 @@ type pending struct {
 	caller string // who invoked it (caller.String())
 }
 
-// DeadLetter is what the engine publishes on {prefix}/deadletter.
-type DeadLetter struct {
-	Reason     string              `json:"reason"`
-	Invocation protocol.Invocation `json:"invocation"`
-	Tried      []string            `json:"tried,omitempty"`
-	At         time.Time           `json:"at"`
-}
-
 func newDispatcher(deps dispatchDeps) *dispatcher {
 	if deps.log == nil {
 		deps.log = slog.New(slog.DiscardHandler)
@@ -139,12 +133,15 @@ func newID() string {
 // from outside the rules): its result and dead letter come back into the rules with
 // hop+1, and so do the function's publishes (the agent echoes it). reply, when set,
 // receives the first result (or the dead-letter result).
-func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), ids *actionIDs, caller string) {
+// invoke sends one invocation per selected agent (pick all) or one. reply gets the first
+// agent's result, or with every each agent's; invoke returns how many results reply gets.
+func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Target, args map[string]any, ev *protocol.Event, hop int, reply func(*finished), every bool, ids *actionIDs, caller string) int {
 	base := protocol.Invocation{ID: ids.next(), Function: fn.Name, Rule: rule, Hop: hop, Event: ev, Args: args, Spec: fn.Spec}
+	target.Runtime = protocol.SpecRuntime(fn.Spec) // a wasm function to agents with wasm, a container to agents with podman
 	agents := d.agents.selectAgents(target, "", nil)
 	if len(agents) == 0 {
 		d.deadLetter(&pending{inv: base, target: target, reply: reply, caller: caller}, "no online agent matches the target "+target.String(), protocol.StatusError)
-		return
+		return 1
 	}
 	for i, a := range agents {
 		inv := base
@@ -152,13 +149,17 @@ func (d *dispatcher) invoke(fn *rules.Function, rule string, target protocol.Tar
 			inv.ID = ids.next()
 		}
 		p := &pending{inv: inv, target: target, agent: a, reply: reply, caller: caller}
-		if i > 0 {
+		if i > 0 && !every {
 			p.reply = nil
 		}
 		if !d.send(p) {
-			return // the others would not encode either: one dead letter
+			return 1 // the others would not encode either: one dead letter
 		}
 	}
+	if every {
+		return len(agents)
+	}
+	return 1
 }
 
 // budget is how long an attempt of p may take: the function's timeout and the start grace.
@@ -216,9 +217,39 @@ func (d *dispatcher) send(p *pending) bool {
 
 // timeout handles an attempt whose result did not arrive in time.
 func (d *dispatcher) timeout(id string) {
+	d.attemptFailed(id, "", func(p *pending) string {
+		d.counters.timeouts.Inc()
+		return fmt.Sprintf("no result from agent %s within %v", p.agent, d.budget(p))
+	}, protocol.StatusTimeout)
+}
+
+// dropped handles an invocation the broker dropped instead of queueing it for agentID
+// (broker.OnDropped: the agent's queue, limits.max_queued, was full): the agent will never
+// see it, so the attempt ends now, not at its timeout, and is retried on another agent or
+// dead-lettered. The broker calls it within the engine's Publish: the rest runs on a timer.
+func (d *dispatcher) dropped(agentID string, correlation []byte) {
+	id := string(correlation)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.pending[id]
+	if p == nil || !p.sent || p.agent != agentID {
+		return // not an attempt out to that agent (a repeat, or already over)
+	}
+	p.timer.Stop()
+	p.timer = d.clock.AfterFunc(0, func() {
+		d.attemptFailed(id, agentID, func(p *pending) string {
+			d.counters.dropped.Inc()
+			return fmt.Sprintf("not delivered: the broker's queue for agent %s is full (broker.limits.max_queued)", p.agent)
+		}, protocol.StatusRejected)
+	})
+}
+
+// attemptFailed ends the attempt of invocation id that is out (to agent, when not ""),
+// then retries or dead-letters it for the reason why says.
+func (d *dispatcher) attemptFailed(id, agent string, why func(*pending) string, status string) {
 	d.mu.Lock()
 	p := d.pending[id]
-	sent := p != nil && p.sent
+	sent := p != nil && p.sent && (agent == "" || p.agent == agent)
 	if sent {
 		delete(d.pending, id)
 		p.sent = false
@@ -228,8 +259,7 @@ func (d *dispatcher) timeout(id string) {
 		return
 	}
 	d.agents.addInFlight(p.agent, -1)
-	d.counters.timeouts.Inc()
-	d.retryOrDeadLetter(p, fmt.Sprintf("no result from agent %s within %v", p.agent, d.budget(p)), protocol.StatusTimeout)
+	d.retryOrDeadLetter(p, why(p), status)
 	d.signalIdle()
 }
 
@@ -328,18 +358,8 @@ func (d *dispatcher) finish(p *pending, res protocol.Result, raw []byte) {
 
 func (d *dispatcher) deadLetter(p *pending, reason, status string) {
 	d.log.Warn("invocation dead-lettered", "id", p.inv.ID, "function", p.inv.Function, "rule", p.inv.Rule, "reason", reason)
-	d.counters.deadLetters.Inc()
-	dl := DeadLetter{Reason: reason, Invocation: p.inv, Tried: p.tried, At: d.clock.Now()}
-	b, err := json.Marshal(dl)
-	if err != nil {
-		// Only the arguments can fail to encode (the reason says so): leave them out.
-		dl.Invocation.Args = nil
-		b, err = json.Marshal(dl)
-	}
-	if err == nil {
-		_ = d.publish(broker.Message{Topic: d.topics.DeadLetter(), Payload: b, QoS: 1, ContentType: "application/json",
-			UserProperties: hopProperties(p.inv.Hop + 1)})
-	}
+	inv := p.inv
+	d.publishDeadLetter(DeadLetter{Reason: reason, Invocation: &inv, Tried: p.tried, At: d.clock.Now()}, p.inv.Hop)
 	res := protocol.Result{ID: p.inv.ID, Function: p.inv.Function, Rule: p.inv.Rule, Status: status, Error: reason, ExitCode: -1}
 	if len(p.tried) > 0 {
 		res.Agent = p.tried[len(p.tried)-1]

@@ -100,6 +100,39 @@ func TestDispatcher(t *testing.T) {
 			Counts:   counts{Attempts: 1},
 		},
 	}, {
+		name:   "dropped by the broker: retried at once on another agent",
+		agents: []string{"a1", "a2"},
+		steps:  []step{invoke(one), dropped("a1", "a1"), advance(100 * time.Millisecond), answer("a2", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: 100 * time.Millisecond}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2,
+				At: 100 * time.Millisecond}},
+			Replies: []string{"ev-1"},
+			Counts:  counts{Attempts: 2, Dropped: 1, Retries: 1},
+		},
+	}, {
+		name:   "dropped without another agent: rejected, dead letter without waiting for the timeout",
+		agents: []string{"a1"},
+		steps:  []step{invoke(one), dropped("a1", "a1"), advance(0)},
+		want: dispatchRun{
+			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1},
+				{DeadLetter: "not delivered: the broker's queue for agent a1 is full (broker.limits.max_queued); no other eligible agent", ID: "ev-1", Attempt: 1, Tried: []string{"a1"}}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "rejected",
+				Error: "not delivered: the broker's queue for agent a1 is full (broker.limits.max_queued); no other eligible agent", Attempts: 1}},
+			Replies: []string{"ev-1"},
+			Counts:  counts{Attempts: 1, Dropped: 1, DeadLetters: 1},
+		},
+	}, {
+		name:   "a drop reported for another agent than the attempt's is ignored",
+		agents: []string{"a1", "a2"},
+		steps:  []step{invoke(one), dropped("a2", "a1"), advance(0), answer("a1", protocol.StatusOK)},
+		want: dispatchRun{
+			Sent:     []sent{{To: "a1", ID: "ev-1", Attempt: 1}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "ok", Attempts: 1}},
+			Replies:  []string{"ev-1"},
+			Counts:   counts{Attempts: 1},
+		},
+	}, {
 		name:   "timeouts: dead letter after the attempts",
 		agents: []string{"a1", "a2", "a3"},
 		limits: DispatchConfig{Attempts: 2},
@@ -335,7 +368,7 @@ func TestResultsTopicForwardsWhatNeedsNoChange(t *testing.T) {
 			h := newDispatchHarness([]string{"a1"}, DispatchConfig{})
 			h.d.observers = append(h.d.observers, resultsTopic{publish: h.publish, topics: h.d.topics})
 			var reply []byte
-			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 0, func(f *finished) { reply = f.JSON() }, &h.ids, "")
+			h.d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 0, func(f *finished) { reply = f.JSON() }, false, &h.ids, "")
 			h.d.result("a1", []byte(h.real(tc.payload)), []byte(h.real("ev-1")))
 			if diff := cmp.Diff([]string{"deviceless/results/f " + tc.want}, h.labels(h.results)); diff != "" {
 				t.Errorf("results topic (-want +got):\n%s", diff)
@@ -356,7 +389,7 @@ func TestResultsAndDeadLettersCountHops(t *testing.T) {
 		agents:  &fakeAgents{online: []string{"a1"}, inFlight: map[string]int{}},
 		clock:   &fakeClock{now: time.Now()},
 		limits:  DispatchConfig{Attempts: 1, Backoff: time.Millisecond, StartGrace: time.Second},
-		counters: dispatchCounters{attempts: fakeCounter{new(int)}, retries: fakeCounter{new(int)}, timeouts: fakeCounter{new(int)},
+		counters: dispatchCounters{attempts: fakeCounter{new(int)}, retries: fakeCounter{new(int)}, timeouts: fakeCounter{new(int)}, dropped: fakeCounter{new(int)},
 			late: fakeCounter{new(int)}, foreign: fakeCounter{new(int)}, deadLetters: fakeCounter{new(int)}, malformed: fakeCounter{new(int)}},
 	})
 	d.observers = []resultObserver{resultsTopic{publish: d.publish, topics: d.topics}}
@@ -368,7 +401,7 @@ func TestResultsAndDeadLettersCountHops(t *testing.T) {
 		}
 		return "none"
 	}
-	d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 3, nil, nil, "")
+	d.invoke(testFunction, "r", protocol.Target{Pick: protocol.PickOne}, nil, nil, 3, nil, false, nil, "")
 	var inv protocol.Invocation
 	if err := json.Unmarshal(msgs[0].Payload, &inv); err != nil || inv.Hop != 3 {
 		t.Fatalf("invocation %s: hop %d, want 3 (%v)", msgs[0].Payload, inv.Hop, err)
@@ -378,7 +411,7 @@ func TestResultsAndDeadLettersCountHops(t *testing.T) {
 		t.Fatalf("result on %s with hop %s, want deviceless/results/f with hop 4", m.Topic, hopOf(m))
 	}
 	msgs = nil
-	d.invoke(testFunction, "r", protocol.Target{Agent: "nobody", Pick: protocol.PickOne}, nil, nil, 5, nil, nil, "")
+	d.invoke(testFunction, "r", protocol.Target{Agent: "nobody", Pick: protocol.PickOne}, nil, nil, 5, nil, false, nil, "")
 	if len(msgs) != 2 || msgs[0].Topic != "deviceless/deadletter" || hopOf(msgs[0]) != "6" || hopOf(msgs[1]) != "6" {
 		t.Fatalf("dead letter and its result: %+v, want both with hop 6", msgs)
 	}
@@ -437,7 +470,7 @@ type outcome struct {
 }
 
 type counts struct {
-	Attempts, Retries, Timeouts, Late, Foreign, DeadLetters, Malformed int
+	Attempts, Retries, Timeouts, Dropped, Late, Foreign, DeadLetters, Malformed int
 }
 
 type dispatchHarness struct {
@@ -479,7 +512,7 @@ func newDispatchHarness(agents []string, limits DispatchConfig) *dispatchHarness
 		agents:  h.agents,
 		clock:   h.clock,
 		limits:  limits,
-		counters: dispatchCounters{attempts: fakeCounter{&c.Attempts}, retries: fakeCounter{&c.Retries}, timeouts: fakeCounter{&c.Timeouts},
+		counters: dispatchCounters{attempts: fakeCounter{&c.Attempts}, retries: fakeCounter{&c.Retries}, timeouts: fakeCounter{&c.Timeouts}, dropped: fakeCounter{&c.Dropped},
 			late: fakeCounter{&c.Late}, foreign: fakeCounter{&c.Foreign}, deadLetters: fakeCounter{&c.DeadLetters}, malformed: fakeCounter{&c.Malformed}},
 		observers: []resultObserver{observerFunc(func(f *finished) {
 			h.finished = append(h.finished, outcome{ID: h.label(f.ID), Function: f.Function, Rule: f.Rule, Agent: f.Agent, Status: f.Status,
@@ -561,7 +594,7 @@ func invoke(target protocol.Target) step { return invokeArgs(target, map[string]
 func invokeArgs(target protocol.Target, args map[string]any) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		ev := &protocol.Event{Topic: "sensors/a", Payload: json.RawMessage(`{"c":1}`)}
-		h.d.invoke(testFunction, "r", target, args, ev, 0, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, &h.ids, "")
+		h.d.invoke(testFunction, "r", target, args, ev, 0, func(f *finished) { h.replies = append(h.replies, h.label(f.ID)) }, false, &h.ids, "")
 	}
 }
 
@@ -585,6 +618,18 @@ func answer(agent, status string) step {
 func result(agent, payload, correlation string) step {
 	return func(t *testing.T, h *dispatchHarness) {
 		h.d.result(agent, []byte(h.real(payload)), []byte(h.real(correlation)))
+	}
+}
+
+// dropped has the broker report that it dropped, for agent, the last invocation sent to
+// of (as broker.OnDropped does when the agent's queue is full).
+func dropped(agent, of string) step {
+	return func(t *testing.T, h *dispatchHarness) {
+		id := h.lastInv[of]
+		if id == "" {
+			t.Fatalf("agent %s was sent nothing", of)
+		}
+		h.d.dropped(agent, []byte(id))
 	}
 }
 

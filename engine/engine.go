@@ -69,6 +69,10 @@ type Engine struct {
 	functions *functionRegistry
 	reloading sync.Mutex // one Reload at a time (the watcher's, a deploy's)
 
+	// parallelChunks counts the chunks of events the workers evaluated (parallel.go):
+	// tests check that their load took that path.
+	parallelChunks atomic.Uint64
+
 	tokens   tokenTable   // api.tokens, for invoke requests through an external broker
 	httpAddr atomic.Value // string
 	ready    chan struct{}
@@ -147,7 +151,7 @@ func New(cfg Config, log *slog.Logger) (*Engine, error) {
 		log:       log,
 		limits:    cfg.Dispatch,
 		topics:    e.topics,
-		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, late: m.late, foreign: m.foreign, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
+		counters:  dispatchCounters{attempts: m.dispatched, retries: m.retries, timeouts: m.timeouts, dropped: m.dropped, late: m.late, foreign: m.foreign, deadLetters: m.deadLetters, malformed: m.malformed.WithLabelValues("result")},
 		observers: observers,
 	})
 	e.sched = newScheduler(e.ruleSet, e.actScheduled, e.now, log.With("component", "schedule"), cfg.State)
@@ -216,6 +220,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); e.reportEvents(controlCtx) }()
 	go func() { defer wg.Done(); e.controlLoop(controlCtx) }()
 	go func() { defer wg.Done(); e.watchRules(ctx) }()
+	if mr, ok := e.t.(moduleRequests); ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); e.serveModules(controlCtx, mr.ModuleRequests()) }()
+	}
 	wg.Add(1)
 	go func() { defer wg.Done(); e.sched.run(ctx) }() // after controlBacklog: catch-up runs find their agents
 	close(e.ready)
@@ -259,11 +267,10 @@ func (e *Engine) Run(ctx context.Context) error {
 // accepted, once the invocations in flight are done (or shutdown_grace ran out).
 const drainBudget = time.Second
 
-// eventLoop evaluates events in arrival order on one goroutine: rule state (windows,
-// `for`, throttle) sees every key's events in order, and at 1–4 µs per event one
-// goroutine keeps up with far more than a broker on an edge box delivers. Actions are
-// handed to the broker and the dispatcher, which do not block. Each batch is evaluated,
-// acted on, then acknowledged.
+// eventLoop evaluates batches of events in arrival order: on this goroutine, or on the
+// workers (parallel.go) for a large batch, every rule key sees its events in order.
+// Actions are handed to the broker and the dispatcher from this goroutine, in arrival
+// order, and do not block. Each batch is evaluated, acted on, then acknowledged.
 //
 // When ctx ends the loop takes what the broker already accepted, for drainBudget: the
 // budget is checked at every event, since under a flood (and -race) one batch can take
@@ -274,6 +281,9 @@ func (e *Engine) eventLoop(ctx context.Context) {
 	budget := drainClock{ctx: ctx, now: e.now}
 	var left unevaluatedEvents
 	handle := func(b eventBatch) {
+		// A stopping engine drains on this goroutine alone: its budget is checked at every
+		// event, and what it cuts short is exactly what it did not evaluate.
+		st.batch.draining = ctx.Err() != nil
 		n := e.evaluate(&st, b.Events, budget.spent)
 		// Every action of the evaluated events is with the broker (invocations and
 		// actuations are stored for their agents' sessions): those need not come back.
@@ -351,6 +361,7 @@ type evaluation struct {
 	eval    *rules.Evaluator
 	firings []rules.Firing
 	ev      rules.Event
+	batch   parallelBatch // Workers > 1 (parallel.go)
 }
 
 // evaluate runs events through the rules and acts on the firings, until stop reports
@@ -359,6 +370,10 @@ type evaluation struct {
 func (e *Engine) evaluate(st *evaluation, events []broker.Event, stop func() bool) int {
 	if set := e.ruleSet(); set != st.set {
 		st.set, st.eval = set, set.NewEvaluator()
+		st.batch.reset(set, e.cfg.Workers)
+	}
+	if st.batch.takes(events) {
+		return e.evaluateParallel(st, events, stop)
 	}
 	for i := range events {
 		if stop() {
@@ -428,10 +443,22 @@ func hops(b *broker.Event) int {
 	return max(n, 0)
 }
 
-// hopProperties are the user properties of a message hop hops into a chain.
+// hopProperties are the user properties of a message hop hops into a chain. The broker
+// only reads them: the usual ones are shared, not made at every publish.
 func hopProperties(hop int) []broker.UserProperty {
+	if hop >= 0 && hop < len(hopPropertyTable) {
+		return hopPropertyTable[hop]
+	}
 	return []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(hop)}}
 }
+
+// hopPropertyTable holds hopProperties(0..maxHops), read-only.
+var hopPropertyTable = func() (t [maxHops + 1][]broker.UserProperty) {
+	for i := range t {
+		t[i] = []broker.UserProperty{{Key: hopProperty, Value: strconv.Itoa(i)}}
+	}
+	return t
+}()
 
 // actionIDs names the invocations and actuations one event causes. An event from a
 // durable intake has an ID that stays the same when it is evaluated again after a crash,
@@ -477,7 +504,7 @@ func (a *eventActions) invocationEvent() *protocol.Event {
 
 // act carries out a firing's actions.
 func (e *Engine) act(f *rules.Firing, acts *eventActions) {
-	e.metrics.firings.WithLabelValues(f.Rule).Inc()
+	e.metrics.fire(f.Rule)
 	ids := &acts.ids
 	for i := range f.Actions {
 		a := &f.Actions[i]
@@ -486,8 +513,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 			e.invokeRule(f.Rule, a, acts.invocationEvent(), acts.hop, ids)
 		case rules.Actuate:
 			if err := e.actuate(f.Rule, a, ids); err != nil {
-				e.metrics.actionErrs.WithLabelValues("actuate").Inc()
-				e.log.Warn("actuation failed", "rule", f.Rule, "line", a.Line, "err", err)
+				e.actionFailed(f.Rule, a, acts, err)
 			}
 		case rules.Publish:
 			payload, err := payloadBytes(a.Payload)
@@ -496,8 +522,7 @@ func (e *Engine) act(f *rules.Firing, acts *eventActions) {
 					UserProperties: hopProperties(acts.hop + 1)})
 			}
 			if err != nil {
-				e.metrics.actionErrs.WithLabelValues("publish").Inc()
-				e.log.Warn("publish failed", "rule", f.Rule, "topic", a.Topic, "err", err)
+				e.actionFailed(f.Rule, a, acts, err)
 			}
 		}
 	}
@@ -653,7 +678,7 @@ func (e *Engine) externalInvoke(function string, b *broker.Event) {
 			return
 		}
 	}
-	if _, err := e.invoke(e.mqttCaller(b), function, req, func(f *finished) { respondJSON(f.JSON()) }); err != nil {
+	if _, _, err := e.invoke(e.mqttCaller(b), function, req, func(f *finished) { respondJSON(f.JSON()) }, false); err != nil {
 		fail(err.Error())
 	}
 }
@@ -717,17 +742,18 @@ func (e *Engine) Invoke(function string, req protocol.InvokeRequest, reply func(
 	if reply != nil {
 		r = func(f *finished) { reply(f.Result) }
 	}
-	_, err := e.invoke(engineCaller, function, req, r)
+	_, _, err := e.invoke(engineCaller, function, req, r, false)
 	return err
 }
 
 // invoke starts an invocation on behalf of c, once c may (functions_invoke.go), and
-// returns the function it runs.
-func (e *Engine) invoke(c caller, function string, req protocol.InvokeRequest, reply func(*finished)) (*rules.Function, error) {
+// returns the function it runs and how many results reply gets: one (the first agent's),
+// or with every one per agent of a `pick: all` target.
+func (e *Engine) invoke(c caller, function string, req protocol.InvokeRequest, reply func(*finished), every bool) (*rules.Function, int, error) {
 	r, t, err := e.prepareInvoke(c, function, req.Target)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	e.dispatch.invoke(r.fn, "", t, req.Args, nil, 0, reply, nil, c.String())
-	return r.fn, nil
+	n := e.dispatch.invoke(r.fn, "", t, req.Args, nil, 0, reply, every, nil, c.String())
+	return r.fn, n, nil
 }

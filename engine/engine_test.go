@@ -452,6 +452,51 @@ func TestRetryOnAnotherAgentThenDeadLetter(t *testing.T) {
 	}
 }
 
+// POST /api/v1/invoke/{fn}?all=true with a `pick: all` target answers every agent's
+// result; without it, the first one's (unchanged). A bad value is a 400.
+func TestHTTPInvokePickAllResults(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, echoRules)
+	e := startEngine(t, testConfig(t, dir))
+	addr := e.BrokerAddr()
+	for _, id := range []string{"a1", "a2"} {
+		startAgent(t, addr, id, map[string]string{"zone": "north"}, ok(`"`+id+`"`))
+	}
+	waitAgents(t, e, 2)
+	url := "http://" + e.HTTPAddr() + "/api/v1/invoke/echo"
+	var all struct {
+		Results []protocol.Result `json:"results"`
+	}
+	if code := postJSON(t, url+"?all=true", `{"target":{"labels":{"zone":"north"},"pick":"all"}}`, &all); code != 200 || len(all.Results) != 2 {
+		t.Fatalf("pick all, all=true: HTTP %d %+v", code, all)
+	}
+	seen := map[string]bool{}
+	for _, r := range all.Results {
+		if r.Status != "ok" || string(r.Output) != `"`+r.Agent+`"` || seen[r.ID] {
+			t.Fatalf("results %+v", all.Results)
+		}
+		seen[r.ID], seen[r.Agent] = true, true
+	}
+	if !seen["a1"] || !seen["a2"] {
+		t.Fatalf("results %+v: want one of each of a1 and a2", all.Results)
+	}
+	// pick one with all=true: one result in the list; nobody: the dead letter's.
+	if code := postJSON(t, url+"?all=1", `{"target":{"agent":"a2"}}`, &all); code != 200 || len(all.Results) != 1 || all.Results[0].Agent != "a2" {
+		t.Fatalf("pick one, all=true: HTTP %d %+v", code, all)
+	}
+	if code := postJSON(t, url+"?all=true", `{"target":{"labels":{"zone":"east"},"pick":"all"}}`, &all); code != 200 || len(all.Results) != 1 || all.Results[0].Status != "error" {
+		t.Fatalf("no agent, all=true: HTTP %d %+v", code, all)
+	}
+	var one protocol.Result
+	if code := postJSON(t, url, `{"target":{"labels":{"zone":"north"},"pick":"all"}}`, &one); code != 200 || one.Status != "ok" {
+		t.Fatalf("pick all without all=true: HTTP %d %+v", code, one)
+	}
+	var refused struct{ Error string }
+	if code := postJSON(t, url+"?all=maybe", `{}`, &refused); code != 400 || !strings.Contains(refused.Error, "true or false") {
+		t.Fatalf("all=maybe: HTTP %d %q", code, refused.Error)
+	}
+}
+
 func TestExternalInvokeOverMQTT(t *testing.T) {
 	dir := t.TempDir()
 	writeRules(t, dir, echoRules)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
-	"github.com/eclipse/paho.golang/autopaho/queue/memory"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/deviceless/deviceless/broker"
@@ -36,6 +36,8 @@ type external struct {
 	once   sync.Once
 
 	events, control *queue
+	receiveMax      uint16 // announced in CONNECT: flowControl
+	maxPacket       uint32
 
 	// Events are acknowledged to the broker once committed (evaluated, actions handed on):
 	// a crash leaves them unacknowledged, and the broker sends them again to the engine's
@@ -43,6 +45,10 @@ type external struct {
 	amu     sync.Mutex
 	seq     uint64
 	unacked []unacked
+	held    []heldAcks // committed, waiting for their publications to be written
+	pubs    *sentQueue
+
+	ids *externalIDs // the events' IDs, from which their actions' ids derive
 }
 
 type unacked struct {
@@ -60,8 +66,34 @@ func openExternal(e *Engine) (*external, error) {
 	if buf <= 0 {
 		buf = broker.DefaultIntakeBuffer
 	}
-	return &external{e: e, url: u, topics: e.topics, ready: make(chan struct{}),
-		events: newQueue(buf), control: newQueue(buf)}, nil
+	maxPacket := e.cfg.Broker.Limits.MaxPacketSize
+	if maxPacket == 0 {
+		maxPacket = broker.DefaultMaxPacketSize
+	}
+	t := &external{e: e, url: u, topics: e.topics, ready: make(chan struct{}),
+		events: newQueue(buf), control: newQueue(buf), maxPacket: maxPacket,
+		ids: newExternalIDs(e.cfg.Broker.ClientID)}
+	t.pubs = newSentQueue()
+	t.pubs.onSent = t.release
+	t.receiveMax = uint16(min(buf, math.MaxUint16))
+	// A broker that sends more unacknowledged QoS 1/2 events than the Receive Maximum
+	// breaks MQTT 5 §3.3.4 (mosquitto 2.0.11 sends a few more once acknowledgements flow:
+	// TestExternalFloodStaysBounded): beyond that plus the QoS 0 room, they wait (push).
+	t.events.hard = buf + int(t.receiveMax)
+	return t, nil
+}
+
+// flowControl sets the CONNECT's Receive Maximum (the engine's QoS 1/2 events in flight,
+// unacknowledged until committed: the broker sends no more) and Maximum Packet Size (the
+// broker sends nothing bigger), so that memory stays bounded however fast that broker's
+// publishers are (docs/engine.md, "Ordering and overload").
+func (t *external) flowControl(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+	if cp.Properties == nil {
+		cp.Properties = &paho.ConnectProperties{}
+	}
+	rm, mp := t.receiveMax, t.maxPacket
+	cp.Properties.ReceiveMaximum, cp.Properties.MaximumPacketSize = &rm, &mp
+	return cp, nil
 }
 
 func (t *external) Run(ctx context.Context) error {
@@ -89,7 +121,8 @@ func (t *external) Run(ctx context.Context) error {
 		CleanStartOnInitialConnection: !persistent,
 		ConnectUsername:               cfg.Username,
 		ConnectPassword:               []byte(cfg.Password),
-		Queue:                         memory.New(),
+		Queue:                         t.pubs,
+		ConnectPacketBuilder:          t.flowControl,
 		ReconnectBackoff:              func(n int) time.Duration { return min(time.Duration(n+1)*250*time.Millisecond, 5*time.Second) },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			t.cm.Store(cm)
@@ -124,26 +157,119 @@ func (t *external) Run(ctx context.Context) error {
 		},
 	}
 	if persistent {
-		ac.SessionExpiryInterval = uint32(time.Hour / time.Second)
+		ac.SessionExpiryInterval = uint32(cfg.sessionExpiry() / time.Second)
 	}
-	cm, err := autopaho.NewConnection(ctx, ac)
+	if rm := uint16(cfg.ReceiveMaximum); rm > 0 {
+		ac.ConnectPacketBuilder = func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if cp.Properties == nil {
+				cp.Properties = &paho.ConnectProperties{}
+			}
+			cp.Properties.ReceiveMaximum = &rm
+			return cp, nil
+		}
+	}
+	// The agents first, on a connection of their own: the session's events arrive from
+	// the connect on, and the event loop takes none before Ready.
+	if err := t.statusSnapshot(ctx, ac, clientID+"-sync"); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		t.e.log.Warn("external broker: the agents' retained statuses may not all be in before the first event "+
+			"(an event whose action finds no agent is dead-lettered)", "err", err)
+	}
+	// The connection outlives ctx by the flush below.
+	cm, err := autopaho.NewConnection(context.WithoutCancel(ctx), ac)
 	if err != nil {
 		return fmt.Errorf("external broker: %w", err)
 	}
 	t.cm.Store(cm)
 	<-ctx.Done()
-	// The event loop has ended (Engine.Run stops the transport last): every commit has
-	// been acknowledged, and paho sends those acknowledgements before DISCONNECT.
+	// The event loop has ended (Engine.Run stops the transport last). Its last actions are
+	// written first, which releases the acknowledgements of their events (commit), and
+	// paho sends those before DISCONNECT; what is not written within the budget stays
+	// unacknowledged and comes again.
 	t.events.close()
 	t.control.close()
 	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if err := t.pubs.waitWritten(dctx, t.pubs.queued()); err != nil {
+		t.e.log.Warn("external broker: stopping with publications not written; their events come again", "err", err)
+	}
 	_ = cm.Disconnect(dctx)
 	<-cm.Done()
 	return nil
 }
 
 func intPtr(i int) *int { return &i }
+
+// statusSnapshot reads the agents' retained statuses into the control queue before the
+// engine's own session connects, on a clean session of its own (client id id): the
+// persistent session's queue holds the events it missed, and the broker sends only its
+// in-flight window of them before the engine acknowledges some, which it does once it has
+// evaluated them, so a marker behind them would never come. The snapshot subscribes to the
+// statuses and to its sync topic, publishes a fresh nonce there and waits until it comes
+// back: a broker sends a subscription's retained messages before what is published to it
+// afterwards, and paho hands received messages on in order (though it may report the
+// SUBACK before it has handed on the messages that came before it). docs/engine.md,
+// "External broker: start".
+func (t *external) statusSnapshot(ctx context.Context, main autopaho.ClientConfig, id string) error {
+	syncTopic := t.topics.EngineSync(id)
+	nonce, returned := newID(), make(chan struct{})
+	var once sync.Once
+	ac := autopaho.ClientConfig{
+		ServerUrls:                    main.ServerUrls,
+		KeepAlive:                     main.KeepAlive,
+		CleanStartOnInitialConnection: true,
+		ConnectUsername:               main.ConnectUsername,
+		ConnectPassword:               main.ConnectPassword,
+		ReconnectBackoff:              main.ReconnectBackoff,
+		OnConnectError:                main.OnConnectError,
+		ClientConfig: paho.ClientConfig{
+			ClientID: id,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				p := pr.Packet
+				switch r, _ := t.topics.Parse(p.Topic); r.Kind {
+				case protocol.AgentStatus:
+					t.control.push(broker.Event{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Received: t.e.now()})
+				case protocol.EngineSync:
+					if string(p.Payload) == nonce {
+						once.Do(func() { close(returned) })
+					}
+				}
+				return true, nil
+			}},
+		},
+	}
+	cm, err := autopaho.NewConnection(ctx, ac)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = cm.Disconnect(dctx)
+		<-cm.Done()
+	}()
+	// However long the broker takes to come up; then the round trip is bounded.
+	if err := cm.AwaitConnection(ctx); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: t.topics.AllStatus(), QoS: 1}, {Topic: syncTopic, QoS: 1}}}); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	if _, err := cm.Publish(sctx, &paho.Publish{Topic: syncTopic, QoS: 1, Payload: []byte(nonce)}); err != nil {
+		return fmt.Errorf("publish on %s: %w", syncTopic, err)
+	}
+	select {
+	case <-returned:
+		return nil
+	case <-sctx.Done():
+		return fmt.Errorf("no message back on %s (may the engine's user read and write it?): %w", syncTopic, sctx.Err())
+	}
+}
 
 // receive routes one message. A control message can arrive twice (through the shared
 // subscription and the control one): the shared copy of status and results is dropped.
@@ -174,7 +300,11 @@ func (t *external) receive(c *paho.Client, p *paho.Publish) {
 		t.control.push(ev)
 		t.ack(c, p)
 		return
+	case protocol.EngineSync:
+		t.ack(c, p) // a status snapshot's marker, through the shared subscription
+		return
 	}
+	ev.ID, ev.Redelivered = t.ids.eventID(p), p.Duplicate()
 	t.amu.Lock()
 	t.seq++
 	ev.Seq = t.seq
@@ -209,7 +339,8 @@ func (s externalEvents) Next(ctx context.Context) (eventBatch, error) {
 	return newBatch(events, s), nil
 }
 
-// commit acknowledges the QoS 1/2 events up to seq to the broker.
+// commit acknowledges the QoS 1/2 events up to seq to the broker, once the publications
+// queued so far (their actions among them) have been written (sentQueue).
 func (s externalEvents) commit(seq uint64) error {
 	t := s.t
 	t.amu.Lock()
@@ -217,20 +348,38 @@ func (s externalEvents) commit(seq uint64) error {
 	for n < len(t.unacked) && t.unacked[n].seq <= seq {
 		n++
 	}
-	done := t.unacked[:n:n]
-	t.unacked = t.unacked[n:]
-	t.amu.Unlock()
-	for _, u := range done {
-		t.ack(u.c, u.p)
+	if n > 0 {
+		t.held = append(t.held, heldAcks{after: t.pubs.queued(), acks: t.unacked[:n:n]})
+		t.unacked = t.unacked[n:]
 	}
+	t.amu.Unlock()
+	t.release(t.pubs.writtenCount())
 	return nil
+}
+
+// release acknowledges the held events whose publications have all been written, in
+// order (paho sends acknowledgements in the order the messages arrived).
+func (t *external) release(written uint64) {
+	t.amu.Lock()
+	n := 0
+	for n < len(t.held) && t.held[n].after <= written {
+		n++
+	}
+	done := t.held[:n:n]
+	t.held = t.held[n:]
+	t.amu.Unlock()
+	for _, h := range done {
+		for _, u := range h.acks {
+			t.ack(u.c, u.p)
+		}
+	}
 }
 
 // Close stops taking events; those still queued stay unacknowledged: with a persistent
 // session (client_id set) the broker sends them again.
 func (s externalEvents) Close() []broker.Event { return s.t.events.stop() }
 
-func (s externalEvents) Redelivers() bool { return s.t.e.cfg.Broker.ClientID != "" }
+func (s externalEvents) Redelivers() bool { return s.t.e.cfg.Broker.sessionExpiry() > 0 }
 
 func (s externalEvents) Stats() broker.IntakeStats { return s.t.events.stats() }
 
@@ -271,17 +420,37 @@ type queue struct {
 	mu      sync.Mutex
 	items   []broker.Event
 	limit   int
+	hard    int           // 0, or the most events it holds before a QoS 1/2 one waits (push)
+	room    chan struct{} // signalled when events are taken
+	peak    int           // the most it held (tests)
 	closed  bool
 	notify  chan struct{}
 	dropped uint64
 	total   uint64
 }
 
-func newQueue(limit int) *queue { return &queue{limit: limit, notify: make(chan struct{}, 1)} }
+func newQueue(limit int) *queue {
+	return &queue{limit: limit, notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+// taken tells a push waiting for room that there may be some.
+func (q *queue) taken() {
+	select {
+	case q.room <- struct{}{}:
+	default:
+	}
+}
 
 // push queues ev and reports whether it did.
 func (q *queue) push(ev broker.Event) bool {
 	q.mu.Lock()
+	// A QoS 1/2 event beyond hard (a broker over the Receive Maximum) waits for room:
+	// the client stops reading, TCP holds that broker back, and nothing is lost.
+	for q.hard > 0 && ev.QoS > 0 && !q.closed && len(q.items) >= q.hard {
+		q.mu.Unlock()
+		<-q.room
+		q.mu.Lock()
+	}
 	if q.closed || (ev.QoS == 0 && len(q.items) >= q.limit) {
 		if !q.closed {
 			q.dropped++
@@ -291,6 +460,7 @@ func (q *queue) push(ev broker.Event) bool {
 	}
 	q.items = append(q.items, ev)
 	q.total++
+	q.peak = max(q.peak, len(q.items))
 	q.mu.Unlock()
 	select {
 	case q.notify <- struct{}{}:
@@ -309,6 +479,7 @@ func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 			out := q.items
 			q.items = nil
 			q.mu.Unlock()
+			q.taken()
 			return out, nil
 		}
 		closed := q.closed
@@ -327,9 +498,10 @@ func (q *queue) NextBatch(ctx context.Context) ([]broker.Event, error) {
 // Queued returns what is queued now, without waiting (a controlSource).
 func (q *queue) Queued() []broker.Event {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	out := q.items
 	q.items = nil
+	q.mu.Unlock()
+	q.taken()
 	return out
 }
 
@@ -337,6 +509,7 @@ func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
+	q.taken()
 	select {
 	case q.notify <- struct{}{}:
 	default:

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,11 +265,16 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	cfg := Config{HTTP: "off", Rules: []string{dir}}
 	cfg.Broker.External = "mqtt://" + addr
 	cfg.Broker.ClientID = "engine-stop"
+	var recs [2]*recordingSource // per run: the event IDs by payload, as the event loop took them
+	runs := 0
 	run := func() (*Engine, func()) {
 		e, err := New(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		rec := &recordingSource{eventSource: e.events, topic: "sensors/a", ids: map[string]string{}}
+		e.events, recs[runs] = rec, rec
+		runs++
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
@@ -314,18 +321,170 @@ func TestExternalStopThenRestartLosesNoEvent(t *testing.T) {
 	second, stop2 := run()
 	defer stop2()
 	eventually(t, fmt.Sprintf("%d events evaluated by the two engines", n), func() bool { return once+matched(second) >= n })
-	time.Sleep(500 * time.Millisecond) // events delivered again, if any, would arrive now
-	again := matched(second)
+	// A last event behind the stream: the session's events (those delivered again among
+	// them) come before it, so once it is evaluated, every repeat would have been.
+	mosquittoPubAnon(t, addr, "-t", "sensors/a", "-m", `{"seq": -1}`, "-q", "1")
+	eventually(t, "the last event evaluated", func() bool {
+		_, seen := recs[1].snapshot()[`{"seq": -1}`]
+		return seen && once+matched(second) >= n+1
+	})
+	again := matched(second) - 1
 	t.Logf("the first engine evaluated %d events before it stopped, the second %d", once, again)
-	// No event lost across the stop. Exactly once is the aim (the first engine's
-	// acknowledgements are flushed before it disconnects; TestExternalAcknowledgesCommittedEvents
-	// proves the flush), but a CI run under load saw 181 of 3,000 evaluated twice: events
-	// evaluated in the stop's last moments whose acknowledgements did not reach mosquitto.
-	// Until that is found, a repeat is allowed and reported, a loss is not.
+	// Exactly once across the stop: the first engine acknowledges what it evaluated before
+	// it disconnects (TestExternalAcknowledgesCommittedEvents), and waits for mosquitto to
+	// close the connection (the paho fork's patch 2: closing with mosquitto's messages
+	// unread reset the connection and dropped the last acknowledgements, 181 of 3,000
+	// evaluated twice in a CI run). The acknowledgements an event's written actions release
+	// reach paho before the stop sees the write (sentQueue.done; handed on after it, 18 to
+	// 118 of 3,000 came again in 4 of 11 runs).
 	if once+again < n {
-		t.Fatalf("%d + %d events evaluated, want at least %d: %d lost", once, again, n, n-once-again)
+		t.Fatalf("%d + %d events evaluated, want %d: %d lost", once, again, n, n-once-again)
 	}
 	if once+again > n {
-		t.Logf("%d events evaluated twice across the stop", once+again-n)
+		t.Errorf("%d events evaluated twice across the stop", once+again-n)
 	}
+	// Were one evaluated twice, it must be harmless at the agents: an event delivered to
+	// both runs has the same ID in both (the delivery's, engine/external_ids.go), so its
+	// invocations and actuations carry the same ids, which agents answer from memory.
+	both := 0
+	ids0, ids1 := recs[0].snapshot(), recs[1].snapshot()
+	for payload, id := range ids1 {
+		if first, ok := ids0[payload]; ok {
+			both++
+			if id != first || id == "" {
+				t.Fatalf("event %s: ID %q in the first run, %q in the second", payload, first, id)
+			}
+		}
+	}
+	if twice := int(once+again) - n; both < twice {
+		t.Fatalf("%d events evaluated twice, but only %d were delivered to both runs", twice, both)
+	}
+	t.Logf("%d events delivered to both runs, each with the same ID", both)
+}
+
+// recordingSource records the ID of every event on topic the event loop takes, by payload.
+type recordingSource struct {
+	eventSource
+	topic string
+	mu    sync.Mutex
+	ids   map[string]string
+}
+
+func (r *recordingSource) Next(ctx context.Context) (eventBatch, error) {
+	b, err := r.eventSource.Next(ctx)
+	r.mu.Lock()
+	for _, ev := range b.Events {
+		if ev.Topic == r.topic {
+			r.ids[string(ev.Payload)] = ev.ID
+		}
+	}
+	r.mu.Unlock()
+	return b, err
+}
+
+func (r *recordingSource) snapshot() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.ids)
+}
+
+// TestExternalFloodStaysBounded: with an external broker (mosquitto 2.0.11 with an
+// in-flight limit of its own above the engine's, and room to queue), a QoS 1 flood
+// reaches the engine only about as fast as it commits — the engine announces a Receive
+// Maximum of intake_buffer and acknowledges at commit (mosquitto overshoots it by a few
+// once acknowledgements flow; beyond the queue's bound such events wait) — and nothing is
+// lost; a QoS 0 flood, which MQTT gives no flow
+// control, is shed beyond intake_buffer and counted; a message over max_packet_size (the
+// CONNECT's Maximum Packet Size) is not sent to the engine at all. The queue never holds
+// more than intake_buffer QoS 1 events plus intake_buffer QoS 0 ones.
+func TestExternalFloodStaysBounded(t *testing.T) {
+	addr := startMosquittoConf(t, "max_inflight_messages 1000\nmax_queued_messages 100000\n")
+	dir := t.TempDir()
+	writeRules(t, dir, "rules:\n  - {name: r, on: 'sensors/#', do: [{publish: {topic: '\"seen\"'}}]}\n")
+	cfg := Config{HTTP: "off", Rules: []string{dir}}
+	cfg.Broker.External = "mqtt://" + addr
+	cfg.Broker.ClientID = "engine-flood"
+	const buffer = 100
+	cfg.Broker.Limits.IntakeBuffer = buffer
+	cfg.Broker.Limits.MaxPacketSize = 1024
+	e, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := e.t.(*external)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-tr.Ready():
+	case <-time.After(deadline):
+		t.Fatal("external transport not ready")
+	}
+	lines := func(n int, qos string) {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(addr)
+		var sb strings.Builder
+		for i := range n {
+			fmt.Fprintf(&sb, `{"n": %d}`+"\n", i)
+		}
+		pub := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-t", "sensors/flood", "-q", qos, "-l")
+		pub.Stdin = strings.NewReader(sb.String())
+		if out, err := pub.CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s (run go tool task setup)", err, out)
+		}
+	}
+
+	// QoS 1: 1000 events, taken and committed a batch at a time.
+	const n = 1000
+	lines(n, "1")
+	taken, over := 0, 0 // over: the most events the broker sent beyond the Receive Maximum
+	for taken < n {
+		eventually(t, "the broker sending more", func() bool { return tr.events.stats().Backlog > 0 })
+		b, err := tr.Events().Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		over = max(over, len(b.Events)-buffer)
+		taken += len(b.Events)
+		if err := b.Commit(len(b.Events)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if taken != n || tr.events.stats().Dropped != 0 {
+		t.Fatalf("%d of %d QoS 1 events, %d dropped", taken, n, tr.events.stats().Dropped)
+	}
+
+	// QoS 0: nobody takes them; the queue sheds beyond its buffer.
+	lines(n, "0")
+	eventually(t, "every QoS 0 event received or shed", func() bool {
+		s := tr.events.stats()
+		return s.Received+s.Dropped == n+n
+	})
+	if s := tr.events.stats(); s.Backlog != buffer || s.Dropped != n-buffer {
+		t.Fatalf("QoS 0 flood: %d queued, %d shed; want %d and %d", s.Backlog, s.Dropped, buffer, n-buffer)
+	}
+	tr.events.Queued()
+
+	// Over max_packet_size: not sent; the probe after it is.
+	host, port, _ := net.SplitHostPort(addr)
+	for _, m := range []string{strings.Repeat("x", 2048), "probe"} {
+		if out, err := exec.Command("mosquitto_pub", "-h", host, "-p", port, "-V", "mqttv5", "-t", "sensors/big", "-q", "1", "-m", m).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s", err, out)
+		}
+	}
+	b, err := tr.Events().Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Events) != 1 || string(b.Events[0].Payload) != "probe" {
+		t.Fatalf("after a 2 KiB message and a probe, with max_packet_size 1024: %d events, the first %.20q", len(b.Events), b.Events[0].Payload)
+	}
+	tr.events.mu.Lock()
+	peak := tr.events.peak
+	tr.events.mu.Unlock()
+	if peak > 2*buffer {
+		t.Fatalf("the queue held %d events at most, more than %d", peak, 2*buffer)
+	}
+	t.Logf("queue peak %d events (buffer %d); the broker sent up to %d QoS 1 events over the Receive Maximum", peak, buffer, over)
 }

@@ -86,6 +86,10 @@ type FunctionDeploy struct {
 	// admins: user or token names ("bob", "user:bob", "token:ci") or "*" (everybody who
 	// may invoke). Functions outside a namespace are open to every client.
 	Invokers []string `json:"invokers,omitempty" yaml:"invokers"`
+	// ModuleWasm is a wasm function's module (base64 in JSON), sent with the deploy: the
+	// engine stores it by digest and the version's module is that digest. Never stored
+	// in the version itself.
+	ModuleWasm []byte `json:"module_wasm,omitempty" yaml:"-"`
 }
 
 // Function names: a rule file's, plus a namespace before the first '.'.
@@ -190,8 +194,9 @@ type functionRegistry struct {
 	byName map[string]*deployedFunction
 	store  *appendLog // nil: in memory
 
-	usage *usageMeter
-	logs  *functionLogs
+	usage   *usageMeter
+	logs    *functionLogs
+	modules *moduleFiles // deployed wasm functions' modules
 }
 
 // openFunctions loads the deployed functions and usage figures kept in dir (the engine's
@@ -226,6 +231,10 @@ func openFunctions(dir string, cfg FunctionsConfig, users []broker.User, log *sl
 		f.store = store
 	}
 	var err error
+	if f.modules, err = openModuleFiles(dir); err != nil {
+		f.close()
+		return nil, err
+	}
 	if f.usage, err = openUsage(dir, cfg, log, now); err != nil {
 		f.close()
 		return nil, err

@@ -175,11 +175,15 @@ func writeAPIError(w http.ResponseWriter, err error) {
 	writeJSON(w, ae.status, map[string]any{"error": ae.Error(), "errors": probs})
 }
 
+// maxDeployBody bounds a deploy's body: a wasm module of protocol.MaxModuleSize in base64,
+// and the rest of the spec.
+const maxDeployBody = protocol.MaxModuleSize/3*4 + 8 + maxRequestBody
+
 func (e *Engine) apiDeploy(w http.ResponseWriter, r *http.Request) {
 	c, name := callerOf(r), r.PathValue("name")
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil || len(body) > maxRequestBody {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxRequestBody))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxDeployBody+1))
+	if err != nil || len(body) > maxDeployBody {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxDeployBody))
 		return
 	}
 	var def FunctionDeploy

@@ -149,7 +149,7 @@ func (e *Engine) invokeRule(rule string, a *rules.Action, ev *protocol.Event, ho
 		t.Tenant = r.tenant
 		fn = r.fn
 	}
-	e.dispatch.invoke(fn, rule, t, a.Args, ev, hop, nil, ids, by)
+	e.dispatch.invoke(fn, rule, t, a.Args, ev, hop, nil, false, ids, by)
 }
 
 // apiError is a refused API request: its status and its problems, each naming its field.
@@ -194,6 +194,24 @@ func (e *Engine) deployFunction(c caller, name string, def FunctionDeploy) (v *f
 		return nil, false, nil, refuse(http.StatusConflict, "name", "%s is defined in a rule file (%s): rule files' functions are read-only through the API", name, fn.Pos)
 	}
 	bad := &apiError{status: http.StatusBadRequest}
+	var module []byte // a wasm function's module sent with the deploy, stored once def is valid
+	switch {
+	case len(def.ModuleWasm) > 0 && def.Runtime != protocol.RuntimeWasm:
+		bad.problems = append(bad.problems, &protocol.FieldError{Field: "module_wasm", Err: errors.New("a module needs `runtime: wasm`")})
+	case len(def.ModuleWasm) > 0:
+		module, def.ModuleWasm = def.ModuleWasm, nil
+		d := protocol.ModuleDigest(module)
+		if err := protocol.CheckModule(module); err != nil {
+			bad.problems = append(bad.problems, &protocol.FieldError{Field: "module_wasm", Err: err})
+		} else if def.Module != "" && protocol.IsModuleDigest(def.Module) && def.Module != d {
+			bad.problems = append(bad.problems, &protocol.FieldError{Field: "module", Err: fmt.Errorf("%s is not the digest of module_wasm (%s)", def.Module, d)})
+		}
+		def.Module = d
+	case def.Runtime == protocol.RuntimeWasm && def.Module != "" && !protocol.IsModuleDigest(def.Module):
+		bad.problems = append(bad.problems, &protocol.FieldError{Field: "module", Err: fmt.Errorf("%q: a deploy names its module by digest (sha256:<hex>) or sends its bytes in module_wasm", def.Module)})
+	case def.Runtime == protocol.RuntimeWasm && def.Module != "" && !e.functions.modules.has(def.Module):
+		bad.problems = append(bad.problems, &protocol.FieldError{Field: "module", Err: fmt.Errorf("the engine has no module %s: send its bytes in module_wasm", def.Module)})
+	}
 	for _, p := range unjoinErr(def.Validate()) {
 		var fe *protocol.FieldError
 		if !errors.As(p, &fe) {
@@ -223,6 +241,11 @@ func (e *Engine) deployFunction(c caller, name string, def FunctionDeploy) (v *f
 		return nil, false, nil, refuse(http.StatusForbidden, "target.agent", "%v", strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
 	}
 	warnings = e.deployWarnings(def, t)
+	if module != nil {
+		if _, err := e.functions.modules.put(module); err != nil {
+			return nil, false, nil, &apiError{status: http.StatusInternalServerError, problems: []*protocol.FieldError{{Field: "module_wasm", Err: err}}}
+		}
+	}
 	v, created, err = e.functions.deploy(name, def, c.String())
 	if err != nil {
 		return nil, false, nil, &apiError{status: http.StatusInternalServerError, problems: []*protocol.FieldError{{Err: err}}}
@@ -248,7 +271,7 @@ func (e *Engine) deployWarnings(def FunctionDeploy, t protocol.Target) []string 
 	if def.Runtime != "" && len(ids) > 0 {
 		has := false
 		for _, a := range e.registry.list() {
-			if slices.Contains(ids, a.Agent) && slices.Contains(a.Runtimes, def.Runtime) {
+			if slices.Contains(ids, a.Agent) && slices.Contains(a.Runtimes, def.Runtime) && a.Status.Runs(def.Runtime) {
 				has = true
 			}
 		}

@@ -395,6 +395,16 @@ func TestDeployChecks(t *testing.T) {
 		{"a version", "alice", "alice.ok@2", good, 400, []string{"name"}},
 		{"a bad name", "alice", "alice..x", good, 400, []string{"name"}},
 		{"no runtime or image", "alice", "alice.b", `{"code":"x"}`, 400, []string{"runtime"}},
+		// wasm: the module travels with the deploy (module_wasm, base64), else its digest
+		// must be one the engine has.
+		{"a wasm module", "alice", "alice.w", `{"runtime":"wasm","module_wasm":"AGFzbQEAAAA="}`, 201, nil},
+		{"the same module by digest", "alice", "alice.w2", `{"runtime":"wasm","module":"` + protocol.ModuleDigest([]byte("\x00asm\x01\x00\x00\x00")) + `"}`, 201, nil},
+		{"a digest the engine lacks", "alice", "alice.w3", `{"runtime":"wasm","module":"` + protocol.ModuleDigest([]byte("other")) + `"}`, 400, []string{"module"}},
+		{"a module path", "alice", "alice.w3", `{"runtime":"wasm","module":"fn.wasm"}`, 400, []string{"module"}},
+		{"no WebAssembly", "alice", "alice.w3", `{"runtime":"wasm","module_wasm":"aGVsbG8="}`, 400, []string{"module_wasm"}},
+		{"a module without runtime wasm", "alice", "alice.w3", `{"runtime":"sh","code":"x","module_wasm":"AGFzbQEAAAA="}`, 400, []string{"module_wasm"}},
+		{"a digest that is not the module's", "alice", "alice.w3", `{"runtime":"wasm","module":"` + protocol.ModuleDigest([]byte("other")) + `","module_wasm":"AGFzbQEAAAA="}`, 400, []string{"module"}},
+		{"wasm without a module", "alice", "alice.w3", `{"runtime":"wasm"}`, 400, []string{"module"}},
 		{"bad values", "alice", "alice.b", `{"runtime":"sh","code":"x","timeout":"5x","memory":"lots","colour":"red","warm":{"idle":"-1s","max_uses":-2,"size":1},"target":{"pick":"some","agnt":"a1"},"env":{"A":1}}`,
 			400, []string{"colour", "env", "memory", "target.agnt", "timeout", "warm.size"}},
 		{"checks after decoding", "alice", "alice.b", `{"runtime":"sh","code":"x","memory":1024,"warm":{"idle":"-1s","max_uses":-2},"target":{"pick":"some"},"invokers":[""]}`,

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -162,13 +163,31 @@ func (e *Engine) apiInvoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	done := make(chan protocol.Result, 1)
-	fn, err := e.invoke(callerOf(r), function, req, func(f *finished) {
+	// ?all=true: with a `pick: all` target, every agent's result ({"results": [...]}),
+	// not only the first one's.
+	all := false
+	if v := r.URL.Query().Get("all"); v != "" {
+		if all, err = strconv.ParseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("all=%q: true or false", v))
+			return
+		}
+	}
+	// The dispatcher's goroutine calls reply: it appends and signals, never waits (a
+	// request that gave up leaves results nobody reads, at most one per agent).
+	var (
+		mu      sync.Mutex
+		results []protocol.Result
+		arrived = make(chan struct{}, 1)
+	)
+	fn, n, err := e.invoke(callerOf(r), function, req, func(f *finished) {
+		mu.Lock()
+		results = append(results, f.Result)
+		mu.Unlock()
 		select {
-		case done <- f.Result:
+		case arrived <- struct{}{}:
 		default:
 		}
-	})
+	}, all)
 	if err != nil {
 		code := http.StatusBadRequest
 		switch {
@@ -184,11 +203,28 @@ func (e *Engine) apiInvoke(w http.ResponseWriter, r *http.Request) {
 	budget := time.Duration(e.cfg.Dispatch.Attempts)*(fn.Spec.Timeout.D()+e.cfg.Dispatch.StartGrace+time.Second) + time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), budget)
 	defer cancel()
-	select {
-	case res := <-done:
-		writeJSON(w, http.StatusOK, res)
-	case <-ctx.Done():
-		writeError(w, http.StatusGatewayTimeout, errors.New("no result in time; see /api/v1/invocations"))
+	for {
+		mu.Lock()
+		got := slices.Clone(results)
+		mu.Unlock()
+		switch {
+		case !all && len(got) > 0:
+			writeJSON(w, http.StatusOK, got[0])
+			return
+		case all && len(got) >= n:
+			writeJSON(w, http.StatusOK, map[string]any{"results": got})
+			return
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			if !all {
+				writeError(w, http.StatusGatewayTimeout, errors.New("no result in time; see /api/v1/invocations"))
+				return
+			}
+			writeJSON(w, http.StatusGatewayTimeout, map[string]any{"error": fmt.Sprintf("%d of %d results in time; see /api/v1/invocations", len(got), n), "results": got})
+			return
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"sync"
 
 	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
@@ -12,6 +13,9 @@ type promMetrics struct {
 	reg     *prometheus.Registry
 	events  *prometheus.CounterVec // stage: received, matched, skipped
 	firings *prometheus.CounterVec // rule
+	// fired caches firings' counter per rule name: WithLabelValues hashes and validates
+	// the label at every firing (3 % of the engine's CPU at a paced 10k events/s).
+	fired sync.Map // string → prometheus.Counter
 	// The event loop's counters (children of events), and a registry of events and
 	// firings alone: the cumulative counts of the deviceless_events point (eventCounts).
 	received, matched, skipped prometheus.Counter
@@ -20,6 +24,7 @@ type promMetrics struct {
 	dispatched                 prometheus.Counter
 	retries                    prometheus.Counter
 	timeouts                   prometheus.Counter
+	dropped                    prometheus.Counter
 	late                       prometheus.Counter
 	foreign                    prometheus.Counter
 	deadLetters                prometheus.Counter
@@ -45,6 +50,7 @@ func newPromMetrics(e *Engine) *promMetrics {
 		dispatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_attempts_total", Help: "Invocation attempts sent to agents."}),
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_retries_total", Help: "Invocation attempts retried on another agent."}),
 		timeouts:   prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_timeouts_total", Help: "Invocation attempts without a result in time."}),
+		dropped:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_dropped_total", Help: "Invocation attempts the embedded broker dropped because the agent's queue (broker.limits.max_queued) was full."}),
 		late:       prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_late_results_total", Help: "Results for invocations no longer pending here."}),
 		foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "deviceless_dispatch_foreign_results_total",
 			Help: "Results from an agent the pending invocation was never sent to, ignored (a forgery, or another engine's id)."}),
@@ -69,7 +75,7 @@ func newPromMetrics(e *Engine) *promMetrics {
 	m.received, m.matched, m.skipped = m.events.WithLabelValues("received"), m.events.WithLabelValues("matched"), m.events.WithLabelValues("skipped")
 	m.counts = prometheus.NewRegistry()
 	m.counts.MustRegister(m.events, m.firings, m.unevaluated)
-	m.reg.MustRegister(m.events, m.firings, m.unevaluated, m.dispatched, m.retries, m.timeouts, m.late, m.foreign, m.deadLetters,
+	m.reg.MustRegister(m.events, m.firings, m.unevaluated, m.dispatched, m.retries, m.timeouts, m.dropped, m.late, m.foreign, m.deadLetters,
 		m.malformed, m.invokeRefused, m.actionErrs, m.invocations, m.durations, m.reloads, m.apiRefused, m.reloadChanges,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deviceless_agents_online", Help: "Agents whose status is online."},
 			func() float64 { return float64(e.registry.online()) }),
@@ -176,4 +182,15 @@ func (c *ruleCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(ruleThrottledDesc, prometheus.CounterValue, float64(r.Counters().Throttled.Load()), r.Name)
 		ch <- prometheus.MustNewConstMetric(ruleKeysDesc, prometheus.GaugeValue, float64(r.Keys()), r.Name)
 	}
+}
+
+// fire counts one firing of rule.
+func (m *promMetrics) fire(rule string) {
+	if c, ok := m.fired.Load(rule); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.firings.WithLabelValues(rule)
+	m.fired.Store(rule, c)
+	c.Inc()
 }

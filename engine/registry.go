@@ -99,7 +99,8 @@ func (r *registry) snapshotLocked() []rules.Agent {
 	return out
 }
 
-// selectAgents returns the online agents a target names (and that admit its tenant), in a
+// selectAgents returns the online agents a target names (that admit its tenant and run its
+// runtime: protocol.Status.Runs), in a
 // stable order; for pick: one, the single least busy one (ties round-robin), skipping
 // those in exclude.
 // line, when set, keeps only agents that declare that output line.
@@ -114,7 +115,8 @@ func (r *registry) selectAgents(t protocol.Target, line string, exclude []string
 		if t.Agent != "" && id != t.Agent {
 			continue
 		}
-		if !labelsMatch(a.status.Labels, t.Labels) || !protocol.AdmitsTenant(a.status.Labels, t.Tenant) {
+		if !labelsMatch(a.status.Labels, t.Labels) || !protocol.AdmitsTenant(a.status.Labels, t.Tenant) ||
+			!a.status.Runs(t.Runtime) {
 			continue
 		}
 		if line != "" {

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // transport is where the engine meets MQTT: the embedded broker in process, or an
@@ -104,11 +105,13 @@ type embedded struct {
 	*broker.Server
 	events  intakeEvents
 	control *broker.Intake
+	modules *broker.Intake
 }
 
 var (
 	_ authorizer      = (*embedded)(nil)
 	_ collectorSource = (*embedded)(nil)
+	_ moduleRequests  = (*embedded)(nil)
 )
 
 func openEmbedded(e *Engine) (*embedded, error) {
@@ -117,6 +120,13 @@ func openEmbedded(e *Engine) (*embedded, error) {
 		return nil, err
 	}
 	t := &embedded{Server: b}
+	// An invocation the broker drops for an agent whose queue is full ends its attempt
+	// now (retried elsewhere or dead-lettered), not at its timeout.
+	b.OnDropped(func(d broker.Dropped) {
+		if r, ok := e.topics.Parse(d.Topic); ok && r.Kind == protocol.AgentInvoke && r.Agent == d.Client {
+			e.dispatch.dropped(r.Agent, d.CorrelationData)
+		}
+	})
 	// With a store the event intake is durable: QoS 1 and 2 events are journaled before the
 	// broker acknowledges them and come back after a crash until evaluated (docs/engine.md).
 	// Agent, invoke and response traffic never reaches the rules (forRules), so it is not
@@ -124,7 +134,7 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	t.events.durable = e.cfg.Broker.Store != ""
 	if t.events.in, err = b.Intake("events", broker.IntakeOptions{
 		Filters: []string{"#"},
-		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke(), e.topics.AllResponses()},
+		Exclude: []string{e.topics.AgentAll("+"), e.topics.AllInvoke(), e.topics.AllResponses(), e.topics.AllModules()},
 		Durable: t.events.durable,
 		// A retained event is evaluated when it is published, not again at every start.
 		SkipRetained: true,
@@ -142,10 +152,17 @@ func openEmbedded(e *Engine) (*embedded, error) {
 	}}); err != nil {
 		return nil, err
 	}
+	// Agents' requests for wasm modules: served apart from the control messages, so that
+	// sending a large module does not hold statuses and results back.
+	if t.modules, err = b.Intake("modules", broker.IntakeOptions{Filters: []string{e.topics.AllModules()}}); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
 func (t *embedded) Events() eventSource { return t.events }
+
+func (t *embedded) ModuleRequests() controlSource { return t.modules }
 
 func (t *embedded) Control() controlSource { return t.control }
 

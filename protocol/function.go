@@ -14,23 +14,27 @@ import (
 const (
 	DefaultTimeout  = 10 * time.Second
 	DefaultMemory   = Size(64 << 20)
-	MinMemory       = Size(4 << 20) // below this a container cannot start
+	MinMemory       = Size(4 << 20)  // below this a container cannot start
+	MinWasmMemory   = Size(64 << 10) // one WebAssembly page
 	DefaultWarmIdle = time.Minute
 )
 
-// FunctionSpec is the one definition of a function: an image plus a command, or a runtime
-// (a named image the agent maps) plus inline code. Rule files and the agent's config decode
+// FunctionSpec is the one definition of a function: an image plus a command, a runtime
+// (a named image the agent maps) plus inline code, or the runtime wasm plus a module. Rule files and the agent's config decode
 // into it (yaml), invocations carry it (json), and the agent runs it.
 type FunctionSpec struct {
-	Description string            `json:"description,omitempty" yaml:"description"`
-	Runtime     string            `json:"runtime,omitempty" yaml:"runtime"`
-	Image       string            `json:"image,omitempty" yaml:"image"`
-	Command     Command           `json:"command,omitempty" yaml:"command"`
-	Code        string            `json:"code,omitempty" yaml:"code"`
-	Timeout     Duration          `json:"timeout,omitzero" yaml:"timeout"`
-	Memory      Size              `json:"memory,omitempty" yaml:"memory"` // bytes
-	Env         map[string]string `json:"env,omitempty" yaml:"env"`
-	Warm        *Warm             `json:"warm,omitempty" yaml:"warm"`
+	Description string  `json:"description,omitempty" yaml:"description"`
+	Runtime     string  `json:"runtime,omitempty" yaml:"runtime"`
+	Image       string  `json:"image,omitempty" yaml:"image"`
+	Command     Command `json:"command,omitempty" yaml:"command"`
+	Code        string  `json:"code,omitempty" yaml:"code"`
+	// Module is a wasm function's WebAssembly module: in a rule file or a deploy, a file
+	// path (relative to the file naming it); everywhere after, its digest (sha256:<hex>).
+	Module  string            `json:"module,omitempty" yaml:"module"`
+	Timeout Duration          `json:"timeout,omitzero" yaml:"timeout"`
+	Memory  Size              `json:"memory,omitempty" yaml:"memory"` // bytes
+	Env     map[string]string `json:"env,omitempty" yaml:"env"`
+	Warm    *Warm             `json:"warm,omitempty" yaml:"warm"`
 }
 
 // Warm keeps a long-lived runner for a function: stopped after Idle without use, recycled
@@ -69,7 +73,13 @@ func (s FunctionSpec) Validate() error {
 		add("runtime", "needs `runtime` (with `code`) or `image`")
 	case s.Runtime != "" && s.Image != "":
 		add("image", "has both `runtime` and `image`; choose one")
-	case s.Runtime != "" && s.Code == "" && len(s.Command) == 0:
+	case s.Runtime == RuntimeWasm && s.Module == "":
+		add("module", "a wasm function needs `module` (a .wasm file)")
+	case s.Runtime == RuntimeWasm && s.Code != "":
+		add("code", "a wasm function runs its `module`, it has no inline `code`")
+	case s.Runtime != RuntimeWasm && s.Module != "":
+		add("module", "`module` needs `runtime: wasm`")
+	case s.Runtime != "" && s.Code == "" && len(s.Command) == 0 && s.Runtime != RuntimeWasm:
 		add("code", "a runtime function needs `code` (or a `command`)")
 	case s.Image != "" && s.Code != "":
 		add("code", "inline `code` needs a `runtime`, not an `image`")
@@ -82,7 +92,9 @@ func (s FunctionSpec) Validate() error {
 	}
 	if s.Memory < 0 {
 		add("memory", "memory %d: must not be negative", s.Memory)
-	} else if s.Memory > 0 && s.Memory < MinMemory {
+	} else if s.Runtime == RuntimeWasm && s.Memory > 0 && s.Memory < MinWasmMemory {
+		add("memory", "memory %d bytes is below one WebAssembly page (%s)", s.Memory, MinWasmMemory)
+	} else if s.Runtime != RuntimeWasm && s.Memory > 0 && s.Memory < MinMemory {
 		add("memory", "memory %d bytes is below the %s a container needs", s.Memory, MinMemory)
 	}
 	if s.Warm != nil && s.Warm.Idle < 0 {
@@ -117,6 +129,9 @@ type Target struct {
 	Agent  string            `json:"agent,omitempty" yaml:"agent"`
 	Labels map[string]string `json:"labels,omitempty" yaml:"labels"`
 	Pick   string            `json:"pick,omitempty" yaml:"pick"`
+	// Runtime, set by the engine from the function it dispatches (SpecRuntime), keeps only
+	// the agents that run it (Status.Runs). It never travels.
+	Runtime string `json:"-" yaml:"-"`
 	// Tenant, set by the engine for a function deployed under a namespace, keeps only the
 	// agents whose `tenants` label admits it (AdmitsTenant). It never travels: requests
 	// and rule files cannot set it.
@@ -160,10 +175,14 @@ func (t Target) Normalize() (Target, error) {
 
 func (t Target) String() string {
 	b, _ := json.Marshal(t)
-	if t.Tenant != "" {
-		return string(b) + " for tenant " + t.Tenant + " (agents labelled " + TenantsLabel + ": " + t.Tenant + ")"
+	s := string(b)
+	if t.Runtime == RuntimeWasm {
+		s += " running wasm"
 	}
-	return string(b)
+	if t.Tenant != "" {
+		s += " for tenant " + t.Tenant + " (agents labelled " + TenantsLabel + ": " + t.Tenant + ")"
+	}
+	return s
 }
 
 // Command is a command line: one string or a list of them in YAML.

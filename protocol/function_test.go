@@ -55,6 +55,12 @@ func TestFunctionSpecValidate(t *testing.T) {
 		{FunctionSpec{Image: "x", Timeout: -1, Memory: 1 << 20, Warm: &Warm{Idle: -1, MaxUses: -1}},
 			[]string{"timeout", "below the 4Mi", "warm.idle", "warm.max_uses"}},
 		{FunctionSpec{Image: "x", Memory: -5}, []string{"memory -5"}},
+		{FunctionSpec{Runtime: RuntimeWasm, Module: "fn.wasm", Memory: 1 << 20}, nil},
+		{FunctionSpec{Runtime: RuntimeWasm, Module: "sha256:00", Command: Command{"-v"}}, nil},
+		{FunctionSpec{Runtime: RuntimeWasm}, []string{"needs `module`"}},
+		{FunctionSpec{Runtime: RuntimeWasm, Module: "m.wasm", Code: "x"}, []string{"no inline `code`"}},
+		{FunctionSpec{Runtime: "sh", Code: "x", Module: "m.wasm"}, []string{"needs `runtime: wasm`"}},
+		{FunctionSpec{Runtime: RuntimeWasm, Module: "m.wasm", Memory: 1000}, []string{"below one WebAssembly page"}},
 	} {
 		err := c.spec.Validate()
 		var got []string
@@ -151,5 +157,48 @@ func TestAdmitsTenant(t *testing.T) {
 	}
 	if b, _ := json.Marshal(Target{Agent: "a", Tenant: "alice"}); string(b) != `{"agent":"a"}` {
 		t.Errorf("the tenant travels: %s", b)
+	}
+}
+
+func TestModuleHelpers(t *testing.T) {
+	mod := []byte("\x00asm\x01\x00\x00\x00")
+	d := ModuleDigest(mod)
+	if !IsModuleDigest(d) || IsModuleDigest(strings.ToUpper(d)) || IsModuleDigest(d[:len(d)-1]) || IsModuleDigest("fn.wasm") {
+		t.Errorf("IsModuleDigest wrong around %s", d)
+	}
+	if err := CheckModule(mod); err != nil {
+		t.Error(err)
+	}
+	for _, bad := range [][]byte{nil, []byte("(module)"), []byte("\x00asm\x02\x00\x00\x00"), make([]byte, MaxModuleSize+1)} {
+		if CheckModule(bad) == nil {
+			t.Errorf("CheckModule accepted %.12q", bad)
+		}
+	}
+	if i, n, err := ParseChunk("3/5"); err != nil || i != 3 || n != 5 {
+		t.Errorf("ParseChunk(3/5) = %d, %d, %v", i, n, err)
+	}
+	for _, bad := range []string{"", "5/5", "-1/3", "0/0", "1", "a/b", "0/1000000"} {
+		if _, _, err := ParseChunk(bad); err == nil {
+			t.Errorf("ParseChunk(%q) accepted", bad)
+		}
+	}
+	yes, no := true, false
+	for _, c := range []struct {
+		st      Status
+		runtime string
+		want    bool
+	}{
+		{Status{Runtimes: []string{"wasm"}, Containers: &no}, RuntimeWasm, true},
+		{Status{Runtimes: []string{"python3", "sh"}, Containers: &yes}, RuntimeWasm, false},
+		{Status{Runtimes: []string{"wasm"}, Containers: &no}, "sh", false},
+		{Status{Runtimes: []string{"wasm"}, Containers: &no}, RuntimeImage, false},
+		{Status{Runtimes: []string{"wasm"}, Containers: &yes}, RuntimeImage, true}, // podman without named runtimes
+		{Status{Runtimes: []string{"sh"}}, RuntimeImage, true},                     // older agents say nothing and have podman
+		{Status{}, RuntimeWasm, false},
+		{Status{Containers: &no}, "", true},
+	} {
+		if got := c.st.Runs(c.runtime); got != c.want {
+			t.Errorf("%+v.Runs(%q) = %v", c.st, c.runtime, got)
+		}
 	}
 }

@@ -25,16 +25,19 @@ type LineInfo struct {
 
 // Status is an agent's retained status message.
 type Status struct {
-	Agent     string              `json:"agent"`
-	Online    bool                `json:"online"`
-	Healthy   bool                `json:"healthy"`           // the agent can run functions (its container engine answers)
-	Problem   string              `json:"problem,omitempty"` // why it cannot, when not healthy
-	Labels    map[string]string   `json:"labels,omitempty"`
-	Runtimes  []string            `json:"runtimes,omitempty"`
-	Functions []string            `json:"functions,omitempty"`
-	Lines     map[string]LineInfo `json:"lines,omitempty"`
-	Version   string              `json:"version,omitempty"`
-	StartedAt time.Time           `json:"started_at,omitzero"`
+	Agent    string            `json:"agent"`
+	Online   bool              `json:"online"`
+	Healthy  bool              `json:"healthy"`           // the agent can run functions (its container engine answers)
+	Problem  string            `json:"problem,omitempty"` // why it cannot, when not healthy
+	Labels   map[string]string `json:"labels,omitempty"`
+	Runtimes []string          `json:"runtimes,omitempty"`
+	// Containers says whether the agent runs container functions (podman.enabled); absent
+	// (agents before the wasm runtime): it does.
+	Containers *bool               `json:"containers,omitempty"`
+	Functions  []string            `json:"functions,omitempty"`
+	Lines      map[string]LineInfo `json:"lines,omitempty"`
+	Version    string              `json:"version,omitempty"`
+	StartedAt  time.Time           `json:"started_at,omitzero"`
 }
 
 // Event is the sensor event that triggered an invocation.

@@ -67,6 +67,17 @@ func (t Topics) AgentResult(agent string) string { return t.p() + "/agents/" + a
 // AgentActuate carries direct actuations from the engine to one agent.
 func (t Topics) AgentActuate(agent string) string { return t.p() + "/agents/" + agent + "/actuate" }
 
+// AgentModules is where the engine sends an agent the module chunks it asked for (the
+// response topic of its module requests).
+func (t Topics) AgentModules(agent string) string { return t.p() + "/agents/" + agent + "/modules" }
+
+// Module is the request topic of a module by digest (sha256:<hex>): agents publish there
+// (MQTT v5 request, response topic AgentModules) to fetch a module they lack.
+func (t Topics) Module(digest string) string { return t.p() + "/modules/" + digest }
+
+// AllModules is the filter matching every module request.
+func (t Topics) AllModules() string { return t.p() + "/modules/+" }
+
 // AgentAll is the filter matching every topic of one agent.
 func (t Topics) AgentAll(agent string) string { return t.p() + "/agents/" + agent + "/#" }
 
@@ -107,8 +118,14 @@ func (t Topics) ResponsesTree(user string) string { return t.p() + "/responses/"
 // AllResponses is the filter matching every requester's response space.
 func (t Topics) AllResponses() string { return t.p() + "/responses/#" }
 
-// DeadLetter receives invocations that could not be delivered or exhausted their retries.
+// DeadLetter receives invocations that could not be delivered or exhausted their retries,
+// and rule actions that could not be carried out.
 func (t Topics) DeadLetter() string { return t.p() + "/deadletter" }
+
+// EngineSync is an engine's own topic on an external broker: the engine publishes a nonce
+// there after subscribing and evaluates no event before it comes back, which tells it
+// that the agents' retained statuses sent before it have arrived. engine is its client id.
+func (t Topics) EngineSync(engine string) string { return t.p() + "/engines/" + engine + "/sync" }
 
 // Internal reports whether name lies inside the prefix.
 func (t Topics) Internal(name string) bool {
@@ -130,9 +147,12 @@ const (
 	Results                  // {prefix}/results/{function}
 	DeadLetter               // {prefix}/deadletter
 	Response                 // {prefix}/responses/{user}, and any name below it
+	AgentModules             // {prefix}/agents/{agent}/modules
+	Module                   // {prefix}/modules/{digest}
+	EngineSync               // {prefix}/engines/{engine}/sync
 )
 
-var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response"}
+var kindNames = [...]string{"unknown", "agent status", "agent invoke", "agent result", "agent actuate", "invoke", "results", "dead letter", "response", "agent modules", "module", "engine sync"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -144,8 +164,9 @@ func (k Kind) String() string {
 // Route is what a topic inside the prefix is for.
 type Route struct {
 	Kind     Kind
-	Agent    string // AgentStatus, AgentInvoke, AgentResult, AgentActuate
+	Agent    string // AgentStatus, AgentInvoke, AgentResult, AgentActuate; EngineSync: the engine
 	Function string // Invoke, Results
+	Digest   string // Module: a module digest (sha256:<hex>)
 	User     string // Response: the requester whose response space it is
 }
 
@@ -182,6 +203,8 @@ func (t Topics) Parse(name string) (r Route, ok bool) {
 			return Route{Kind: AgentResult, Agent: agent}, true
 		case "actuate":
 			return Route{Kind: AgentActuate, Agent: agent}, true
+		case "modules":
+			return Route{Kind: AgentModules, Agent: agent}, true
 		}
 	case "invoke":
 		if more && isName(rest) {
@@ -191,9 +214,18 @@ func (t Topics) Parse(name string) (r Route, ok bool) {
 		if more && isName(rest) {
 			return Route{Kind: Results, Function: rest}, true
 		}
+	case "modules":
+		if more && IsModuleDigest(rest) {
+			return Route{Kind: Module, Digest: rest}, true
+		}
 	case "deadletter":
 		if !more {
 			return Route{Kind: DeadLetter}, true
+		}
+	case "engines":
+		engine, leaf, more := strings.Cut(rest, "/")
+		if more && isName(engine) && leaf == "sync" {
+			return Route{Kind: EngineSync, Agent: engine}, true
 		}
 	case "responses":
 		user, below, _ := strings.Cut(rest, "/")

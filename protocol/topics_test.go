@@ -29,6 +29,8 @@ func TestNewTopics(t *testing.T) {
 	}
 }
 
+var testDigest = ModuleDigest([]byte("\x00asm\x01\x00\x00\x00"))
+
 func TestTopicsParse(t *testing.T) {
 	dl := Topics{}
 	acme, err := NewTopics("acme/dl")
@@ -46,6 +48,8 @@ func TestTopicsParse(t *testing.T) {
 		{dl, dl.AgentInvoke("gh1-edge"), Route{Kind: AgentInvoke, Agent: "gh1-edge"}},
 		{dl, dl.AgentResult("gh1-edge"), Route{Kind: AgentResult, Agent: "gh1-edge"}},
 		{dl, dl.AgentActuate("gh1-edge"), Route{Kind: AgentActuate, Agent: "gh1-edge"}},
+		{dl, dl.AgentModules("gh1-edge"), Route{Kind: AgentModules, Agent: "gh1-edge"}},
+		{dl, dl.Module(testDigest), Route{Kind: Module, Digest: testDigest}},
 		{dl, dl.Invoke("cool-down"), Route{Kind: Invoke, Function: "cool-down"}},
 		{dl, dl.Results("cool-down"), Route{Kind: Results, Function: "cool-down"}},
 		{dl, dl.DeadLetter(), Route{Kind: DeadLetter}},
@@ -54,6 +58,10 @@ func TestTopicsParse(t *testing.T) {
 		{acme, acme.AgentStatus("a"), Route{Kind: AgentStatus, Agent: "a"}},
 		{acme, acme.Results("f"), Route{Kind: Results, Function: "f"}},
 		{acme, acme.DeadLetter(), Route{Kind: DeadLetter}},
+		{dl, dl.EngineSync("engine-A"), Route{Kind: EngineSync, Agent: "engine-A"}},
+		{dl, "deviceless/engines/engine-A/sync/x", Route{}},
+		{dl, "deviceless/engines/+/sync", Route{}},
+		{dl, "deviceless/engines/engine-A/other", Route{}},
 		{dl, "deviceless/agents/a.b/result", Route{Kind: AgentResult, Agent: "a.b"}},
 		{dl, "deviceless/agents/$x/status", Route{Kind: AgentStatus, Agent: "$x"}},
 		// A requester's response space: any name below its own level.
@@ -101,6 +109,12 @@ func TestTopicsParse(t *testing.T) {
 		{dl, "deviceless/results/", Route{}},
 		{dl, "deviceless/results/f/x", Route{}},
 		{dl, "deviceless/results/+", Route{}},
+		{dl, "deviceless/modules", Route{}},
+		{dl, "deviceless/modules/", Route{}},
+		{dl, "deviceless/modules/+", Route{}},
+		{dl, "deviceless/modules/fn.wasm", Route{}},
+		{dl, "deviceless/modules/" + strings.ToUpper(testDigest), Route{}},
+		{dl, "deviceless/modules/" + testDigest + "/x", Route{}},
 		{dl, "deviceless/responses", Route{}},
 		{dl, "deviceless/responses/", Route{}},
 		{dl, "deviceless/responses//x", Route{}},

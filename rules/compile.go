@@ -75,6 +75,9 @@ type Function struct {
 	Pos      Pos
 	Spec     protocol.FunctionSpec
 	Deployed bool
+	// Module is a wasm function's module (its digest is Spec.Module), which the engine
+	// serves to agents that lack it.
+	Module []byte
 }
 
 // Rule is a compiled rule.
@@ -196,9 +199,12 @@ type actionSpec struct {
 	dur      time.Duration
 	expire   time.Duration
 	topic    *vm.Program
-	payload  *vm.Program
-	qos      byte
-	retain   bool
+	// fixedTopic is the topic when its expression is a constant string, checked once at
+	// load instead of run and checked at every firing.
+	fixedTopic string
+	payload    *vm.Program
+	qos        byte
+	retain     bool
 }
 
 // Set is a compiled, immutable rule set with the state of its rules. Evaluate events
@@ -285,7 +291,10 @@ func (c *compiler) function(fd *FunctionDef) {
 			c.errf(name.Pos, "function %q: %v", name.Value, e)
 		}
 	}
-	fn := &Function{Name: name.Value, Pos: name.Pos, Spec: fd.Spec.WithDefaults()}
+	if fd.Spec.Runtime == protocol.RuntimeWasm && fd.Spec.Module != "" && fd.Module == nil {
+		c.errf(name.Pos, "function %q: module %q was not loaded (a rule file's module is a .wasm file, read by rules.Load)", name.Value, fd.Spec.Module)
+	}
+	fn := &Function{Name: name.Value, Pos: name.Pos, Spec: fd.Spec.WithDefaults(), Module: fd.Module}
 	c.set.Functions[name.Value] = fn
 }
 
@@ -494,6 +503,14 @@ func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {
 			c.errf(ad.Pos, "publish needs a `topic` expression, e.g. '\"alerts/\" + topic_parts[1]'")
 		} else {
 			a.topic = c.expr(d.Topic, &r.uses)
+			if a.topic != nil {
+				if sn, ok := a.topic.Node().(*ast.StringNode); ok {
+					if err := topic.ValidateTopic(sn.Value); err != nil {
+						c.errf(d.Topic.Pos, "publish topic %q: %v", sn.Value, err)
+					}
+					a.fixedTopic = sn.Value
+				}
+			}
 		}
 		if d.Payload.IsSet() {
 			a.payload = c.expr(d.Payload, &r.uses)

@@ -63,11 +63,12 @@ type Evaluator struct {
 	env     Env
 	matched []int32
 	parts   []string
+	keys    map[string]string // payload keys, interned (json.go)
 }
 
 // NewEvaluator returns an evaluator for s.
 func (s *Set) NewEvaluator() *Evaluator {
-	e := &Evaluator{set: s, matched: make([]int32, 0, 16)}
+	e := &Evaluator{set: s, matched: make([]int32, 0, 16), keys: make(map[string]string)}
 	e.vm.MemoryBudget = s.opts.MemoryBudget
 	return e
 }
@@ -98,10 +99,28 @@ func (s *Set) match(topic string, dst []int32) []int32 {
 // Eval runs ev through every matching rule and appends the firings to dst. Runtime
 // errors are counted per rule and logged at a bounded rate; they never stop other rules.
 func (e *Evaluator) Eval(ev *Event, dst []Firing) []Firing {
+	now, ok := e.begin(ev, &e.parts)
+	if !ok {
+		return dst
+	}
+	s := e.set
+	for _, i := range e.matched {
+		r := s.Rules[i]
+		if f, ok := e.evalRule(r, now); ok {
+			dst = append(dst, f)
+		}
+	}
+	return dst
+}
+
+// begin matches ev's topic into e.matched, counts the matches and sets e.env up for ev,
+// decoding the payload once if a matching rule uses it (topic_parts into *parts). It
+// reports false when no rule matches.
+func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
 	s := e.set
 	e.matched = s.match(ev.Topic, e.matched)
 	if len(e.matched) == 0 {
-		return dst
+		return time.Time{}, false
 	}
 	var u uses
 	for _, i := range e.matched {
@@ -118,28 +137,30 @@ func (e *Evaluator) Eval(ev *Event, dst []Firing) []Firing {
 		env.Agents = *p
 	}
 	if u&(usePayload|usePrev) != 0 {
-		env.Payload = DecodePayload(ev.Payload)
+		env.Payload = decodePayload(ev.Payload, e.keys)
 	}
 	if u&useRaw != 0 {
 		env.Raw = string(ev.Payload)
 	}
 	if u&useTopicParts != 0 {
-		e.parts = splitTopic(ev.Topic, e.parts[:0])
-		env.TopicParts = e.parts
+		*parts = splitTopic(ev.Topic, (*parts)[:0])
+		env.TopicParts = *parts
 	}
-	for _, i := range e.matched {
-		r := s.Rules[i]
-		if f, ok := e.evalRule(r, now); ok {
-			dst = append(dst, f)
-		}
-	}
-	return dst
+	return now, true
 }
 
 // DecodePayload is the `payload` variable: decoded JSON, or else the payload as a string.
 func DecodePayload(b []byte) any {
+	return decodePayload(b, nil)
+}
+
+// decodePayload is DecodePayload, interning object keys in keys (nil: none).
+func decodePayload(b []byte, keys map[string]string) any {
 	if len(b) == 0 {
 		return ""
+	}
+	if v, ok := decodeJSON(b, keys); ok {
+		return v
 	}
 	var v any
 	if json.Unmarshal(b, &v) != nil {
@@ -162,29 +183,19 @@ func splitTopic(t string, dst []string) []string {
 func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
 	env := &e.env
 	env.Window, env.Prev = Window{}, nil
-	key := env.Topic
-	if r.stateful {
-		if r.key != nil {
-			v, err := e.vm.Run(r.key, env)
-			if err != nil {
-				e.fail(r, now, "key", err)
-				return Firing{}, false
-			}
-			key = keyString(v)
-		}
-		var fire bool
-		var err error
-		r.state.mu.Lock()
-		fire, err = e.stateStep(r, key, now)
-		r.state.mu.Unlock()
-		if err != nil {
-			e.fail(r, now, "condition", err)
-			return Firing{}, false
-		}
-		if !fire {
-			return Firing{}, false
-		}
-	} else if r.cond != nil {
+	if !r.stateful {
+		return e.statelessRule(r, now)
+	}
+	key, ok := e.ruleKey(r, now)
+	if !ok {
+		return Firing{}, false
+	}
+	return e.statefulRule(r, key, now)
+}
+
+// statelessRule evaluates a rule without state: its `if`, then its actions.
+func (e *Evaluator) statelessRule(r *Rule, now time.Time) (Firing, bool) {
+	if r.cond != nil {
 		ok, err := e.cond(r)
 		if err != nil {
 			e.fail(r, now, "if", err)
@@ -194,6 +205,41 @@ func (e *Evaluator) evalRule(r *Rule, now time.Time) (Firing, bool) {
 			return Firing{}, false
 		}
 	}
+	return e.fire(r, e.env.Topic, now)
+}
+
+// ruleKey is a stateful rule's key for the event in e.env: its `key` expression, else
+// the topic. It sees no window and no prev: it depends on the event alone.
+func (e *Evaluator) ruleKey(r *Rule, now time.Time) (string, bool) {
+	if r.key == nil {
+		return e.env.Topic, true
+	}
+	v, err := e.vm.Run(r.key, &e.env)
+	if err != nil {
+		e.fail(r, now, "key", err)
+		return "", false
+	}
+	return keyString(v), true
+}
+
+// statefulRule applies the event in e.env to the rule's state of key and, when that
+// fires, evaluates the actions.
+func (e *Evaluator) statefulRule(r *Rule, key string, now time.Time) (Firing, bool) {
+	r.state.mu.Lock()
+	fire, err := e.stateStep(r, key, now)
+	r.state.mu.Unlock()
+	if err != nil {
+		e.fail(r, now, "condition", err)
+		return Firing{}, false
+	}
+	if !fire {
+		return Firing{}, false
+	}
+	return e.fire(r, key, now)
+}
+
+// fire evaluates the rule's actions and counts the firing.
+func (e *Evaluator) fire(r *Rule, key string, now time.Time) (Firing, bool) {
 	actions, err := e.actions(r)
 	if err != nil {
 		e.fail(r, now, "action", err)
@@ -294,18 +340,12 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 			}
 			act.Value = v
 		case Publish:
-			t, err := e.vm.Run(a.topic, &e.env)
-			if err != nil {
-				return nil, fmt.Errorf("publish topic: %w", err)
+			var err error
+			if a.fixedTopic != "" {
+				act.Topic = a.fixedTopic
+			} else if act.Topic, err = e.topic(a); err != nil {
+				return nil, err
 			}
-			name, ok := t.(string)
-			if !ok {
-				return nil, fmt.Errorf("publish topic: %v (%T) is not a string", t, t)
-			}
-			if err := topic.ValidateTopic(name); err != nil {
-				return nil, fmt.Errorf("publish topic %q: %w", name, err)
-			}
-			act.Topic = name
 			if act.Payload, err = e.vm.Run(a.payload, &e.env); err != nil {
 				return nil, fmt.Errorf("publish payload: %w", err)
 			}
@@ -313,6 +353,22 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 		out[i] = act
 	}
 	return out, nil
+}
+
+// topic evaluates a publish action's topic expression and checks the name.
+func (e *Evaluator) topic(a *actionSpec) (string, error) {
+	t, err := e.vm.Run(a.topic, &e.env)
+	if err != nil {
+		return "", fmt.Errorf("publish topic: %w", err)
+	}
+	name, ok := t.(string)
+	if !ok {
+		return "", fmt.Errorf("publish topic: %v (%T) is not a string", t, t)
+	}
+	if err := topic.ValidateTopic(name); err != nil {
+		return "", fmt.Errorf("publish topic %q: %w", name, err)
+	}
+	return name, nil
 }
 
 // fail counts a runtime error, keeps it as the rule's last error, and logs it at most

@@ -12,6 +12,8 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/deviceless/deviceless/protocol"
 )
 
 // MaxFileSize bounds one rule file; rule files are written by people, not generated dumps.
@@ -239,6 +241,9 @@ func parseAll(paths []string) ([]string, []*FileDef, error) {
 			errs = appendErrors(errs, err)
 			continue
 		}
+		for _, e := range loadModules(f, def) {
+			errs = append(errs, e)
+		}
 		defs = append(defs, def)
 	}
 	if len(errs) > 0 {
@@ -271,4 +276,51 @@ func appendErrors(errs Errors, err error) Errors {
 		return append(errs, e)
 	}
 	return append(errs, &Error{Msg: err.Error()})
+}
+
+// loadModules reads the module files of file's wasm functions (paths relative to the rule
+// file), checks that each is a WebAssembly binary, keeps its bytes in the function's
+// definition and names it by digest in the spec, as invocations carry it.
+func loadModules(file string, def *FileDef) []*Error {
+	var errs []*Error
+	for _, fd := range def.Functions {
+		s := &fd.Spec
+		if s.Runtime != protocol.RuntimeWasm || s.Module == "" {
+			continue
+		}
+		if protocol.IsModuleDigest(s.Module) {
+			errs = append(errs, errorf(fd.Name.Pos, "function %q: module %s: a rule file names its module's file (a path relative to the rule file), not a digest",
+				fd.Name.Value, s.Module))
+			continue
+		}
+		path := s.Module
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(file), path)
+		}
+		b, err := readModule(path)
+		if err != nil {
+			errs = append(errs, errorf(fd.Name.Pos, "function %q: %v", fd.Name.Value, err))
+			continue
+		}
+		fd.Module, s.Module = b, protocol.ModuleDigest(b)
+	}
+	return errs
+}
+
+// readModule reads a module file of at most protocol.MaxModuleSize bytes and checks that it
+// is a WebAssembly binary.
+func readModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("module: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, protocol.MaxModuleSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	if err := protocol.CheckModule(b); err != nil {
+		return nil, fmt.Errorf("module %s: %w", path, err)
+	}
+	return b, nil
 }

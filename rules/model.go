@@ -19,6 +19,9 @@ type FileDef struct {
 type FunctionDef struct {
 	Name Name
 	Spec protocol.FunctionSpec
+	// Module is a wasm function's module, read from the file its spec named (Load does
+	// it); the spec then names it by digest.
+	Module []byte
 }
 
 // RuleDef is one rule.

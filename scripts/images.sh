@@ -2,7 +2,10 @@
 # Builds the local function images the agent maps its runtimes to, without a registry:
 #   deviceless/sh       busybox rootfs (≈2 MB)
 #   deviceless/python3  Debian's python3.11-minimal + stdlib + their libraries + busybox (≈60 MB)
-# Idempotent: an image that exists is left alone (FORCE=1 rebuilds).
+# Idempotent: an image that exists is left alone (FORCE=1 rebuilds). The python3 warm runner
+# (edgeagent/podman/runner.py) is not part of the image: the agent embeds it and mounts it
+# read-only into warm python3 containers, so it always matches the agent and images built
+# before it need no rebuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)

@@ -25,5 +25,6 @@ done
 
 bash scripts/setup-influxdb.sh
 bash scripts/setup-nodered.sh
+bash scripts/setup-nodered-nodes.sh
 bash scripts/setup-mqttjs.sh
 bash scripts/setup-browser.sh

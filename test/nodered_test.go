@@ -43,8 +43,14 @@ func noderedDir(t testing.TB) string {
 // user folder on a free port and returns its base URL once the admin API answers.
 func startNodeRED(t testing.TB, c *cluster) (*proc, string) {
 	t.Helper()
+	return startNodeREDIn(t, c, t.TempDir())
+}
+
+// startNodeREDIn is startNodeRED with a user folder prepared by the caller (nodes
+// installed in its node_modules).
+func startNodeREDIn(t testing.TB, c *cluster, userDir string) (*proc, string) {
+	t.Helper()
 	nr := noderedDir(t)
-	userDir := t.TempDir()
 	settings, err := os.ReadFile(filepath.Join(repoRoot, "examples", "node-red", "settings.js"))
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func failed(stderr io.Writer, what string, code int, body []byte) int {
 
 const functionsUsage = `usage: deviceless functions COMMAND [flags]
 
-  deploy FILE.yaml | --name NAME (--runtime R --code-file F | --image I --command C)
+  deploy FILE.yaml | --name NAME (--runtime R --code-file F | --runtime wasm --module M | --image I --command C)
                         deploy a new version of a function (docs/functions.md)
   list                  the rule files' functions (read-only) and the deployed ones
   show NAME[@VERSION]   one function with its spec
@@ -157,6 +157,7 @@ func functionsDeploy(ctx context.Context, args []string, stdout, stderr io.Write
 	name := fs.String("name", "", "function name (NAMESPACE.NAME for a developer); overrides the file's")
 	runtime := fs.String("runtime", "", "runtime, e.g. python3 or sh (with --code-file)")
 	codeFile := fs.String("code-file", "", "file with the function's code")
+	module := fs.String("module", "", "WebAssembly module file (with --runtime wasm)")
 	image := fs.String("image", "", "container image (with --command) instead of a runtime")
 	command := fs.String("command", "", "command, split at spaces")
 	timeout := fs.String("timeout", "", "run deadline, e.g. 5s")
@@ -168,9 +169,10 @@ func functionsDeploy(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.Var(&env, "env", "KEY=VALUE for the function's environment (repeatable)")
 	fs.Var(&invokers, "invoker", "a user or token (besides the namespace's developer) who may invoke it (repeatable; * for everybody)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: deviceless functions deploy [FILE.yaml] [--name NAME] [--runtime R --code-file F | --image I --command C] [flags]\n\n"+
+		fmt.Fprint(stderr, "usage: deviceless functions deploy [FILE.yaml] [--name NAME] [--runtime R --code-file F | --runtime wasm --module M | --image I --command C] [flags]\n\n"+
 			"Deploys a new version of a function. A file holds what the API takes (runtime, code or code_file,\n"+
-			"image, command, timeout, memory, env, warm, description, target, invokers) and its name; flags\n"+
+			"module (a .wasm file relative to it), image, command, timeout, memory, env, warm, description,\n"+
+			"target, invokers) and its name; flags\n"+
 			"override it. Prints the version (NAME@N); an unchanged function keeps its version.\n\n")
 		fs.PrintDefaults()
 	}
@@ -205,6 +207,9 @@ func functionsDeploy(ctx context.Context, args []string, stdout, stderr io.Write
 			}
 			d.Code = string(code)
 		}
+		if d.Module != "" && !protocol.IsModuleDigest(d.Module) && !filepath.IsAbs(d.Module) {
+			d.Module = filepath.Join(filepath.Dir(file), d.Module)
+		}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -227,6 +232,18 @@ func functionsDeploy(ctx context.Context, args []string, stdout, stderr io.Write
 			return 1
 		}
 		d.Code = string(code)
+	}
+	if set["module"] {
+		d.Module = *module
+	}
+	if d.Module != "" && !protocol.IsModuleDigest(d.Module) {
+		// The module travels with the deploy; the function names it by digest.
+		b, err := readModule(d.Module)
+		if err != nil {
+			fmt.Fprintln(stderr, "module:", err)
+			return 1
+		}
+		d.ModuleWasm, d.Module = b, protocol.ModuleDigest(b)
 	}
 	if set["description"] {
 		d.Description = *description
@@ -610,4 +627,23 @@ func usageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	row(total, rep.Total)
 	w.Flush()
 	return 0
+}
+
+// readModule reads a WebAssembly module file and checks its header and size.
+func readModule(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > protocol.MaxModuleSize {
+		return nil, fmt.Errorf("%s: %d bytes is larger than %d", path, st.Size(), protocol.MaxModuleSize)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := protocol.CheckModule(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
 }

@@ -8,7 +8,8 @@
 // the attached stdin, stdout is read with a size cap and the tail of stderr kept. Attach
 // returns when the container exits (podman 4.3's Wait polls every 250 ms, so it is never
 // used); a timer kills the container at the deadline; the container is removed in the
-// background after Run returns, so the caller replies first.
+// background after Run returns, so the caller replies first. A job with a warm policy runs in
+// a long-lived runner container instead (warm.go; for python3 one interpreter, runner.py).
 package podman
 
 import (
@@ -69,11 +70,12 @@ type Config struct {
 
 // Runtime runs jobs in podman containers. It is safe for concurrent use.
 type Runtime struct {
-	cfg    Config
-	uri    string
-	log    *slog.Logger
-	base   context.Context // cancelled by Close; parent of warm runners' streams
-	cancel context.CancelFunc
+	cfg       Config
+	uri       string
+	log       *slog.Logger
+	runnerDir string          // host folder holding the python3 warm runner (warm.go)
+	base      context.Context // cancelled by Close; parent of warm runners' streams
+	cancel    context.CancelFunc
 
 	mu       sync.Mutex
 	conn     *bindings.Connection // nil until the first successful connection
@@ -154,9 +156,13 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.Chmod(cfg.CodeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("podman: code folder: %w", err)
 	}
+	runnerDir, err := writeRunner(cfg.CodeDir)
+	if err != nil {
+		return nil, err
+	}
 	base, cancel := context.WithCancel(context.Background())
 	return &Runtime{
-		cfg: cfg, uri: uri, log: cfg.Logger, base: base, cancel: cancel,
+		cfg: cfg, uri: uri, log: cfg.Logger, base: base, cancel: cancel, runnerDir: runnerDir,
 		active:   map[string]struct{}{},
 		warm:     map[string][]*runner{},
 		prepared: map[string]*prepared{},
@@ -349,6 +355,38 @@ func (r *Runtime) spec(job container.Job, codeDir string) *createSpec {
 		})
 	}
 	return s
+}
+
+// writeRunner writes the python3 warm runner into dir/runner, which warm python3 containers
+// mount read-only. (MkdirTemp's names for code folders end in -NNN: no clash.) It is
+// replaced by a rename, so a container starting meanwhile sees the old file or the new one.
+func writeRunner(codeDir string) (string, error) {
+	dir := filepath.Join(codeDir, "runner")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("podman: runner folder: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("podman: runner folder: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".runner-")
+	if err != nil {
+		return "", fmt.Errorf("podman: runner: %w", err)
+	}
+	_, err = f.Write(pythonRunner)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, "runner.py"))
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", fmt.Errorf("podman: runner: %w", err)
+	}
+	return dir, nil
 }
 
 // writeCode writes a job's inline code into a fresh folder that the container mounts.

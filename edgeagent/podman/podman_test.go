@@ -19,7 +19,7 @@ import (
 
 const shImage = "localhost/deviceless/sh"
 
-func newRuntime(t *testing.T) *Runtime {
+func newRuntime(t testing.TB) *Runtime {
 	t.Helper()
 	rt, err := New(Config{
 		Socket:     testenv.PodmanSocket(t),
@@ -50,7 +50,7 @@ func shJob(code string) container.Job {
 	}
 }
 
-func run(t *testing.T, rt *Runtime, job container.Job) container.Outcome {
+func run(t testing.TB, rt *Runtime, job container.Job) container.Outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

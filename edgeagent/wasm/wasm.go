@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -354,6 +355,10 @@ func (r *Runtime) loadModule(m *module) (err error) {
 		return fmt.Errorf("wasm: module %s exports no _start: a WASI command (a program with main) is needed", d)
 	}
 	m.load = time.Since(t0)
+	// Compiling leaves megabytes of garbage (≈ 5 MB for the 21 KB c-fan) that would stay
+	// resident until the scavenger returns it: on a small device, return it now, once per
+	// module loaded.
+	debug.FreeOSMemory()
 	r.log.Debug("wasm module loaded", "module", short(d), "bytes", len(b), "took", m.load)
 	return nil
 }

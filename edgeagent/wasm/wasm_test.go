@@ -174,8 +174,10 @@ func TestDeadline(t *testing.T) {
 			if !out.TimedOut || out.ExitCode != ExitKilled || out.OOMKilled {
 				t.Fatalf("outcome %+v", out)
 			}
-			if out.Run < j.Timeout || took > j.Timeout+2*time.Second {
-				t.Errorf("run %v, took %v for a %v deadline", out.Run, took, j.Timeout)
+			// The deadline runs from before instantiation (it bounds the whole call), so
+			// start + run reach it, run alone need not on a loaded machine.
+			if out.Start+out.Run < j.Timeout || took > j.Timeout+2*time.Second {
+				t.Errorf("start %v + run %v, took %v for a %v deadline", out.Start, out.Run, took, j.Timeout)
 			}
 		})
 	}

@@ -222,7 +222,8 @@ function addLoopRow(row) {
 }
 
 function onDeadLetter(d, fresh) {
-  const inv = d.invocation || {};
+  // An invocation's dead letter, or a rule action's (actuate, publish: action and rule).
+  const inv = d.invocation || { function: d.action && d.action.kind, rule: d.rule };
   const list = $('deadletters');
   if (inv.id && list.querySelector(`[data-id="${CSS.escape(inv.id)}"]`)) return; // listed and streamed
   const item = el('li', { 'data-id': inv.id || '' },

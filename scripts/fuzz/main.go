@@ -9,17 +9,24 @@
 // -fuzztime; a -fuzztime given as a count ("500x") has no floor. Go's default
 // -fuzzminimizetime is 60 s, spent on every new interesting input: it used up whole
 // budgets minimising a single seed. The corpus replayed first is the seeds, testdata/fuzz
-// and what earlier runs found (in GOCACHE/fuzz), so it grows from run to run.
+// and what earlier runs found (in GOCACHE/fuzz), so it grows from run to run: a machine
+// that keeps its GOCACHE once spent a whole 5 s replaying 358 cached inputs. -keep bounds
+// the cached part to the newest inputs (failures are written to testdata/fuzz, never
+// trimmed).
 package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +36,7 @@ func main() {
 	fuzztime := flag.String("fuzztime", "5s", "go test -fuzztime: a duration, or a count such as 500x")
 	minimize := flag.Duration("fuzzminimizetime", 200*time.Millisecond, "go test -fuzzminimizetime")
 	floor := flag.Float64("floor", 0, "fewest executions per second of -fuzztime")
+	keep := flag.Int("keep", 100, "newest inputs of the cached corpus (GOCACHE/fuzz) to keep; -1 keeps all")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: fuzz [flags] package target")
 		flag.PrintDefaults()
@@ -43,6 +51,20 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fuzz:", err)
 		os.Exit(2)
+	}
+	if *keep >= 0 {
+		dir, err := cacheDir(pkg, name)
+		if err == nil {
+			var n int
+			n, err = trim(dir, *keep)
+			if n > 0 {
+				fmt.Printf("fuzz: removed the %d oldest cached inputs of %s (keeping %d)\n", n, name, *keep)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fuzz:", err)
+			os.Exit(1)
+		}
 	}
 	cmd := exec.Command("go", "test", pkg, "-run", "^$", "-fuzz", "^"+name+"$",
 		"-fuzztime", *fuzztime, "-fuzzminimizetime", minimize.String())
@@ -79,6 +101,54 @@ func main() {
 	default:
 		fmt.Printf("ok   %s\n", line)
 	}
+}
+
+// cacheDir is where go test keeps the inputs it found for a package's target.
+func cacheDir(pkg, name string) (string, error) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}", pkg).Output()
+	if err != nil {
+		return "", fmt.Errorf("go list %s: %w", pkg, err)
+	}
+	cache, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOCACHE: %w", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(cache)), "fuzz",
+		filepath.FromSlash(strings.TrimSpace(string(out))), name), nil
+}
+
+// trim removes all but the keep newest files of dir and says how many it removed; a
+// missing dir is an empty corpus.
+func trim(dir string, keep int) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cached corpus: %w", err)
+	}
+	type file struct {
+		name string
+		mod  time.Time
+	}
+	var files []file
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		files = append(files, file{e.Name(), info.ModTime()})
+	}
+	if len(files) <= keep {
+		return 0, nil
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].mod.After(files[j].mod) })
+	for _, f := range files[keep:] {
+		if err := os.Remove(filepath.Join(dir, f.name)); err != nil {
+			return 0, fmt.Errorf("cached corpus: %w", err)
+		}
+	}
+	return len(files) - keep, nil
 }
 
 // minExecs is the floor in executions for a -fuzztime: perSecond times its seconds, or 0

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestScan(t *testing.T) {
@@ -49,5 +55,38 @@ func TestMinExecs(t *testing.T) {
 		if got != c.want || (err != nil) != c.err {
 			t.Errorf("minExecs(%q, %g) = %d, %v; want %d, error %v", c.fuzztime, c.perSec, got, err, c.want, c.err)
 		}
+	}
+}
+
+func TestTrim(t *testing.T) {
+	dir := t.TempDir()
+	base := time.Now().Add(-time.Hour)
+	for i := range 5 {
+		p := filepath.Join(dir, fmt.Sprintf("in%d", i))
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mod := base.Add(time.Duration(i) * time.Minute) // in4 is the newest
+		if err := os.Chtimes(p, mod, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := trim(dir, 2)
+	if err != nil || n != 3 {
+		t.Fatalf("trim = %d, %v; want 3 removed", n, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if diff := cmp.Diff([]string{"in3", "in4"}, left); diff != "" {
+		t.Errorf("kept (-want +got):\n%s", diff)
+	}
+	if n, err := trim(filepath.Join(dir, "missing"), 2); n != 0 || err != nil {
+		t.Errorf("trim(missing) = %d, %v; want 0, nil", n, err)
 	}
 }

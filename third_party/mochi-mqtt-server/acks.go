@@ -8,7 +8,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Deferred acknowledgements (Deviceless patch 7, PATCHES.md).
+// Deferred acknowledgements (Deviceless patch 9, PATCHES.md).
 //
 // An OnPublish hook that must make a client's QoS 1 or 2 message durable before it is
 // acknowledged (a journal's fsync) calls Client.DeferAck and returns at once: the server

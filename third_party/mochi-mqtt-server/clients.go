@@ -119,7 +119,7 @@ type ClientConnection struct {
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
-	batch    bool          // buffer writes until endBatch (patch 7: a run of acknowledgements), under the client's lock
+	batch    bool          // buffer writes until endBatch (patch 9: a run of acknowledgements), under the client's lock
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -156,7 +156,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
-	acks            ackQueue             // acknowledgements held back by a hook (patch 7)
+	acks            ackQueue             // acknowledgements held back by a hook (patch 9)
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Deviceless patch 7: an OnPublish hook defers the acknowledgement of a client's QoS 1
+// Deviceless patch 9: an OnPublish hook defers the acknowledgement of a client's QoS 1
 // and 2 PUBLISHes (Client.DeferAck); the server keeps reading the client's in-flight
 // window and writes the PUBACKs and PUBRECs in arrival order, whatever order the hook
 // completes them in, and nothing to a connection that ended.

@@ -142,7 +142,7 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 // is free to continue sending.
 func (i *Inflight) NextImmediate() (packets.Packet, bool) {
 	// GetAll read-locks: locking here too deadlocked when a writer came in between the
-	// two read locks (patch 7: acknowledgements are written from other goroutines).
+	// two read locks (patch 9: acknowledgements are written from other goroutines).
 	m := i.GetAll(true)
 	if len(m) > 0 {
 		return m[0], true

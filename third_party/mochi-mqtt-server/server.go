@@ -883,7 +883,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
-	// The receive maximum bounds QoS 1 and 2 messages only (patch 7: with acknowledgements
+	// The receive maximum bounds QoS 1 and 2 messages only (patch 9: with acknowledgements
 	// deferred, a client at its limit may still publish at QoS 0).
 	quota := func() int32 { return atomic.LoadInt32(&cl.State.Inflight.receiveQuota) }
 	if pk.FixedHeader.Qos > 0 && quota() == 0 {
@@ -945,7 +945,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	deferrable := pk.FixedHeader.Qos > 0 && !cl.Net.Inline
 	if deferrable {
-		cl.State.acks.beginPublish() // the hooks may call cl.DeferAck (patch 7)
+		cl.State.acks.beginPublish() // the hooks may call cl.DeferAck (patch 9)
 	}
 	pkx, err := s.hooks.OnPublish(cl, pk)
 	var held *pendingAck
@@ -1128,10 +1128,12 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	if out.FixedHeader.Qos > 0 {
+		// Deviceless patch 10: a message dropped for a full queue reaches OnPublishDropped,
+		// as one dropped for a full outbound buffer does, so its publisher can learn of it.
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
-			// add hook?
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
+			s.hooks.OnPublishDropped(cl, pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
@@ -1140,6 +1142,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			s.hooks.OnPacketIDExhausted(cl, pk)
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
+			s.hooks.OnPublishDropped(cl, pk)
 			return out, packets.ErrQuotaExceeded
 		}
 

@@ -4058,3 +4058,45 @@ func TestMinimum(t *testing.T) {
 	require.EqualValues(t, -1, minimum(-1, 20))
 	require.EqualValues(t, -2, minimum(-1, -2))
 }
+
+// droppedHook records the packets OnPublishDropped reports (Deviceless patch 10).
+type droppedHook struct {
+	HookBase
+	dropped []packets.Packet
+}
+
+func (h *droppedHook) ID() string { return "dropped" }
+
+func (h *droppedHook) Provides(b byte) bool { return b == OnPublishDropped }
+
+func (h *droppedHook) OnPublishDropped(cl *Client, pk packets.Packet) {
+	h.dropped = append(h.dropped, pk)
+}
+
+func TestPublishToClientQuotaDropReachesHook(t *testing.T) {
+	for _, full := range []string{"max inflight", "packet ids"} {
+		t.Run(full, func(t *testing.T) {
+			s := newServer()
+			h := new(droppedHook)
+			require.NoError(t, s.AddHook(h, nil))
+			cl, _, _ := newTestClient()
+			n := uint32(5)
+			if full == "max inflight" {
+				s.Options.Capabilities.MaximumInflight = uint16(n)
+				cl.ops.options.Capabilities.MaximumInflight = uint16(n)
+			} else {
+				n = cl.ops.options.Capabilities.maximumPacketID + 1
+			}
+			for i := uint32(0); i < n; i++ {
+				cl.State.Inflight.Set(packets.Packet{PacketID: uint16(i)})
+			}
+			pk := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
+			pk.Properties.CorrelationData = []byte("inv-1")
+			_, err := s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 1}, pk)
+			require.ErrorIs(t, err, packets.ErrQuotaExceeded)
+			require.Len(t, h.dropped, 1)
+			require.Equal(t, pk.TopicName, h.dropped[0].TopicName)
+			require.Equal(t, []byte("inv-1"), h.dropped[0].Properties.CorrelationData)
+		})
+	}
+}

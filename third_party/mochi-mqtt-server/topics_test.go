@@ -1066,3 +1066,24 @@ func TestInlineUnsubscribe(t *testing.T) {
 	ok = index.InlineUnsubscribe(1, "not/exist")
 	require.False(t, ok)
 }
+
+// Patch 7: gathering a particle's inline subscriptions makes one allocation (the
+// result's slice), not two maps, and takes each id once.
+func TestSubscribersInlineAllocations(t *testing.T) {
+	index := NewTopicsIndex()
+	handler := func(cl *Client, sub packets.Subscription, pk packets.Packet) {}
+	for i := 1; i <= 3; i++ {
+		index.InlineSubscribe(InlineSubscription{Subscription: packets.Subscription{Filter: "a/+/c", Identifier: i}, Handler: handler})
+		index.InlineSubscribe(InlineSubscription{Subscription: packets.Subscription{Filter: "a/b/c", Identifier: i}, Handler: handler})
+	}
+	require.Len(t, index.Subscribers("a/b/c").InlineSubscriptions, 3)
+	inline := index.root.particles.get("a").particles.get("+").particles.get("c").inlineSubscriptions
+	var sink *Subscribers
+	allocs := testing.AllocsPerRun(100, func() {
+		subs := &Subscribers{}
+		inline.appendTo(subs)
+		sink = subs
+	})
+	require.Equal(t, 2.0, allocs, "the Subscribers value and its slice")
+	require.Len(t, sink.InlineSubscriptions, 3)
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -70,4 +71,18 @@ func repoRoot(t testing.TB) string {
 			t.Fatalf("no go.mod above %s", dir)
 		}
 	}
+}
+
+// WasmExamples builds the example WebAssembly functions (examples/wasm, with
+// scripts/wasm-examples.sh) into a folder of the test's and returns it: go-echo.wasm
+// (≈ 3 MB) and c-echo.wasm (≈ 30 KB). A missing toolchain fails the test.
+func WasmExamples(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("bash", filepath.Join(repoRoot(t), "scripts", "wasm-examples.sh"), dir)
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the wasm examples: %v\n%s\ninstall the toolchain with `bash scripts/setup.sh` (or `go tool task setup`)", err, out)
+	}
+	return dir
 }

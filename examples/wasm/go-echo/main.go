@@ -4,7 +4,8 @@
 //
 // It reads the invocation JSON on stdin and writes one JSON value on stdout, as every
 // function does (docs/design.md, "Function contract"): it asks the agent to switch a line on
-// for 30 seconds — args.line (default "fan") to args.value (default 1) — and returns the
+// for 30 seconds (args.for; "" for no revert) — args.line (default "fan") to args.value
+// (default 1) — and returns the
 // invocation's args as its result. It uses only the standard library, so it also builds and
 // runs natively (`go run ./examples/wasm/go-echo <<<'{"args":{}}'`).
 package main
@@ -46,8 +47,12 @@ func main() {
 	if v, ok := inv.Args["value"].(float64); ok {
 		value = int(v)
 	}
+	hold := "30s"
+	if f, ok := inv.Args["for"].(string); ok {
+		hold = f // "" holds the value until the next actuation
+	}
 	out := output{
-		Actuate: []actuation{{Line: line, Value: value, For: "30s"}},
+		Actuate: []actuation{{Line: line, Value: value, For: hold}},
 		Result: map[string]any{
 			"function": os.Getenv("DEVICELESS_FUNCTION"),
 			"id":       os.Getenv("DEVICELESS_INVOCATION_ID"),

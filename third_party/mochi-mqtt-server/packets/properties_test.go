@@ -216,6 +216,18 @@ func TestEncodePropertiesDisallowProblemInfo(t *testing.T) {
 	require.False(t, bytes.Contains(b.Bytes(), []byte{26, 0, 8}))
 }
 
+// Deviceless patch 8: Request Problem Information 0 keeps a PUBLISH's user properties
+// [MQTT-3.1.2-29] (paho.golang's autopaho connects so).
+func TestEncodePropertiesDisallowProblemInfoPublish(t *testing.T) {
+	props := Properties{User: []UserProperty{{Key: "deviceless-chunk", Val: "0/1"}}}
+	b := bytes.NewBuffer([]byte{})
+	props.Encode(Publish, Mods{DisallowProblemInfo: true}, b, 0)
+	require.True(t, bytes.Contains(b.Bytes(), []byte("deviceless-chunk")))
+	b.Reset()
+	props.Encode(Puback, Mods{DisallowProblemInfo: true}, b, 0)
+	require.False(t, bytes.Contains(b.Bytes(), []byte("deviceless-chunk")))
+}
+
 func TestEncodePropertiesDisallowResponseInfo(t *testing.T) {
 	props := propertiesStruct
 	b := bytes.NewBuffer([]byte{})

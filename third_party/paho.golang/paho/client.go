@@ -993,6 +993,10 @@ func (c *Client) expectConnack(packet chan<- *packets.Connack, errs chan<- error
 // Whether or not the attempt to send the Disconnect packet fails
 // (and if it does this function returns any error) the network connection
 // is closed.
+// disconnectLinger bounds how long Disconnect waits for the server to close the
+// connection after the DISCONNECT (patch 2).
+const disconnectLinger = time.Second
+
 func (c *Client) Disconnect(d *Disconnect) error {
 	c.debug.Println("disconnecting", d)
 	// Deviceless patch 1 (PATCHES.md): with manual acknowledgements, Ack only releases an
@@ -1000,6 +1004,19 @@ func (c *Client) Disconnect(d *Disconnect) error {
 	// so the server would deliver those messages again. Send them before DISCONNECT.
 	c.flushAcks()
 	_, err := d.Packet().WriteTo(c.config.Conn)
+	// Deviceless patch 2 (PATCHES.md): closing the socket at once, with the server's
+	// messages still unread, makes the kernel reset the connection, and a reset discards
+	// what was not transmitted yet: the acknowledgements just flushed and the DISCONNECT.
+	// The server closes the connection once it has read the DISCONNECT; wait for that
+	// (the incoming goroutine sees the end and shuts the client down), for a bounded time.
+	if err == nil {
+		t := time.NewTimer(disconnectLinger)
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 
 	c.close()
 
