@@ -387,21 +387,47 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 	if !own {
 		client = cl.ID
 	}
-	err := in.journal.append(&ev, client, pk.PacketID, pk.FixedHeader.Dup, func() {
+	seq, err := in.journal.record(&ev, client, pk.PacketID, pk.FixedHeader.Dup, func() {
 		in.mu.Lock()
 		if !in.closed {
 			in.push(ev)
 		}
 		in.mu.Unlock()
 	})
-	if errors.Is(err, errResend) {
-		in.resends.Add(1)
-		return err
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errResend):
+		in.resends.Add(1) // acknowledged once its first copy is on disk
+	case err != nil:
 		return fmt.Errorf("broker: intake %q: %w", in.name, err)
+	default:
+		in.wake()
 	}
-	in.wake()
+	if serr := in.awaitDisk(cl, pk.TopicName, seq); serr != nil {
+		return serr
+	}
+	return err
+}
+
+// awaitDisk holds pk's acknowledgement until the journal is on disk up to seq. A network
+// client's is deferred (mochi patch 9): its connection goes on reading the client's
+// in-flight window while the journal's group commit fsyncs it all at once, and the
+// PUBACKs follow in order. The engine's own publishes wait here.
+func (in *Intake) awaitDisk(cl *mqtt.Client, topic string, seq uint64) error {
+	j := in.journal
+	if !j.sync {
+		return nil
+	}
+	ack := cl.DeferAck()
+	if ack == nil {
+		return j.syncTo(seq)
+	}
+	j.whenSynced(seq, func(err error) {
+		if err != nil && !errors.Is(err, ErrIntakeClosed) {
+			in.s.log.Error("intake journal sync failed: message not acknowledged", "intake", in.name, "client", cl.ID, "topic", topic, "err", err)
+		}
+		// An error disconnects the client, which sends the message again.
+		ack(err)
+	})
 	return nil
 }
 

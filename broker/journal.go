@@ -19,13 +19,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // A journal is a durable intake's write-ahead log. Each QoS 1 or 2 message the intake
 // takes is appended before mochi acknowledges it to its publisher: one write(2), so it
-// survives the process being killed; with sync also an fsync, shared by the publishers
-// waiting at the same time, so it survives a power cut. The consumer commits what it has
+// survives the process being killed; with sync also an fsync, so it survives a power cut.
+// The fsync is a group commit: one sync loop covers everything written so far, and the
+// acknowledgements wait for it (deferred, so a connection's in-flight window shares it). The consumer commits what it has
 // handled; after a restart the messages not committed are delivered again.
 //
 // Files: segments named by their first sequence number ("00000000000000000001.log"),
@@ -80,10 +82,25 @@ type journal struct {
 	buf       []byte
 	recent    map[string]*resends
 
-	smu     sync.Mutex // group fsync
-	scond   *sync.Cond
+	// Group commit: whoever waits for the disk registers a waiter; one goroutine (started
+	// when there is something to wait for, gone when there is not) fsyncs everything
+	// written so far and completes the waiters it covers, while new records are written.
+	smu     sync.Mutex
 	synced  uint64
-	syncing bool
+	waiters []syncWaiter
+	syncing bool // the sync loop runs
+	shut    bool // close has begun: no more waiters
+	syncWG  sync.WaitGroup
+	// syncFile is the sync loop's fsync ((*os.File).Sync; tests hold it), and syncs
+	// counts them.
+	syncFile func(*os.File) error
+	syncs    atomic.Uint64
+}
+
+// syncWaiter is a completion to call once the journal is on disk up to seq.
+type syncWaiter struct {
+	seq  uint64
+	done func(error)
 }
 
 type segment struct {
@@ -127,8 +144,8 @@ func openJournal(dir string, fsync bool, log *slog.Logger) (*journal, []Event, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("journal: %w", err)
 	}
-	j := &journal{dir: dir, sync: fsync, log: log, segmentSize: defaultSegmentSize, recent: map[string]*resends{}}
-	j.scond = sync.NewCond(&j.smu)
+	j := &journal{dir: dir, sync: fsync, log: log, segmentSize: defaultSegmentSize, recent: map[string]*resends{},
+		syncFile: (*os.File).Sync}
 	id, err := os.ReadFile(filepath.Join(dir, "id"))
 	switch {
 	case err == nil:
@@ -294,31 +311,44 @@ func (j *journal) eventID(seq uint64) string {
 	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
-// append journals ev (setting its Seq and ID) and calls then under the journal's lock,
-// so consumers see events in sequence order. client is the publisher's client id for
-// messages from the network ("" for the engine's own): for them it returns errResend for
-// a resend of a message already journaled (dup set, same packet id and content).
+// append journals ev as record does and, with sync, waits until it is on disk.
 func (j *journal) append(ev *Event, client string, pid uint16, dup bool, then func()) error {
+	seq, err := j.record(ev, client, pid, dup, then)
+	if err != nil && !errors.Is(err, errResend) {
+		return err
+	}
+	if serr := j.syncTo(seq); serr != nil {
+		return serr
+	}
+	return err
+}
+
+// record journals ev (setting its Seq and ID) with one write(2), not waiting for the
+// disk, and calls then under the journal's lock, so consumers see events in sequence
+// order. It returns the sequence number to wait for (syncTo, whenSynced) before the
+// message may be acknowledged. client is the publisher's client id for messages from the
+// network ("" for the engine's own): for them it returns errResend for a resend of a
+// message already journaled (dup set, same packet id and content), with the last sequence
+// number written, which covers the first copy.
+func (j *journal) record(ev *Event, client string, pid uint16, dup bool, then func()) (uint64, error) {
 	var h uint64
 	if client != "" {
 		h = contentHash(ev.Topic, ev.Payload)
 	}
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.f == nil {
-		j.mu.Unlock()
-		return ErrIntakeClosed
+		return 0, ErrIntakeClosed
 	}
 	if dup && client != "" {
 		if r := j.recent[client]; r != nil && r.has(pid, h) {
-			j.mu.Unlock()
-			return errResend
+			return j.seq, errResend
 		}
 	}
 	seq := j.seq + 1
 	j.buf = encodeEvent(j.buf[:0], seq, ev, client != "", pid, dup)
 	if err := j.write(j.buf); err != nil {
-		j.mu.Unlock()
-		return err
+		return 0, err
 	}
 	j.seq = seq
 	ev.Seq = seq
@@ -331,18 +361,12 @@ func (j *journal) append(ev *Event, client string, pid uint16, dup bool, then fu
 	if then != nil {
 		then()
 	}
-	var err error
 	if j.size >= j.segmentSize {
-		err = j.roll()
+		if err := j.roll(); err != nil {
+			return 0, err
+		}
 	}
-	j.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if j.sync {
-		return j.syncTo(seq)
-	}
-	return nil
+	return seq, nil
 }
 
 func (j *journal) remember(client string, pid uint16, h uint64) {
@@ -402,39 +426,99 @@ func (j *journal) roll() error {
 	return nil
 }
 
-// syncTo waits until the journal is on disk up to seq, sharing each fsync among the
-// publishers waiting for it.
+// syncTo waits until the journal is on disk up to seq (at once without sync).
 func (j *journal) syncTo(seq uint64) error {
+	done := make(chan error, 1)
+	j.whenSynced(seq, func(err error) { done <- err })
+	return <-done
+}
+
+// whenSynced calls done once the journal is on disk up to seq: with nil, or with the
+// error that keeps it from getting there (ErrIntakeClosed once the journal closes). Without
+// sync, or when seq is on disk already, it calls done at once. done runs on the sync loop:
+// it must not block.
+func (j *journal) whenSynced(seq uint64, done func(error)) {
+	if !j.sync {
+		done(nil)
+		return
+	}
 	j.smu.Lock()
-	defer j.smu.Unlock()
-	for j.synced < seq {
-		if j.syncing {
-			j.scond.Wait()
-			continue
-		}
-		j.syncing = true
-		j.mu.Lock()
-		f, target := j.f, j.seq
-		j.mu.Unlock()
+	switch {
+	case seq <= j.synced:
 		j.smu.Unlock()
-		var err error
+		done(nil)
+		return
+	case j.shut:
+		j.smu.Unlock()
+		done(ErrIntakeClosed)
+		return
+	}
+	j.waiters = append(j.waiters, syncWaiter{seq: seq, done: done})
+	if !j.syncing {
+		j.syncing = true
+		j.syncWG.Add(1)
+		go j.syncLoop()
+	}
+	j.smu.Unlock()
+}
+
+// syncLoop fsyncs until no waiter is left: each fsync covers everything written before
+// it, so the waiters registered meanwhile share the next one.
+func (j *journal) syncLoop() {
+	defer j.syncWG.Done()
+	var ready []syncWaiter
+	for {
+		j.mu.Lock()
+		f, target, syncFile := j.f, j.seq, j.syncFile
+		j.mu.Unlock()
+		err := ErrIntakeClosed
 		if f != nil {
-			err = f.Sync()
+			j.syncs.Add(1)
+			err = syncFile(f)
+			if errors.Is(err, os.ErrClosed) {
+				// A roll synced and closed that segment: what it held is on disk, the
+				// rest is in the next one.
+				continue
+			}
+			if err != nil {
+				err = fmt.Errorf("journal: sync: %w", err)
+			}
 		}
+
 		j.smu.Lock()
-		j.syncing = false
 		if err == nil && target > j.synced {
 			j.synced = target
 		}
-		j.scond.Broadcast()
-		if err != nil && !errors.Is(err, os.ErrClosed) {
-			return fmt.Errorf("journal: sync: %w", err)
+		synced := j.synced
+		ready = ready[:0]
+		kept := j.waiters[:0]
+		for _, w := range j.waiters {
+			if err != nil || w.seq <= synced {
+				ready = append(ready, w)
+			} else {
+				kept = append(kept, w)
+			}
 		}
-		if f == nil || err != nil {
-			return ErrIntakeClosed
+		clear(j.waiters[len(kept):])
+		j.waiters = kept
+		last := len(kept) == 0
+		if last {
+			j.syncing = false
+		}
+		j.smu.Unlock()
+
+		for _, w := range ready {
+			if w.seq <= synced {
+				w.done(nil) // on disk, whatever came after (close synced it)
+			} else {
+				w.done(err)
+			}
+		}
+		clear(ready)
+		if last {
+			return
 		}
 	}
-	return nil
 }
 
 // commit records that every event up to seq has been handled, and deletes the segments
@@ -466,20 +550,34 @@ func (j *journal) dropCommitted() {
 	}
 }
 
+// close syncs and closes the journal. The waiters the sync loop has not completed get
+// ErrIntakeClosed (their messages are on disk or not, but no longer acknowledged), and
+// close returns after the loop has ended.
 func (j *journal) close() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.f == nil {
-		return nil
-	}
-	var err error
-	if j.sync {
-		err = j.f.Sync()
-	}
-	if cerr := j.f.Close(); err == nil {
-		err = cerr
-	}
-	j.f = nil
+	j.smu.Lock()
+	j.shut = true
+	j.smu.Unlock()
+	err := func() error {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if j.f == nil {
+			return nil
+		}
+		var err error
+		if j.sync {
+			if err = j.f.Sync(); err == nil {
+				j.smu.Lock()
+				j.synced = max(j.synced, j.seq)
+				j.smu.Unlock()
+			}
+		}
+		if cerr := j.f.Close(); err == nil {
+			err = cerr
+		}
+		j.f = nil
+		return err
+	}()
+	j.syncWG.Wait()
 	return err
 }
 

@@ -119,6 +119,7 @@ type ClientConnection struct {
 	Remote   string        // the remote address of the client
 	Listener string        // listener id of the client
 	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+	batch    bool          // buffer writes until endBatch (patch 9: a run of acknowledgements), under the client's lock
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -155,6 +156,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	acks            ackQueue             // acknowledgements held back by a hook (patch 9)
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -172,6 +174,7 @@ func newClient(c net.Conn, o *ops) *Client {
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
 			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
+			acks:          newAckQueue(),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -200,6 +203,8 @@ func (cl *Client) WriteLoop() {
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
 			atomic.AddInt32(&cl.State.outboundQty, -1)
+		case <-cl.State.acks.wake:
+			cl.flushAcks()
 		case <-cl.State.open.Done():
 			return
 		}
@@ -603,7 +608,7 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
+		if len(cl.State.outbound) == 0 && !cl.Net.batch {
 			if cl.Net.outbuf == nil {
 				return buf.WriteTo(cl.Net.Conn)
 			}
@@ -643,6 +648,24 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
 
 	return err
+}
+
+// beginBatch buffers the packets written until endBatch, which writes them at once: one
+// write(2) for a run of acknowledgements instead of one each.
+func (cl *Client) beginBatch() {
+	cl.Lock()
+	cl.Net.batch = true
+	cl.Unlock()
+}
+
+func (cl *Client) endBatch() error {
+	cl.Lock()
+	defer cl.Unlock()
+	cl.Net.batch = false
+	if cl.Net.Conn == nil {
+		return nil
+	}
+	return cl.flushOutbuf()
 }
 
 func (cl *Client) flushOutbuf() (err error) {

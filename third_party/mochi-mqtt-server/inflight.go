@@ -141,9 +141,8 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 // This typically occurs when the quota has been exhausted, and we need to wait until new quota
 // is free to continue sending.
 func (i *Inflight) NextImmediate() (packets.Packet, bool) {
-	i.RLock()
-	defer i.RUnlock()
-
+	// GetAll read-locks: locking here too deadlocked when a writer came in between the
+	// two read locks (patch 9: acknowledgements are written from other goroutines).
 	m := i.GetAll(true)
 	if len(m) > 0 {
 		return m[0], true

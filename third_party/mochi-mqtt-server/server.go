@@ -883,8 +883,18 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
-	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
-		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
+	// The receive maximum bounds QoS 1 and 2 messages only (patch 9: with acknowledgements
+	// deferred, a client at its limit may still publish at QoS 0).
+	quota := func() int32 { return atomic.LoadInt32(&cl.State.Inflight.receiveQuota) }
+	if pk.FixedHeader.Qos > 0 && quota() == 0 {
+		// An MQTT 3 client was never told the limit: it waits for its deferred
+		// acknowledgements instead (its connection is not read meanwhile).
+		if cl.Properties.ProtocolVersion < 5 && !cl.waitAckRoom(quota) {
+			return ErrConnectionClosed
+		}
+		if quota() == 0 {
+			return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
+		}
 	}
 
 	if !cl.Net.Inline && !s.hooks.OnACLCheck(cl, pk.TopicName, true) {
@@ -902,7 +912,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		}
 
 		ack := s.buildAck(pk.PacketID, ackType, 0, pk.Properties, packets.ErrNotAuthorized)
-		return cl.WritePacket(ack)
+		return cl.ack(nil, func(error) error { return cl.WritePacket(ack) })
 	}
 
 	pk.Origin = cl.ID
@@ -917,7 +927,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		if pki, ok := cl.State.Inflight.GetInbound(pk.PacketID); ok {
 			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
 				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
-				return cl.WritePacket(ack)
+				return cl.ack(nil, func(error) error { return cl.WritePacket(ack) })
 			}
 			if ok := cl.State.Inflight.DeleteInbound(pk.PacketID); ok { // [MQTT-4.3.2-5]
 				atomic.AddInt64(&s.Info.Inflight, -1)
@@ -933,7 +943,15 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9] Reduce qos based on server max qos capability
 	}
 
+	deferrable := pk.FixedHeader.Qos > 0 && !cl.Net.Inline
+	if deferrable {
+		cl.State.acks.beginPublish() // the hooks may call cl.DeferAck (patch 9)
+	}
 	pkx, err := s.hooks.OnPublish(cl, pk)
+	var held *pendingAck
+	if deferrable {
+		held = cl.State.acks.endPublish()
+	}
 	if err == nil {
 		pk = pkx
 	} else if errors.Is(err, packets.ErrRejectPacket) {
@@ -941,11 +959,8 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	} else if errors.Is(err, packets.CodeSuccessIgnore) {
 		pk.Ignore = true
 	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
-		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
-		if err != nil {
-			return err
-		}
-		return nil
+		ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code))
+		return cl.ack(nil, func(error) error { return cl.WritePacket(ack) })
 	}
 
 	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
@@ -962,6 +977,32 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	cl.State.Inflight.DecreaseReceiveQuota()
+	if held == nil && cl.pendingAcks() == 0 {
+		err = s.acknowledgePublish(cl, pk, nil) // nothing waits before it (see Client.ack)
+	} else {
+		// A deferred acknowledgement goes out when the hook completes it; the message is
+		// delivered now, in the order the client's messages arrive. The copy keeps pk
+		// itself off the heap (a closure over it moved it there for every publish).
+		apk := pk
+		err = cl.ack(held, func(err error) error { return s.acknowledgePublish(cl, apk, err) })
+	}
+	if err != nil {
+		return err
+	}
+
+	s.publishToSubscribers(pk)
+	s.hooks.OnPublished(cl, pk)
+
+	return nil
+}
+
+// acknowledgePublish sends the PUBACK (QoS 1) or PUBREC (QoS 2) of a client's PUBLISH, on
+// the read loop or, when a hook deferred it, once the hook completed it (with err: the
+// message may not be acknowledged, the client is disconnected).
+func (s *Server) acknowledgePublish(cl *Client, pk packets.Packet, err error) error {
+	if err != nil {
+		return s.DisconnectClient(cl, ackError(err))
+	}
 	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.QosCodes[pk.FixedHeader.Qos]) // [MQTT-4.3.2-4]
 	if pk.FixedHeader.Qos == 2 {
 		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
@@ -972,6 +1013,11 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
+	if pk.FixedHeader.Qos == 1 {
+		// Before the write: written from another goroutine than the read loop, the
+		// client's next PUBLISH may be read before this returns.
+		cl.State.Inflight.IncreaseReceiveQuota()
+	}
 	err = cl.WritePacket(ack)
 	if err != nil {
 		return err
@@ -981,13 +1027,8 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		if ok := cl.State.Inflight.DeleteInbound(ack.PacketID); ok {
 			atomic.AddInt64(&s.Info.Inflight, -1)
 		}
-		cl.State.Inflight.IncreaseReceiveQuota()
 		s.hooks.OnQosComplete(cl, ack)
 	}
-
-	s.publishToSubscribers(pk)
-	s.hooks.OnPublished(cl, pk)
-
 	return nil
 }
 
