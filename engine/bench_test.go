@@ -204,35 +204,10 @@ func BenchmarkFullRate(b *testing.B) {
 	}
 	b.Run("mosquitto-forwarding", func(b *testing.B) {
 		addr := startMosquitto(b)
-		host, port, _ := net.SplitHostPort(addr)
-		// The subscriber takes the stream and a probe topic: the first probe it prints says
-		// its subscription is in place.
-		sub := exec.Command(subBin, "-h", host, "-p", port, "-t", "sensors/0/t", "-t", "probe", "-C", fmt.Sprint(b.N+1), "-W", "120")
-		out, err := sub.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := sub.Start(); err != nil {
-			b.Fatal(err)
-		}
-		ready, got := make(chan struct{}), make(chan int, 1)
-		go func() {
-			n, probed, sc := 0, false, bufio.NewScanner(out)
-			for sc.Scan() {
-				if sc.Text() == "probe" && !probed {
-					close(ready)
-					probed = true
-					continue
-				}
-				n++
-			}
-			got <- n
-		}()
-		waitSubscribed(b, pubBin, host, port, ready)
+		got := subscribeCount(b, pubBin, subBin, addr, "sensors/0/t", b.N)
 		start := publishTempLines(b, pubBin, addr)
 		n := <-got
 		elapsed := time.Since(start)
-		_ = sub.Wait()
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
 		b.ReportMetric(float64(b.N-n), "lost")
 	})
@@ -318,52 +293,8 @@ func waitSubscribed(b *testing.B, pubBin, host, port string, ready <-chan struct
 // mosquitto 2.0.11's QoS 1 (no fsync) with the same publishers, in the same run.
 // Group commit lets the publishers waiting at one moment share one fsync.
 func BenchmarkQoS1Publishers16(b *testing.B) {
-	bin, err := exec.LookPath("mosquitto_pub")
-	if err != nil {
-		b.Fatal("mosquitto_pub not found: run `go tool task setup`")
-	}
 	const publishers = 16
-	publishAll := func(b *testing.B, addr string) time.Time {
-		host, port, _ := net.SplitHostPort(addr)
-		per := b.N / publishers
-		paths := make([]string, publishers)
-		for p := range paths {
-			paths[p] = filepath.Join(b.TempDir(), fmt.Sprint("lines", p))
-			var sb strings.Builder
-			for i := 0; i < per; i++ {
-				fmt.Fprintf(&sb, "{\"c\": %d.5, \"seq\": %d}\n", i%40, i)
-			}
-			if err := os.WriteFile(paths[p], []byte(sb.String()), 0o644); err != nil {
-				b.Fatal(err)
-			}
-		}
-		b.ResetTimer()
-		start := time.Now()
-		errs := make(chan error, publishers)
-		for p := range paths {
-			go func() {
-				in, err := os.Open(paths[p])
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer in.Close()
-				cmd := exec.Command(bin, "-h", host, "-p", port, "-i", fmt.Sprint("pub", p), "-t", "sensors/0/t", "-q", "1", "-l")
-				cmd.Stdin = in
-				if out, err := cmd.CombinedOutput(); err != nil {
-					errs <- fmt.Errorf("mosquitto_pub: %v: %s", err, out)
-					return
-				}
-				errs <- nil
-			}()
-		}
-		for range paths {
-			if err := <-errs; err != nil {
-				b.Fatal(err)
-			}
-		}
-		return start
-	}
+	publishAll := func(b *testing.B, addr string) time.Time { return publishQoS1(b, addr, publishers) }
 	b.Run("mosquitto", func(b *testing.B) {
 		start := publishAll(b, startMosquitto(b))
 		b.ReportMetric(float64(b.N/publishers*publishers)/time.Since(start).Seconds(), "events/s")
