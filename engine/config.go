@@ -90,15 +90,24 @@ type DispatchConfig struct {
 	Backoff time.Duration `yaml:"backoff"`
 	// StartGrace is added to a function's timeout for queueing and container start.
 	StartGrace time.Duration `yaml:"start_grace"`
+	// MaxInFlight bounds a rule's invocations out to one agent at once; one more waits
+	// for a slot, holding the event loop (backpressure) rather than overflowing the agent's
+	// queue in the broker, which would drop it. Default: half the embedded broker's
+	// limits.max_queued (500 of 1000; the other half is room for actuations and module
+	// chunks), 500 with an external broker.
+	MaxInFlight int `yaml:"max_in_flight"`
 }
 
 // Defaults.
 const (
-	DefaultHTTP          = "127.0.0.1:8080"
-	DefaultHistory       = 1000
-	DefaultAttempts      = 3
-	DefaultBackoff       = 100 * time.Millisecond
-	DefaultStartGrace    = 3 * time.Second
+	DefaultHTTP       = "127.0.0.1:8080"
+	DefaultHistory    = 1000
+	DefaultAttempts   = 3
+	DefaultBackoff    = 100 * time.Millisecond
+	DefaultStartGrace = 3 * time.Second
+	// DefaultMaxInFlight is dispatch.max_in_flight: half the embedded broker's default
+	// limits.max_queued.
+	DefaultMaxInFlight   = broker.DefaultMaxQueued / 2
 	DefaultShutdownGrace = 5 * time.Second
 	// DefaultSessionExpiry is how long an external broker keeps an engine's persistent
 	// session (broker.client_id set) after it went away.
@@ -121,6 +130,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Dispatch.StartGrace <= 0 {
 		c.Dispatch.StartGrace = DefaultStartGrace
+	}
+	if c.Dispatch.MaxInFlight == 0 {
+		c.Dispatch.MaxInFlight = DefaultMaxInFlight
+		if q := int(c.Broker.Limits.MaxQueued); c.Broker.External == "" && q > 0 {
+			c.Dispatch.MaxInFlight = max(1, q/2)
+		}
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
@@ -183,6 +198,12 @@ func (c *Config) validate() error {
 	}
 	if c.Workers < 0 || c.Workers > maxWorkers {
 		errs = append(errs, fmt.Errorf("workers: %d: want 1 to %d (0: GOMAXPROCS)", c.Workers, maxWorkers))
+	}
+	if c.Dispatch.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("dispatch.max_in_flight: %d is negative", c.Dispatch.MaxInFlight))
+	}
+	if q := int(c.Broker.Limits.MaxQueued); c.Broker.External == "" && q > 0 && c.Dispatch.MaxInFlight > q {
+		errs = append(errs, fmt.Errorf("dispatch.max_in_flight: %d is more than broker.limits.max_queued (%d): the broker would drop the rest", c.Dispatch.MaxInFlight, q))
 	}
 	if c.Dispatch.Attempts > 10 {
 		errs = append(errs, fmt.Errorf("dispatch.attempts: %d is more than 10", c.Dispatch.Attempts))

@@ -28,6 +28,7 @@ type dispatcher struct {
 	pending map[string]*pending
 	closed  bool
 	idle    chan struct{} // signalled when pending becomes empty
+	stop    chan struct{} // closed when the dispatcher stops: senders waiting for a slot give up
 }
 
 // dispatchDeps are a dispatcher's narrow inputs, as mochi hands a client its ops and
@@ -51,6 +52,9 @@ type agentPicker interface {
 	// skipping those in exclude; line, when set, keeps agents with that output line.
 	selectAgents(t protocol.Target, line string, exclude []string) []string
 	addInFlight(agent string, delta int)
+	// acquire is addInFlight(agent, 1) after waiting while agent has limit or more
+	// invocations out (limit 0: none); false, counting nothing, when stop closes first.
+	acquire(agent string, limit int, stop <-chan struct{}) bool
 }
 
 // clock is the dispatcher's time: the system's in the engine, a fake one in tests.
@@ -110,7 +114,8 @@ type pending struct {
 	agent  string
 	tried  []string
 	timer  timer
-	sent   bool // an attempt is out (counted in the agent's in-flight)
+	sent   bool      // an attempt is out (counted in the agent's in-flight)
+	gone   time.Time // when the broker no longer holds the attempt's message (expired and swept)
 	reply  func(*finished)
 	caller string // who invoked it (caller.String())
 }
@@ -119,7 +124,7 @@ func newDispatcher(deps dispatchDeps) *dispatcher {
 	if deps.log == nil {
 		deps.log = slog.New(slog.DiscardHandler)
 	}
-	return &dispatcher{dispatchDeps: deps, pending: map[string]*pending{}, idle: make(chan struct{}, 1)}
+	return &dispatcher{dispatchDeps: deps, pending: map[string]*pending{}, idle: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 func newID() string {
@@ -184,18 +189,33 @@ func (d *dispatcher) send(p *pending) bool {
 	}
 	p.inv = inv
 	p.tried = append(p.tried, p.agent)
+	// Backpressure: a rule's invocation waits while its agent has limits.MaxInFlight out
+	// (beyond the agent's queue the broker would drop it), which holds the event loop and
+	// so the publishers. A client's invocation (API, MQTT invoke: rule "") never waits:
+	// the control loop that takes it also takes the results that free the slots.
+	limit := d.limits.MaxInFlight
+	if p.inv.Rule == "" {
+		limit = 0
+	}
+	if !d.agents.acquire(p.agent, limit, d.stop) {
+		d.deadLetter(p, "engine stopping: not dispatched", protocol.StatusError)
+		return true
+	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
+		d.agents.addInFlight(p.agent, -1)
 		d.deadLetter(p, "engine stopping: not dispatched", protocol.StatusError)
 		return true
 	}
 	d.pending[p.inv.ID] = p
 	id, agent := p.inv.ID, p.agent
 	p.sent = true
+	// The broker's expiry is in whole seconds (rounded up) and expired messages are swept
+	// once a second.
+	p.gone = inv.Deadline.Add(time.Second - budget%time.Second + 2*time.Second)
 	p.timer = d.clock.AfterFunc(budget+250*time.Millisecond, func() { d.timeout(id) })
 	d.mu.Unlock()
-	d.agents.addInFlight(agent, 1)
 	err = d.publish(broker.Message{
 		Topic: d.topics.AgentInvoke(agent), Payload: payload, QoS: 1,
 		ResponseTopic: d.topics.AgentResult(agent), CorrelationData: []byte(id),
@@ -220,7 +240,7 @@ func (d *dispatcher) timeout(id string) {
 	d.attemptFailed(id, "", func(p *pending) string {
 		d.counters.timeouts.Inc()
 		return fmt.Sprintf("no result from agent %s within %v", p.agent, d.budget(p))
-	}, protocol.StatusTimeout)
+	}, protocol.StatusTimeout, true)
 }
 
 // dropped handles an invocation the broker dropped instead of queueing it for agentID
@@ -240,13 +260,16 @@ func (d *dispatcher) dropped(agentID string, correlation []byte) {
 		d.attemptFailed(id, agentID, func(p *pending) string {
 			d.counters.dropped.Inc()
 			return fmt.Sprintf("not delivered: the broker's queue for agent %s is full (broker.limits.max_queued)", p.agent)
-		}, protocol.StatusRejected)
+		}, protocol.StatusRejected, false)
 	})
 }
 
 // attemptFailed ends the attempt of invocation id that is out (to agent, when not ""),
-// then retries or dead-letters it for the reason why says.
-func (d *dispatcher) attemptFailed(id, agent string, why func(*pending) string, status string) {
+// then retries or dead-letters it for the reason why says. held says the broker may still
+// hold the attempt's message for the agent (a timeout): its slot in the agent's in-flight
+// count (dispatch.max_in_flight) is given back only once the message has expired there,
+// so the count never says there is room the agent's queue in the broker has not.
+func (d *dispatcher) attemptFailed(id, agent string, why func(*pending) string, status string, held bool) {
 	d.mu.Lock()
 	p := d.pending[id]
 	sent := p != nil && p.sent && (agent == "" || p.agent == agent)
@@ -258,7 +281,12 @@ func (d *dispatcher) attemptFailed(id, agent string, why func(*pending) string, 
 	if !sent {
 		return
 	}
-	d.agents.addInFlight(p.agent, -1)
+	if wait := p.gone.Sub(d.clock.Now()); held && wait > 0 {
+		agent := p.agent
+		d.clock.AfterFunc(wait, func() { d.agents.addInFlight(agent, -1) })
+	} else {
+		d.agents.addInFlight(p.agent, -1)
+	}
 	d.retryOrDeadLetter(p, why(p), status)
 	d.signalIdle()
 }
@@ -394,6 +422,7 @@ func (d *dispatcher) drain(ctx context.Context) {
 		case <-ctx.Done():
 			d.mu.Lock()
 			d.closed = true
+			close(d.stop)
 			left := make([]*pending, 0, len(d.pending))
 			for id, p := range d.pending {
 				p.timer.Stop()
@@ -414,6 +443,7 @@ func (d *dispatcher) drain(ctx context.Context) {
 	}
 	d.mu.Lock()
 	d.closed = true
+	close(d.stop)
 	d.mu.Unlock()
 }
 

@@ -26,6 +26,9 @@ func TestDispatcher(t *testing.T) {
 	// A function with a 1s timeout and a 1s start grace: an attempt's budget is 2s, its
 	// timer fires 2.25s after it was sent.
 	const timeout = 2250 * time.Millisecond
+	// A timed-out attempt's message may still wait for the agent in the broker until it
+	// expires (whole seconds, swept once a second): its in-flight slot comes back then.
+	const released = 3 * time.Second
 	one, all := protocol.Target{Pick: protocol.PickOne}, protocol.Target{Pick: protocol.PickAll}
 	cases := []struct {
 		name   string
@@ -59,7 +62,7 @@ func TestDispatcher(t *testing.T) {
 	}, {
 		name:   "timeout: retried with the same id on another agent after the backoff",
 		agents: []string{"a1", "a2"},
-		steps:  []step{invoke(one), advance(timeout), advance(100 * time.Millisecond), answer("a2", protocol.StatusOK)},
+		steps:  []step{invoke(one), advance(timeout), advance(100 * time.Millisecond), answer("a2", protocol.StatusOK), advance(released)},
 		want: dispatchRun{
 			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: timeout + 100*time.Millisecond}},
 			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2,
@@ -133,10 +136,23 @@ func TestDispatcher(t *testing.T) {
 			Counts:   counts{Attempts: 1},
 		},
 	}, {
+		name:   "a timed-out attempt keeps its slot until the broker has dropped its message",
+		agents: []string{"a1"},
+		steps:  []step{invoke(one), advance(timeout)},
+		want: dispatchRun{
+			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1},
+				{DeadLetter: "no result from agent a1 within 2s; no other eligible agent", ID: "ev-1", Attempt: 1, Tried: []string{"a1"}, At: timeout}},
+			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a1", Status: "timeout",
+				Error: "no result from agent a1 within 2s; no other eligible agent", Attempts: 1, At: timeout}},
+			Replies:  []string{"ev-1"},
+			Counts:   counts{Attempts: 1, Timeouts: 1, DeadLetters: 1},
+			InFlight: map[string]int{"a1": 1},
+		},
+	}, {
 		name:   "timeouts: dead letter after the attempts",
 		agents: []string{"a1", "a2", "a3"},
 		limits: DispatchConfig{Attempts: 2},
-		steps:  []step{invoke(one), advance(timeout), advance(100 * time.Millisecond), advance(timeout)},
+		steps:  []step{invoke(one), advance(timeout), advance(100 * time.Millisecond), advance(timeout), advance(released)},
 		want: dispatchRun{
 			Sent: []sent{
 				{To: "a1", ID: "ev-1", Attempt: 1},
@@ -151,7 +167,7 @@ func TestDispatcher(t *testing.T) {
 	}, {
 		name:   "timeout without another agent: dead letter",
 		agents: []string{"a1"},
-		steps:  []step{invoke(one), advance(timeout)},
+		steps:  []step{invoke(one), advance(timeout), advance(released)},
 		want: dispatchRun{
 			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1},
 				{DeadLetter: "no result from agent a1 within 2s; no other eligible agent", ID: "ev-1", Attempt: 1, Tried: []string{"a1"}, At: timeout}},
@@ -186,7 +202,7 @@ func TestDispatcher(t *testing.T) {
 	}, {
 		name:   "pick all: a timeout is not retried",
 		agents: []string{"a1", "a2"},
-		steps:  []step{invoke(all), answer("a1", protocol.StatusOK), advance(timeout)},
+		steps:  []step{invoke(all), answer("a1", protocol.StatusOK), advance(timeout), advance(released)},
 		want: dispatchRun{
 			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-2", Attempt: 1},
 				{DeadLetter: "no result from agent a2 within 2s", ID: "ev-2", Attempt: 1, Tried: []string{"a2"}, At: timeout}},
@@ -221,7 +237,7 @@ func TestDispatcher(t *testing.T) {
 		name:   "a late result is counted late",
 		agents: []string{"a1", "a2"},
 		steps: []step{invoke(one), advance(timeout), advance(100 * time.Millisecond), answer("a2", protocol.StatusOK),
-			answer("a1", protocol.StatusOK), result("a1", `{"id":"unknown","status":"ok"}`, "")},
+			answer("a1", protocol.StatusOK), result("a1", `{"id":"unknown","status":"ok"}`, ""), advance(released)},
 		want: dispatchRun{
 			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: timeout + 100*time.Millisecond}},
 			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2,
@@ -278,7 +294,7 @@ func TestDispatcher(t *testing.T) {
 		name:   "a result from an agent tried before, after the retry went out, is late",
 		agents: []string{"a1", "a2"},
 		steps: []step{invoke(one), advance(timeout), advance(100 * time.Millisecond),
-			result("a1", `{"id":"ev-1","status":"ok"}`, "ev-1"), answer("a2", protocol.StatusOK)},
+			result("a1", `{"id":"ev-1","status":"ok"}`, "ev-1"), answer("a2", protocol.StatusOK), advance(released)},
 		want: dispatchRun{
 			Sent: []sent{{To: "a1", ID: "ev-1", Attempt: 1}, {To: "a2", ID: "ev-1", Attempt: 2, At: timeout + 100*time.Millisecond}},
 			Finished: []outcome{{ID: "ev-1", Function: "f", Rule: "r", Agent: "a2", Status: "ok", Attempts: 2,
@@ -685,6 +701,13 @@ func (a *fakeAgents) selectAgents(t protocol.Target, line string, exclude []stri
 }
 
 func (a *fakeAgents) addInFlight(id string, d int) { a.inFlight[id] += d }
+
+// acquire never waits: the fake clock's cases run on one goroutine (the registry's wait
+// is TestRegistryAcquireWaitsForASlot's).
+func (a *fakeAgents) acquire(id string, limit int, stop <-chan struct{}) bool {
+	a.inFlight[id]++
+	return true
+}
 
 // fakeClock is a clock that moves only when told; Advance runs the timers that come due,
 // in order, on the caller's goroutine.

@@ -117,3 +117,49 @@ func awayAgent(t *testing.T, addr, id, filter string) {
 		Lines: map[string]protocol.LineInfo{"fan": {Direction: "output"}}})
 	mosquittoPubAs(t, addr, id, "-t", protocol.Topics{}.AgentStatus(id), "-r", "-q", "1", "-m", string(st))
 }
+
+// A rule's invocations beyond dispatch.max_in_flight for one agent wait for a slot
+// instead of overflowing the agent's queue in the broker: with max_queued 4 (so
+// max_in_flight 2) and an agent away, five firings make five invocations that all end in
+// their timeouts, one slot after another, and the broker drops none of them.
+func TestRuleInvocationsWaitForAnAgentSlot(t *testing.T) {
+	dir := t.TempDir()
+	writeRules(t, dir, `
+functions:
+  echo:
+    runtime: sh
+    code: cat
+    timeout: 1s
+rules:
+  - name: hot
+    on: sensors/+/t
+    do:
+      - invoke: echo
+        target: {agent: a1}
+`)
+	cfg := testConfig(t, dir)
+	cfg.Broker.Limits.MaxQueued = 4
+	cfg.Dispatch.Attempts = 1
+	e := startEngine(t, cfg)
+	addr := e.BrokerAddr()
+	awayAgent(t, addr, "a1", protocol.Topics{}.AgentInvoke("a1"))
+	waitAgents(t, e, 1)
+	watcher := connect(t, addr, "ops", nil, nil)
+	watcher.sub(t, "deviceless/deadletter")
+	const n = 5
+	for i := range n {
+		mosquittoPub(t, addr, "-t", "sensors/r1/t", "-q", "1", "-m", fmt.Sprintf(`{"c": %d}`, i))
+	}
+	for range n {
+		var dl DeadLetter
+		if err := json.Unmarshal(watcher.next(t, "deviceless/deadletter").Payload, &dl); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Invocation == nil || !strings.Contains(dl.Reason, "no result from agent a1") {
+			t.Fatalf("dead letter %+v: want a timeout (a slot waited for, not a drop)", dl)
+		}
+	}
+	if got := testutilValue(e, "deviceless_dispatch_dropped_total", ""); got != 0 {
+		t.Errorf("deviceless_dispatch_dropped_total = %v, want 0", got)
+	}
+}

@@ -18,6 +18,9 @@ type registry struct {
 	mu     sync.Mutex
 	agents map[string]*agent
 	rr     uint64 // round-robin tie breaker for pick: one
+	// freed is closed (and replaced) when an agent's in-flight count falls or the agents
+	// change: acquire's waiters look again.
+	freed chan struct{}
 	// onChange receives a snapshot for the rules' `agents` variable.
 	onChange func([]rules.Agent)
 }
@@ -36,13 +39,14 @@ type AgentView struct {
 }
 
 func newRegistry(onChange func([]rules.Agent)) *registry {
-	return &registry{agents: map[string]*agent{}, onChange: onChange}
+	return &registry{agents: map[string]*agent{}, onChange: onChange, freed: make(chan struct{})}
 }
 
 // update applies a status message published on the agent's status topic.
 func (r *registry) update(id string, payload []byte, now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.wake()         // a waiter's agent may be gone or changed
 	if len(payload) == 0 { // a cleared retained status: the agent is gone
 		delete(r.agents, id)
 		r.changed()
@@ -159,6 +163,39 @@ func (r *registry) addInFlight(id string, d int) {
 	if a := r.agents[id]; a != nil {
 		a.inFlight = max(0, a.inFlight+d)
 	}
+	if d < 0 {
+		r.wake()
+	}
+}
+
+// acquire counts one more invocation out to agent id, first waiting while it has limit or
+// more out (limit 0: no wait). It returns false, counting nothing, when stop closes first.
+// An agent the registry does not know (gone meanwhile) is not waited for.
+func (r *registry) acquire(id string, limit int, stop <-chan struct{}) bool {
+	for {
+		r.mu.Lock()
+		a := r.agents[id]
+		if a == nil || limit <= 0 || a.inFlight < limit {
+			if a != nil {
+				a.inFlight++
+			}
+			r.mu.Unlock()
+			return true
+		}
+		freed := r.freed
+		r.mu.Unlock()
+		select {
+		case <-freed:
+		case <-stop:
+			return false
+		}
+	}
+}
+
+// wake lets acquire's waiters look again; r.mu is held.
+func (r *registry) wake() {
+	close(r.freed)
+	r.freed = make(chan struct{})
 }
 
 func (r *registry) list() []AgentView {

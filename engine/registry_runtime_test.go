@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -42,5 +43,46 @@ func TestSelectAgentsByRuntime(t *testing.T) {
 	}
 	if s := (protocol.Target{Agent: "x", Runtime: protocol.RuntimeWasm}).String(); s != `{"agent":"x"} running wasm` {
 		t.Errorf("target string %q", s)
+	}
+}
+
+// acquire counts an invocation at once below the limit, waits at it until one is given
+// back, and gives up (counting nothing) when stop closes.
+func TestRegistryAcquireWaitsForASlot(t *testing.T) {
+	r := newRegistry(nil)
+	st, _ := json.Marshal(protocol.Status{Agent: "a1", Online: true})
+	if err := r.update("a1", st, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	for range 2 {
+		if !r.acquire("a1", 2, stop) {
+			t.Fatal("acquire below the limit failed")
+		}
+	}
+	stopped := make(chan struct{})
+	close(stopped)
+	if r.acquire("a1", 2, stopped) {
+		t.Fatal("acquire at the limit counted an invocation instead of waiting")
+	}
+	got := make(chan bool)
+	go func() { got <- r.acquire("a1", 2, stop) }()
+	r.addInFlight("a1", -1)
+	if !<-got {
+		t.Fatal("acquire after a slot was freed failed")
+	}
+	if n := r.list()[0].InFlight; n != 2 {
+		t.Fatalf("in flight %d, want 2", n)
+	}
+	go func() { got <- r.acquire("a1", 2, stop) }()
+	close(stop)
+	if <-got {
+		t.Fatal("acquire after stop counted an invocation")
+	}
+	if n := r.list()[0].InFlight; n != 2 {
+		t.Fatalf("in flight %d after a stopped acquire, want 2", n)
+	}
+	if !r.acquire("gone", 2, stop) || !r.acquire("a1", 0, stop) {
+		t.Fatal("an unknown agent or no limit must not wait")
 	}
 }
