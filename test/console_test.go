@@ -60,12 +60,7 @@ func browser(t testing.TB) (chromium, playwright string) {
 
 // consoleReport is the JSON line test/console/console.mjs prints.
 type consoleReport struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error"`
-	Steps []struct {
-		Name string  `json:"name"`
-		At   float64 `json:"at_s"`
-	} `json:"steps"`
+	browserReport
 	Lines map[string]int `json:"lines"`
 	Loop  struct {
 		Rule   string   `json:"rule"`
@@ -77,25 +72,44 @@ type consoleReport struct {
 	Seconds float64           `json:"seconds"`
 }
 
-// runConsole runs test/console/console.mjs against url and returns its report.
-func runConsole(t *testing.T, url string, env ...string) consoleReport {
+// browserReport is what every test/*.mjs browser script reports on its last line.
+type browserReport struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error"`
+	Steps []struct {
+		Name string  `json:"name"`
+		At   float64 `json:"at_s"`
+	} `json:"steps"`
+}
+
+func (r *browserReport) report() *browserReport { return r }
+
+// runBrowser runs a test/*.mjs script in headless Chromium with env and decodes its last
+// line into rep, failing the test on a failure or a report that is not ok.
+func runBrowser[R interface{ report() *browserReport }](t *testing.T, what, script string, timeout time.Duration, env []string, rep R) {
 	t.Helper()
 	chromium, playwright := browser(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(repoRoot, "test", "console", "console.mjs"))
-	cmd.Env = append(os.Environ(), append([]string{"CONSOLE_URL=" + url, "CHROMIUM=" + chromium, "PLAYWRIGHT_DIR=" + playwright}, env...)...)
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(repoRoot, "test", script))
+	cmd.Env = append(os.Environ(), append([]string{"CHROMIUM=" + chromium, "PLAYWRIGHT_DIR=" + playwright}, env...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	var rep consoleReport
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); jerr != nil || err != nil || !rep.OK {
-		t.Fatalf("console in Chromium: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), rep); jerr != nil || err != nil || !rep.report().OK {
+		t.Fatalf("%s in Chromium: %v\nstdout:\n%s\nstderr:\n%s", what, err, stdout.String(), stderr.String())
 	}
-	for _, s := range rep.Steps {
+	for _, s := range rep.report().Steps {
 		t.Logf("%6.2fs  %s", s.At, s.Name)
 	}
+}
+
+// runConsole runs test/console/console.mjs against url and returns its report.
+func runConsole(t *testing.T, url string, env ...string) consoleReport {
+	t.Helper()
+	var rep consoleReport
+	runBrowser(t, "console", "console/console.mjs", 5*time.Minute, append([]string{"CONSOLE_URL=" + url}, env...), &rep)
 	return rep
 }
 

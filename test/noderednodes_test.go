@@ -325,38 +325,19 @@ func TestNodeREDNodes(t *testing.T) {
 
 // editorReport is the JSON line test/nodered/editor.mjs prints.
 type editorReport struct {
-	OK        bool     `json:"ok"`
-	Error     string   `json:"error"`
+	browserReport
 	Functions []string `json:"functions"`
 	Test      string   `json:"test"`
-	Steps     []struct {
-		Name string  `json:"name"`
-		At   float64 `json:"at_s"`
-	} `json:"steps"`
 }
 
 // runEditor runs test/nodered/editor.mjs against the Node-RED at base.
 func runEditor(t *testing.T, base string, env ...string) editorReport {
 	t.Helper()
-	chromium, playwright := browser(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(repoRoot, "test", "nodered", "editor.mjs"))
-	env = append([]string{"NODERED_URL=" + base, "CHROMIUM=" + chromium, "PLAYWRIGHT_DIR=" + playwright}, env...)
+	env = append([]string{"NODERED_URL=" + base}, env...)
 	if shot := os.Getenv("DEVICELESS_NODERED_SCREENSHOT"); shot != "" {
 		env = append(env, "SCREENSHOT="+shot) // scripts/nodered-screenshot.sh
 	}
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
 	var rep editorReport
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); jerr != nil || err != nil || !rep.OK {
-		t.Fatalf("Node-RED editor in Chromium: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	for _, s := range rep.Steps {
-		t.Logf("%6.2fs  %s", s.At, s.Name)
-	}
+	runBrowser(t, "Node-RED editor", "nodered/editor.mjs", 3*time.Minute, env, &rep)
 	return rep
 }

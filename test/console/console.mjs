@@ -10,40 +10,15 @@
 //   SCREENSHOT          PNG file to write (full page), optional
 //   SCREENSHOT_AFTER_S  demo mode: seconds to let the console fill before the screenshot
 
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { fail, launch, newReport } from '../browser.mjs';
 
 const env = process.env;
 const url = env.CONSOLE_URL;
 const mode = env.CONSOLE_MODE || 'demo';
 if (!url) fail('CONSOLE_URL is not set');
-if (!env.PLAYWRIGHT_DIR) fail('PLAYWRIGHT_DIR is not set');
-const require = createRequire(path.join(env.PLAYWRIGHT_DIR, 'package.json'));
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch (err) {
-  fail(`playwright-core is not installed in ${env.PLAYWRIGHT_DIR}: ${err.message}`);
-}
 
-function fail(msg) {
-  console.log(JSON.stringify({ ok: false, error: msg }));
-  process.exit(1);
-}
-
-const t0 = Date.now();
-const elapsed = () => (Date.now() - t0) / 1000;
-const report = { ok: true, mode, steps: [] };
-const step = (name, extra = {}) => report.steps.push({ name, at_s: Number(elapsed().toFixed(2)), ...extra });
-
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || '/usr/bin/chromium',
-  // Without the background-networking flags Chromium keeps opening refused connections.
-  // playwright adds --headless and a fresh user data dir of its own.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  timeout: 60000,
-}).catch((err) => fail(`cannot launch ${env.CHROMIUM || '/usr/bin/chromium'}: ${err.message}`));
+const { report, step, elapsed } = newReport({ mode });
+const browser = await launch(env);
 
 const errors = [];
 let code = 0;

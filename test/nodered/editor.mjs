@@ -12,37 +12,16 @@
 //   PLAYWRIGHT_DIR        folder holding node_modules/playwright-core
 //   SCREENSHOT            PNG file to write of the node's form (the package README's), optional
 
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { fail, launch, newReport } from '../browser.mjs';
 
 const env = process.env;
-for (const k of ['NODERED_URL', 'PLAYWRIGHT_DIR', 'DLX_FUNCTION_NODE', 'DLX_ENGINE_NODE']) {
+for (const k of ['NODERED_URL', 'DLX_FUNCTION_NODE', 'DLX_ENGINE_NODE']) {
   if (!env[k]) fail(`${k} is not set`);
 }
-const require = createRequire(path.join(env.PLAYWRIGHT_DIR, 'package.json'));
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch (err) {
-  fail(`playwright-core is not installed in ${env.PLAYWRIGHT_DIR}: ${err.message}`);
-}
 
-function fail(msg) {
-  console.log(JSON.stringify({ ok: false, error: msg }));
-  process.exit(1);
-}
-
-const t0 = Date.now();
-const report = { ok: true, steps: [] };
-const step = (name) => report.steps.push({ name, at_s: Number(((Date.now() - t0) / 1000).toFixed(2)) });
+const { report, step, elapsed } = newReport();
 const byId = (id) => `[id="${id}"]`;
-
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  timeout: 60000,
-}).catch((err) => fail(`cannot launch ${env.CHROMIUM || '/usr/bin/chromium'}: ${err.message}`));
+const browser = await launch(env);
 
 const errors = [];
 let code = 0;
@@ -114,7 +93,7 @@ try {
   await page.click('#node-config-dialog-cancel');
   await page.click('#node-dialog-cancel');
   if (errors.length) throw new Error(errors.join('; '));
-  report.seconds = (Date.now() - t0) / 1000;
+  report.seconds = elapsed();
 } catch (err) {
   report.ok = false;
   report.error = err.message + (errors.length ? ` (${errors.join('; ')})` : '');
