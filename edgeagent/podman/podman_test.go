@@ -333,18 +333,7 @@ func TestPreparedContainers(t *testing.T) {
 			t.Fatalf("hang: %+v", out)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := rt.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rt2.Sweep(ctx); err != nil || n != 0 {
-		t.Fatalf("left behind after close: %d, %v", n, err)
-	}
+	closeLeavesNothing(t, rt)
 }
 
 func TestWarmPython(t *testing.T) {
@@ -464,5 +453,23 @@ echo "{\"quota\":\"$(quota)\",\"usage_ns\":$((u1 - u0)),\"wall_cs\":$((t1 - t0))
 	}
 	if share > 0.25*1.4 {
 		t.Errorf("two busy loops used %.3f CPUs, want at most about 0.25", share)
+	}
+}
+
+// closeLeavesNothing closes rt and checks, with a new runtime of the same agent, that no
+// container of it is left.
+func closeLeavesNothing(t *testing.T, rt *Runtime) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := rt.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := rt2.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("left behind after close: %d, %v", n, err)
 	}
 }

@@ -450,18 +450,7 @@ func TestWarmPythonConcurrentAndBig(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := rt.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rt2, err := New(Config{Socket: rt.cfg.Socket, Agent: rt.cfg.Agent, CodeDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rt2.Sweep(ctx); err != nil || n != 0 {
-		t.Fatalf("left behind after close: %d, %v", n, err)
-	}
+	closeLeavesNothing(t, rt)
 }
 
 // A big invocation reaches a warm sh function whole.
