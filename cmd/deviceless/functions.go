@@ -129,12 +129,20 @@ func functionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return 2
 }
 
-// nameFirst takes a leading positional argument, so it may come before the flags.
-func nameFirst(args []string) (string, []string) {
+// parseNamed parses fs's flags and returns the one positional argument (a name or a
+// file), which may come before the flags or after them ("" without one); ok is false when
+// the flags do not parse (fs has said why).
+func parseNamed(fs *flag.FlagSet, args []string) (name string, ok bool) {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		return args[0], args[1:]
+		name, args = args[0], args[1:]
 	}
-	return "", args
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	}
+	return name, true
 }
 
 // deployFile is a deploy file: the API's body plus the function's name and, instead of
@@ -176,12 +184,9 @@ func functionsDeploy(ctx context.Context, args []string, stdout, stderr io.Write
 			"override it. Prints the version (NAME@N); an unchanged function keeps its version.\n\n")
 		fs.PrintDefaults()
 	}
-	file, args := nameFirst(args)
-	if err := fs.Parse(args); err != nil {
+	file, ok := parseNamed(fs, args)
+	if !ok {
 		return 2
-	}
-	if file == "" && fs.NArg() > 0 {
-		file = fs.Arg(0)
 	}
 	var d deployFile
 	var src []byte
@@ -408,12 +413,9 @@ func functionsShow(ctx context.Context, args []string, stdout, stderr io.Writer,
 	fs := flag.NewFlagSet("functions "+what, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	api := apiFlags(fs)
-	name, args := nameFirst(args)
-	if err := fs.Parse(args); err != nil {
+	name, ok := parseNamed(fs, args)
+	if !ok {
 		return 2
-	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
 	}
 	if name == "" {
 		fmt.Fprintf(stderr, "usage: deviceless functions %s NAME[@VERSION] [--http ADDR] [--token T | --user U:P]\n", what)
@@ -460,12 +462,9 @@ func functionsRm(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("functions rm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	api := apiFlags(fs)
-	name, args := nameFirst(args)
-	if err := fs.Parse(args); err != nil {
+	name, ok := parseNamed(fs, args)
+	if !ok {
 		return 2
-	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
 	}
 	if name == "" {
 		fmt.Fprintln(stderr, "usage: deviceless functions rm NAME [--http ADDR] [--token T | --user U:P]")
@@ -495,12 +494,9 @@ func logsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"and the tail of the function's stderr when one failed.\n\n")
 		fs.PrintDefaults()
 	}
-	name, args := nameFirst(args)
-	if err := fs.Parse(args); err != nil {
+	name, ok := parseNamed(fs, args)
+	if !ok {
 		return 2
-	}
-	if name == "" && fs.NArg() > 0 {
-		name = fs.Arg(0)
 	}
 	if name == "" {
 		fs.Usage()
