@@ -114,8 +114,7 @@ type pending struct {
 	agent  string
 	tried  []string
 	timer  timer
-	sent   bool      // an attempt is out (counted in the agent's in-flight)
-	gone   time.Time // when the broker no longer holds the attempt's message (expired and swept)
+	sent   bool // an attempt is out (counted in the agent's in-flight)
 	reply  func(*finished)
 	caller string // who invoked it (caller.String())
 }
@@ -211,9 +210,6 @@ func (d *dispatcher) send(p *pending) bool {
 	d.pending[p.inv.ID] = p
 	id, agent := p.inv.ID, p.agent
 	p.sent = true
-	// The broker's expiry is in whole seconds (rounded up) and expired messages are swept
-	// once a second.
-	p.gone = inv.Deadline.Add(time.Second - budget%time.Second + 2*time.Second)
 	p.timer = d.clock.AfterFunc(budget+250*time.Millisecond, func() { d.timeout(id) })
 	d.mu.Unlock()
 	err = d.publish(broker.Message{
@@ -264,6 +260,14 @@ func (d *dispatcher) dropped(agentID string, correlation []byte) {
 	})
 }
 
+// brokerHolds is until when the broker may still hold p's attempt's message for the agent:
+// its expiry is the budget in whole seconds, rounded up, from the send, and expired
+// messages are swept once a second.
+func (d *dispatcher) brokerHolds(p *pending) time.Time {
+	budget := d.budget(p)
+	return p.inv.Deadline.Add(time.Second - budget%time.Second + 2*time.Second)
+}
+
 // attemptFailed ends the attempt of invocation id that is out (to agent, when not ""),
 // then retries or dead-letters it for the reason why says. held says the broker may still
 // hold the attempt's message for the agent (a timeout): its slot in the agent's in-flight
@@ -281,7 +285,7 @@ func (d *dispatcher) attemptFailed(id, agent string, why func(*pending) string, 
 	if !sent {
 		return
 	}
-	if wait := p.gone.Sub(d.clock.Now()); held && wait > 0 {
+	if wait := d.brokerHolds(p).Sub(d.clock.Now()); held && wait > 0 {
 		agent := p.agent
 		d.clock.AfterFunc(wait, func() { d.agents.addInFlight(agent, -1) })
 	} else {
