@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/deviceless/deviceless/internal/atomicfile"
 )
 
 // A journal is a durable intake's write-ahead log. Each QoS 1 or 2 message the intake
@@ -154,7 +156,7 @@ func openJournal(dir string, fsync bool, log *slog.Logger) (*journal, []Event, e
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		j.id = hex.EncodeToString(b[:])
-		if err := writeFileSync(filepath.Join(dir, "id"), []byte(j.id+"\n")); err != nil {
+		if err := atomicfile.WriteBytes(filepath.Join(dir, "id"), 0o600, []byte(j.id+"\n")); err != nil {
 			return nil, nil, fmt.Errorf("journal: %w", err)
 		}
 	default:
@@ -295,7 +297,7 @@ func journalKey(dir string) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	if err := writeFileSync(path, key); err != nil {
+	if err := atomicfile.WriteBytes(path, 0o600, key); err != nil {
 		return nil, err
 	}
 	return key, nil
@@ -716,22 +718,6 @@ func (d *decoder) bytes() []byte {
 	v := d.b[:n]
 	d.b = d.b[n:]
 	return v
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func syncDir(dir string) error {

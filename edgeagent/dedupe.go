@@ -9,10 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 
+	"github.com/deviceless/deviceless/internal/atomicfile"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -331,44 +331,31 @@ func (d *dedupe) compact() error {
 	if d.path == "" {
 		return nil
 	}
-	tmp := d.path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 64<<10)
 	records, size := 0, int64(0)
-	write := func(rec dedupeRecord) {
-		line, _ := encodeJSON(rec)
-		n, _ := w.Write(append(line, '\n'))
-		records++
-		size += int64(n)
-	}
-	for _, id := range d.order {
-		write(dedupeRecord{ID: id, Result: d.entries[id].payload})
-	}
-	for _, id := range sortedKeys(d.entries) {
-		if e := d.entries[id]; e.applying {
-			write(dedupeRecord{ID: id, Applying: true})
+	err := atomicfile.Write(d.path, 0o600, func(w io.Writer) error {
+		write := func(rec dedupeRecord) error {
+			line, _ := encodeJSON(rec)
+			n, err := w.Write(append(line, '\n'))
+			records++
+			size += int64(n)
+			return err
 		}
-	}
-	err = w.Flush()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, d.path)
-	}
+		for _, id := range d.order {
+			if err := write(dedupeRecord{ID: id, Result: d.entries[id].payload}); err != nil {
+				return err
+			}
+		}
+		for _, id := range sortedKeys(d.entries) {
+			if e := d.entries[id]; e.applying {
+				if err := write(dedupeRecord{ID: id, Applying: true}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		_ = os.Remove(tmp)
 		return err
-	}
-	if dir, err := os.Open(filepath.Dir(d.path)); err == nil {
-		_ = dir.Sync()
-		dir.Close()
 	}
 	if d.f != nil {
 		d.f.Close()

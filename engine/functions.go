@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/internal/atomicfile"
 	"github.com/deviceless/deviceless/metrics"
 	"github.com/deviceless/deviceless/protocol"
 	"github.com/deviceless/deviceless/rules"
@@ -460,28 +460,15 @@ func (l *appendLog) Append(line []byte) error {
 // Rewrite replaces the file's content with lines, atomically: a crash leaves the old
 // content or the new one.
 func (l *appendLog) Rewrite(lines [][]byte) error {
-	tmp := l.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	err := atomicfile.Write(l.path, 0o600, func(w io.Writer) error {
+		for _, line := range lines {
+			if _, err := w.Write(append(line, '\n')); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	for _, line := range lines {
-		w.Write(line)
-		w.WriteByte('\n')
-	}
-	err = w.Flush()
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, l.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
 		return err
 	}
 	nf, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND, 0o600)

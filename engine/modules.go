@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/internal/atomicfile"
 	"github.com/deviceless/deviceless/protocol"
 )
 
@@ -54,22 +55,7 @@ func (m *moduleFiles) put(b []byte) (string, error) {
 	if m.has(d) {
 		return d, nil
 	}
-	tmp, err := os.CreateTemp(m.dir, ".put-*")
-	if err != nil {
-		return "", fmt.Errorf("module %s: %w", d, err)
-	}
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), m.path(d))
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := atomicfile.WriteBytes(m.path(d), 0o600, b); err != nil {
 		return "", fmt.Errorf("module %s: %w", d, err)
 	}
 	return d, nil

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/deviceless/deviceless/internal/atomicfile"
 	"github.com/deviceless/deviceless/rules"
 )
 
@@ -203,30 +204,12 @@ func equalRuns(a, b map[string]lastRun) bool {
 	return true
 }
 
-// writeFileAtomic replaces path with data: a temporary file, synced, renamed over it.
+// writeFileAtomic replaces path with data, making its folder first.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-	}
-	return err
+	return atomicfile.WriteBytes(path, 0o600, data)
 }
 
 // actScheduled carries out a scheduled run's firing. Its invocations and actuations are
