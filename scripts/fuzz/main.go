@@ -87,6 +87,13 @@ func main() {
 	line := fmt.Sprintf("%s %s: %d executions in %s (%d replaying the corpus), %d new interesting",
 		pkg, name, p.execs, *fuzztime, p.baseline, p.interesting)
 	switch {
+	case runErr != nil && p.raceOnly():
+		fmt.Printf("note: go test reported only Go 1.26's fuzz deadline race (go.dev/issue/75804), no failing input: the run counts\n")
+		if p.execs < want {
+			fmt.Printf("FAIL %s; the floor is %d (%g/s): the fuzzer stalled\n", line, want, *floor)
+			os.Exit(1)
+		}
+		fmt.Printf("ok   %s (floor %d)\n", line, want)
 	case runErr != nil:
 		fmt.Printf("FAIL %s (go test: %v)\n", line, runErr)
 		os.Exit(1)
@@ -172,6 +179,22 @@ type progress struct {
 	execs, interesting int64
 	baseline           int64 // corpus entries replayed first (counted in execs)
 	fuzzing            bool  // the replay finished and fuzzing began
+	// deadlineRace: the only failure reported is Go 1.26's coordinator race at the end of
+	// a duration -fuzztime (go.dev/issue/75804): "--- FAIL: FuzzX (5.11s)" followed by a
+	// bare "context deadline exceeded", no failing input written, no test output. The
+	// fix (CL 774140) is in Go 1.27 and not backported; this module builds with 1.26, and
+	// fuzzing under another toolchain than the build's would fuzz other encoding/json
+	// semantics (1.27's error texts and duplicate-key rules differ), so the race is
+	// recognised here, exactly, until go.mod moves to 1.27.
+	deadlineRace bool
+	failures     int // "--- FAIL" lines
+	other        int // lines after a "--- FAIL" other than the race's and go test's summary
+}
+
+// raceOnly reports whether the one failure go test reported is the deadline race, after
+// fuzzing had begun.
+func (p progress) raceOnly() bool {
+	return p.fuzzing && p.deadlineRace && p.failures == 1 && p.other == 0
 }
 
 // The fuzzer's lines:
@@ -204,6 +227,16 @@ func scan(r io.Reader, w io.Writer) progress {
 		}
 		if strings.Contains(line, "now fuzzing") {
 			p.fuzzing = true
+		}
+		switch trimmed := strings.TrimSpace(line); {
+		case strings.HasPrefix(trimmed, "--- FAIL"):
+			p.failures++
+		case p.failures == 0:
+		case trimmed == "context deadline exceeded" && !p.deadlineRace:
+			p.deadlineRace = true
+		case trimmed == "FAIL" || strings.HasPrefix(trimmed, "exit status ") || strings.HasPrefix(trimmed, "FAIL\t"):
+		default:
+			p.other++ // a failing input, a panic, a test's own message
 		}
 	}
 	_, _ = io.Copy(w, r) // a line too long for the scanner: pass on the rest

@@ -90,3 +90,55 @@ func TestTrim(t *testing.T) {
 		t.Errorf("trim(missing) = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// TestScanDeadlineRace: the output of CI's FuzzTopicFilter run that failed with Go 1.26's
+// coordinator race is recognised; a real failure after fuzzing began is not.
+func TestScanDeadlineRace(t *testing.T) {
+	head := `fuzz: elapsed: 0s, gathering baseline coverage: 110/110 completed, now fuzzing with 2 workers
+fuzz: elapsed: 3s, execs: 191228 (63742/sec), new interesting: 32 (total: 142)
+fuzz: elapsed: 5s, execs: 350243 (76045/sec), new interesting: 38 (total: 148)
+`
+	race := head + `--- FAIL: FuzzTopicFilter (5.11s)
+    context deadline exceeded
+FAIL
+exit status 1
+FAIL	github.com/deviceless/deviceless/topic	5.109s
+`
+	var echo strings.Builder
+	if p := scan(strings.NewReader(race), &echo); !p.raceOnly() || p.execs != 350243 {
+		t.Errorf("CI's race output: %+v, want the race alone recognised after 350243 execs", p)
+	}
+	for name, out := range map[string]string{
+		"a failing input": head + `--- FAIL: FuzzTopicFilter (0.12s)
+    --- FAIL: FuzzTopicFilter (0.00s)
+        topic_test.go:88: "a/#/b": matches "a/x/b", the reference does not
+
+    Failing input written to testdata/fuzz/FuzzTopicFilter/5d0a6c5
+    To re-run:
+    go test -run=FuzzTopicFilter/5d0a6c5
+FAIL
+exit status 1
+FAIL	github.com/deviceless/deviceless/topic	0.130s
+`,
+		"a target's own deadline error": head + `--- FAIL: FuzzTopicFilter (0.12s)
+    --- FAIL: FuzzTopicFilter (0.00s)
+        topic_test.go:88: context deadline exceeded
+    context deadline exceeded
+FAIL
+`,
+		"the race's text before fuzzing began": `fuzz: elapsed: 5s, gathering baseline coverage: 3/110 completed
+--- FAIL: FuzzTopicFilter (5.11s)
+    context deadline exceeded
+FAIL
+`,
+		"a panic": head + `--- FAIL: FuzzTopicFilter (5.11s)
+    context deadline exceeded
+panic: runtime error: index out of range [3] with length 3
+FAIL
+`,
+	} {
+		if p := scan(strings.NewReader(out), &echo); p.raceOnly() {
+			t.Errorf("%s taken for the deadline race: %+v", name, p)
+		}
+	}
+}
