@@ -440,7 +440,11 @@ func hops(b *broker.Event) int {
 	if b == nil {
 		return 0 // a scheduled run
 	}
-	n, _ := strconv.Atoi(userProperty(b, hopProperty))
+	v := userProperty(b, hopProperty)
+	if v == "" {
+		return 0 // the common case: Atoi would allocate its error for every event
+	}
+	n, _ := strconv.Atoi(v)
 	return max(n, 0)
 }
 

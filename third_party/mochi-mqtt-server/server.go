@@ -1062,8 +1062,9 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 
-	subscribers := s.Topics.Subscribers(pk.TopicName)
+	subscribers := s.Topics.pooledSubscribers(pk.TopicName)
 	if len(subscribers.Shared) > 0 {
+		// A hook may keep what it is given: that value is not reused (patch 11).
 		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
 		if len(subscribers.SharedSelected) == 0 {
 			subscribers.SelectShared()
@@ -1084,6 +1085,9 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
 			}
 		}
+	}
+	if subscribers.Shared == nil {
+		s.Topics.releaseSubscribers(subscribers)
 	}
 }
 

@@ -352,6 +352,8 @@ func (s *Subscribers) MergeSharedSelected() {
 type TopicsIndex struct {
 	Retained *packets.Packets
 	root     *particle // a leaf containing a message and more leaves.
+	// subscribersPool holds the Subscribers of finished publishes (patch 11).
+	subscribersPool sync.Pool
 }
 
 // NewTopicsIndex returns a pointer to a new instance of Index.
@@ -589,6 +591,32 @@ func (x *TopicsIndex) Subscribers(topic string) *Subscribers {
 	})
 }
 
+// pooledSubscribers is Subscribers into a reused value (patch 11: the value and its map
+// were made for every PUBLISH). Give it back with releaseSubscribers once nothing holds it.
+func (x *TopicsIndex) pooledSubscribers(topic string) *Subscribers {
+	subs, _ := x.subscribersPool.Get().(*Subscribers)
+	if subs == nil {
+		subs = &Subscribers{Subscriptions: map[string]packets.Subscription{}}
+	}
+	return x.scanSubscribers(topic, 0, nil, subs)
+}
+
+// pooledSubscribersMax bounds the subscriptions of a pooled value: a cleared map keeps its
+// size, and iterating it costs that size at every later publish.
+const pooledSubscribersMax = 64
+
+// releaseSubscribers gives back a value of pooledSubscribers.
+func (x *TopicsIndex) releaseSubscribers(subs *Subscribers) {
+	if len(subs.Subscriptions) > pooledSubscribersMax || len(subs.InlineSubscriptions) > pooledSubscribersMax {
+		return
+	}
+	clear(subs.Subscriptions)
+	clear(subs.InlineSubscriptions) // their handlers
+	subs.InlineSubscriptions = subs.InlineSubscriptions[:0]
+	subs.Shared, subs.SharedSelected = nil, nil
+	x.subscribersPool.Put(subs)
+}
+
 // scanSubscribers returns a list of client subscriptions matching an indexed topic address.
 func (x *TopicsIndex) scanSubscribers(topic string, d int, n *particle, subs *Subscribers) *Subscribers {
 	if n == nil {
@@ -612,7 +640,7 @@ func (x *TopicsIndex) scanSubscribers(topic string, d int, n *particle, subs *Su
 				if wild := particle.particles.get("#"); wild != nil && partKey != "+" {
 					x.gatherSubscriptions(topic, wild, subs) // also match any subs where filter/# is filter as per 4.7.1.2
 					x.gatherSharedSubscriptions(wild, subs)
-					x.gatherInlineSubscriptions(particle, subs)
+					x.gatherInlineSubscriptions(wild, subs) // patch 11: v2.7.9 gathered particle's again
 				}
 			}
 		}

@@ -1087,3 +1087,47 @@ func TestSubscribersInlineAllocations(t *testing.T) {
 	require.Equal(t, 2.0, allocs, "the Subscribers value and its slice")
 	require.Len(t, sink.InlineSubscriptions, 3)
 }
+
+// Patch 11: an inline subscription to filter/# matches filter itself (MQTT 4.7.1.2), as a
+// client's does; v2.7.9 gathered the parent particle's inline subscriptions instead.
+func TestScanSubscribersInlineParentWildcard(t *testing.T) {
+	index := NewTopicsIndex()
+	handler := func(cl *Client, sub packets.Subscription, pk packets.Packet) {}
+	index.InlineSubscribe(InlineSubscription{Handler: handler, Subscription: packets.Subscription{Filter: "a/b/#", Identifier: 1}})
+	index.Subscribe("cl1", packets.Subscription{Filter: "a/b/#"})
+	subs := index.Subscribers("a/b")
+	require.Contains(t, subs.Subscriptions, "cl1")
+	require.Len(t, subs.InlineSubscriptions, 1)
+	require.Equal(t, 1, subs.InlineSubscriptions[0].Identifier)
+}
+
+// Patch 11: a pooled Subscribers value comes back empty, with nothing of the publish
+// before it.
+func TestPooledSubscribersReused(t *testing.T) {
+	index := NewTopicsIndex()
+	handler := func(cl *Client, sub packets.Subscription, pk packets.Packet) {}
+	index.Subscribe("cl1", packets.Subscription{Filter: "x/1"})
+	index.Subscribe("cl2", packets.Subscription{Filter: "x/2"})
+	index.InlineSubscribe(InlineSubscription{Handler: handler, Subscription: packets.Subscription{Filter: "x/1", Identifier: 1}})
+	for i := 0; i < 3; i++ {
+		first := index.pooledSubscribers("x/1")
+		require.Len(t, first.Subscriptions, 1)
+		require.Contains(t, first.Subscriptions, "cl1")
+		require.Len(t, first.InlineSubscriptions, 1)
+		index.releaseSubscribers(first)
+		second := index.pooledSubscribers("x/2")
+		require.Len(t, second.Subscriptions, 1)
+		require.Contains(t, second.Subscriptions, "cl2")
+		require.Empty(t, second.InlineSubscriptions)
+		index.releaseSubscribers(second)
+	}
+	// A value that grew past the bound is not kept.
+	for i := 0; i < pooledSubscribersMax+1; i++ {
+		index.Subscribe(fmt.Sprintf("many%d", i), packets.Subscription{Filter: "y"})
+	}
+	big := index.pooledSubscribers("y")
+	require.Len(t, big.Subscriptions, pooledSubscribersMax+1)
+	index.releaseSubscribers(big)
+	next := index.pooledSubscribers("x/2")
+	require.Len(t, next.Subscriptions, 1)
+}

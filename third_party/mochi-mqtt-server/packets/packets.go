@@ -251,10 +251,16 @@ func (pk *Packet) Copy(allowTransfer bool) Packet {
 
 // Merge merges a new subscription with a base subscription, preserving the highest
 // qos value, matched identifiers and any special properties.
+//
+// Identifiers holds the subscription identifiers that are set (patch 11: v2.7.9 made the
+// map at every merge, holding s's identifier even when it was 0, for each subscriber of
+// each PUBLISH; a 0 is never sent, so the map and the outgoing packet's identifier slice
+// were made for nothing whenever the subscriptions had no identifiers).
 func (s Subscription) Merge(n Subscription) Subscription {
-	if s.Identifiers == nil {
-		s.Identifiers = map[string]int{
-			s.Filter: s.Identifier,
+	if s.Identifiers == nil && (s.Identifier > 0 || n.Identifier > 0) {
+		s.Identifiers = map[string]int{}
+		if s.Identifier > 0 {
+			s.Identifiers[s.Filter] = s.Identifier
 		}
 	}
 

@@ -503,3 +503,18 @@ func TestMergeSubscription(t *testing.T) {
 	}
 	require.Equal(t, expect, sub.Merge(sub2))
 }
+
+// Patch 11: merging subscriptions without identifiers makes no map.
+func TestSubscriptionMergeWithoutIdentifiers(t *testing.T) {
+	a := Subscription{Filter: "a/#", Qos: 0}
+	b := Subscription{Filter: "a/+", Qos: 1}
+	got := a.Merge(b)
+	require.Nil(t, got.Identifiers)
+	require.Equal(t, byte(1), got.Qos)
+	require.Equal(t, 0, int(testing.AllocsPerRun(100, func() { _ = a.Merge(b) })))
+
+	// One side with an identifier: only the identifiers that are set.
+	c := Subscription{Filter: "a/b", Identifier: 7}
+	require.Equal(t, map[string]int{"a/b": 7}, a.Merge(c).Identifiers)
+	require.Equal(t, map[string]int{"a/b": 7}, c.Merge(a).Identifiers)
+}
