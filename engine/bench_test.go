@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/internal/procs"
 	"github.com/deviceless/deviceless/rules"
 )
 
@@ -33,6 +34,28 @@ func benchRules(b *testing.B, n int) string {
 }
 
 func benchEngine(b *testing.B, rulesDir string, opts ...func(*Config)) (*Engine, func()) {
+	return benchEngineProcs(b, rulesDir, true, opts...)
+}
+
+// benchEngineProcs is benchEngine; auto runs the GOMAXPROCS controller as `deviceless
+// engine` does by default (--procs auto), else GOMAXPROCS stays as go test set it.
+func benchEngineProcs(b *testing.B, rulesDir string, auto bool, opts ...func(*Config)) (*Engine, func()) {
+	stopProcs := func() {}
+	if auto {
+		c, err := procs.New(procs.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := c.Run(ctx); err != nil {
+				b.Error(err)
+			}
+		}()
+		stopProcs = func() { cancel(); <-done }
+	}
 	cfg := Config{HTTP: "off", Rules: []string{rulesDir}}
 	cfg.Broker.Listen = "127.0.0.1:0"
 	cfg.Broker.AllowAnonymous = true
@@ -48,7 +71,7 @@ func benchEngine(b *testing.B, rulesDir string, opts ...func(*Config)) (*Engine,
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	<-e.Ready()
-	return e, func() { cancel(); <-done }
+	return e, func() { cancel(); <-done; stopProcs() }
 }
 
 // BenchmarkMosquittoPubIntoRules drives the engine with an external QoS 0 publisher,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,17 +52,33 @@ func BenchmarkPacedCPU(b *testing.B) {
 		wall := time.Since(start)
 		report(b, procCPU(b, pid)-before, wall)
 	})
-	for _, workers := range []int{0, 1} {
-		b.Run(fmt.Sprintf("deviceless/workers=%d", workers), func(b *testing.B) {
+	// procs=auto is `deviceless engine` as it starts by default (--procs auto: one P while
+	// it needs under a core); procs=fixed keeps every P, as go test sets GOMAXPROCS.
+	for _, auto := range []bool{true, false} {
+		name := "deviceless/procs=auto"
+		if !auto {
+			name = "deviceless/procs=fixed"
+		}
+		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			rule := "rules:\n  - name: hot\n    on: sensors/+/t\n    if: payload.temp > 30\n    do: [{publish: {topic: '\"alerts/hot\"'}}]\n"
 			if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rule), 0o644); err != nil {
 				b.Fatal(err)
 			}
-			e, stop := benchEngine(b, dir, func(c *Config) { c.Workers = workers })
+			e, stop := benchEngineProcs(b, dir, auto)
 			defer stop()
 			got := subscribeCount(b, pubBin, subBin, e.BrokerAddr(), "alerts/hot", b.N/2)
 			lines := tempLines(b)
+			if auto {
+				// The setup (writing the lines, starting the engine) is a burst that gives
+				// the process every P; the paced stream is measured from where the
+				// controller settles, one P, as a running engine is.
+				for deadline := time.Now().Add(10 * time.Second); runtime.GOMAXPROCS(0) != 1; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						b.Fatalf("GOMAXPROCS %d 10 s after the setup, want 1 (--procs auto)", runtime.GOMAXPROCS(0))
+					}
+				}
+			}
 			before := selfCPU(b)
 			start := publishPaced(b, pubBin, e.BrokerAddr(), rate, lines)
 			if n := <-got; n != b.N/2 {

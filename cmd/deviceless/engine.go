@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/deviceless/deviceless/engine"
+	"github.com/deviceless/deviceless/internal/procs"
 	"github.com/deviceless/deviceless/internal/version"
 )
 
@@ -27,7 +28,12 @@ func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	listen := fs.String("listen", "", "MQTT TCP listen address (overrides broker.listen)")
 	httpAddr := fs.String("http", "", "HTTP API address, or off (overrides http)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	procsFlag := fs.String("procs", "auto", "Go Ps (GOMAXPROCS): auto is one while the engine needs under a core and every core under load; a number fixes them; 0 leaves Go's. GOMAXPROCS in the environment wins")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if _, _, err := procs.ParseFlag(*procsFlag); err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	var cfg engine.Config
@@ -54,6 +60,12 @@ func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	stopProcs, err := startProcs(ctx, *procsFlag, log)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer stopProcs()
 	if err := e.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

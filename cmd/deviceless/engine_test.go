@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ func TestEngineCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
+	before := runtime.GOMAXPROCS(0)
 	go func() { done <- run(ctx, []string{"engine", "-c", cfg, "--http", httpAddr}, &out, &errb) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -52,6 +54,16 @@ func TestEngineCommand(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// --procs auto (the default): an idle engine runs on one P, and GOMAXPROCS is given
+	// back when it stops (GOMAXPROCS in the environment would turn the controller off).
+	if os.Getenv("GOMAXPROCS") == "" && runtime.NumCPU() > 1 {
+		for runtime.GOMAXPROCS(0) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("GOMAXPROCS %d in an idle engine, want 1 (--procs auto)", runtime.GOMAXPROCS(0))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -60,6 +72,13 @@ func TestEngineCommand(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("engine did not stop")
+	}
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Errorf("GOMAXPROCS %d after the engine stopped, want %d restored", got, before)
+	}
+	var bad bytes.Buffer
+	if code := run(context.Background(), []string{"engine", "--procs", "many"}, &out, &bad); code != 2 || !strings.Contains(bad.String(), `--procs "many"`) {
+		t.Errorf("--procs many: exit %d: %s", code, bad.String())
 	}
 	if !strings.Contains(errb.String(), "engine running") || !strings.Contains(errb.String(), "rules=8") ||
 		!strings.Contains(errb.String(), `msg="deviceless engine" version=`+version.String()) {
