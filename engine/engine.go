@@ -589,6 +589,8 @@ func lineValue(v any) (int, error) {
 // payloadBytes encodes a publish payload: strings and bytes as they are, else JSON.
 func payloadBytes(v any) ([]byte, error) {
 	switch v := v.(type) {
+	case rules.RawPayload: // the event's payload, forwarded
+		return v, nil
 	case string:
 		return []byte(v), nil
 	case []byte:

@@ -514,9 +514,7 @@ func (c *compiler) action(r *Rule, ad *ActionDef) *actionSpec {
 		}
 		if d.Payload.IsSet() {
 			a.payload = c.expr(d.Payload, &r.uses)
-		} else {
-			a.payload = c.expr(Expr{Src: "raw"}, &r.uses) // forward the event as it came
-		}
+		} // else nil: forward the event as it came (RawPayload)
 		return a
 	}
 }

@@ -18,6 +18,9 @@ type Env struct {
 	Prev       any         `expr:"prev"`
 	Agents     []Agent     `expr:"agents"`
 	Schedule   ScheduleRun `expr:"schedule"`
+	// body is the event's payload as it came, for a publish without `payload`
+	// (RawPayload); expressions do not see unexported fields.
+	body []byte
 }
 
 // ScheduleRun is the `schedule` variable: the run of a scheduled rule being evaluated. An

@@ -132,7 +132,7 @@ func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
 		now = time.Now()
 	}
 	env := &e.env
-	*env = Env{Topic: ev.Topic, Client: ev.Client, QoS: int(ev.QoS), Retain: ev.Retain, Now: now}
+	*env = Env{Topic: ev.Topic, Client: ev.Client, QoS: int(ev.QoS), Retain: ev.Retain, Now: now, body: ev.Payload}
 	if p := s.agents.Load(); p != nil {
 		env.Agents = *p
 	}
@@ -305,6 +305,14 @@ func (e *Evaluator) stateStep(r *Rule, key string, now time.Time) (bool, error) 
 	return true, nil
 }
 
+// RawPayload is a publish action's payload when the rule has no `payload`: the event's
+// bytes as they came (what `raw` holds), handed on without a copy into a string and back.
+// Its JSON is the string `raw` would give.
+type RawPayload []byte
+
+// MarshalJSON encodes p as a JSON string.
+func (p RawPayload) MarshalJSON() ([]byte, error) { return json.Marshal(string(p)) }
+
 func (e *Evaluator) cond(r *Rule) (bool, error) {
 	v, err := e.vm.Run(r.cond, &e.env)
 	if err != nil {
@@ -346,7 +354,9 @@ func (e *Evaluator) actions(r *Rule) ([]Action, error) {
 			} else if act.Topic, err = e.topic(a); err != nil {
 				return nil, err
 			}
-			if act.Payload, err = e.vm.Run(a.payload, &e.env); err != nil {
+			if a.payload == nil {
+				act.Payload = RawPayload(e.env.body)
+			} else if act.Payload, err = e.vm.Run(a.payload, &e.env); err != nil {
 				return nil, fmt.Errorf("publish payload: %w", err)
 			}
 		}

@@ -84,8 +84,17 @@ func equalActions(a, b *Rule) bool {
 			equalTarget(x.target, y.target) && slices.Equal(x.argNames, y.argNames) &&
 			slices.EqualFunc(x.args, y.args, func(p, q *vm.Program) bool { return src(p) == src(q) }) &&
 			x.line == y.line && src(x.value) == src(y.value) && x.dur == y.dur && x.expire == y.expire &&
-			src(x.topic) == src(y.topic) && src(x.payload) == src(y.payload) && x.qos == y.qos && x.retain == y.retain
+			src(x.topic) == src(y.topic) && payloadSrc(x) == payloadSrc(y) && x.qos == y.qos && x.retain == y.retain
 	})
+}
+
+// payloadSrc is a publish payload's source; without one the event is forwarded, which is
+// what `raw` says.
+func payloadSrc(a *actionSpec) string {
+	if a.kind == Publish && a.payload == nil {
+		return "raw"
+	}
+	return src(a.payload)
 }
 
 func functionName(f *Function) string {
