@@ -292,6 +292,7 @@ func (e *Engine) eventLoop(ctx context.Context) {
 			e.log.Error("cannot commit evaluated events: they will be evaluated again after a restart", "err", err)
 		}
 		left.add(b.Events[n:], e.events.Redelivers())
+		b.Done()
 	}
 	for {
 		b, err := e.events.Next(ctx)

@@ -71,6 +71,20 @@ func newBatch(events []broker.Event, a acker) eventBatch {
 	return eventBatch{Events: events, acker: a}
 }
 
+// recycler is a source that takes its batches' slices back (broker.Intake.Recycle).
+type recycler interface {
+	recycle(events []broker.Event)
+}
+
+// Done hands the batch's slice back to its source: the loop reads neither it nor its
+// events any more (what an action keeps of an event, it has copied: payloads are never
+// reused).
+func (b eventBatch) Done() {
+	if r, ok := b.acker.(recycler); ok {
+		r.recycle(b.Events)
+	}
+}
+
 // Commit reports that the first n events of the batch (all of them, or fewer when a
 // stopping engine ran out of time) have been evaluated and their actions handed to the
 // broker: a durable intake does not deliver them again after a restart, an external
@@ -190,6 +204,8 @@ func (s intakeEvents) Next(ctx context.Context) (eventBatch, error) {
 }
 
 func (s intakeEvents) commit(upTo uint64) error { return s.in.Commit(upTo) }
+
+func (s intakeEvents) recycle(events []broker.Event) { s.in.Recycle(events) }
 
 func (s intakeEvents) Close() []broker.Event { return s.in.Stop() }
 
