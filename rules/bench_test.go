@@ -122,7 +122,7 @@ func BenchmarkRuleEvaluation(b *testing.B) {
 			r := set.Rules[0]
 			celsius := map[bool]string{false: "21.5", true: "31.5"}[fires]
 			e.env = Env{Topic: "site/0/room/temperature", TopicParts: []string{"site", "0", "room", "temperature"},
-				Payload: DecodePayload([]byte(`{"celsius": ` + celsius + `, "humidity": 60}`)), Now: t0}
+				Payload: DecodePayload([]byte(`{"celsius": ` + celsius + `, "humidity": 60}`)), Now: t0, Fetch: fetchMember}
 			b.ReportAllocs()
 			for b.Loop() {
 				if f, fired := e.evalRule(r, t0); fired != fires || (fires && len(f.Actions) != 2) {

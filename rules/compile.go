@@ -541,6 +541,9 @@ var envType = &Env{}
 // position inside the rule file.
 func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 	opts := append([]expr.Option{expr.Env(envType), expr.MaxNodes(c.opts.MaxNodes)}, extra...)
+	if fetchPatchable(e.Src) {
+		opts = append(opts, fetchOptions...)
+	}
 	prog, err := expr.Compile(e.Src, opts...)
 	if err != nil {
 		var fe *file.Error

@@ -18,6 +18,8 @@ type Env struct {
 	Prev       any         `expr:"prev"`
 	Agents     []Agent     `expr:"agents"`
 	Schedule   ScheduleRun `expr:"schedule"`
+	// Fetch is member access into untyped values (fetch.go); always fetchMember.
+	Fetch func(any, any) any `expr:"$fetch"`
 	// body is the event's payload as it came, for a publish without `payload`
 	// (RawPayload); expressions do not see unexported fields.
 	body []byte

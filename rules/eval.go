@@ -132,7 +132,7 @@ func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
 		now = time.Now()
 	}
 	env := &e.env
-	*env = Env{Topic: ev.Topic, Client: ev.Client, QoS: int(ev.QoS), Retain: ev.Retain, Now: now, body: ev.Payload}
+	*env = Env{Topic: ev.Topic, Client: ev.Client, QoS: int(ev.QoS), Retain: ev.Retain, Now: now, Fetch: fetchMember, body: ev.Payload}
 	if p := s.agents.Load(); p != nil {
 		env.Agents = *p
 	}

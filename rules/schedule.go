@@ -354,7 +354,7 @@ func (e *Evaluator) RunSchedule(name string, at time.Time, dst []Firing) ([]Firi
 // docs/rules.md#schedules), the run in `schedule`.
 func (e *Evaluator) runSchedule(r *Rule, run ScheduleRun, now time.Time) (Firing, bool) {
 	r.counters.Matched.Add(1)
-	e.env = Env{Now: now, Schedule: run}
+	e.env = Env{Now: now, Schedule: run, Fetch: fetchMember}
 	if p := e.set.agents.Load(); p != nil {
 		e.env.Agents = *p
 	}
