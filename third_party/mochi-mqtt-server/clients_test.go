@@ -439,6 +439,45 @@ func TestClientRefreshDeadline(t *testing.T) {
 	require.NotNil(t, cl.Net.Conn) // how do we check net.Conn deadline?
 }
 
+// deadlineConn records the deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.set = append(c.set, t)
+	return c.Conn.SetDeadline(t)
+}
+
+// Patch 12: the deadline moves at most once per deadlineSlack, and is always at least
+// 1.5 × keepalive ahead of the last packet.
+func TestClientRefreshDeadlineSlack(t *testing.T) {
+	cl, _, _ := newTestClient()
+	conn := &deadlineConn{Conn: cl.Net.Conn}
+	cl.Net.Conn = conn
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		cl.refreshDeadline(10)
+	}
+	require.Len(t, conn.set, 1)
+	require.False(t, conn.set[0].Before(start.Add(15*time.Second)))
+	require.False(t, conn.set[0].After(time.Now().Add(15*time.Second+deadlineSlack)))
+
+	// Once the last move is deadlineSlack old, the next packet moves it.
+	cl.Net.deadlineAt = cl.Net.deadlineAt.Add(-deadlineSlack)
+	cl.refreshDeadline(10)
+	require.Len(t, conn.set, 2)
+
+	// A new keepalive (or none) takes effect at once.
+	cl.refreshDeadline(4)
+	require.Len(t, conn.set, 3)
+	cl.refreshDeadline(0)
+	cl.refreshDeadline(0)
+	require.Len(t, conn.set, 4)
+	require.True(t, conn.set[3].IsZero())
+}
+
 func TestClientReadFixedHeader(t *testing.T) {
 	cl, r, _ := newTestClient()
 
