@@ -113,17 +113,17 @@ type Client struct {
 
 // ClientConnection contains the connection transport and metadata for the client.
 type ClientConnection struct {
-	Conn     net.Conn      // the net.Conn used to establish the connection
-	bconn    *bufio.Reader // a buffered net.Conn for reading packets
-	outbuf   *bytes.Buffer // a buffer for writing packets
+	Conn   net.Conn      // the net.Conn used to establish the connection
+	bconn  *bufio.Reader // a buffered net.Conn for reading packets
+	outbuf *bytes.Buffer // a buffer for writing packets
 	// when refreshDeadline last moved the deadline, and for which keepalive (patch 12)
 	deadlineSet       bool
 	deadlineAt        time.Time
 	deadlineKeepalive uint16
-	Remote   string        // the remote address of the client
-	Listener string        // listener id of the client
-	Inline   bool          // if true, the client is the built-in 'inline' embedded client
-	batch    bool          // buffer writes until endBatch (patch 9: a run of acknowledgements), under the client's lock
+	Remote            string // the remote address of the client
+	Listener          string // listener id of the client
+	Inline            bool   // if true, the client is the built-in 'inline' embedded client
+	batch             bool   // buffer writes until endBatch (patch 9: a run of acknowledgements), under the client's lock
 }
 
 // ClientProperties contains the properties which define the client behaviour.

@@ -124,7 +124,7 @@ type HookOptions struct {
 // Hooks is a slice of Hook interfaces to be called in sequence.
 type Hooks struct {
 	Log        *slog.Logger   // a logger for the hook (from the server)
-	internal   atomic.Value   // a slice of []Hook
+	internal   atomic.Value   // a *hookSet (patch 13)
 	wg         sync.WaitGroup // a waitgroup for syncing hook shutdown
 	qty        int64          // the number of hooks in use
 	sync.Mutex                // a mutex for locking when adding hooks
@@ -137,9 +137,10 @@ func (h *Hooks) Len() int64 {
 
 // Provides returns true if any one hook provides any of the requested hook methods.
 func (h *Hooks) Provides(b ...byte) bool {
-	for _, hook := range h.GetAll() {
+	hs := h.snapshot()
+	for i := range hs.hooks {
 		for _, hb := range b {
-			if hook.Provides(hb) {
+			if hs.provides(i, hb) {
 				return true
 			}
 		}
@@ -158,13 +159,17 @@ func (h *Hooks) Add(hook Hook, config any) error {
 		return fmt.Errorf("failed initialising %s hook: %w", hook.ID(), err)
 	}
 
-	i, ok := h.internal.Load().([]Hook)
-	if !ok {
-		i = []Hook{}
+	old := h.snapshot()
+	var mask uint64
+	for b := byte(0); b < 64; b++ {
+		if hook.Provides(b) {
+			mask |= 1 << b
+		}
 	}
-
-	i = append(i, hook)
-	h.internal.Store(i)
+	h.internal.Store(&hookSet{
+		hooks: append(old.hooks[:len(old.hooks):len(old.hooks)], hook),
+		masks: append(old.masks[:len(old.masks):len(old.masks)], mask),
+	})
 	atomic.AddInt64(&h.qty, 1)
 	h.wg.Add(1)
 
@@ -173,12 +178,32 @@ func (h *Hooks) Add(hook Hook, config any) error {
 
 // GetAll returns a slice of all the hooks.
 func (h *Hooks) GetAll() []Hook {
-	i, ok := h.internal.Load().([]Hook)
-	if !ok {
-		return []Hook{}
-	}
+	return h.snapshot().hooks
+}
 
-	return i
+// hookSet is the hooks and, for each, the methods it provides as a bit mask (patch 13:
+// every dispatch of every packet asked each hook's Provides, an interface call and, in
+// most hooks, a scan of a byte slice; hooks answer Provides once, when added).
+type hookSet struct {
+	hooks []Hook
+	masks []uint64 // bit b: hooks[i].Provides(b), for b < 64
+}
+
+var noHooks = &hookSet{}
+
+func (h *Hooks) snapshot() *hookSet {
+	if s, ok := h.internal.Load().(*hookSet); ok {
+		return s
+	}
+	return noHooks
+}
+
+// provides is hooks[i].Provides(b), from the mask.
+func (s *hookSet) provides(i int, b byte) bool {
+	if b < 64 {
+		return s.masks[i]&(1<<b) != 0
+	}
+	return s.hooks[i].Provides(b)
 }
 
 // Stop indicates all attached hooks to gracefully end.
@@ -199,8 +224,9 @@ func (h *Hooks) Stop() {
 
 // OnSysInfoTick is called when the $SYS topic values are published out.
 func (h *Hooks) OnSysInfoTick(sys *system.Info) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnSysInfoTick) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnSysInfoTick) {
 			hook.OnSysInfoTick(sys)
 		}
 	}
@@ -208,8 +234,9 @@ func (h *Hooks) OnSysInfoTick(sys *system.Info) {
 
 // OnStarted is called when the server has successfully started.
 func (h *Hooks) OnStarted() {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnStarted) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnStarted) {
 			hook.OnStarted()
 		}
 	}
@@ -217,8 +244,9 @@ func (h *Hooks) OnStarted() {
 
 // OnStopped is called when the server has successfully stopped.
 func (h *Hooks) OnStopped() {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnStopped) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnStopped) {
 			hook.OnStopped()
 		}
 	}
@@ -226,8 +254,9 @@ func (h *Hooks) OnStopped() {
 
 // OnConnect is called when a new client connects, and may return a packets.Code as an error to halt the connection.
 func (h *Hooks) OnConnect(cl *Client, pk packets.Packet) error {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnConnect) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnConnect) {
 			err := hook.OnConnect(cl, pk)
 			if err != nil {
 				return err
@@ -240,8 +269,9 @@ func (h *Hooks) OnConnect(cl *Client, pk packets.Packet) error {
 // OnSessionEstablish is called right after a new client connects and authenticates and right before
 // the session is established and CONNACK is sent.
 func (h *Hooks) OnSessionEstablish(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnSessionEstablish) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnSessionEstablish) {
 			hook.OnSessionEstablish(cl, pk)
 		}
 	}
@@ -249,8 +279,9 @@ func (h *Hooks) OnSessionEstablish(cl *Client, pk packets.Packet) {
 
 // OnSessionEstablished is called when a new client establishes a session (after OnConnect).
 func (h *Hooks) OnSessionEstablished(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnSessionEstablished) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnSessionEstablished) {
 			hook.OnSessionEstablished(cl, pk)
 		}
 	}
@@ -258,8 +289,9 @@ func (h *Hooks) OnSessionEstablished(cl *Client, pk packets.Packet) {
 
 // OnDisconnect is called when a client is disconnected for any reason.
 func (h *Hooks) OnDisconnect(cl *Client, err error, expire bool) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnDisconnect) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnDisconnect) {
 			hook.OnDisconnect(cl, err, expire)
 		}
 	}
@@ -268,8 +300,9 @@ func (h *Hooks) OnDisconnect(cl *Client, err error, expire bool) {
 // OnPacketRead is called when a packet is received from a client.
 func (h *Hooks) OnPacketRead(cl *Client, pk packets.Packet) (pkx packets.Packet, err error) {
 	pkx = pk
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPacketRead) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPacketRead) {
 			npk, err := hook.OnPacketRead(cl, pkx)
 			if err != nil && errors.Is(err, packets.ErrRejectPacket) {
 				h.Log.Debug("packet rejected", "hook", hook.ID(), "packet", pkx)
@@ -289,8 +322,9 @@ func (h *Hooks) OnPacketRead(cl *Client, pk packets.Packet) (pkx packets.Packet,
 // to create their own auth packet handling mechanisms.
 func (h *Hooks) OnAuthPacket(cl *Client, pk packets.Packet) (pkx packets.Packet, err error) {
 	pkx = pk
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnAuthPacket) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnAuthPacket) {
 			npk, err := hook.OnAuthPacket(cl, pkx)
 			if err != nil {
 				return pk, err
@@ -305,8 +339,9 @@ func (h *Hooks) OnAuthPacket(cl *Client, pk packets.Packet) (pkx packets.Packet,
 
 // OnPacketEncode is called immediately before a packet is encoded to be sent to a client.
 func (h *Hooks) OnPacketEncode(cl *Client, pk packets.Packet) packets.Packet {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPacketEncode) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPacketEncode) {
 			pk = hook.OnPacketEncode(cl, pk)
 		}
 	}
@@ -316,8 +351,9 @@ func (h *Hooks) OnPacketEncode(cl *Client, pk packets.Packet) packets.Packet {
 
 // OnPacketProcessed is called when a packet has been received and successfully handled by the broker.
 func (h *Hooks) OnPacketProcessed(cl *Client, pk packets.Packet, err error) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPacketProcessed) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPacketProcessed) {
 			hook.OnPacketProcessed(cl, pk, err)
 		}
 	}
@@ -326,8 +362,9 @@ func (h *Hooks) OnPacketProcessed(cl *Client, pk packets.Packet, err error) {
 // OnPacketSent is called when a packet has been sent to a client. It takes a bytes parameter
 // containing the bytes sent.
 func (h *Hooks) OnPacketSent(cl *Client, pk packets.Packet, b []byte) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPacketSent) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPacketSent) {
 			hook.OnPacketSent(cl, pk, b)
 		}
 	}
@@ -338,8 +375,9 @@ func (h *Hooks) OnPacketSent(cl *Client, pk packets.Packet, b []byte) {
 // before the packet is processed. The return values of the hook methods are passed-through
 // in the order the hooks were attached.
 func (h *Hooks) OnSubscribe(cl *Client, pk packets.Packet) packets.Packet {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnSubscribe) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnSubscribe) {
 			pk = hook.OnSubscribe(cl, pk)
 		}
 	}
@@ -348,8 +386,9 @@ func (h *Hooks) OnSubscribe(cl *Client, pk packets.Packet) packets.Packet {
 
 // OnSubscribed is called when a client subscribes to one or more filters.
 func (h *Hooks) OnSubscribed(cl *Client, pk packets.Packet, reasonCodes []byte) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnSubscribed) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnSubscribed) {
 			hook.OnSubscribed(cl, pk, reasonCodes)
 		}
 	}
@@ -360,8 +399,9 @@ func (h *Hooks) OnSubscribed(cl *Client, pk packets.Packet, reasonCodes []byte) 
 // remove or add clients to a publish to subscribers process, or to select the subscriber for a shared
 // group in a custom manner (such as based on client id, ip, etc).
 func (h *Hooks) OnSelectSubscribers(subs *Subscribers, pk packets.Packet) *Subscribers {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnSelectSubscribers) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnSelectSubscribers) {
 			subs = hook.OnSelectSubscribers(subs, pk)
 		}
 	}
@@ -373,8 +413,9 @@ func (h *Hooks) OnSelectSubscribers(subs *Subscribers, pk packets.Packet) *Subsc
 // before the packet is processed. The return values of the hook methods are passed-through
 // in the order the hooks were attached.
 func (h *Hooks) OnUnsubscribe(cl *Client, pk packets.Packet) packets.Packet {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnUnsubscribe) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnUnsubscribe) {
 			pk = hook.OnUnsubscribe(cl, pk)
 		}
 	}
@@ -383,8 +424,9 @@ func (h *Hooks) OnUnsubscribe(cl *Client, pk packets.Packet) packets.Packet {
 
 // OnUnsubscribed is called when a client unsubscribes from one or more filters.
 func (h *Hooks) OnUnsubscribed(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnUnsubscribed) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnUnsubscribed) {
 			hook.OnUnsubscribed(cl, pk)
 		}
 	}
@@ -395,8 +437,9 @@ func (h *Hooks) OnUnsubscribed(cl *Client, pk packets.Packet) {
 // The return values of the hook methods are passed-through in the order the hooks were attached.
 func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, err error) {
 	pkx = pk
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPublish) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPublish) {
 			npk, err := hook.OnPublish(cl, pkx)
 			if err != nil {
 				if errors.Is(err, packets.ErrRejectPacket) {
@@ -423,8 +466,9 @@ func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, er
 
 // OnPublished is called when a client has published a message to subscribers.
 func (h *Hooks) OnPublished(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPublished) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPublished) {
 			hook.OnPublished(cl, pk)
 		}
 	}
@@ -433,8 +477,9 @@ func (h *Hooks) OnPublished(cl *Client, pk packets.Packet) {
 // OnPublishDropped is called when a message to a client was dropped instead of delivered
 // such as when a client is too slow to respond.
 func (h *Hooks) OnPublishDropped(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPublishDropped) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPublishDropped) {
 			hook.OnPublishDropped(cl, pk)
 		}
 	}
@@ -442,8 +487,9 @@ func (h *Hooks) OnPublishDropped(cl *Client, pk packets.Packet) {
 
 // OnRetainMessage is called then a published message is retained.
 func (h *Hooks) OnRetainMessage(cl *Client, pk packets.Packet, r int64) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnRetainMessage) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnRetainMessage) {
 			hook.OnRetainMessage(cl, pk, r)
 		}
 	}
@@ -451,8 +497,9 @@ func (h *Hooks) OnRetainMessage(cl *Client, pk packets.Packet, r int64) {
 
 // OnRetainPublished is called when a retained message is published.
 func (h *Hooks) OnRetainPublished(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnRetainPublished) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnRetainPublished) {
 			hook.OnRetainPublished(cl, pk)
 		}
 	}
@@ -468,8 +515,9 @@ func (h *Hooks) OnRetainPublished(cl *Client, pk packets.Packet) {
 // the client's packet id. IsInbound tells the two id spaces apart; a store must key its
 // records by client, id space and packet id, since both sides may use the same id.
 func (h *Hooks) OnQosPublish(cl *Client, pk packets.Packet, sent int64, resends int) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnQosPublish) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnQosPublish) {
 			hook.OnQosPublish(cl, pk, sent, resends)
 		}
 	}
@@ -480,8 +528,9 @@ func (h *Hooks) OnQosPublish(cl *Client, pk packets.Packet, sent int64, resends 
 // It is typically used to delete an inflight message from a store.
 // pk is the record the flow held (see OnQosPublish), not the client's acknowledgement.
 func (h *Hooks) OnQosComplete(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnQosComplete) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnQosComplete) {
 			hook.OnQosComplete(cl, pk)
 		}
 	}
@@ -492,8 +541,9 @@ func (h *Hooks) OnQosComplete(cl *Client, pk packets.Packet) {
 // inflight message from a store.
 // pk is the record the flow held (see OnQosPublish), not the client's acknowledgement.
 func (h *Hooks) OnQosDropped(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnQosDropped) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnQosDropped) {
 			hook.OnQosDropped(cl, pk)
 		}
 	}
@@ -502,8 +552,9 @@ func (h *Hooks) OnQosDropped(cl *Client, pk packets.Packet) {
 // OnPacketIDExhausted is called when the client runs out of unused packet ids to
 // assign to a packet.
 func (h *Hooks) OnPacketIDExhausted(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnPacketIDExhausted) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnPacketIDExhausted) {
 			hook.OnPacketIDExhausted(cl, pk)
 		}
 	}
@@ -514,8 +565,9 @@ func (h *Hooks) OnPacketIDExhausted(cl *Client, pk packets.Packet) {
 // published. The return values of the hook methods are passed-through in the order
 // the hooks were attached.
 func (h *Hooks) OnWill(cl *Client, will Will) Will {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnWill) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnWill) {
 			mlwt, err := hook.OnWill(cl, will)
 			if err != nil {
 				h.Log.Error("parse will error",
@@ -533,8 +585,9 @@ func (h *Hooks) OnWill(cl *Client, will Will) Will {
 
 // OnWillSent is called when an LWT message has been issued from a disconnecting client.
 func (h *Hooks) OnWillSent(cl *Client, pk packets.Packet) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnWillSent) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnWillSent) {
 			hook.OnWillSent(cl, pk)
 		}
 	}
@@ -542,8 +595,9 @@ func (h *Hooks) OnWillSent(cl *Client, pk packets.Packet) {
 
 // OnClientExpired is called when a client session has expired and should be deleted.
 func (h *Hooks) OnClientExpired(cl *Client) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnClientExpired) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnClientExpired) {
 			hook.OnClientExpired(cl)
 		}
 	}
@@ -551,8 +605,9 @@ func (h *Hooks) OnClientExpired(cl *Client) {
 
 // OnRetainedExpired is called when a retained message has expired and should be deleted.
 func (h *Hooks) OnRetainedExpired(filter string) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnRetainedExpired) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnRetainedExpired) {
 			hook.OnRetainedExpired(filter)
 		}
 	}
@@ -561,8 +616,9 @@ func (h *Hooks) OnRetainedExpired(filter string) {
 // StoredClients returns all clients, e.g. from a persistent store, is used to
 // populate the server clients list before start.
 func (h *Hooks) StoredClients() (v []storage.Client, err error) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(StoredClients) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, StoredClients) {
 			v, err := hook.StoredClients()
 			if err != nil {
 				h.Log.Error("failed to load clients", "error", err, "hook", hook.ID())
@@ -581,8 +637,9 @@ func (h *Hooks) StoredClients() (v []storage.Client, err error) {
 // StoredSubscriptions returns all subcriptions, e.g. from a persistent store, and is
 // used to populate the server subscriptions list before start.
 func (h *Hooks) StoredSubscriptions() (v []storage.Subscription, err error) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(StoredSubscriptions) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, StoredSubscriptions) {
 			v, err := hook.StoredSubscriptions()
 			if err != nil {
 				h.Log.Error("failed to load subscriptions", "error", err, "hook", hook.ID())
@@ -601,8 +658,9 @@ func (h *Hooks) StoredSubscriptions() (v []storage.Subscription, err error) {
 // StoredInflightMessages returns all inflight messages, e.g. from a persistent store,
 // and is used to populate the restored clients with inflight messages before start.
 func (h *Hooks) StoredInflightMessages() (v []storage.Message, err error) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(StoredInflightMessages) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, StoredInflightMessages) {
 			v, err := hook.StoredInflightMessages()
 			if err != nil {
 				h.Log.Error("failed to load inflight messages", "error", err, "hook", hook.ID())
@@ -621,8 +679,9 @@ func (h *Hooks) StoredInflightMessages() (v []storage.Message, err error) {
 // StoredRetainedMessages returns all retained messages, e.g. from a persistent store,
 // and is used to populate the server topics with retained messages before start.
 func (h *Hooks) StoredRetainedMessages() (v []storage.Message, err error) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(StoredRetainedMessages) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, StoredRetainedMessages) {
 			v, err := hook.StoredRetainedMessages()
 			if err != nil {
 				h.Log.Error("failed to load retained messages", "error", err, "hook", hook.ID())
@@ -640,8 +699,9 @@ func (h *Hooks) StoredRetainedMessages() (v []storage.Message, err error) {
 
 // StoredSysInfo returns a set of system info values.
 func (h *Hooks) StoredSysInfo() (v storage.SystemInfo, err error) {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(StoredSysInfo) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, StoredSysInfo) {
 			v, err := hook.StoredSysInfo()
 			if err != nil {
 				h.Log.Error("failed to load $SYS info", "error", err, "hook", hook.ID())
@@ -662,8 +722,9 @@ func (h *Hooks) StoredSysInfo() (v storage.SystemInfo, err error) {
 // server (see hooks/auth/allow_all or basic). It can be used in custom hooks to
 // check connecting users against an existing user database.
 func (h *Hooks) OnConnectAuthenticate(cl *Client, pk packets.Packet) bool {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnConnectAuthenticate) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnConnectAuthenticate) {
 			if ok := hook.OnConnectAuthenticate(cl, pk); ok {
 				return true
 			}
@@ -678,8 +739,9 @@ func (h *Hooks) OnConnectAuthenticate(cl *Client, pk packets.Packet) bool {
 // (see hooks/auth/allow_all or basic). It can be used in custom hooks to
 // check publishing and subscribing users against an existing permissions or roles database.
 func (h *Hooks) OnACLCheck(cl *Client, topic string, write bool) bool {
-	for _, hook := range h.GetAll() {
-		if hook.Provides(OnACLCheck) {
+	hs := h.snapshot()
+	for i, hook := range hs.hooks {
+		if hs.provides(i, OnACLCheck) {
 			if ok := hook.OnACLCheck(cl, topic, write); ok {
 				return true
 			}

@@ -665,3 +665,20 @@ func TestHookBaseStoreSysInfo(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "", v.Version)
 }
+
+// Patch 13: the masks taken when hooks are added answer as the hooks' own Provides.
+func TestHooksProvidesMask(t *testing.T) {
+	h := new(Hooks)
+	h.Log = logger
+	require.NoError(t, h.Add(new(modifiedHookBase), nil))
+	require.NoError(t, h.Add(new(HookBase), nil))
+	hs := h.snapshot()
+	require.Len(t, hs.hooks, 2)
+	for i, hook := range hs.hooks {
+		for b := 0; b < 256; b++ {
+			require.Equal(t, hook.Provides(byte(b)), hs.provides(i, byte(b)), "hook %d, method %d", i, b)
+		}
+	}
+	require.Equal(t, h.Provides(OnPublish), hs.hooks[0].Provides(OnPublish) || hs.hooks[1].Provides(OnPublish))
+	require.Empty(t, new(Hooks).GetAll())
+}
