@@ -24,10 +24,10 @@ type Config struct {
 	// Max is the most Ps; 0 takes GOMAXPROCS as the process started with it (the CPUs,
 	// or the cgroup's limit).
 	Max int
-	// Interval between two looks at the process's CPU time; 0 is 100 ms.
+	// Interval between two looks at the process's CPU time; 0 is 25 ms.
 	Interval time.Duration
 	// Calm is how many intervals in a row the process must stay below Low before it goes
-	// back to one P; 0 is 10 (a second at the default interval).
+	// back to one P; 0 is 40 (a second at the default interval).
 	Calm int
 }
 
@@ -69,10 +69,10 @@ func New(cfg Config) (*Controller, error) {
 		cfg.Max = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Interval == 0 {
-		cfg.Interval = 100 * time.Millisecond
+		cfg.Interval = 25 * time.Millisecond
 	}
 	if cfg.Calm == 0 {
-		cfg.Calm = 10
+		cfg.Calm = 40
 	}
 	return &Controller{cfg: cfg, usage: selfCPU, set: runtime.GOMAXPROCS}, nil
 }
