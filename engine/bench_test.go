@@ -46,15 +46,12 @@ func benchEngineProcs(b *testing.B, rulesDir string, auto bool, opts ...func(*Co
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			if err := c.Run(ctx); err != nil {
+		stop := c.Start(context.Background())
+		stopProcs = func() {
+			if err := stop(); err != nil {
 				b.Error(err)
 			}
-		}()
-		stopProcs = func() { cancel(); <-done }
+		}
 	}
 	cfg := Config{HTTP: "off", Rules: []string{rulesDir}}
 	cfg.Broker.Listen = "127.0.0.1:0"

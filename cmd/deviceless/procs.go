@@ -30,13 +30,10 @@ func startProcs(ctx context.Context, flag string, log *slog.Logger) (stop func()
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := c.Run(ctx); err != nil {
+	stopRun := c.Start(ctx)
+	return func() {
+		if err := stopRun(); err != nil {
 			log.Warn("procs: the controller stopped; GOMAXPROCS stays as the process started", "err", err)
 		}
-	}()
-	return func() { cancel(); <-done }, nil
+	}, nil
 }

@@ -42,9 +42,7 @@ const (
 
 // Controller sets GOMAXPROCS from the process's CPU time (getrusage).
 type Controller struct {
-	cfg   Config
-	usage func() (time.Duration, error)
-	set   func(int) int
+	cfg Config
 }
 
 // ParseFlag reads a --procs value: "auto" (a controller), or a number of Ps (0: leave
@@ -74,21 +72,30 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Calm == 0 {
 		cfg.Calm = 40
 	}
-	return &Controller{cfg: cfg, usage: selfCPU, set: runtime.GOMAXPROCS}, nil
+	return &Controller{cfg: cfg}, nil
+}
+
+// Start runs Run on a goroutine of its own; stop ends it, waits for it and returns Run's
+// error.
+func (c *Controller) Start(ctx context.Context) (stop func() error) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return func() error { cancel(); return <-done }
 }
 
 // Run starts at one P and adjusts until ctx ends; it then restores the GOMAXPROCS it
 // found and returns nil (or the error of reading the CPU time, after restoring).
 func (c *Controller) Run(ctx context.Context) error {
-	initial := c.set(0)
-	defer c.set(initial)
+	initial := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(initial)
 	if c.cfg.Max <= 1 {
 		<-ctx.Done()
 		return nil
 	}
 	cur := 1
-	c.set(cur)
-	last, err := c.usage()
+	runtime.GOMAXPROCS(cur)
+	last, err := CPUTime()
 	if err != nil {
 		return err
 	}
@@ -101,7 +108,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case now := <-tick.C:
-			used, err := c.usage()
+			used, err := CPUTime()
 			if err != nil {
 				return err
 			}
@@ -109,7 +116,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			last, lastAt = used, now
 			if next := d.next(cur, c.cfg.Max, c.cfg.Calm, cores); next != cur {
 				cur = next
-				c.set(cur)
+				runtime.GOMAXPROCS(cur)
 			}
 		}
 	}
@@ -136,8 +143,8 @@ func (d *decision) next(cur, max, calm int, cores float64) int {
 	return cur
 }
 
-// selfCPU is the process's user + system CPU time.
-func selfCPU() (time.Duration, error) {
+// CPUTime is the process's user + system CPU time, all threads.
+func CPUTime() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, fmt.Errorf("procs: getrusage: %w", err)
