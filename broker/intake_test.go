@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -377,5 +378,66 @@ func TestIntakeQueuedDoesNotWait(t *testing.T) {
 	}
 	if got := in.Queued(); got != nil {
 		t.Fatalf("Queued again: %v", got)
+	}
+}
+
+// Devices publishing with mosquitto_pub, as devices do: an intake on `sensors/#` takes
+// `sensors` itself (MQTT 4.7.1.2; mochi's inline subscriptions missed it before fork patch
+// 11), its exclusions (a trie) hold back only what they match, and a batch given back
+// with Recycle is reused without leaking its old events into the next ones.
+func TestIntakeParentLevelExclusionsAndRecycle(t *testing.T) {
+	t.Parallel()
+	b := start(t, baseConfig(t))
+	in, err := b.Intake("rules", IntakeOptions{Filters: []string{"sensors/#"}, Exclude: []string{"sensors/+/private", "sensors/debug/#"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port := hostPort(t, b.Addr(ListenerTCP))
+	pub := func(topic, payload string) {
+		t.Helper()
+		if out, err := mosquitto(t, "mosquitto_pub", "-h", host, "-p", port, "-u", "sensor1", "-P", "pw-sensor1",
+			"-t", topic, "-m", payload, "-q", "1"); err != nil {
+			t.Fatalf("mosquitto_pub %s: %v: %s", topic, err, out)
+		}
+	}
+	ctx := testContext(t)
+	take := func(n int) []Event {
+		t.Helper()
+		var got []Event
+		for len(got) < n {
+			batch, err := in.NextBatch(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, batch...)
+			in.Recycle(batch)
+		}
+		return got
+	}
+	topics := func(evs []Event) []string {
+		var out []string
+		for _, ev := range evs {
+			out = append(out, ev.Topic+"="+string(ev.Payload))
+		}
+		return out
+	}
+	pub("sensors", "1")
+	pub("sensors/a/private", "no")
+	pub("sensors/debug/x", "no")
+	pub("sensors/a/t", "2")
+	first := take(2)
+	// Topics published after, into the recycled slice.
+	pub("sensors/b/t", "3")
+	pub("sensors/debug", "no")
+	pub("sensors/b/privately", "4")
+	second := take(2)
+	if diff := cmp.Diff([]string{"sensors=1", "sensors/a/t=2"}, topics(first)); diff != "" {
+		t.Errorf("first events (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"sensors/b/t=3", "sensors/b/privately=4"}, topics(second)); diff != "" {
+		t.Errorf("events after the recycle (-want +got):\n%s", diff)
+	}
+	if q := in.Queued(); len(q) != 0 {
+		t.Errorf("excluded events reached the intake: %v", topics(q))
 	}
 }
