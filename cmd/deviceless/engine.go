@@ -32,13 +32,13 @@ func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if _, _, err := procs.ParseFlag(*procsFlag); err != nil {
+	procsAuto, procsN, err := procs.ParseFlag(*procsFlag)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	var cfg engine.Config
 	if *config != "" {
-		var err error
 		if cfg, err = engine.LoadConfig(*config); err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -60,7 +60,7 @@ func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	stopProcs, err := startProcs(ctx, *procsFlag, log)
+	stopProcs, err := startProcs(ctx, procsAuto, procsN, log)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

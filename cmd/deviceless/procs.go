@@ -9,14 +9,10 @@ import (
 	"github.com/deviceless/deviceless/internal/procs"
 )
 
-// startProcs applies --procs: "auto" runs a controller (internal/procs) until the returned
-// function is called; a number sets GOMAXPROCS; 0 leaves it. GOMAXPROCS in the
-// environment wins over both: whoever set it chose.
-func startProcs(ctx context.Context, flag string, log *slog.Logger) (stop func(), err error) {
-	auto, n, err := procs.ParseFlag(flag)
-	if err != nil {
-		return nil, err
-	}
+// startProcs applies --procs (procs.ParseFlag): auto runs a controller (internal/procs)
+// until the returned function is called; a number n sets GOMAXPROCS; 0 leaves it.
+// GOMAXPROCS in the environment wins over both: whoever set it chose.
+func startProcs(ctx context.Context, auto bool, n int, log *slog.Logger) (stop func(), err error) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return func() {}, nil
 	}
