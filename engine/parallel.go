@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"runtime"
+
 	"github.com/deviceless/deviceless/broker"
 	"github.com/deviceless/deviceless/rules"
 )
@@ -53,9 +55,11 @@ func (p *parallelBatch) reset(set *rules.Set, workers int) {
 	}
 }
 
-// takes reports whether events go to the workers.
+// takes reports whether events go to the workers: not while the process runs on one P
+// (--procs auto at low load), where the workers' goroutines would take turns on it and
+// only add their start and hand-off to the loop's work.
 func (p *parallelBatch) takes(events []broker.Event) bool {
-	return p.workers != nil && !p.draining && len(events) >= parallelMin
+	return p.workers != nil && !p.draining && len(events) >= parallelMin && runtime.GOMAXPROCS(0) > 1
 }
 
 // evaluateParallel is evaluate on the workers, chunk after chunk, until stop reports true

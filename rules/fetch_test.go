@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/expr-lang/expr"
@@ -66,5 +67,25 @@ func TestFetchPatchApplied(t *testing.T) {
 	var m vm.VM
 	if n := testing.AllocsPerRun(100, func() { _, _ = m.Run(p, &env) }); n != 0 {
 		t.Errorf("%v allocations per run, want 0", n)
+	}
+}
+
+// TestVariablesLoadByFieldIndex: a rule's variables compile to field loads by index, not
+// to expr's by-name lookup (OpLoadConst), which expr emits for a pointer environment
+// (compile.go, envType).
+func TestVariablesLoadByFieldIndex(t *testing.T) {
+	f, err := Parse("r.yaml", []byte("rules:\n  - name: hot\n    on: sensors/+/t\n    if: payload.temp > 30 && topic != \"\" && window.count >= 0\n    window: {over: 1m, of: payload.temp}\n    do: [{publish: {topic: '\"alerts/\" + topic_parts[1]', payload: 'payload.temp'}}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Compile([]*FileDef{f}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Rules[0]
+	for name, p := range map[string]*vm.Program{"if": r.cond, "topic": r.actions[0].topic, "payload": r.actions[0].payload} {
+		if d := p.Disassemble(); !strings.Contains(d, "OpLoadField") || strings.Contains(d, "OpLoadConst") {
+			t.Errorf("%s compiles to by-name loads, want field loads:\n%s", name, d)
+		}
 	}
 }
