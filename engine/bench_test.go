@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/internal/heapfloor"
 	"github.com/deviceless/deviceless/internal/procs"
 	"github.com/deviceless/deviceless/rules"
 )
@@ -37,8 +38,9 @@ func benchEngine(b *testing.B, rulesDir string, opts ...func(*Config)) (*Engine,
 	return benchEngineProcs(b, rulesDir, true, opts...)
 }
 
-// benchEngineProcs is benchEngine; auto runs the GOMAXPROCS controller as `deviceless
-// engine` does by default (--procs auto), else GOMAXPROCS stays as go test set it.
+// benchEngineProcs is benchEngine; auto runs the GOMAXPROCS controller and the heap floor
+// as `deviceless engine` does by default (--procs auto, --heap-floor 16), else GOMAXPROCS
+// and GOGC stay as go test set them.
 func benchEngineProcs(b *testing.B, rulesDir string, auto bool, opts ...func(*Config)) (*Engine, func()) {
 	stopProcs := func() {}
 	if auto {
@@ -47,7 +49,18 @@ func benchEngineProcs(b *testing.B, rulesDir string, auto bool, opts ...func(*Co
 			b.Fatal(err)
 		}
 		stop := c.Start(context.Background())
+		// --heap-floor 16, the binary's default too (GOGC in the environment wins there,
+		// and here).
+		stopFloor := func() {}
+		if os.Getenv("GOGC") == "" {
+			f, err := heapfloor.New(heapfloor.Config{Floor: 16 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			stopFloor = f.Start(context.Background())
+		}
 		stopProcs = func() {
+			stopFloor()
 			if err := stop(); err != nil {
 				b.Error(err)
 			}

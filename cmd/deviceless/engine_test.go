@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func TestEngineCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
-	before := runtime.GOMAXPROCS(0)
+	before, gogcBefore := runtime.GOMAXPROCS(0), gogc()
 	go func() { done <- run(ctx, []string{"engine", "-c", cfg, "--http", httpAddr}, &out, &errb) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -64,6 +65,16 @@ func TestEngineCommand(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// --heap-floor 16 (the default): the idle engine's small live heap gets a GOGC above
+	// 100, so the GC lets the heap reach 16 MiB; given back when it stops.
+	if os.Getenv("GOGC") == "" {
+		for gogc() <= 100 {
+			if time.Now().After(deadline) {
+				t.Fatalf("GOGC %d in an idle engine, want above 100 (--heap-floor 16)", gogc())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	cancel()
 	select {
 	case code := <-done:
@@ -76,7 +87,14 @@ func TestEngineCommand(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != before {
 		t.Errorf("GOMAXPROCS %d after the engine stopped, want %d restored", got, before)
 	}
+	if got := gogc(); got != gogcBefore {
+		t.Errorf("GOGC %d after the engine stopped, want %d restored", got, gogcBefore)
+	}
 	var bad bytes.Buffer
+	if code := run(context.Background(), []string{"engine", "--heap-floor", "-1"}, &out, &bad); code != 2 || !strings.Contains(bad.String(), "--heap-floor -1") {
+		t.Errorf("--heap-floor -1: exit %d: %s", code, bad.String())
+	}
+	bad.Reset()
 	if code := run(context.Background(), []string{"engine", "--procs", "many"}, &out, &bad); code != 2 || !strings.Contains(bad.String(), `--procs "many"`) {
 		t.Errorf("--procs many: exit %d: %s", code, bad.String())
 	}
@@ -140,4 +158,11 @@ func TestTokenCommand(t *testing.T) {
 	if code := tokenCmd([]string{"x", "device"}, &out, &errOut); code != 2 {
 		t.Errorf("role device: exit %d, want 2", code)
 	}
+}
+
+// gogc is the GOGC in force (runtime/metrics).
+func gogc() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/deviceless/deviceless/internal/heapfloor"
 	"github.com/deviceless/deviceless/internal/procs"
 )
 
@@ -32,4 +33,17 @@ func startProcs(ctx context.Context, auto bool, n int, log *slog.Logger) (stop f
 			log.Warn("procs: the controller stopped; GOMAXPROCS stays as the process started", "err", err)
 		}
 	}, nil
+}
+
+// startHeapFloor applies --heap-floor (MiB; internal/heapfloor) until the returned
+// function is called. GOGC in the environment wins, as GOMAXPROCS does over --procs.
+func startHeapFloor(ctx context.Context, mib int) (stop func()) {
+	if mib == 0 || os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	c, err := heapfloor.New(heapfloor.Config{Floor: uint64(mib) << 20})
+	if err != nil {
+		panic(err) // the flag was validated
+	}
+	return c.Start(ctx)
 }
