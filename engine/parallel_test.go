@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/deviceless/deviceless/broker"
+	"github.com/deviceless/deviceless/rules"
 )
 
 // orderRules fire `order` when a device's event follows its previous one (its seq one
@@ -32,6 +36,9 @@ const orderRules = `rules:
 // events are evaluated in the order they were published, none twice, none lost, and the
 // events did go through the workers.
 func TestParallelEvaluationKeepsPerKeyOrder(t *testing.T) {
+	// The workers run only with more than one P (parallelBatch.takes), whatever the
+	// machine's CPUs.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))))
 	dir := t.TempDir()
 	writeRules(t, dir, orderRules)
 	cfg := testConfig(t, dir)
@@ -113,5 +120,20 @@ func TestWorkersConfig(t *testing.T) {
 		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "workers") {
 			t.Fatalf("workers %d: %v", n, err)
 		}
+	}
+}
+
+// TestOneProcEvaluatesOnTheLoop: at one P (--procs auto at low load) a batch does not go to
+// the workers, whose goroutines would only take turns on that P.
+func TestOneProcEvaluatesOnTheLoop(t *testing.T) {
+	p := parallelBatch{workers: &rules.Workers{}}
+	batch := make([]broker.Event, parallelMin)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	if !p.takes(batch) {
+		t.Fatal("two Ps: the batch does not go to the workers")
+	}
+	runtime.GOMAXPROCS(1)
+	if p.takes(batch) {
+		t.Fatal("one P: the batch goes to the workers")
 	}
 }
