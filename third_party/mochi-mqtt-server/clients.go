@@ -161,6 +161,7 @@ type ClientState struct {
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
 	acks            ackQueue             // acknowledgements held back by a hook (patch 9)
+	inflightMu      sync.Mutex           // serialises claiming an outbound packet id and inflight slot (patch 14)
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }

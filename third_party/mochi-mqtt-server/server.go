@@ -1132,9 +1132,15 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	if out.FixedHeader.Qos > 0 {
+		// Deviceless patch 14: the quota check, the packet id and the inflight entry are
+		// one step per client. Publishers on several goroutines (connections, the inline
+		// client) checked the quota, then took an id, then stored the message, so two of
+		// them could both pass a quota with one place left, or take the same id.
+		cl.State.inflightMu.Lock()
 		// Deviceless patch 10: a message dropped for a full queue reaches OnPublishDropped,
 		// as one dropped for a full outbound buffer does, so its publisher can learn of it.
 		if cl.State.Inflight.Len() >= int(s.Options.Capabilities.MaximumInflight) {
+			cl.State.inflightMu.Unlock()
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
 			s.hooks.OnPublishDropped(cl, pk)
@@ -1143,6 +1149,7 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 
 		i, err := cl.NextPacketID() // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
 		if err != nil {
+			cl.State.inflightMu.Unlock()
 			s.hooks.OnPacketIDExhausted(cl, pk)
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
@@ -1153,7 +1160,9 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
 		sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
 
-		if ok := cl.State.Inflight.Set(out); ok { // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		ok := cl.State.Inflight.Set(out) // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		cl.State.inflightMu.Unlock()
+		if ok {
 			atomic.AddInt64(&s.Info.Inflight, 1)
 			s.hooks.OnQosPublish(cl, out, out.Created, 0)
 			cl.State.Inflight.DecreaseSendQuota()

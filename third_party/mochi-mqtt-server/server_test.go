@@ -7,6 +7,7 @@ package mqtt
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -4098,5 +4099,37 @@ func TestPublishToClientQuotaDropReachesHook(t *testing.T) {
 			require.Equal(t, pk.TopicName, h.dropped[0].TopicName)
 			require.Equal(t, []byte("inv-1"), h.dropped[0].Properties.CorrelationData)
 		})
+	}
+}
+
+// Patch 14: publishers on several goroutines to one client never pass its inflight quota
+// together, and never share a packet id. (Unpatched, the quota check, the id and the
+// store were three steps: round 2 and round 13 of two runs stored 3 messages.)
+func TestPublishToClientQuotaUnderConcurrency(t *testing.T) {
+	s := newServer()
+	s.Options.Capabilities.MaximumInflight = 2
+	pk := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
+	for round := 0; round < 2000; round++ {
+		cl, _, _ := newTestClient()
+		cl.Net.Conn = nil // away: messages wait in its inflight
+		var wg sync.WaitGroup
+		var dropped atomic.Int64
+		start := make(chan struct{})
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, err := s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 1}, pk)
+				if errors.Is(err, packets.ErrQuotaExceeded) {
+					dropped.Add(1)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if n := cl.State.Inflight.Len(); n != 2 || dropped.Load() != 6 {
+			t.Fatalf("round %d: %d messages stored, %d dropped; want 2 and 6 (quota 2, 8 publishers)", round, n, dropped.Load())
+		}
 	}
 }
