@@ -49,16 +49,12 @@ func benchEngineProcs(b *testing.B, rulesDir string, auto bool, opts ...func(*Co
 			b.Fatal(err)
 		}
 		stop := c.Start(context.Background())
-		// --heap-floor 16, the binary's default too (GOGC in the environment wins there,
-		// and here).
-		stopFloor := func() {}
-		if os.Getenv("GOGC") == "" {
-			f, err := heapfloor.New(heapfloor.Config{Floor: 16 << 20})
-			if err != nil {
-				b.Fatal(err)
-			}
-			stopFloor = f.Start(context.Background())
+		// --heap-floor 16, the binary's default too (GOGC in the environment wins).
+		f, err := heapfloor.New(heapfloor.Config{Floor: 16 << 20})
+		if err != nil {
+			b.Fatal(err)
 		}
+		stopFloor := f.Start(context.Background())
 		stopProcs = func() {
 			stopFloor()
 			if err := stop(); err != nil {

@@ -14,6 +14,7 @@ package heapfloor
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -61,15 +62,16 @@ func (c *Controller) Start(ctx context.Context) (stop func()) {
 }
 
 // Run sets GOGC at once and after each interval until ctx ends; it then restores the
-// GOGC it found.
+// GOGC it found. A GOGC environment variable wins: whoever set it chose, and Run only
+// waits for ctx.
 func (c *Controller) Run(ctx context.Context) {
+	if os.Getenv("GOGC") != "" {
+		<-ctx.Done()
+		return
+	}
 	initial := debug.SetGCPercent(100)
 	debug.SetGCPercent(initial)
 	defer debug.SetGCPercent(initial)
-	if initial < 0 {
-		<-ctx.Done() // GC off: nothing to raise
-		return
-	}
 	cur := initial
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()

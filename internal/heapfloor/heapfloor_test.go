@@ -101,3 +101,21 @@ func gogc() int {
 	metrics.Read(s)
 	return int(s[0].Value.Uint64())
 }
+
+// TestRunLeavesAnEnvironmentGOGC: with GOGC in the environment the controller sets
+// nothing, however small the live heap.
+func TestRunLeavesAnEnvironmentGOGC(t *testing.T) {
+	t.Setenv("GOGC", "150")
+	defer debug.SetGCPercent(debug.SetGCPercent(150))
+	c, err := New(Config{Floor: 64 << 20, Interval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := c.Start(context.Background())
+	time.Sleep(50 * time.Millisecond) // fifty intervals
+	got := gogc()
+	stop()
+	if got != 150 {
+		t.Errorf("GOGC %d with GOGC=150 in the environment, want 150 left alone", got)
+	}
+}

@@ -36,9 +36,10 @@ func startProcs(ctx context.Context, auto bool, n int, log *slog.Logger) (stop f
 }
 
 // startHeapFloor applies --heap-floor (MiB; internal/heapfloor) until the returned
-// function is called. GOGC in the environment wins, as GOMAXPROCS does over --procs.
+// function is called. GOGC in the environment wins (heapfloor.Run), as GOMAXPROCS does
+// over --procs.
 func startHeapFloor(ctx context.Context, mib int) (stop func()) {
-	if mib == 0 || os.Getenv("GOGC") != "" {
+	if mib == 0 {
 		return func() {}
 	}
 	c, err := heapfloor.New(heapfloor.Config{Floor: uint64(mib) << 20})
