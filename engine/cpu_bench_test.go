@@ -152,7 +152,8 @@ func selfCPU(b *testing.B) time.Duration {
 }
 
 // subscribeCount runs a mosquitto_sub on filter and returns a channel that receives how
-// many messages it printed once n have come (fewer if it ends first). Its output is
+// many messages it printed once n have come (fewer if it ends first; -1 if it ended
+// before its subscription was in place). Its output is
 // counted by a counter process (this test binary, see TestMain), not here: the engine
 // runs in this process, and reading 5,000 lines/s here counted against its CPU and not
 // against mosquitto's.
@@ -182,9 +183,14 @@ func subscribeCount(b *testing.B, pubBin, subBin, addr, filter string, n int) <-
 	ready, got := make(chan struct{}), make(chan int, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
-		if sc.Scan() && sc.Text() == "ready" {
+		if !sc.Scan() || sc.Text() != "ready" {
+			// mosquitto_sub ended before any probe came (the counter printed its count
+			// first): the subscription never was in place.
 			close(ready)
+			got <- -1
+			return
 		}
+		close(ready)
 		count := -1
 		if sc.Scan() {
 			count, _ = strconv.Atoi(sc.Text())
