@@ -305,6 +305,11 @@ func (t *external) receive(c *paho.Client, p *paho.Publish) {
 		return
 	}
 	ev.ID, ev.Redelivered = t.ids.eventID(p), p.Duplicate()
+	// Wait for room before taking amu: commit takes it, and the event loop commits its
+	// batch before it takes the next, which is what makes room (waiting under amu, in
+	// push, deadlocked the two once the queue was full). This goroutine is the queue's
+	// only producer, so push then finds the room.
+	t.events.waitRoom(ev.QoS)
 	t.amu.Lock()
 	t.seq++
 	ev.Seq = t.seq
@@ -441,16 +446,27 @@ func (q *queue) taken() {
 	}
 }
 
-// push queues ev and reports whether it did.
-func (q *queue) push(ev broker.Event) bool {
+// waitRoom waits until a QoS 1/2 event (qos > 0) fits under hard, or the queue is closed.
+// A QoS 1/2 event beyond hard (a broker over the Receive Maximum) waits for room: the
+// client stops reading, TCP holds that broker back, and nothing is lost.
+func (q *queue) waitRoom(qos byte) {
 	q.mu.Lock()
-	// A QoS 1/2 event beyond hard (a broker over the Receive Maximum) waits for room:
-	// the client stops reading, TCP holds that broker back, and nothing is lost.
-	for q.hard > 0 && ev.QoS > 0 && !q.closed && len(q.items) >= q.hard {
+	q.waitRoomLocked(qos)
+	q.mu.Unlock()
+}
+
+func (q *queue) waitRoomLocked(qos byte) {
+	for q.hard > 0 && qos > 0 && !q.closed && len(q.items) >= q.hard {
 		q.mu.Unlock()
 		<-q.room
 		q.mu.Lock()
 	}
+}
+
+// push queues ev and reports whether it did; a QoS 1/2 event waits for room (waitRoom).
+func (q *queue) push(ev broker.Event) bool {
+	q.mu.Lock()
+	q.waitRoomLocked(ev.QoS)
 	if q.closed || (ev.QoS == 0 && len(q.items) >= q.limit) {
 		if !q.closed {
 			q.dropped++
