@@ -109,8 +109,15 @@ func (h *guardHook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 }
 
+var (
+	_ mqtt.PublishInPlace = (*guardHook)(nil)
+	_ mqtt.PublishInPlace = (*journalHook)(nil)
+)
+
 // journalHook has the durable intake journal QoS 1 and 2 publishes before mochi
-// acknowledges them (OnPublish runs before the PUBACK is written).
+// acknowledges them (OnPublish runs before the PUBACK is written). It is added only with
+// a store, which a durable intake needs: without one it would be a call per publish that
+// does nothing.
 type journalHook struct {
 	mqtt.HookBase
 	s *Server
@@ -121,26 +128,32 @@ func (h *journalHook) ID() string { return "deviceless-journal" }
 func (h *journalHook) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 func (h *journalHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	err := h.OnPublishInPlace(cl, &pk)
+	return pk, err
+}
+
+// OnPublishInPlace is OnPublish without copying the packet in and out (mochi patch 15).
+func (h *journalHook) OnPublishInPlace(cl *mqtt.Client, pk *packets.Packet) error {
 	in := h.s.durable
 	if in == nil {
-		return pk, nil
+		return nil
 	}
-	err := in.journalPublish(cl, pk)
+	err := in.journalPublish(cl, *pk)
 	switch {
 	case err == nil:
-		return pk, nil
+		return nil
 	case errors.Is(err, errResend):
-		return pk, packets.CodeSuccessIgnore // acknowledged, not delivered again
+		return packets.CodeSuccessIgnore // acknowledged, not delivered again
 	case errors.Is(err, ErrIntakeClosed):
 		// Stopping: not acknowledged, so the client sends it again after the restart.
-		return pk, packets.ErrRejectPacket
+		return packets.ErrRejectPacket
 	}
 	// Not journaled, so not acknowledged: the client sends it again when it reconnects.
 	h.s.log.Error("intake journal write failed: message refused", "client", cl.ID, "topic", pk.TopicName, "err", err)
 	if !cl.Net.Inline {
 		_ = h.s.mqtt.DisconnectClient(cl, packets.ErrUnspecifiedError)
 	}
-	return pk, packets.ErrRejectPacket
+	return packets.ErrRejectPacket
 }
 
 // v3Codes maps MQTT 5 CONNACK reasons to their MQTT 3.1.1 return codes.

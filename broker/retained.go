@@ -65,8 +65,15 @@ func (r *retainedOwners) dec(user string) {
 // invoke requests (they would run again at every restart and for every new engine) and
 // bounds each user's retained topics.
 func (h *guardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	err := h.OnPublishInPlace(cl, &pk)
+	return pk, err
+}
+
+// OnPublishInPlace is OnPublish changing the packet where it is, which mochi calls instead
+// (mochi patch 15: the packet is not copied in and out).
+func (h *guardHook) OnPublishInPlace(cl *mqtt.Client, pk *packets.Packet) error {
 	if cl.Net.Inline {
-		return pk, nil
+		return nil
 	}
 	s := h.s
 	username := string(cl.Properties.Username)
@@ -75,25 +82,25 @@ func (h *guardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 		pk.Properties.User = withoutHop(pk.Properties.User)
 	}
 	if !pk.FixedHeader.Retain {
-		return pk, nil
+		return nil
 	}
 	if strings.HasPrefix(pk.TopicName, s.invokePrefix) {
 		s.metrics.retainedRefused.Add(1)
 		s.log.Info("retained invoke request refused", "client", cl.ID, "username", username, "topic", pk.TopicName)
-		return pk, h.refusePublish(cl, pk, packets.ErrNotAuthorized)
+		return h.refusePublish(cl, *pk, packets.ErrNotAuthorized)
 	}
 	if role == RoleAdmin {
-		return pk, nil
+		return nil
 	}
 	if !s.retained.admit(username, pk.TopicName, len(pk.Payload) == 0) {
 		s.metrics.retainedRefused.Add(1)
 		s.log.Warn("retained message beyond the user's limit: not retained", "client", cl.ID, "username", username, "topic", pk.TopicName, "max_retained_per_user", s.cfg.Limits.MaxRetainedPerUser)
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
-			return pk, packets.ErrQuotaExceeded // PUBACK 0x97: the publisher learns why
+			return packets.ErrQuotaExceeded // PUBACK 0x97: the publisher learns why
 		}
 		pk.FixedHeader.Retain = false // delivered, not kept: nothing is lost now
 	}
-	return pk, nil
+	return nil
 }
 
 // OnWill strips the hop count from the wills of devices and clients, as OnPublish does

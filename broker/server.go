@@ -107,8 +107,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := s.mqtt.AddHook(&guardHook{s: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add policy hook: %w", err)
 	}
-	if err := s.mqtt.AddHook(&journalHook{s: s}, nil); err != nil {
-		return nil, fmt.Errorf("broker: add journal hook: %w", err)
+	if c.Store != "" {
+		if err := s.mqtt.AddHook(&journalHook{s: s}, nil); err != nil {
+			return nil, fmt.Errorf("broker: add journal hook: %w", err)
+		}
 	}
 	if err := s.mqtt.AddHook(&dropHook{s: s}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add drop hook: %w", err)

@@ -150,6 +150,8 @@ type Server struct {
 	// either in the old client's in-flight set before it is copied, or goes to the new
 	// client (Deviceless patch 5, PATCHES.md).
 	takeover sync.RWMutex
+	// packets holds the *packets.Packet a publish is processed in (patch 15).
+	packets sync.Pool
 }
 
 // loop contains interval tickers for the system events loop.
@@ -879,6 +881,23 @@ func (s *Server) InjectPacket(cl *Client, pk packets.Packet) error {
 
 // processPublish processes a Publish packet.
 func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
+	// Deviceless patch 15: the publish is processed in a pooled packet, by pointer. A
+	// packet is 800 bytes, and passing it by value through the hooks, the subscribers and
+	// the clients copied it some fifteen times per message; taking the parameter's address
+	// for the hooks (an interface call) would move it to the heap at every publish.
+	p, _ := s.packets.Get().(*packets.Packet)
+	if p == nil {
+		p = new(packets.Packet)
+	}
+	*p = pk
+	err := s.publish(cl, p)
+	*p = packets.Packet{} // nothing of this message stays reachable from the pool
+	s.packets.Put(p)
+	return err
+}
+
+// publish is processPublish on the pooled packet pk, which it may change and must not keep.
+func (s *Server) publish(cl *Client, pk *packets.Packet) error {
 	if !cl.Net.Inline && !IsValidFilter(pk.TopicName, true) {
 		return nil
 	}
@@ -947,13 +966,12 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	if deferrable {
 		cl.State.acks.beginPublish() // the hooks may call cl.DeferAck (patch 9)
 	}
-	pkx, err := s.hooks.OnPublish(cl, pk)
+	err := s.hooks.onPublish(cl, pk)
 	var held *pendingAck
 	if deferrable {
 		held = cl.State.acks.endPublish()
 	}
 	if err == nil {
-		pk = pkx
 	} else if errors.Is(err, packets.ErrRejectPacket) {
 		return nil
 	} else if errors.Is(err, packets.CodeSuccessIgnore) {
@@ -964,34 +982,34 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
-		s.retainMessage(cl, pk)
+		s.retainMessage(cl, *pk)
 	}
 
 	// If it's inlineClient, it can't handle PUBREC and PUBREL.
 	// When it publishes a package with a qos > 0, the server treats
 	// the package as qos=0, and the client receives it as qos=1 or 2.
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
-		s.publishToSubscribers(pk)
-		s.hooks.OnPublished(cl, pk)
+		s.deliver(pk)
+		s.hooks.onPublished(cl, pk)
 		return nil
 	}
 
 	cl.State.Inflight.DecreaseReceiveQuota()
 	if held == nil && cl.pendingAcks() == 0 {
-		err = s.acknowledgePublish(cl, pk, nil) // nothing waits before it (see Client.ack)
+		err = s.acknowledgePublish(cl, *pk, nil) // nothing waits before it (see Client.ack)
 	} else {
 		// A deferred acknowledgement goes out when the hook completes it; the message is
 		// delivered now, in the order the client's messages arrive. The copy keeps pk
 		// itself off the heap (a closure over it moved it there for every publish).
-		apk := pk
+		apk := *pk
 		err = cl.ack(held, func(err error) error { return s.acknowledgePublish(cl, apk, err) })
 	}
 	if err != nil {
 		return err
 	}
 
-	s.publishToSubscribers(pk)
-	s.hooks.OnPublished(cl, pk)
+	s.deliver(pk)
+	s.hooks.onPublished(cl, pk)
 
 	return nil
 }
@@ -1047,6 +1065,12 @@ func (s *Server) retainMessage(cl *Client, pk packets.Packet) {
 
 // publishToSubscribers publishes a publish packet to all subscribers with matching topic filters.
 func (s *Server) publishToSubscribers(pk packets.Packet) {
+	s.deliver(&pk)
+}
+
+// deliver is publishToSubscribers by pointer (patch 15); it does not keep pk. It sets
+// pk.Created and pk.Expiry where they are unset.
+func (s *Server) deliver(pk *packets.Packet) {
 	if pk.Ignore {
 		return
 	}
@@ -1062,10 +1086,10 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		}
 	}
 
-	subscribers := s.Topics.pooledSubscribers(pk.TopicName)
+	subscribers, release := s.Topics.publishSubscribers(pk.TopicName)
 	if len(subscribers.Shared) > 0 {
 		// A hook may keep what it is given: that value is not reused (patch 11).
-		subscribers = s.hooks.OnSelectSubscribers(subscribers, pk)
+		subscribers = s.hooks.OnSelectSubscribers(subscribers, *pk)
 		if len(subscribers.SharedSelected) == 0 {
 			subscribers.SelectShared()
 		}
@@ -1073,30 +1097,41 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 	}
 
 	for _, inlineSubscription := range subscribers.InlineSubscriptions {
-		inlineSubscription.Handler(s.inlineClient, inlineSubscription.Subscription, pk)
+		inlineSubscription.Handler(s.inlineClient, inlineSubscription.Subscription, *pk)
 	}
 
 	s.takeover.RLock()
 	defer s.takeover.RUnlock()
 	for id, subs := range subscribers.Subscriptions {
 		if cl, ok := s.Clients.Get(id); ok {
-			_, err := s.publishToClient(cl, subs, pk)
+			_, err := s.sendToClient(cl, &subs, pk)
 			if err != nil {
-				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+				s.Log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", *pk)
 			}
 		}
 	}
-	if subscribers.Shared == nil {
+	if release && subscribers.Shared == nil {
 		s.Topics.releaseSubscribers(subscribers)
 	}
 }
 
 func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packets.Packet) (packets.Packet, error) {
+	out, err := s.sendToClient(cl, &sub, &pk)
+	if out == nil {
+		return pk, err
+	}
+	return *out, err
+}
+
+// sendToClient is publishToClient by pointer (patch 15): it does not keep pk, and it
+// returns the packet made for the client, nil when the subscription takes nothing.
+func (s *Server) sendToClient(cl *Client, sub *packets.Subscription, pk *packets.Packet) (*packets.Packet, error) {
 	if sub.NoLocal && pk.Origin == cl.ID {
-		return pk, nil // [MQTT-3.8.3-3]
+		return nil, nil // [MQTT-3.8.3-3]
 	}
 
-	out := pk.Copy(false)
+	out := new(packets.Packet)
+	*out = pk.Copy(false)
 	if !s.hooks.OnACLCheck(cl, pk.TopicName, false) {
 		return out, packets.ErrNotAuthorized
 	}
@@ -1143,34 +1178,34 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 			cl.State.inflightMu.Unlock()
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("client store quota reached", "client", cl.ID, "listener", cl.Net.Listener)
-			s.hooks.OnPublishDropped(cl, pk)
+			s.hooks.OnPublishDropped(cl, *pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
 		i, err := cl.NextPacketID() // [MQTT-4.3.2-1] [MQTT-4.3.3-1]
 		if err != nil {
 			cl.State.inflightMu.Unlock()
-			s.hooks.OnPacketIDExhausted(cl, pk)
+			s.hooks.OnPacketIDExhausted(cl, *pk)
 			atomic.AddInt64(&s.Info.InflightDropped, 1)
 			s.Log.Warn("packet ids exhausted", "error", err, "client", cl.ID, "listener", cl.Net.Listener)
-			s.hooks.OnPublishDropped(cl, pk)
+			s.hooks.OnPublishDropped(cl, *pk)
 			return out, packets.ErrQuotaExceeded
 		}
 
 		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
 		sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
 
-		ok := cl.State.Inflight.Set(out) // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
+		ok := cl.State.Inflight.Set(*out) // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
 		cl.State.inflightMu.Unlock()
 		if ok {
 			atomic.AddInt64(&s.Info.Inflight, 1)
-			s.hooks.OnQosPublish(cl, out, out.Created, 0)
+			s.hooks.OnQosPublish(cl, *out, out.Created, 0)
 			cl.State.Inflight.DecreaseSendQuota()
 		}
 
 		if sentQuota == 0 && atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
 			out.Expiry = -1
-			cl.State.Inflight.Set(out)
+			cl.State.Inflight.Set(*out)
 			return out, nil
 		}
 	}
@@ -1180,11 +1215,11 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	select {
-	case cl.State.outbound <- &out:
+	case cl.State.outbound <- out:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
-		cl.ops.hooks.OnPublishDropped(cl, pk)
+		cl.ops.hooks.OnPublishDropped(cl, *pk)
 		if out.FixedHeader.Qos > 0 {
 			cl.State.Inflight.Delete(out.PacketID) // packet was dropped due to irregular circumstances, so rollback inflight.
 			cl.State.Inflight.IncreaseSendQuota()
