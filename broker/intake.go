@@ -304,7 +304,7 @@ func (in *Intake) deliver(_ *mqtt.Client, _ packets.Subscription, pk packets.Pac
 		in.dropped.Add(1)
 		return
 	}
-	ev := in.event(pk)
+	ev := in.event(&pk)
 	in.mu.Lock()
 	if in.overflow == OverflowBackpressure && !own && !in.attaching.Load() && !in.waitForRoom(pk.Origin) {
 		in.mu.Unlock()
@@ -386,7 +386,7 @@ func (in *Intake) journalPublish(cl *mqtt.Client, pk packets.Packet) error {
 			return ErrIntakeClosed
 		}
 	}
-	ev := in.event(pk)
+	ev := in.event(&pk)
 	client := ""
 	if !own {
 		client = cl.ID
@@ -486,7 +486,7 @@ func (in *Intake) Commit(seq uint64) error {
 }
 
 // event converts a published packet.
-func (in *Intake) event(pk packets.Packet) Event {
+func (in *Intake) event(pk *packets.Packet) Event {
 	ev := Event{
 		Topic:           pk.TopicName,
 		Payload:         pk.Payload,
