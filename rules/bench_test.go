@@ -202,3 +202,35 @@ func BenchmarkMatchFlat(b *testing.B) {
 		})
 	}
 }
+
+// The paced profile's rule: `payload.temp > 30` with a publish of the member, on
+// `{"temp":N,"seq":i}`, firing on half the events. member: the only rule on the topic;
+// whole: beside a rule that reads the whole payload (never fires), so the event is
+// decoded in full.
+func BenchmarkEventMember(b *testing.B) {
+	const member = "rules:\n  - name: hot\n    on: sensors/+/temp\n    if: payload.temp > 30\n    do: [{publish: {topic: '\"alerts/\" + topic', payload: payload.temp}}]\n"
+	for _, c := range []struct{ name, src string }{
+		{"member", member},
+		{"whole", member + "  - name: off\n    on: sensors/#\n    if: payload == \"off\"\n    do: [{publish: {topic: '\"off\"'}}]\n"},
+	} {
+		b.Run("rule="+c.name, func(b *testing.B) {
+			e := compileSrc(b, c.src, Options{}).NewEvaluator()
+			events := make([]Event, 256)
+			for i := range events {
+				events[i] = Event{Topic: "sensors/s1/temp", Payload: []byte(fmt.Sprintf(`{"temp":%d,"seq":%d}`, 25+10*(i%2), 10000+i)), Time: t0}
+			}
+			var dst []Firing
+			firings, i := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = e.Eval(&events[i%len(events)], dst[:0])
+				firings += len(dst)
+				i++
+			}
+			reportRate(b, "events/s", 1)
+			if want := b.N / 2; firings != want {
+				b.Fatalf("%d firings for %d events, want %d", firings, b.N, want)
+			}
+		})
+	}
+}

@@ -566,11 +566,19 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 		c.errf(p, "%s", msg)
 		return nil
 	}
+	payloads, fetched := 0, 0 // identifiers `payload`; those that are $fetch(payload, ...)'s
 	ast.Find(prog.Node(), func(n ast.Node) bool {
+		if call, ok := n.(*ast.CallNode); ok && fetchesPayload(call) {
+			fetched++
+		}
 		if id, ok := n.(*ast.IdentifierNode); ok {
 			switch id.Value {
 			case "payload":
 				*u |= usePayload
+				payloads++
+			case "$env":
+				// $env.payload, $env["payload"], $env itself: the value, lazy or not.
+				*u |= usePayload | usePayloadWhole
 			case "raw":
 				*u |= useRaw
 			case "topic_parts":
@@ -583,7 +591,21 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 		}
 		return false
 	})
+	if payloads > fetched {
+		*u |= usePayloadWhole
+	}
 	return prog
+}
+
+// fetchesPayload reports whether call is $fetch(payload, ...): a member of the payload,
+// which a lazy payload can give (lazy.go). Any other use of `payload` is of the value.
+func fetchesPayload(call *ast.CallNode) bool {
+	callee, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok || callee.Value != fetchName || len(call.Arguments) != 2 {
+		return false
+	}
+	id, ok := call.Arguments[0].(*ast.IdentifierNode)
+	return ok && id.Value == "payload"
 }
 
 // Adopt carries state over from the set s replaces and returns what changed, rule by rule

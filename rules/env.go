@@ -68,4 +68,8 @@ const (
 	useTopicParts
 	usePrev
 	useWindow
+	// usePayloadWhole: payload is read other than as $fetch(payload, ...) (`payload`,
+	// `payload?.x`, `len(payload)`, `$env`...), so the event's payload must be decoded,
+	// not lazy (lazy.go). It comes with usePayload.
+	usePayloadWhole
 )

@@ -64,6 +64,7 @@ type Evaluator struct {
 	matched []int32
 	parts   []string
 	keys    map[string]string // payload keys, interned (json.go)
+	lazy    lazyPayload       // Eval's and Apply's event payload, when it is lazy
 }
 
 // NewEvaluator returns an evaluator for s.
@@ -99,7 +100,7 @@ func (s *Set) match(topic string, dst []int32) []int32 {
 // Eval runs ev through every matching rule and appends the firings to dst. Runtime
 // errors are counted per rule and logged at a bounded rate; they never stop other rules.
 func (e *Evaluator) Eval(ev *Event, dst []Firing) []Firing {
-	now, ok := e.begin(ev, &e.parts)
+	now, ok := e.begin(ev, &e.parts, &e.lazy)
 	if !ok {
 		return dst
 	}
@@ -110,13 +111,16 @@ func (e *Evaluator) Eval(ev *Event, dst []Firing) []Firing {
 			dst = append(dst, f)
 		}
 	}
+	e.lazy.reset(nil, nil) // the event's bytes are the intake's again
 	return dst
 }
 
-// begin matches ev's topic into e.matched, counts the matches and sets e.env up for ev,
-// decoding the payload once if a matching rule uses it (topic_parts into *parts). It
-// reports false when no rule matches.
-func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
+// begin matches ev's topic into e.matched, counts the matches and sets e.env up for ev
+// (topic_parts into *parts). When a matching rule uses the payload, it is decoded once,
+// or, if every matching rule only reads members of it (`payload.x`), it is *lazy, set up
+// for ev: the members are decoded as they are fetched (lazy.go). It reports false when
+// no rule matches.
+func (e *Evaluator) begin(ev *Event, parts *[]string, lazy *lazyPayload) (time.Time, bool) {
 	s := e.set
 	e.matched = s.match(ev.Topic, e.matched)
 	if len(e.matched) == 0 {
@@ -136,8 +140,13 @@ func (e *Evaluator) begin(ev *Event, parts *[]string) (time.Time, bool) {
 	if p := s.agents.Load(); p != nil {
 		env.Agents = *p
 	}
-	if u&(usePayload|usePrev) != 0 {
+	switch {
+	case u&(usePayloadWhole|usePrev) != 0:
+		// prev is kept past the event (stateStep): a decoded value, never a lazy one.
 		env.Payload = decodePayload(ev.Payload, e.keys)
+	case u&usePayload != 0:
+		lazy.reset(ev.Payload, e.keys)
+		env.Payload = lazy
 	}
 	if u&useRaw != 0 {
 		env.Raw = string(ev.Payload)

@@ -30,6 +30,9 @@ func fetchMember(from, name any) any {
 			return m[s] // a missing key is nil, as runtime.Fetch gives
 		}
 	}
+	if p, ok := from.(*lazyPayload); ok {
+		return p.fetch(name) // the payload not decoded yet (lazy.go)
+	}
 	return runtime.Fetch(from, name) // panics as OpFetch would, with its message
 }
 

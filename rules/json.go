@@ -69,6 +69,114 @@ func (d *jsonDecoder) value(depth int) (any, bool) {
 	return nil, false
 }
 
+// skip reads a value as value(depth) does, accepting exactly what it accepts, without
+// building it: the lazy payload's scan (lazy.go). A number is parsed only when it might
+// be out of range.
+func (d *jsonDecoder) skip(depth int) bool {
+	d.space()
+	if d.i >= len(d.b) || depth > maxJSONDepth {
+		return false
+	}
+	switch c := d.b[d.i]; {
+	case c == '{':
+		return d.skipObject(depth, nil, "")
+	case c == '[':
+		return d.skipArray(depth)
+	case c == '"':
+		_, ok := d.rawStr()
+		return ok
+	case c == 't':
+		return d.literal("true")
+	case c == 'f':
+		return d.literal("false")
+	case c == 'n':
+		return d.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		start, big, ok := d.numberSpan()
+		if ok && big {
+			_, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
+			ok = err == nil
+		}
+		return ok
+	}
+	return false
+}
+
+// skipObject is object(depth) for skip. With p, the object is the payload itself: each
+// member goes to p's index (lazyPayload.add, name being the member fetched first).
+func (d *jsonDecoder) skipObject(depth int, p *lazyPayload, name string) bool {
+	d.i++ // {
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return true
+	}
+	for {
+		d.space()
+		if d.i >= len(d.b) || d.b[d.i] != '"' {
+			return false
+		}
+		k0 := d.i + 1
+		if _, ok := d.rawStr(); !ok {
+			return false
+		}
+		k1 := d.i - 1
+		d.space()
+		if d.i >= len(d.b) || d.b[d.i] != ':' {
+			return false
+		}
+		d.i++
+		v := d.i
+		if !d.skip(depth + 1) {
+			return false
+		}
+		if p != nil {
+			p.add(int32(k0), int32(k1), int32(v), name)
+		}
+		d.space()
+		if d.i >= len(d.b) {
+			return false
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// skipArray is array(depth) for skip.
+func (d *jsonDecoder) skipArray(depth int) bool {
+	d.i++ // [
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == ']' {
+		d.i++
+		return true
+	}
+	for {
+		if !d.skip(depth + 1) {
+			return false
+		}
+		d.space()
+		if d.i >= len(d.b) {
+			return false
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 func (d *jsonDecoder) literal(s string) bool {
 	if len(d.b)-d.i < len(s) || string(d.b[d.i:d.i+len(s)]) != s {
 		return false
@@ -194,7 +302,22 @@ func (d *jsonDecoder) rawStr() ([]byte, bool) {
 
 // number reads a JSON number (RFC 8259's grammar) as float64.
 func (d *jsonDecoder) number() (any, bool) {
-	start := d.i
+	start, _, ok := d.numberSpan()
+	if !ok {
+		return nil, false
+	}
+	f, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
+	if err != nil {
+		return nil, false // out of range: encoding/json's error, through the slow path
+	}
+	return f, true
+}
+
+// numberSpan reads a JSON number (RFC 8259's grammar) and returns where it starts. big
+// is false for a number without an exponent whose integer part has at most 308 digits:
+// below 1e308, it is in float64's range and ParseFloat cannot fail on it.
+func (d *jsonDecoder) numberSpan() (start int, big, ok bool) {
+	start = d.i
 	if d.b[d.i] == '-' {
 		d.i++
 	}
@@ -204,28 +327,26 @@ func (d *jsonDecoder) number() (any, bool) {
 	case d.i < len(d.b) && d.b[d.i] >= '1' && d.b[d.i] <= '9':
 		d.digits()
 	default:
-		return nil, false
+		return start, false, false
 	}
+	big = d.i-start > 308
 	if d.i < len(d.b) && d.b[d.i] == '.' {
 		d.i++
 		if !d.digits() {
-			return nil, false
+			return start, false, false
 		}
 	}
 	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		big = true
 		d.i++
 		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
 			d.i++
 		}
 		if !d.digits() {
-			return nil, false
+			return start, false, false
 		}
 	}
-	f, err := strconv.ParseFloat(string(d.b[start:d.i]), 64)
-	if err != nil {
-		return nil, false // out of range: encoding/json's error, through the slow path
-	}
-	return f, true
+	return start, big, true
 }
 
 func (d *jsonDecoder) digits() bool {

@@ -8,8 +8,9 @@ import (
 // Staged is one event part-way through its evaluation, for evaluating a batch of events
 // on several goroutines (the engine's evaluation workers) with the result of Eval:
 //
-//  1. Stage (any worker, events in any order): match the topic, decode the payload, run
-//     the rules without state (`if`, actions) and compute the stateful rules' keys;
+//  1. Stage (any worker, events in any order): match the topic, decode the payload (or
+//     set it up lazy, lazy.go), run the rules without state (`if`, actions) and compute
+//     the stateful rules' keys;
 //  2. Apply (worker w of n): run the stateful steps (window, prev, `if`, `for`,
 //     throttle, then the actions) of the staged events whose Shard(rule, key) is w,
 //     taking the events in arrival order; a (rule, key) always lands on the same worker,
@@ -20,6 +21,9 @@ import (
 type Staged struct {
 	env   Env
 	parts []string
+	// lazy is the event's payload when it is lazy (lazy.go): st.env.Payload is then
+	// &lazy, and Apply's workers fetch from copies.
+	lazy  lazyPayload
 	now   time.Time
 	slots []slot
 	// pending counts the slots still waiting for Apply.
@@ -47,9 +51,10 @@ const (
 // left pending for Apply.
 func (e *Evaluator) Stage(ev *Event, st *Staged) {
 	st.slots, st.pending = st.slots[:0], 0
-	now, ok := e.begin(ev, &st.parts)
+	now, ok := e.begin(ev, &st.parts, &st.lazy)
 	if !ok {
 		st.env = Env{}
+		st.lazy.reset(nil, nil)
 		return
 	}
 	st.now = now
@@ -82,19 +87,31 @@ func (e *Evaluator) Apply(st *Staged, shard, of uint32) {
 		return
 	}
 	s := e.set
+	var env Env
+	ready := false
 	for j := range st.slots {
 		sl := &st.slots[j]
 		// The shard first: another shard's pending slot is written by its own worker.
 		if sl.shard%of != shard || sl.state != slotPending {
 			continue
 		}
-		e.env = st.env
+		if !ready {
+			env, ready = st.env, true
+			if p, ok := env.Payload.(*lazyPayload); ok {
+				// Other workers apply st at the same time: this one fetches into its
+				// own copy, which keeps what this event's slots decode.
+				e.lazy.copyOf(p, e.keys)
+				env.Payload = &e.lazy
+			}
+		}
+		e.env = env
 		if f, ok := e.statefulRule(s.Rules[sl.rule], sl.key, st.now); ok {
 			sl.state, sl.firing = slotFired, f
 		} else {
 			sl.state = slotNone
 		}
 	}
+	e.lazy.reset(nil, nil)
 }
 
 // Firings appends st's firings to dst in rule order. Call it once every shard has
@@ -113,6 +130,7 @@ func (st *Staged) Firings(dst []Firing) []Firing {
 	}
 	st.pending = 0
 	st.env = Env{} // the payload and topic parts are the event's: not kept past it
+	st.lazy.reset(nil, nil)
 	return dst
 }
 

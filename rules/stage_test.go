@@ -48,6 +48,14 @@ rules:
     do: [{publish: {topic: '"cnt"', payload: 'string(window.min) + "/" + string(window.max) + "/" + string(window.sum)'}}]
 `
 
+// stagedRulesLazy are stagedRules with `rising` reading no prev: every rule reads the
+// payload by member only, so the events' payloads are lazy (lazy.go), staged and applied
+// by workers.
+var stagedRulesLazy = strings.NewReplacer(
+	"if: prev != nil && payload.c > prev.c", "if: payload.c > int(payload.seq) % 30",
+	`payload: 'string(payload.c) + ">" + string(prev.c)'`, `payload: 'string(payload.c) + ">" + string(int(payload.seq) % 30)'`,
+).Replace(stagedRules)
+
 // firingLog is what a run fired, per rule and key, in order.
 type firingLog map[string][]string
 
@@ -104,11 +112,17 @@ func randomStream(rng *rand.Rand, n int) []Event {
 // same state, the same counters, as one Evaluator taking the events one by one.
 func TestWorkersEqualSequential(t *testing.T) {
 	for seed := uint64(1); seed <= 30; seed++ {
+		rules := []string{stagedRules, stagedRulesLazy}[seed%2]
 		rng := rand.New(rand.NewPCG(seed, 13))
 		events := randomStream(rng, 300+rng.IntN(1500))
 		workers := []int{2, 3, 8}[seed%3]
 
-		seqSet := compileSrc(t, stagedRules, Options{})
+		seqSet := compileSrc(t, rules, Options{})
+		for _, r := range seqSet.Rules {
+			if rules == stagedRulesLazy && r.uses&usePayloadWhole != 0 {
+				t.Fatalf("rule %s reads the payload whole: its events are not lazy", r.Name)
+			}
+		}
 		seq := firingLog{}
 		var seqOrder []string // every firing in the order Eval returned them
 		e := seqSet.NewEvaluator()
@@ -120,7 +134,7 @@ func TestWorkersEqualSequential(t *testing.T) {
 			}
 		}
 
-		parSet := compileSrc(t, stagedRules, Options{})
+		parSet := compileSrc(t, rules, Options{})
 		par := firingLog{}
 		var parOrder []string
 		w := parSet.NewWorkers(workers)
