@@ -133,18 +133,10 @@ func (d *jsonDecoder) skipObject(depth int, p *lazyPayload, name string) bool {
 		if p != nil {
 			p.add(int32(k0), int32(k1), int32(v), name)
 		}
-		d.space()
-		if d.i >= len(d.b) {
+		if more, ok := d.next('}'); !ok {
 			return false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		} else if !more {
 			return true
-		default:
-			return false
 		}
 	}
 }
@@ -161,20 +153,30 @@ func (d *jsonDecoder) skipArray(depth int) bool {
 		if !d.skip(depth + 1) {
 			return false
 		}
-		d.space()
-		if d.i >= len(d.b) {
+		if more, ok := d.next(']'); !ok {
 			return false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
+		} else if !more {
 			return true
-		default:
-			return false
 		}
 	}
+}
+
+// next steps over what follows a member or an element: a comma (more: true) or close
+// (more: false); anything else is not JSON.
+func (d *jsonDecoder) next(close byte) (more, ok bool) {
+	d.space()
+	if d.i >= len(d.b) {
+		return false, false
+	}
+	switch d.b[d.i] {
+	case ',':
+		d.i++
+		return true, true
+	case close:
+		d.i++
+		return false, true
+	}
+	return false, false
 }
 
 func (d *jsonDecoder) literal(s string) bool {
@@ -212,18 +214,10 @@ func (d *jsonDecoder) object(depth int) (any, bool) {
 			return nil, false
 		}
 		m[k] = v // a repeated key: the last one, as encoding/json
-		d.space()
-		if d.i >= len(d.b) {
+		if more, ok := d.next('}'); !ok {
 			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		} else if !more {
 			return m, true
-		default:
-			return nil, false
 		}
 	}
 }
@@ -242,18 +236,10 @@ func (d *jsonDecoder) array(depth int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		d.space()
-		if d.i >= len(d.b) {
+		if more, ok := d.next(']'); !ok {
 			return nil, false
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
+		} else if !more {
 			return a, true
-		default:
-			return nil, false
 		}
 	}
 }
