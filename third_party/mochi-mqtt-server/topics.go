@@ -354,10 +354,10 @@ type TopicsIndex struct {
 	root     *particle // a leaf containing a message and more leaves.
 	// subscribersPool holds the Subscribers of finished publishes (patch 11).
 	subscribersPool sync.Pool
-	// gen counts the changes of subscriptions; cache holds, per topic, the Subscribers of
-	// the generation they were gathered in (patch 16).
+	// gen counts the changes of subscriptions; cache holds the Subscribers gathered in
+	// one generation, per topic (patch 16).
 	gen   atomic.Uint64
-	cache subscribersCache
+	cache atomic.Pointer[subscribersCache]
 }
 
 // subscribersCache keeps what scanSubscribers found for a topic, for the topic's next
@@ -366,19 +366,15 @@ type TopicsIndex struct {
 // for the same few topics at every event). An entry is read by any number of publishers
 // at once and never changed: a topic with shared subscriptions, whose selection differs
 // per publish, is not kept, nor is one with more than pooledSubscribersMax subscribers.
+// A change of subscriptions replaces the whole cache with an empty one, in one step
+// whatever it held (a client subscribing in a loop costs each publish nothing more).
 // At most subscribersCacheMax topics are kept; beyond that new topics take the uncached
-// path until the next change of subscriptions empties the cache, so a flood of distinct
-// topics costs what it cost before and holds at most that much memory.
+// path until the next change, so a flood of distinct topics costs what it cost before
+// and holds at most that much memory.
 type subscribersCache struct {
-	entries sync.Map     // topic → *cachedSubscribers
-	n       atomic.Int64 // entries, about
-	gen     atomic.Uint64
-	mu      sync.Mutex // clearing
-}
-
-type cachedSubscribers struct {
-	gen  uint64
-	subs *Subscribers
+	gen     uint64   // the generation its entries were gathered in
+	entries sync.Map // topic → *Subscribers
+	n       atomic.Int64
 }
 
 // subscribersCacheMax bounds the cache's topics.
@@ -638,29 +634,27 @@ func (x *TopicsIndex) pooledSubscribers(topic string) *Subscribers {
 // release is true. The caller must not change a value it need not release.
 func (x *TopicsIndex) publishSubscribers(topic string) (subs *Subscribers, release bool) {
 	gen := x.gen.Load() // before the scan: a change during it leaves the entry stale
-	c := &x.cache
-	if e, ok := c.entries.Load(topic); ok {
-		if e := e.(*cachedSubscribers); e.gen == gen {
-			return e.subs, false
+	c := x.cache.Load()
+	if c == nil || c.gen < gen {
+		if fresh := (&subscribersCache{gen: gen}); x.cache.CompareAndSwap(c, fresh) {
+			c = fresh
+		} else {
+			c = x.cache.Load()
 		}
 	}
-	if c.gen.Load() < gen { // entries of older generations: empty the cache, once per change
-		c.mu.Lock()
-		if c.gen.Load() < gen {
-			c.entries.Range(func(k, _ any) bool { c.entries.Delete(k); return true })
-			c.n.Store(0)
-			c.gen.Store(gen)
+	if c.gen == gen {
+		if e, ok := c.entries.Load(topic); ok {
+			return e.(*Subscribers), false
 		}
-		c.mu.Unlock()
 	}
-	if c.n.Load() >= subscribersCacheMax {
+	if c.gen != gen || c.n.Load() >= subscribersCacheMax { // a newer cache, or a full one
 		return x.pooledSubscribers(topic), true
 	}
 	subs = x.scanSubscribers(topic, 0, nil, &Subscribers{Subscriptions: map[string]packets.Subscription{}})
 	if len(subs.Shared) > 0 || len(subs.Subscriptions) > pooledSubscribersMax || len(subs.InlineSubscriptions) > pooledSubscribersMax {
 		return subs, false // not pooled either: it is the caller's, as Subscribers' is
 	}
-	if _, loaded := c.entries.Swap(topic, &cachedSubscribers{gen: gen, subs: subs}); !loaded {
+	if _, loaded := c.entries.LoadOrStore(topic, subs); !loaded {
 		c.n.Add(1)
 	}
 	return subs, false
