@@ -98,6 +98,7 @@ func (l *netListener) Init(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	ln = rawConns{ln}
 	if l.tls != nil {
 		ln = tls.NewListener(ln, l.tls)
 	}
