@@ -577,8 +577,11 @@ func (c *compiler) expr(e Expr, u *uses, extra ...expr.Option) *vm.Program {
 				*u |= usePayload
 				payloads++
 			case "$env":
-				// $env.payload, $env["payload"], $env itself: the value, lazy or not.
-				*u |= usePayload | usePayloadWhole
+				// $env.payload, $env["raw"], $env itself: every variable may be read
+				// through it, by a name the analysis cannot see, so all of them are
+				// filled in (the payload decoded whole). prev and window are not: they
+				// make a rule stateful, which $env alone should not.
+				*u |= usePayload | usePayloadWhole | useRaw | useTopicParts
 			case "raw":
 				*u |= useRaw
 			case "topic_parts":

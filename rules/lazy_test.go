@@ -424,3 +424,22 @@ func BenchmarkLazyFetch(b *testing.B) {
 		})
 	}
 }
+
+// $env reads variables by names the uses analysis cannot see: what it reads must be filled
+// in even when no other rule needs it (they read empty before).
+func TestEnvSeesEveryVariable(t *testing.T) {
+	for _, src := range []string{
+		`$env.raw == '{"temp":31}'`,
+		`$env["raw"] != ""`,
+		`$env.topic_parts[1] == "gh1"`,
+		`len($env["topic_parts"]) == 3`,
+		`$env.payload.temp > 30`,
+		`$env.topic == "sensors/gh1/t"`,
+	} {
+		set := compileSrc(t, "rules:\n  - name: r\n    on: sensors/#\n    if: '"+strings.ReplaceAll(src, "'", "''")+"'\n    do: [{publish: {topic: '\"out\"'}}]\n", Options{})
+		e := set.NewEvaluator()
+		if got := e.Eval(ev("sensors/gh1/t", `{"temp":31}`, 0), nil); len(got) != 1 {
+			t.Errorf("%s: %d firings, want 1 (errors: %d)", src, len(got), set.Rules[0].Counters().Errors.Load())
+		}
+	}
+}
