@@ -172,7 +172,7 @@ func (l *wsListener) Init(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	l.ln = ln
+	l.ln = rawConns{ln} // net/http hands the upgraded connection over: MQTT reads it raw
 	l.upgrader = websocket.Upgrader{
 		Subprotocols:     []string{"mqtt"},
 		HandshakeTimeout: l.connectTimeout,

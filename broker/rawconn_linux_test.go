@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // rawPair is an accepted rawConn and the client end of its connection.
@@ -164,4 +167,42 @@ func TestRawConnIsATCPConn(t *testing.T) {
 			t.Fatal("the reset was not seen before the deadline")
 		}
 	})
+}
+
+// MQTT over WebSocket reads the upgraded connection, which must be a rawConn too.
+func TestWebSocketConnIsRaw(t *testing.T) {
+	t.Parallel()
+	l := &wsListener{id: "ws", address: "127.0.0.1:0"}
+	if err := l.Init(slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go l.Serve(func(_ string, c net.Conn) error {
+		buf := make([]byte, 5)
+		_, err := io.ReadFull(c, buf)
+		under := "not a *wsConn"
+		if ws, ok := c.(*wsConn); ok {
+			under = fmt.Sprintf("%T %q %v", ws.Conn, buf, err)
+		}
+		got <- under
+		return nil
+	})
+	t.Cleanup(func() { l.Close(func(string) {}) })
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}}
+	ws, _, err := d.Dial("ws://"+l.ln.Addr().String()+"/mqtt", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteMessage(websocket.BinaryMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if want := `*broker.rawConn "hello" <nil>`; s != want {
+			t.Fatalf("the upgraded connection: %s, want %s", s, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener never handed the connection over")
+	}
 }
