@@ -1,5 +1,5 @@
 // Package heapfloor keeps the Go heap's GC goal at or above a floor while the live heap
-// is small.
+// is small, and caps it close to the floor meanwhile.
 //
 // Why: Go's default (GOGC=100) starts a collection when the heap is twice the live heap,
 // and never below 4 MB. An engine with a small live heap (about 1 MB in the paced
@@ -8,12 +8,23 @@
 // restarting the sweep: about 1 µs of CPU per event (gctrace, BENCHMARKS.md). Raising
 // GOGC so that the goal is the floor cuts the cycles by floor/4 MB while the live heap is
 // small; once the live heap is half the floor or more, GOGC is back to 100 and the heap
-// grows as Go's default lets it. The memory this costs is at most the floor.
+// grows as Go's default lets it.
+//
+// GOGC alone is not a ceiling: the runtime sets each cycle's goal with the GOGC of that
+// moment, from a live heap that counts everything allocated while the cycle marked. In a
+// burst at one P that reading is many times the true live heap, and at GOGC 400 the goal
+// it gives was five times the floor until the next look. So while GOGC is raised, a
+// memory limit (debug.SetMemoryLimit) caps the goal between looks: the floor and a
+// quarter, plus the runtime's memory outside the heap. The quarter is room for the
+// heap's fragmentation and free pages, which the limit counts: without it the runtime
+// would return pages to the system at every cycle near the floor and fault them in
+// again. The memory this costs is at most the floor and a quarter over Go's default.
 package heapfloor
 
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -35,8 +46,26 @@ type Controller struct {
 }
 
 // The runtime/metrics the goal is computed from: Go's goal is live + (live + stacks +
-// globals) × GOGC/100.
-var names = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
+// globals) × GOGC/100. The memory limit counts all the runtime's memory but the pages it
+// returned to the system: total − released − the heap's (objects, unused, free) is what
+// it holds outside the heap.
+var names = []string{
+	"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes",
+	"/memory/classes/total:bytes", "/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/objects:bytes", "/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+}
+
+const (
+	live = iota
+	stack
+	globals
+	total
+	released
+	objects
+	unused
+	free
+)
 
 // New validates cfg.
 func New(cfg Config) (*Controller, error) {
@@ -61,9 +90,10 @@ func (c *Controller) Start(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
-// Run sets GOGC at once and after each interval until ctx ends; it then restores the
-// GOGC it found. A GOGC environment variable wins: whoever set it chose, and Run only
-// waits for ctx.
+// Run sets GOGC and the memory limit at once and after each interval until ctx ends;
+// it then restores the GOGC and memory limit it found. A GOGC environment variable wins:
+// whoever set it chose, and Run only waits for ctx. A memory limit the process already
+// has (GOMEMLIMIT) stays the most Run sets.
 func (c *Controller) Run(ctx context.Context) {
 	if os.Getenv("GOGC") != "" {
 		<-ctx.Done()
@@ -72,14 +102,42 @@ func (c *Controller) Run(ctx context.Context) {
 	initial := debug.SetGCPercent(100)
 	debug.SetGCPercent(initial)
 	defer debug.SetGCPercent(initial)
-	cur := initial
+	initialLimit := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(initialLimit)
+	cur, curLimit := initial, initialLimit
 	tick := time.NewTicker(c.cfg.Interval)
 	defer tick.Stop()
 	for {
 		metrics.Read(c.samples)
-		if next := Percent(c.cfg.Floor, c.samples[0].Value.Uint64(), c.samples[1].Value.Uint64()+c.samples[2].Value.Uint64(), initial); changed(cur, next) {
-			cur = next
-			debug.SetGCPercent(cur)
+		v := func(i int) uint64 { return c.samples[i].Value.Uint64() }
+		next, nextLimit := Percent(c.cfg.Floor, v(live), v(stack)+v(globals), initial), initialLimit
+		if next != initial {
+			var outside uint64
+			if heap := v(released) + v(objects) + v(unused) + v(free); v(total) > heap {
+				outside = v(total) - heap
+			}
+			nextLimit = min(initialLimit, int64(min(c.cfg.Floor+c.cfg.Floor/4+outside, math.MaxInt64)))
+		}
+		setGC := func() {
+			if changed(cur, next) {
+				cur = next
+				debug.SetGCPercent(cur)
+			}
+		}
+		setLimit := func() {
+			if limitChanged(curLimit, nextLimit, initialLimit, c.cfg.Floor) {
+				curLimit = nextLimit
+				debug.SetMemoryLimit(curLimit)
+			}
+		}
+		// The tighter setting first: a lower limit before a higher GOGC, a lower GOGC
+		// before a higher limit, so no moment between the two calls has neither.
+		if nextLimit < curLimit {
+			setLimit()
+			setGC()
+		} else {
+			setGC()
+			setLimit()
 		}
 		select {
 		case <-ctx.Done():
@@ -113,4 +171,11 @@ const minimumHeap = 4 << 20
 func changed(cur, next int) bool {
 	d := next - cur
 	return d*10 > cur || -d*10 > cur
+}
+
+// limitChanged reports whether the limit moves by more than a sixteenth of the floor, or
+// back to the process's own.
+func limitChanged(cur, next, own int64, floor uint64) bool {
+	d := next - cur
+	return d != 0 && (next == own || uint64(max(d, -d))*16 > floor)
 }
