@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -487,4 +488,59 @@ func TestExternalFloodStaysBounded(t *testing.T) {
 		t.Fatalf("the queue held %d events at most, more than %d", peak, 2*buffer)
 	}
 	t.Logf("queue peak %d events (buffer %d); the broker sent up to %d QoS 1 events over the Receive Maximum", peak, buffer, over)
+}
+
+// TestExternalReceiveWaitsOutsideTheAckLock: with the event queue full, the MQTT
+// client's receive waits for room without holding the acknowledgement lock, so the event
+// loop's commit of the batch it holds (which it does before taking the next, what makes
+// the room) goes through. Receive used to wait inside push under that lock: a full
+// queue then stopped both for good (TestExternalFloodStaysBounded hung on it).
+func TestExternalReceiveWaitsOutsideTheAckLock(t *testing.T) {
+	cfg := Config{HTTP: "off"}
+	cfg.Broker.External = "mqtt://127.0.0.1:1" // never dialled: Run is not called
+	cfg.Broker.ClientID = "engine-wait"
+	e, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := e.t.(*external)
+	tr.events.hard = 1
+	tr.receive(nil, &paho.Publish{Topic: "sensors/a", QoS: 1, PacketID: 1, Payload: []byte(`{"n":1}`)})
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		tr.receive(nil, &paho.Publish{Topic: "sensors/a", QoS: 1, PacketID: 2, Payload: []byte(`{"n":2}`)})
+	}()
+	eventually(t, "the second receive waiting for room", func() bool {
+		buf := make([]byte, 1<<20)
+		return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*queue).waitRoom")
+	})
+	committed := make(chan error, 1)
+	go func() { committed <- externalEvents{tr}.commit(0) }()
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("commit blocked while receive waits for room: the two are deadlocked")
+	}
+	src := tr.Events()
+	for want := range 2 {
+		b, err := src.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Events) != 1 || string(b.Events[0].Payload) != fmt.Sprintf(`{"n":%d}`, want+1) || b.Events[0].Seq != uint64(want+1) {
+			t.Fatalf("batch %d: %+v, want the event {\"n\":%d} alone, seq %d", want, b.Events, want+1, want+1)
+		}
+		if want == 0 {
+			<-received
+		}
+	}
+	tr.amu.Lock()
+	defer tr.amu.Unlock()
+	if len(tr.unacked) != 2 {
+		t.Fatalf("%d events waiting for their acknowledgement, want both", len(tr.unacked))
+	}
 }
