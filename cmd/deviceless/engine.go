@@ -29,7 +29,7 @@ func engineCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	httpAddr := fs.String("http", "", "HTTP API address, or off (overrides http)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	procsFlag := fs.String("procs", "auto", "Go Ps (GOMAXPROCS): auto is one while the engine needs under a core and every core under load; a number fixes them; 0 leaves Go's. GOMAXPROCS in the environment wins")
-	heapFloor := fs.Int("heap-floor", 16, "MiB: while the live heap is small, the Go GC lets the heap grow to this before it collects (fewer collections at low load); 0 is Go's default. GOGC in the environment wins")
+	heapFloor := fs.Int("heap-floor", 16, "MiB: while the live heap is small, the Go GC lets the heap grow to this before it collects (fewer collections at low load), and a memory limit keeps it within a quarter over this; 0 is Go's default. GOGC in the environment wins, GOMEMLIMIT stays the most it sets")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

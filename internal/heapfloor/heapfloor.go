@@ -118,26 +118,19 @@ func (c *Controller) Run(ctx context.Context) {
 			}
 			nextLimit = min(initialLimit, int64(min(c.cfg.Floor+c.cfg.Floor/4+outside, math.MaxInt64)))
 		}
-		setGC := func() {
-			if changed(cur, next) {
-				cur = next
-				debug.SetGCPercent(cur)
-			}
+		// The tighter setting first, so no moment between two calls has neither: a
+		// lower limit before GOGC moves, a higher one after.
+		if nextLimit < curLimit && limitChanged(curLimit, nextLimit, initialLimit, c.cfg.Floor) {
+			curLimit = nextLimit
+			debug.SetMemoryLimit(curLimit)
 		}
-		setLimit := func() {
-			if limitChanged(curLimit, nextLimit, initialLimit, c.cfg.Floor) {
-				curLimit = nextLimit
-				debug.SetMemoryLimit(curLimit)
-			}
+		if changed(cur, next) {
+			cur = next
+			debug.SetGCPercent(cur)
 		}
-		// The tighter setting first: a lower limit before a higher GOGC, a lower GOGC
-		// before a higher limit, so no moment between the two calls has neither.
-		if nextLimit < curLimit {
-			setLimit()
-			setGC()
-		} else {
-			setGC()
-			setLimit()
+		if nextLimit > curLimit && limitChanged(curLimit, nextLimit, initialLimit, c.cfg.Floor) {
+			curLimit = nextLimit
+			debug.SetMemoryLimit(curLimit)
 		}
 		select {
 		case <-ctx.Done():
